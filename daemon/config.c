@@ -1,0 +1,474 @@
+/*
+ * Configuration loading: defaults, file, then -o overrides, each key checked by its own
+ * setter. The key table below is the single list of what the daemon understands; the
+ * README's table and "tlspolicyd -p" come from the same names.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfline.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* Largest configuration file read. */
+#define CONFIG_MAX_FILE (1u << 20)
+#define MAX_LISTEN 32
+
+typedef int (*setter)(struct config *cfg, const char *value, const char **why);
+
+struct key {
+    const char *name;
+    const char *def;
+    setter set;
+    const char *description;
+};
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Durations: a number with an optional unit ms, s, m or h; a bare number is seconds. */
+static int parse_duration(const char *s, unsigned *ms, const char **why)
+{
+    char *end;
+    unsigned long v, mul = 1000;
+
+    errno = 0;
+    v = (*s >= '0' && *s <= '9') ? strtoul(s, &end, 10) : 0;
+    if (!(*s >= '0' && *s <= '9') || errno) {
+        *why = "expected a duration such as 300s, 5m or 500ms";
+        return -1;
+    }
+    if (strcmp(end, "ms") == 0)
+        mul = 1;
+    else if (*end == '\0' || strcmp(end, "s") == 0)
+        mul = 1000;
+    else if (strcmp(end, "m") == 0)
+        mul = 60000;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600000;
+    else {
+        *why = "expected a duration such as 300s, 5m or 500ms";
+        return -1;
+    }
+    if (v > 86400000ul / mul) {
+        *why = "duration longer than one day";
+        return -1;
+    }
+    *ms = (unsigned)(v * mul);
+    return 0;
+}
+
+int config_endpoint_parse(const char *text, struct endpoint *ep, const char **why)
+{
+    memset(ep, 0, sizeof(*ep));
+    if (strlen(text) >= sizeof(ep->text)) {
+        *why = "endpoint too long";
+        return -1;
+    }
+    strcpy(ep->text, text);
+    if (strncmp(text, "unix:", 5) == 0) {
+        const char *path = text + 5;
+
+        if (*path == '\0') {
+            *why = "unix: endpoint needs a path";
+            return -1;
+        }
+        if (strlen(path) >= sizeof(ep->path)) {
+            *why = "unix socket path longer than 107 bytes";
+            return -1;
+        }
+        ep->kind = ENDPOINT_UNIX;
+        strcpy(ep->path, path);
+        return 0;
+    }
+    if (strncmp(text, "inet:", 5) == 0) {
+        const char *host = text + 5, *colon;
+        unsigned long port;
+        size_t hl;
+        unsigned char addr[16];
+
+        /* "inet:[::1]:PORT" for IPv6, "inet:127.0.0.1:PORT" or "inet:localhost:PORT". */
+        if (*host == '[') {
+            const char *close = strchr(host, ']');
+
+            if (close == NULL || close[1] != ':') {
+                *why = "IPv6 endpoint must look like inet:[::1]:PORT";
+                return -1;
+            }
+            host++;
+            hl = (size_t)(close - host);
+            colon = close + 1;
+        } else {
+            colon = strrchr(host, ':');
+            if (colon == NULL) {
+                *why = "inet: endpoint must look like inet:HOST:PORT";
+                return -1;
+            }
+            hl = (size_t)(colon - host);
+        }
+        if (hl == 0 || hl >= sizeof(ep->host)) {
+            *why = "inet: endpoint needs a host address";
+            return -1;
+        }
+        memcpy(ep->host, host, hl);
+        ep->host[hl] = '\0';
+        if (strcmp(ep->host, "localhost") == 0)
+            strcpy(ep->host, "127.0.0.1");
+        if (inet_pton(AF_INET, ep->host, addr) != 1 && inet_pton(AF_INET6, ep->host, addr) != 1) {
+            *why = "inet: host must be a numeric IPv4 or IPv6 address or localhost";
+            return -1;
+        }
+        if (parse_uint(colon + 1, 65535, &port) < 0 || port == 0) {
+            *why = "inet: port must be a number from 1 to 65535";
+            return -1;
+        }
+        ep->kind = ENDPOINT_INET;
+        ep->port = (int)port;
+        return 0;
+    }
+    *why = "endpoint must start with unix: or inet:";
+    return -1;
+}
+
+/* Setters: each checks its value completely before changing cfg. */
+
+static int set_listen(struct config *cfg, const char *value, const char **why)
+{
+    struct endpoint eps[MAX_LISTEN];
+    size_t n = 0;
+    char *copy = xstrdup(value), *save = NULL, *tok;
+    int rc = -1;
+
+    for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+        if (n == MAX_LISTEN) {
+            *why = "too many listen endpoints (at most 32)";
+            goto done;
+        }
+        if (config_endpoint_parse(tok, &eps[n], why) < 0)
+            goto done;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(eps[i].text, eps[n].text) == 0) {
+                *why = "endpoint listed twice";
+                goto done;
+            }
+        }
+        n++;
+    }
+    if (n == 0) {
+        *why = "listen needs at least one endpoint";
+        goto done;
+    }
+    free(cfg->listen);
+    cfg->listen = xmalloc(n * sizeof(*eps));
+    memcpy(cfg->listen, eps, n * sizeof(*eps));
+    cfg->nlisten = n;
+    rc = 0;
+done:
+    free(copy);
+    return rc;
+}
+
+static int set_socket_mode(struct config *cfg, const char *value, const char **why)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(value, &end, 8);
+    if (*value == '\0' || *end || errno || v > 0777) {
+        *why = "expected an octal mode such as 0660";
+        return -1;
+    }
+    cfg->socket_mode = (unsigned)v;
+    return 0;
+}
+
+static int set_string(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = xstrdup(value);
+    return 0;
+}
+
+static int set_socket_group(struct config *cfg, const char *value, const char **why)
+{
+    return set_string(&cfg->socket_group, value);
+}
+
+static int set_user(struct config *cfg, const char *value, const char **why)
+{
+    return set_string(&cfg->user, value);
+}
+
+static int set_overrides(struct config *cfg, const char *value, const char **why)
+{
+    return set_string(&cfg->overrides, value);
+}
+
+static int set_bounded(unsigned *slot, const char *value, unsigned long lo, unsigned long hi,
+                       const char *msg, const char **why)
+{
+    unsigned long v;
+
+    if (parse_uint(value, hi, &v) < 0 || v < lo) {
+        *why = msg;
+        return -1;
+    }
+    *slot = (unsigned)v;
+    return 0;
+}
+
+static int set_max_connections(struct config *cfg, const char *value, const char **why)
+{
+    return set_bounded(&cfg->max_connections, value, 1, 1000000,
+                       "expected a number of connections from 1 to 1000000", why);
+}
+
+static int set_max_pipeline(struct config *cfg, const char *value, const char **why)
+{
+    return set_bounded(&cfg->max_pipeline, value, 1, 1024, "expected a number from 1 to 1024", why);
+}
+
+static int set_duration(unsigned *slot, const char *value, unsigned min_ms, const char **why)
+{
+    unsigned ms;
+
+    if (parse_duration(value, &ms, why) < 0)
+        return -1;
+    if (ms < min_ms) {
+        *why = "duration too short (at least 100ms)";
+        return -1;
+    }
+    *slot = ms;
+    return 0;
+}
+
+static int set_idle_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->idle_timeout_ms, value, 100, why);
+}
+
+static int set_request_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->request_timeout_ms, value, 100, why);
+}
+
+static int set_drain_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->drain_timeout_ms, value, 100, why);
+}
+
+static int set_log_level(struct config *cfg, const char *value, const char **why)
+{
+    int level = log_level_parse(value);
+
+    if (level < 0) {
+        *why = "expected error, warning, notice, info or debug";
+        return -1;
+    }
+    cfg->log_level = level;
+    return 0;
+}
+
+static int set_syslog(struct config *cfg, const char *value, const char **why)
+{
+    if (strcmp(value, "yes") == 0)
+        cfg->syslog = 1;
+    else if (strcmp(value, "no") == 0)
+        cfg->syslog = 0;
+    else {
+        *why = "expected yes or no";
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The keys. Defaults suit the quick start: a unix socket under ./run, loopback only.
+ * Postfix's socketmap client closes idle connections after 10 s and any after 100 s
+ * (dict_sockmap.c), so the idle timeout is well above both.
+ */
+static const struct key keys[] = {
+    {"listen", "unix:run/tlspolicyd.sock", set_listen,
+     "socketmap endpoints: unix:PATH, inet:HOST:PORT, inet:[V6]:PORT; space or comma separated"},
+    {"socket_mode", "0660", set_socket_mode, "permissions of unix sockets (octal)"},
+    {"socket_group", "", set_socket_group,
+     "group of unix sockets, e.g. postfix (empty: the daemon's group)"},
+    {"user", "nobody", set_user,
+     "user to switch to after binding when started as root (empty: stay root, not advised)"},
+    {"overrides", "", set_overrides,
+     "local policy table consulted first: KEY VALUE lines, KEY a domain or .parent"},
+    {"max_connections", "2048", set_max_connections,
+     "socketmap connections open at once; more are accepted and closed at once"},
+    {"max_pipeline", "64", set_max_pipeline,
+     "requests outstanding per connection before the daemon stops reading from it"},
+    {"idle_timeout", "300s", set_idle_timeout, "close a connection idle this long"},
+    {"request_timeout", "10s", set_request_timeout,
+     "close a connection whose request arrives, or whose answer leaves, slower than this"},
+    {"drain_timeout", "10s", set_drain_timeout,
+     "on SIGTERM, how long open connections get to finish before the daemon exits"},
+    {"log_level", "info", set_log_level, "error, warning, notice, info or debug"},
+    {"syslog", "no", set_syslog, "yes: log to syslog (facility mail) instead of stderr"},
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+const struct config_key_doc *config_keys(void)
+{
+    static struct config_key_doc docs[NKEYS + 1];
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        docs[i].name = keys[i].name;
+        docs[i].default_value = keys[i].def;
+        docs[i].description = keys[i].description;
+    }
+    return docs;
+}
+
+static int set_key(struct config *cfg, const char *name, const char *value, const char **why)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return keys[i].set(cfg, value, why);
+    *why = "unknown parameter";
+    return -1;
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg->listen);
+    free(cfg->socket_group);
+    free(cfg->user);
+    free(cfg->overrides);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+static int load_file(struct config *cfg, const char *file, char *err, size_t errlen)
+{
+    FILE *fp = fopen(file, "r");
+    char *buf = NULL, *line = NULL;
+    size_t len;
+    struct cfreader r;
+    unsigned lineno = 0;
+    const char *why = NULL;
+    int rc = -1, n;
+
+    if (fp == NULL) {
+        snprintf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
+        return -1;
+    }
+    buf = xmalloc(CONFIG_MAX_FILE + 1);
+    len = fread(buf, 1, CONFIG_MAX_FILE + 1, fp);
+    if (ferror(fp)) {
+        snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+        goto done;
+    }
+    if (len > CONFIG_MAX_FILE) {
+        snprintf(err, errlen, "%s: larger than %u bytes", file, CONFIG_MAX_FILE);
+        goto done;
+    }
+    line = xmalloc(CFLINE_MAX);
+    cfreader_init(&r, buf, len);
+    while ((n = cfline_next(&r, line, CFLINE_MAX, &lineno, &why)) != CFLINE_EOF) {
+        char *key, *value;
+
+        if (n < 0 || cfline_keyvalue(line, &key, &value, &why) < 0) {
+            snprintf(err, errlen, "%s:%u: %s", file, lineno, why);
+            goto done;
+        }
+        if (set_key(cfg, key, value, &why) < 0) {
+            snprintf(err, errlen, "%s:%u: %s = %s: %s", file, lineno, key, value, why);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(line);
+    free(buf);
+    fclose(fp);
+    return rc;
+}
+
+int config_load(struct config *cfg, const char *file, char *const *opts, size_t nopts, char *err,
+                size_t errlen)
+{
+    const char *why = NULL;
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].set(cfg, keys[i].def, &why) < 0) {
+            snprintf(err, errlen, "built-in default %s = %s: %s", keys[i].name, keys[i].def, why);
+            goto fail;
+        }
+    }
+    if (file != NULL && load_file(cfg, file, err, errlen) < 0)
+        goto fail;
+    for (size_t i = 0; i < nopts; i++) {
+        char *copy = xstrdup(opts[i]), *eq = strchr(copy, '='), *k = copy, *v;
+        int rc;
+
+        if (eq == NULL) {
+            snprintf(err, errlen, "-o %s: expected key=value", opts[i]);
+            free(copy);
+            goto fail;
+        }
+        *eq = '\0';
+        v = eq + 1;
+        /* Allow "-o 'key = value'" as well as "-o key=value". */
+        while (*k == ' ' || *k == '\t')
+            k++;
+        for (char *e = eq; e > k && (e[-1] == ' ' || e[-1] == '\t');)
+            *--e = '\0';
+        while (*v == ' ' || *v == '\t')
+            v++;
+        rc = set_key(cfg, k, v, &why);
+        if (rc < 0)
+            snprintf(err, errlen, "-o %s: %s", opts[i], why);
+        free(copy);
+        if (rc < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    config_free(cfg);
+    return -1;
+}
+
+void config_print(const struct config *cfg, FILE *fp)
+{
+    fprintf(fp, "listen =");
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        fprintf(fp, " %s", cfg->listen[i].text);
+    fprintf(fp, "\nsocket_mode = %04o\n", cfg->socket_mode);
+    fprintf(fp, "socket_group = %s\n", cfg->socket_group);
+    fprintf(fp, "user = %s\n", cfg->user);
+    fprintf(fp, "overrides = %s\n", cfg->overrides);
+    fprintf(fp, "max_connections = %u\n", cfg->max_connections);
+    fprintf(fp, "max_pipeline = %u\n", cfg->max_pipeline);
+    fprintf(fp, "idle_timeout = %ums\n", cfg->idle_timeout_ms);
+    fprintf(fp, "request_timeout = %ums\n", cfg->request_timeout_ms);
+    fprintf(fp, "drain_timeout = %ums\n", cfg->drain_timeout_ms);
+    fprintf(fp, "log_level = %s\n",
+            cfg->log_level == LOG_ERR       ? "error"
+            : cfg->log_level == LOG_WARNING ? "warning"
+            : cfg->log_level == LOG_NOTICE  ? "notice"
+            : cfg->log_level == LOG_DEBUG   ? "debug"
+                                            : "info");
+    fprintf(fp, "syslog = %s\n", cfg->syslog ? "yes" : "no");
+}

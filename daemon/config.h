@@ -1,0 +1,69 @@
+/*
+ * Configuration (SPEC section 3): a main.cf-style "key = value" file, overridden by
+ * repeated "-o key=value", on top of built-in defaults. Every key is known here, with its
+ * default and its check; an unknown key, a bad value or an unusable endpoint is a one-line
+ * error naming the file and line.
+ */
+#ifndef DAEMON_CONFIG_H
+#define DAEMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum endpoint_kind { ENDPOINT_UNIX, ENDPOINT_INET };
+
+struct endpoint {
+    enum endpoint_kind kind;
+    char path[108]; /* unix: socket path (sun_path limit) */
+    char host[64];  /* inet: numeric IPv4 or IPv6 address */
+    int port;       /* inet */
+    char text[180]; /* as written, for logs */
+};
+
+struct config {
+    struct endpoint *listen;
+    size_t nlisten;
+    unsigned socket_mode; /* permissions of unix sockets */
+    char *socket_group;   /* group of unix sockets; empty: the daemon's */
+    char *user;           /* drop to this user after binding when root; empty: do not */
+    char *overrides;      /* path of the overrides table; empty: none */
+    unsigned max_connections;
+    unsigned max_pipeline;       /* answers outstanding per connection before reading pauses */
+    unsigned idle_timeout_ms;    /* an idle connection is closed after this */
+    unsigned request_timeout_ms; /* a partly received request or a stuck write: closed after */
+    unsigned drain_timeout_ms;   /* SIGTERM: how long connections get to finish */
+    int log_level;               /* syslog level */
+    int syslog;                  /* 1: log to syslog instead of stderr */
+};
+
+/* One key as documented: name, default text, and a one-line description (for -p). */
+struct config_key_doc {
+    const char *name;
+    const char *default_value;
+    const char *description;
+};
+
+/* config_keys - the table of known keys, terminated by an entry with name == NULL. */
+const struct config_key_doc *config_keys(void);
+
+/*
+ * config_load - build a configuration: defaults, then the file (NULL: none), then each
+ * "key=value" in opts. Returns 0, or -1 with a one-line message in err ("FILE:LINE: ...",
+ * or "-o key=value: ..."). On failure *cfg is left empty and needs no config_free().
+ */
+int config_load(struct config *cfg, const char *file, char *const *opts, size_t nopts, char *err,
+                size_t errlen);
+
+/* config_free - release what config_load() allocated. */
+void config_free(struct config *cfg);
+
+/*
+ * config_endpoint_parse - parse "unix:PATH" or "inet:HOST:PORT" ("inet:[::1]:PORT" for
+ * IPv6). HOST must be a numeric address or "localhost". Returns 0 or -1 with a reason.
+ */
+int config_endpoint_parse(const char *text, struct endpoint *ep, const char **why);
+
+/* config_print - write the effective configuration, one "key = value" per line. */
+void config_print(const struct config *cfg, FILE *fp);
+
+#endif

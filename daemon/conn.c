@@ -1,0 +1,537 @@
+/*
+ * A socketmap connection (SPEC section 4). Requests are numbered slots in a ring of
+ * max_pipeline entries; a lookup may complete at any time, but answers leave strictly in
+ * slot order: the head slot's answer goes to the output buffer at once, later ones wait in
+ * their slot. Reading pauses while the ring is full or too much output is unsent, so a
+ * client can never make the daemon hold more than its bounds.
+ *
+ * Lifetime (STYLE "Async lifetimes"): a conn is freed only when both of its handles are
+ * closed and no lookup is in flight; a lookup that completes on a closing conn is dropped.
+ */
+#include "conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "escape.h"
+#include "log.h"
+#include "lookup.h"
+#include "netstring.h"
+#include "server.h"
+#include "sockmap.h"
+#include "xalloc.h"
+
+/* One whole request: SOCKMAP_MAX_REQUEST payload plus its length prefix and comma. */
+#define CONN_RBUF (SOCKMAP_MAX_REQUEST + NETSTRING_MAX_DIGITS + 2)
+/* Rendered answers not yet accepted by the kernel; reading pauses above this. */
+#define CONN_MAX_OUT (256 * 1024)
+/* One rendered reply: the longest text, status word, length prefix and comma. */
+#define REPLY_MAX (SOCKMAP_MAX_TEXT + 32)
+
+struct slot {
+    struct conn *c;
+    char *reply; /* an answer completed ahead of its turn, or NULL */
+    size_t len;
+    int done;
+};
+
+struct conn {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_pipe_t pipe;
+        uv_tcp_t tcp;
+    } h;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    struct server *srv;
+    struct conn *prev, *next;
+    char peer[96];
+
+    char *rbuf; /* received bytes not yet parsed: at most one partial request */
+    size_t rlen;
+
+    struct slot *slots; /* ring of requests in arrival order */
+    unsigned cap, head, count;
+    unsigned inflight; /* lookups started and not yet completed */
+
+    char *obuf; /* answers ready to send */
+    size_t olen, ocap;
+    char *wbuf; /* answers handed to uv_write */
+    size_t wlen, woff, wcap;
+
+    uint64_t last_read, last_activity, write_started, timer_due;
+    unsigned long served;
+    unsigned handles_open;
+    unsigned reading : 1, writing : 1, eof : 1, fatal : 1, draining : 1, closing : 1, in_input : 1,
+        timer_armed : 1;
+};
+
+static void process_input(struct conn *c);
+
+struct conn *conn_next(struct conn *c)
+{
+    return c->next;
+}
+
+/* Freeing and closing. */
+
+static void maybe_free(struct conn *c)
+{
+    if (c->handles_open > 0 || c->inflight > 0)
+        return;
+    for (unsigned i = 0; i < c->cap; i++)
+        free(c->slots[i].reply);
+    free(c->slots);
+    free(c->rbuf);
+    free(c->obuf);
+    free(c->wbuf);
+    free(c);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    c->handles_open--;
+    maybe_free(c);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->srv->nconns--;
+    uv_close(&c->h.handle, on_close);
+    uv_close((uv_handle_t *)&c->timer, on_close);
+}
+
+/* Close, with a log line saying why, once every answer asked for has left. */
+static void maybe_finish(struct conn *c)
+{
+    if (c->closing || c->writing || c->olen > 0 || c->count > 0)
+        return;
+    if (c->eof || c->fatal) {
+        log_debug("%s: connection closed after %lu answers", c->peer, c->served);
+        conn_close(c);
+    } else if (c->draining && c->rlen == 0) {
+        conn_close(c);
+    }
+}
+
+/* Timers: one per connection, re-armed only when a deadline moves earlier. */
+
+static uint64_t deadline(const struct conn *c)
+{
+    const struct config *cfg = &c->srv->cfg;
+
+    if (c->writing)
+        return c->write_started + cfg->request_timeout_ms;
+    if (c->rlen > 0 && c->count < c->cap && !c->fatal)
+        return c->last_read + cfg->request_timeout_ms;
+    return c->last_activity + cfg->idle_timeout_ms;
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void arm_timer(struct conn *c)
+{
+    uint64_t now = uv_now(c->srv->loop), due = deadline(c);
+
+    if (c->closing)
+        return;
+    if (!c->timer_armed || due < c->timer_due) {
+        c->timer_due = due;
+        c->timer_armed = 1;
+        uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    uint64_t now = uv_now(c->srv->loop), due = deadline(c);
+
+    c->timer_armed = 0;
+    if (due > now) {
+        arm_timer(c);
+        return;
+    }
+    if (c->writing) {
+        log_notice("%s: closing connection: the client has not read its answers for %u ms", c->peer,
+                   c->srv->cfg.request_timeout_ms);
+    } else if (c->rlen > 0 && c->count < c->cap && !c->fatal) {
+        log_notice("%s: closing connection: incomplete request (%zu bytes) for %u ms", c->peer,
+                   c->rlen, c->srv->cfg.request_timeout_ms);
+    } else if (c->count > 0 || c->inflight > 0) {
+        /* Lookups bound their own time; the connection is busy, not idle. */
+        c->last_activity = now;
+        arm_timer(c);
+        return;
+    } else {
+        log_debug("%s: closing idle connection after %u ms", c->peer, c->srv->cfg.idle_timeout_ms);
+    }
+    conn_close(c);
+}
+
+/* Output. */
+
+static void append_out(struct conn *c, const char *p, size_t n)
+{
+    if (c->olen + n > c->ocap) {
+        while (c->olen + n > c->ocap)
+            c->ocap = c->ocap ? c->ocap * 2 : 4096;
+        c->obuf = xrealloc(c->obuf, c->ocap);
+    }
+    memcpy(c->obuf + c->olen, p, n);
+    c->olen += n;
+}
+
+static void flush(struct conn *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+
+    c->writing = 0;
+    c->wlen = c->woff = 0;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        log_info("%s: closing connection: write failed: %s", c->peer, uv_strerror(status));
+        conn_close(c);
+        return;
+    }
+    c->last_activity = uv_now(c->srv->loop);
+    /* Room may have opened for buffered requests and for reading. */
+    process_input(c);
+}
+
+static void flush(struct conn *c)
+{
+    uv_buf_t b;
+    int n;
+    char *tmp;
+    size_t tcap;
+
+    if (c->closing || c->writing || c->olen == 0)
+        return;
+
+    /* Most answers fit the socket buffer: try to write them now, without a callback. */
+    b = uv_buf_init(c->obuf, (unsigned)c->olen);
+    n = uv_try_write(&c->h.stream, &b, 1);
+    if (n == (int)c->olen) {
+        c->olen = 0;
+        c->last_activity = uv_now(c->srv->loop);
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        log_info("%s: closing connection: write failed: %s", c->peer, uv_strerror(n));
+        conn_close(c);
+        return;
+    }
+
+    /* The rest goes through uv_write; swap buffers so new answers collect meanwhile. */
+    tmp = c->wbuf;
+    tcap = c->wcap;
+    c->wbuf = c->obuf;
+    c->wcap = c->ocap;
+    c->wlen = c->olen;
+    c->woff = n > 0 ? (size_t)n : 0;
+    c->obuf = tmp;
+    c->ocap = tcap;
+    c->olen = 0;
+
+    b = uv_buf_init(c->wbuf + c->woff, (unsigned)(c->wlen - c->woff));
+    c->wreq.data = c;
+    n = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);
+    if (n < 0) {
+        log_info("%s: closing connection: write failed: %s", c->peer, uv_strerror(n));
+        conn_close(c);
+        return;
+    }
+    c->writing = 1;
+    c->write_started = uv_now(c->srv->loop);
+    arm_timer(c);
+}
+
+/* Answers leave in request order: move finished slots from the head of the ring. */
+static void complete(struct slot *s, enum sockmap_status st, const char *text)
+{
+    struct conn *c = s->c;
+    char reply[REPLY_MAX];
+    size_t n = sockmap_render(reply, sizeof(reply), st, text);
+
+    c->served++;
+    if (s != &c->slots[c->head]) {
+        s->reply = xmalloc(n);
+        memcpy(s->reply, reply, n);
+        s->len = n;
+        s->done = 1;
+        return;
+    }
+    append_out(c, reply, n);
+    c->head = (c->head + 1) % c->cap;
+    c->count--;
+    while (c->count > 0 && c->slots[c->head].done) {
+        s = &c->slots[c->head];
+        append_out(c, s->reply, s->len);
+        free(s->reply);
+        s->reply = NULL;
+        s->done = 0;
+        c->head = (c->head + 1) % c->cap;
+        c->count--;
+    }
+}
+
+static void on_lookup_done(void *arg, const struct lookup_result *res)
+{
+    struct slot *s = arg;
+    struct conn *c = s->c;
+
+    c->inflight--;
+    if (c->closing) {
+        /* The client is gone (or the drain timed out): drop the answer. */
+        maybe_free(c);
+        return;
+    }
+    complete(s, res->ans.status, res->ans.text);
+    /* Inside process_input() the caller batches the flush; otherwise flush now. */
+    if (!c->in_input)
+        process_input(c);
+}
+
+/* Input. */
+
+static void handle_request(struct conn *c, const char *payload, size_t len)
+{
+    struct slot *s = &c->slots[(c->head + c->count) % c->cap];
+    struct sockmap_request req;
+    const char *why = NULL;
+
+    s->c = c;
+    s->done = 0;
+    c->count++;
+    if (sockmap_parse(payload, len, &req, &why) < 0) {
+        char text[128];
+
+        log_notice("%s: malformed request: %s", c->peer, why);
+        snprintf(text, sizeof(text), "malformed request: %s", why);
+        complete(s, SOCKMAP_PERM, text);
+        return;
+    }
+    c->inflight++;
+    lookup_start(&c->srv->svc, &req, on_lookup_done, s);
+}
+
+static int want_read(const struct conn *c)
+{
+    return !c->closing && !c->eof && !c->fatal && !c->draining && c->count < c->cap &&
+           c->olen + c->wlen < CONN_MAX_OUT && c->rlen < CONN_RBUF;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(CONN_RBUF - c->rlen));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+
+    (void)buf;
+    if (nread == 0 || nread == UV_ENOBUFS)
+        return;
+    if (nread == UV_EOF) {
+        /* A half-close (Exim's readsocket does this) still gets every answer. */
+        c->eof = 1;
+        if (c->rlen > 0) {
+            /* Whatever complete requests are buffered are answered by process_input(). */
+            log_debug("%s: client closed its side with %zu bytes unparsed", c->peer, c->rlen);
+        }
+        process_input(c);
+        return;
+    }
+    if (nread < 0) {
+        log_info("%s: closing connection: read failed: %s", c->peer, uv_strerror((int)nread));
+        conn_close(c);
+        return;
+    }
+    c->rlen += (size_t)nread;
+    c->last_read = c->last_activity = uv_now(c->srv->loop);
+    process_input(c);
+}
+
+static void process_input(struct conn *c)
+{
+    size_t off = 0;
+    int rc = NETSTRING_MORE;
+
+    if (c->closing)
+        return;
+    c->in_input = 1;
+    while (!c->fatal && c->count < c->cap && c->olen + c->wlen < CONN_MAX_OUT) {
+        const char *payload, *why = NULL;
+        size_t plen, used;
+
+        rc = netstring_decode(c->rbuf + off, c->rlen - off, SOCKMAP_MAX_REQUEST, &payload, &plen,
+                              &used, &why);
+        if (rc == NETSTRING_MORE)
+            break;
+        if (rc < 0) {
+            char head[64];
+
+            escape_log(head, sizeof(head), c->rbuf + off, c->rlen - off < 16 ? c->rlen - off : 16);
+            log_notice("%s: closing connection: %s (input starts \"%s\")", c->peer, why, head);
+            c->fatal = 1;
+            break;
+        }
+        off += used;
+        handle_request(c, payload, plen);
+        if (c->closing)
+            return;
+    }
+    c->in_input = 0;
+    if (off > 0) {
+        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+        c->rlen -= off;
+    }
+    if (c->eof && rc == NETSTRING_MORE && c->rlen > 0 && c->count == 0 && !c->fatal) {
+        char head[64];
+
+        escape_log(head, sizeof(head), c->rbuf, c->rlen < 16 ? c->rlen : 16);
+        log_notice("%s: client closed the connection in the middle of a request (%zu bytes, "
+                   "starts \"%s\")",
+                   c->peer, c->rlen, head);
+        c->rlen = 0;
+    }
+    flush(c);
+    if (c->closing)
+        return;
+
+    /* Read while there is room; pause (backpressure) otherwise. */
+    if (want_read(c) && !c->reading) {
+        int err = uv_read_start(&c->h.stream, on_alloc, on_read);
+
+        if (err < 0) {
+            log_info("%s: closing connection: %s", c->peer, uv_strerror(err));
+            conn_close(c);
+            return;
+        }
+        c->reading = 1;
+    } else if (!want_read(c) && c->reading) {
+        uv_read_stop(&c->h.stream);
+        c->reading = 0;
+    }
+    maybe_finish(c);
+    arm_timer(c);
+}
+
+void conn_drain(struct conn *c)
+{
+    c->draining = 1;
+    process_input(c);
+}
+
+/* Accepting. */
+
+static void describe_peer(struct conn *c, int is_unix)
+{
+    if (is_unix) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        uv_os_fd_t fd;
+
+        if (uv_fileno(&c->h.handle, &fd) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+            snprintf(c->peer, sizeof(c->peer), "unix pid=%ld uid=%ld", (long)cred.pid,
+                     (long)cred.uid);
+        else
+            snprintf(c->peer, sizeof(c->peer), "unix");
+    } else {
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        char host[64] = "?";
+        int port = 0;
+
+        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+            if (ss.ss_family == AF_INET6) {
+                uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            } else {
+                uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            }
+        }
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%d", host, port);
+    }
+}
+
+static void on_refused_close(uv_handle_t *h)
+{
+    free(h);
+}
+
+void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
+{
+    struct conn *c;
+    int err;
+
+    c = xcalloc(1, sizeof(*c));
+    if (is_unix)
+        uv_pipe_init(srv->loop, &c->h.pipe, 0);
+    else
+        uv_tcp_init(srv->loop, &c->h.tcp);
+    c->h.handle.data = c;
+    err = uv_accept(server_handle, &c->h.stream);
+    if (err < 0) {
+        log_warning("accept failed: %s", uv_strerror(err));
+        uv_close(&c->h.handle, on_refused_close);
+        return;
+    }
+
+    /* Over the limit: accept and close at once, so the backlog does not fill. */
+    if (srv->nconns >= srv->cfg.max_connections) {
+        uint64_t now = uv_now(srv->loop);
+
+        srv->refused++;
+        if (now - srv->refused_logged_at >= 1000) {
+            log_warning("refusing connections: max_connections (%u) are open; %lu refused",
+                        srv->cfg.max_connections, srv->refused);
+            srv->refused = 0;
+            srv->refused_logged_at = now;
+        }
+        uv_close(&c->h.handle, on_refused_close);
+        return;
+    }
+
+    c->srv = srv;
+    c->cap = srv->cfg.max_pipeline;
+    c->slots = xcalloc(c->cap, sizeof(*c->slots));
+    c->rbuf = xmalloc(CONN_RBUF);
+    c->last_read = c->last_activity = uv_now(srv->loop);
+    uv_timer_init(srv->loop, &c->timer);
+    c->timer.data = c;
+    c->handles_open = 2;
+    if (!is_unix)
+        uv_tcp_nodelay(&c->h.tcp, 1);
+    describe_peer(c, is_unix);
+    c->next = srv->conns;
+    if (c->next)
+        c->next->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    log_debug("%s: connection opened (%u open)", c->peer, srv->nconns);
+    process_input(c);
+}

@@ -1,0 +1,53 @@
+/*
+ * The decision table (SPEC section 4): which answer a map name gets for a domain, given
+ * the facts resolved for it. A pure function: no I/O, no clock, no allocation. Later
+ * capabilities (DANE, MTA-STS, REQUIRETLS probes) add facts and rows here; connection and
+ * lookup code do not change.
+ */
+#ifndef DAEMON_ENGINE_H
+#define DAEMON_ENGINE_H
+
+#include <stddef.h>
+
+#include "sockmap.h"
+#include "tlspolicy.h"
+
+/* The message tag, carried as the socketmap name (SPEC section 4, "Map names"). */
+enum engine_map {
+    ENGINE_MAP_POLICY,      /* ordinary mail */
+    ENGINE_MAP_TLSOPTIONAL, /* "RequireTLS: NO" / "TLS-Required: No" */
+    ENGINE_MAP_REQUIRETLS,  /* REQUIRETLS-tagged mail */
+    ENGINE_MAP_UNKNOWN,
+};
+
+/* engine_map_from_name - the map for a socketmap name (exact, case-sensitive). */
+enum engine_map engine_map_from_name(const char *name, size_t len);
+
+/* engine_map_name - "policy", "tlsoptional", "requiretls". */
+const char *engine_map_name(enum engine_map map);
+
+/* What is known about one domain when the decision is made. */
+struct engine_facts {
+    const char *domain; /* normalised */
+    /* The local overrides table: entry that matched, or has_override == 0. */
+    int has_override;
+    const char *override_key;
+    const char *override_value;
+    enum tlspolicy_level override_level;
+};
+
+struct engine_answer {
+    enum sockmap_status status;
+    char text[SOCKMAP_MAX_TEXT]; /* reply text after the status word ("may", a reason...) */
+    const char *rule;            /* name of the table row that decided, for logs and tests */
+};
+
+/*
+ * engine_decide - fill *ans for map and facts. Every (map, facts) pair reaches exactly one
+ * row; map must not be ENGINE_MAP_UNKNOWN (unknown names are answered before facts are
+ * gathered).
+ */
+void engine_decide(enum engine_map map, const struct engine_facts *facts,
+                   struct engine_answer *ans);
+
+#endif

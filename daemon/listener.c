@@ -1,0 +1,169 @@
+/*
+ * Socketmap listeners on libuv. Unix sockets get their mode and group right after bind;
+ * TCP listeners on anything but loopback are allowed but logged, since the socketmap
+ * protocol has no authentication.
+ */
+#include "listener.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "server.h"
+
+static void on_connection(uv_stream_t *st, int status)
+{
+    struct listener *l = st->data;
+
+    if (status < 0) {
+        log_warning("%s: accept failed: %s", l->ep.text, uv_strerror(status));
+        return;
+    }
+    conn_accept(l->srv, st, l->ep.kind == ENDPOINT_UNIX);
+}
+
+/* A socket file left by a daemon that died is removed; one with a live listener is not. */
+static int clear_stale_socket(const char *path, char *err, size_t errlen, const char *ep)
+{
+    struct stat st;
+    struct sockaddr_un sun;
+    int fd, rc;
+
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : (snprintf(err, errlen, "%s: %s", ep, strerror(errno)), -1);
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s: %s exists and is not a socket", ep, path);
+        return -1;
+    }
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: socket: %s", ep, strerror(errno));
+        return -1;
+    }
+    rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    close(fd);
+    if (rc == 0) {
+        snprintf(err, errlen, "%s: another process is listening on %s", ep, path);
+        return -1;
+    }
+    if (unlink(path) < 0) {
+        snprintf(err, errlen, "%s: cannot remove stale socket: %s", ep, strerror(errno));
+        return -1;
+    }
+    log_info("%s: removed stale socket %s", ep, path);
+    return 0;
+}
+
+static int open_unix(struct listener *l, const struct config *cfg, char *err, size_t errlen)
+{
+    const char *path = l->ep.path;
+    int rc;
+
+    if (clear_stale_socket(path, err, errlen, l->ep.text) < 0)
+        return -1;
+    uv_pipe_init(l->srv->loop, &l->h.pipe, 0);
+    l->open = 1;
+    rc = uv_pipe_bind(&l->h.pipe, path);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: bind: %s", l->ep.text, uv_strerror(rc));
+        return -1;
+    }
+    if (chmod(path, cfg->socket_mode) < 0) {
+        snprintf(err, errlen, "%s: chmod %04o: %s", l->ep.text, cfg->socket_mode, strerror(errno));
+        return -1;
+    }
+    if (cfg->socket_group[0] != '\0') {
+        struct group *gr = getgrnam(cfg->socket_group);
+
+        if (gr == NULL) {
+            snprintf(err, errlen, "%s: socket_group %s: no such group", l->ep.text,
+                     cfg->socket_group);
+            return -1;
+        }
+        if (chown(path, (uid_t)-1, gr->gr_gid) < 0) {
+            snprintf(err, errlen, "%s: chown to group %s: %s", l->ep.text, cfg->socket_group,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int open_inet(struct listener *l, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    unsigned flags = 0;
+    int rc;
+
+    if (strchr(l->ep.host, ':')) {
+        rc = uv_ip6_addr(l->ep.host, l->ep.port, (struct sockaddr_in6 *)&ss);
+        flags = UV_TCP_IPV6ONLY;
+    } else {
+        rc = uv_ip4_addr(l->ep.host, l->ep.port, (struct sockaddr_in *)&ss);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", l->ep.text, uv_strerror(rc));
+        return -1;
+    }
+    uv_tcp_init(l->srv->loop, &l->h.tcp);
+    l->open = 1;
+    rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, flags);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: bind: %s", l->ep.text, uv_strerror(rc));
+        return -1;
+    }
+    if (strcmp(l->ep.host, "127.0.0.1") != 0 && strcmp(l->ep.host, "::1") != 0 &&
+        strncmp(l->ep.host, "127.", 4) != 0)
+        log_warning("%s: listening beyond loopback; socketmap has no authentication, so "
+                    "restrict access with a firewall",
+                    l->ep.text);
+    return 0;
+}
+
+static void on_close_noop(uv_handle_t *h)
+{
+    (void)h;
+}
+
+int listener_open(struct server *srv, struct listener *l, const struct endpoint *ep,
+                  const struct config *cfg, char *err, size_t errlen)
+{
+    int rc;
+
+    memset(l, 0, sizeof(*l));
+    l->srv = srv;
+    l->ep = *ep;
+    rc = ep->kind == ENDPOINT_UNIX ? open_unix(l, cfg, err, errlen) : open_inet(l, err, errlen);
+    if (rc == 0) {
+        l->h.handle.data = l;
+        rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);
+        if (rc < 0)
+            snprintf(err, errlen, "%s: listen: %s", ep->text, uv_strerror(rc));
+    }
+    if (rc < 0 && l->open) {
+        uv_close(&l->h.handle, on_close_noop);
+        l->open = 0;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+void listener_close(struct listener *l)
+{
+    if (!l->open)
+        return;
+    uv_close(&l->h.handle, on_close_noop);
+    l->open = 0;
+    if (l->ep.kind == ENDPOINT_UNIX && unlink(l->ep.path) < 0 && errno != ENOENT)
+        log_debug("%s: cannot remove socket: %s", l->ep.text, strerror(errno));
+}

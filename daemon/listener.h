@@ -1,0 +1,38 @@
+/*
+ * Listening sockets for socketmap clients: unix-domain sockets (with mode and group, a
+ * stale socket from a dead daemon replaced, a live one never stolen) and TCP on IPv4 or
+ * IPv6. Each accepted connection goes to conn_accept().
+ */
+#ifndef DAEMON_LISTENER_H
+#define DAEMON_LISTENER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "config.h"
+
+struct server;
+
+struct listener {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_pipe_t pipe;
+        uv_tcp_t tcp;
+    } h;
+    struct server *srv;
+    struct endpoint ep;
+    int open;
+};
+
+/*
+ * listener_open - bind and listen on ep. Returns 0, or -1 with "ENDPOINT: reason" in err.
+ * On failure nothing stays open.
+ */
+int listener_open(struct server *srv, struct listener *l, const struct endpoint *ep,
+                  const struct config *cfg, char *err, size_t errlen);
+
+/* listener_close - stop accepting; a unix socket's path is removed where permitted. */
+void listener_close(struct listener *l);
+
+#endif

@@ -1,0 +1,251 @@
+/*
+ * The daemon's life: start-up (configuration, overrides, listeners, privilege drop),
+ * SIGHUP reloads, and SIGTERM/SIGINT drains. Start-up errors are fatal with one line;
+ * reload errors are logged and the configuration in force stays.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "overrides.h"
+#include "xalloc.h"
+
+/* Drain progress is checked this often after SIGTERM. */
+#define DRAIN_POLL_MS 20
+
+static struct overrides *load_overrides(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->overrides[0] == '\0')
+        return overrides_empty();
+    return overrides_load(cfg->overrides, err, errlen);
+}
+
+/* Room for max_connections sockets plus listeners and the resolver's sockets. */
+static void raise_fd_limit(unsigned want)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want + 64)
+        log_warning("open file limit %lu is below max_connections %u plus headroom; raise it "
+                    "(LimitNOFILE=, ulimit -n)",
+                    (unsigned long)rl.rlim_cur, want);
+}
+
+/* After binding: a root daemon becomes cfg->user (SPEC 7, security defaults). */
+static int drop_privileges(const struct config *cfg, char *err, size_t errlen)
+{
+    struct passwd *pw;
+
+    if (geteuid() != 0)
+        return 0;
+    if (cfg->user[0] == '\0') {
+        log_warning("running as root: set user = NAME to drop privileges after binding");
+        return 0;
+    }
+    pw = getpwnam(cfg->user);
+    if (pw == NULL) {
+        snprintf(err, errlen, "user = %s: no such user", cfg->user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0) {
+        snprintf(err, errlen, "user = %s: cannot switch: %s", cfg->user, strerror(errno));
+        return -1;
+    }
+    if (pw->pw_uid != 0 && setuid(0) == 0) {
+        snprintf(err, errlen, "user = %s: privileges could be regained", cfg->user);
+        return -1;
+    }
+    log_info("running as user %s (uid %ld)", pw->pw_name, (long)pw->pw_uid);
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void finish_drain(struct server *srv)
+{
+    uv_timer_stop(&srv->drain_timer);
+    uv_close((uv_handle_t *)&srv->drain_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&srv->sighup, on_handle_closed);
+    uv_close((uv_handle_t *)&srv->sigterm, on_handle_closed);
+    uv_close((uv_handle_t *)&srv->sigint, on_handle_closed);
+    log_notice("stopped");
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    if (srv->nconns == 0) {
+        finish_drain(srv);
+        return;
+    }
+    if (uv_now(srv->loop) >= srv->drain_started + srv->cfg.drain_timeout_ms) {
+        log_warning("drain timeout: closing %u connections with work unfinished", srv->nconns);
+        while (srv->conns)
+            conn_close(srv->conns);
+        finish_drain(srv);
+    }
+}
+
+static void start_drain(struct server *srv, const char *why)
+{
+    struct conn *c, *next;
+
+    if (srv->draining)
+        return;
+    srv->draining = 1;
+    log_notice("%s: no new connections; draining %u open connections", why, srv->nconns);
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        listener_close(&srv->listeners[i]);
+    for (c = srv->conns; c; c = next) {
+        next = conn_next(c);
+        conn_drain(c);
+    }
+    srv->drain_started = uv_now(srv->loop);
+    uv_timer_start(&srv->drain_timer, on_drain_timer, 0, DRAIN_POLL_MS);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct server *srv = s->data;
+
+    if (signum == SIGHUP)
+        server_reload(srv);
+    else
+        start_drain(srv, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* Settings that only take effect at start-up. */
+static int needs_restart(const struct config *a, const struct config *b)
+{
+    if (a->nlisten != b->nlisten || a->socket_mode != b->socket_mode ||
+        strcmp(a->socket_group, b->socket_group) != 0 || strcmp(a->user, b->user) != 0)
+        return 1;
+    for (size_t i = 0; i < a->nlisten; i++)
+        if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+            return 1;
+    return 0;
+}
+
+void server_reload(struct server *srv)
+{
+    struct config cfg;
+    struct overrides *ov;
+    char err[512];
+
+    if (config_load(&cfg, srv->config_file, srv->opts, srv->nopts, err, sizeof(err)) < 0) {
+        log_error("reload failed, keeping the configuration in force: %s", err);
+        return;
+    }
+    ov = load_overrides(&cfg, err, sizeof(err));
+    if (ov == NULL) {
+        log_error("reload failed, keeping the configuration in force: %s", err);
+        config_free(&cfg);
+        return;
+    }
+    if (needs_restart(&srv->cfg, &cfg)) {
+        log_warning("reload: listen, socket_mode, socket_group and user take effect only at "
+                    "restart; keeping the current listeners");
+        /* Keep the start-up settings so the configuration shown matches what is in force. */
+        struct endpoint *tmp = cfg.listen;
+        size_t ntmp = cfg.nlisten;
+        char *group = cfg.socket_group, *user = cfg.user;
+
+        cfg.listen = srv->cfg.listen;
+        cfg.nlisten = srv->cfg.nlisten;
+        cfg.socket_mode = srv->cfg.socket_mode;
+        cfg.socket_group = srv->cfg.socket_group;
+        cfg.user = srv->cfg.user;
+        srv->cfg.listen = tmp;
+        srv->cfg.nlisten = ntmp;
+        srv->cfg.socket_group = group;
+        srv->cfg.user = user;
+    }
+    config_free(&srv->cfg);
+    srv->cfg = cfg;
+    /* Lookups complete synchronously, so no lookup holds the old table now. */
+    overrides_free(srv->svc.overrides);
+    srv->svc.overrides = ov;
+    log_open(cfg.log_level, cfg.syslog);
+    log_notice("reloaded configuration%s%s; %zu overrides", srv->config_file ? " from " : "",
+               srv->config_file ? srv->config_file : "", overrides_count(ov));
+}
+
+int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, char *const *opts,
+                size_t nopts)
+{
+    char err[512];
+
+    memset(srv, 0, sizeof(*srv));
+    srv->loop = loop;
+    srv->config_file = config_file;
+    srv->opts = opts;
+    srv->nopts = nopts;
+
+    if (config_load(&srv->cfg, config_file, opts, nopts, err, sizeof(err)) < 0)
+        goto fail;
+    log_open(srv->cfg.log_level, srv->cfg.syslog);
+    srv->svc.overrides = load_overrides(&srv->cfg, err, sizeof(err));
+    if (srv->svc.overrides == NULL)
+        goto fail;
+    raise_fd_limit(srv->cfg.max_connections);
+
+    srv->listeners = xcalloc(srv->cfg.nlisten, sizeof(*srv->listeners));
+    for (size_t i = 0; i < srv->cfg.nlisten; i++) {
+        if (listener_open(srv, &srv->listeners[i], &srv->cfg.listen[i], &srv->cfg, err,
+                          sizeof(err)) < 0)
+            goto fail;
+        srv->nlisteners++;
+    }
+    if (drop_privileges(&srv->cfg, err, sizeof(err)) < 0)
+        goto fail;
+
+    uv_signal_init(loop, &srv->sighup);
+    uv_signal_init(loop, &srv->sigterm);
+    uv_signal_init(loop, &srv->sigint);
+    uv_timer_init(loop, &srv->drain_timer);
+    srv->sighup.data = srv->sigterm.data = srv->sigint.data = srv->drain_timer.data = srv;
+    uv_signal_start(&srv->sighup, on_signal, SIGHUP);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        log_notice("listening on %s", srv->listeners[i].ep.text);
+    log_notice("tlspolicyd %s ready; %zu overrides", TLSPOLICYD_VERSION,
+               overrides_count(srv->svc.overrides));
+    return 0;
+
+fail:
+    fprintf(stderr, "tlspolicyd: fatal: %s\n", err);
+    return -1;
+}
+
+int server_run(struct server *srv)
+{
+    int rc = uv_run(srv->loop, UV_RUN_DEFAULT);
+
+    (void)rc;
+    overrides_free(srv->svc.overrides);
+    free(srv->listeners);
+    config_free(&srv->cfg);
+    return uv_loop_close(srv->loop) == 0 ? 0 : 1;
+}

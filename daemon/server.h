@@ -1,0 +1,53 @@
+/*
+ * The running daemon: the loop, the configuration in force, listeners, open connections,
+ * signals (SIGHUP reload, SIGTERM/SIGINT drain and exit). Owns everything else.
+ */
+#ifndef DAEMON_SERVER_H
+#define DAEMON_SERVER_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "lookup.h"
+
+struct conn;
+struct listener;
+
+struct server {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct lookup_svc svc;
+
+    /* Where the configuration came from, to read it again on SIGHUP. */
+    const char *config_file;
+    char *const *opts;
+    size_t nopts;
+
+    struct listener *listeners;
+    size_t nlisteners;
+
+    struct conn *conns; /* open connections, linked and counted by conn.c */
+    unsigned nconns;
+    unsigned long refused; /* connections refused over max_connections, since the last log */
+    uint64_t refused_logged_at;
+
+    uv_signal_t sighup, sigterm, sigint;
+    uv_timer_t drain_timer;
+    int draining;
+    uint64_t drain_started;
+};
+
+/*
+ * server_init - load the configuration and the overrides table, bind every listener, and
+ * drop privileges. Returns 0, or -1 after printing a one-line reason to stderr.
+ */
+int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, char *const *opts,
+                size_t nopts);
+
+/* server_run - serve until SIGTERM/SIGINT has drained every connection; returns 0 on success. */
+int server_run(struct server *srv);
+
+/* server_reload - what SIGHUP does: re-read configuration and overrides, keep old on error. */
+void server_reload(struct server *srv);
+
+#endif
