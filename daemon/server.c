@@ -235,6 +235,9 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     return 0;
 
 fail:
+    /* Leave no socket file behind for a daemon that never served. */
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        listener_close(&srv->listeners[i]);
     fprintf(stderr, "tlspolicyd: fatal: %s\n", err);
     return -1;
 }

@@ -1,0 +1,46 @@
+#!/bin/bash
+# Install what tlspolicyd needs on Debian 12, and nothing that is already there.
+#   scripts/deps.sh build   compiler, cmake and the -dev libraries
+#   scripts/deps.sh test    the above plus what the tests run (Postfix's postmap, python3...)
+# Services are never started by apt: /usr/sbin/policy-rc.d answers 101 while it runs.
+set -euo pipefail
+
+want=${1:-build}
+pkgs=(build-essential cmake pkg-config libuv1-dev libc-ares-dev libcurl4-openssl-dev
+      libjansson-dev libmbedtls-dev libidn2-dev)
+if [ "$want" = test ]; then
+    # postfix: postmap is the real socketmap client; python3: the bad-input clients;
+    # clang and its runtime: libFuzzer builds of the fuzzers.
+    pkgs+=(postfix python3 procps clang libclang-rt-14-dev)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: missing packages ${missing[*]}; run as root to install them" >&2
+    exit 1
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+
+# Keep apt from starting nsd, unbound, nginx or postfix on install; restore what was there.
+prc=/usr/sbin/policy-rc.d
+saved=""
+if [ -e "$prc" ]; then saved=$(mktemp); cp -p "$prc" "$saved"; fi
+restore() {
+    if [ -n "$saved" ]; then mv -f "$saved" "$prc"; else rm -f "$prc"; fi
+}
+trap restore EXIT
+printf '#!/bin/sh\nexit 101\n' > "$prc"
+chmod 755 "$prc"
+
+export DEBIAN_FRONTEND=noninteractive
+# Postfix asks how to configure itself; the tests give it its own configuration directory.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
