@@ -88,7 +88,8 @@ struct overrides *overrides_parse(const char *text, size_t len, const char *fnam
         ov->v[ov->n].level = level;
         ov->n++;
     }
-    qsort(ov->v, ov->n, sizeof(*ov->v), cmp_entry);
+    if (ov->n > 1)
+        qsort(ov->v, ov->n, sizeof(*ov->v), cmp_entry);
 
     /* A key given twice is almost always an editing mistake; say which. */
     for (size_t i = 1; i < ov->n; i++) {
