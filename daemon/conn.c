@@ -399,8 +399,10 @@ static void process_input(struct conn *c)
         }
         off += used;
         handle_request(c, payload, plen);
-        if (c->closing)
+        if (c->closing) {
+            c->in_input = 0;
             return;
+        }
     }
     c->in_input = 0;
     if (off > 0) {

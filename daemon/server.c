@@ -190,6 +190,16 @@ void server_reload(struct server *srv)
                srv->config_file ? srv->config_file : "", overrides_count(ov));
 }
 
+/* Finish closing handles, then free what the server owns. 0 when nothing was left open. */
+static int teardown(struct server *srv)
+{
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    overrides_free(srv->svc.overrides);
+    free(srv->listeners);
+    config_free(&srv->cfg);
+    return uv_loop_close(srv->loop) == 0 ? 0 : 1;
+}
+
 int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, char *const *opts,
                 size_t nopts)
 {
@@ -239,16 +249,12 @@ fail:
     for (size_t i = 0; i < srv->nlisteners; i++)
         listener_close(&srv->listeners[i]);
     fprintf(stderr, "tlspolicyd: fatal: %s\n", err);
+    teardown(srv);
     return -1;
 }
 
 int server_run(struct server *srv)
 {
-    int rc = uv_run(srv->loop, UV_RUN_DEFAULT);
-
-    (void)rc;
-    overrides_free(srv->svc.overrides);
-    free(srv->listeners);
-    config_free(&srv->cfg);
-    return uv_loop_close(srv->loop) == 0 ? 0 : 1;
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    return teardown(srv);
 }

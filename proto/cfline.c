@@ -134,7 +134,10 @@ int cfline_keyvalue(char *line, char **key, char **value, const char **why)
     v++;
     while (blank((unsigned char)*v))
         v++;
-    /* cfline_next() already removed trailing blanks. */
+    /* The header promises a value without surrounding blanks even for a line that did not
+     * come from cfline_next(). */
+    for (p = v + strlen(v); p > v && blank((unsigned char)p[-1]); p--)
+        p[-1] = '\0';
     *key = k;
     *value = v;
     return 0;

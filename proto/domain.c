@@ -110,8 +110,12 @@ int domain_normalize(const char *in, size_t len, char out[DOMAIN_MAX + 1], const
 
         rc = idn2_to_ascii_8z(raw, &ace, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
         if (rc != IDN2_OK) {
-            /* idn2_strerror() texts are static. */
+            /* idn2_strerror() texts are static. A name or label over the RFC 1035 limits
+             * is DOMAIN_ETOOLONG, as it is for ASCII input. */
             *why = idn2_strerror(rc);
+            if (rc == IDN2_TOO_BIG_DOMAIN || rc == IDN2_TOO_BIG_LABEL ||
+                rc == IDN2_PUNYCODE_BIG_OUTPUT)
+                return DOMAIN_ETOOLONG;
             return DOMAIN_EIDN;
         }
         if (strlen(ace) > DOMAIN_MAX) {

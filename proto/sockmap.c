@@ -71,8 +71,9 @@ size_t sockmap_render(char *out, size_t cap, enum sockmap_status st, const char 
     memcpy(body, word, wl);
     body[wl] = ' ';
     n = wl + 1;
+    /* The text is cut at SOCKMAP_MAX_TEXT bytes whatever the status word's length. */
     if (st != SOCKMAP_NOTFOUND && text != NULL) {
-        for (const char *p = text; *p && n < sizeof(body); p++)
+        for (const char *p = text; *p && p - text < SOCKMAP_MAX_TEXT; p++)
             body[n++] = ((unsigned char)*p < ' ' || *p == 0x7f) ? '?' : *p;
     }
     /* "NOTFOUND " keeps its space; other replies carry no trailing blank when text is empty. */

@@ -23,7 +23,8 @@ static const struct ep_row ep_rows[] = {
     {"unix relative", "unix:run/t.sock", 0, ENDPOINT_UNIX, "run/t.sock", 0},
     {"unix empty", "unix:", -1, 0, NULL, 0},
     {"unix too long",
-     "unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "unix:/"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
      "aaaaaaaaaaaaaaaaaaaa",
      -1, 0, NULL, 0},
     {"inet v4", "inet:127.0.0.1:9462", 0, ENDPOINT_INET, "127.0.0.1", 9462},

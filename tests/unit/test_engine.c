@@ -73,9 +73,12 @@ static void check_names(void)
         const char *name;
         enum engine_map want;
     } names[] = {
-        {"policy", ENGINE_MAP_POLICY},         {"tlsoptional", ENGINE_MAP_TLSOPTIONAL},
-        {"requiretls", ENGINE_MAP_REQUIRETLS}, {"Policy", ENGINE_MAP_UNKNOWN},
-        {"policyx", ENGINE_MAP_UNKNOWN},       {"polic", ENGINE_MAP_UNKNOWN},
+        {"policy", ENGINE_MAP_POLICY},
+        {"tlsoptional", ENGINE_MAP_TLSOPTIONAL},
+        {"requiretls", ENGINE_MAP_REQUIRETLS},
+        {"Policy", ENGINE_MAP_UNKNOWN},
+        {"policyx", ENGINE_MAP_UNKNOWN},
+        {"polic", ENGINE_MAP_UNKNOWN},
         {"", ENGINE_MAP_UNKNOWN},
     };
 

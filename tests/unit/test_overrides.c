@@ -94,8 +94,8 @@ int main(void)
             check_str(r->label, "value", hit.value, r->want_value);
         }
     }
-    check_true("levels", "secure", overrides_find(ov, "example.com", &hit) &&
-                                       hit.level == TLSPOLICY_SECURE);
+    check_true("levels", "secure",
+               overrides_find(ov, "example.com", &hit) && hit.level == TLSPOLICY_SECURE);
     overrides_free(ov);
 
     ov = overrides_empty();
