@@ -76,15 +76,17 @@ static int check_ascii(char *name, const char **why)
 int domain_normalize(const char *in, size_t len, char out[DOMAIN_MAX + 1], const char **why)
 {
     char raw[RAW_MAX + 1];
-    int parent = 0, non_ascii = 0, rc;
+    int parent = 0, non_ascii = 0, root_dot = 0, rc;
 
     if (len > 0 && in[0] == '.') {
         parent = 1;
         in++;
         len--;
     }
-    if (len > 0 && in[len - 1] == '.')
+    if (len > 0 && in[len - 1] == '.') {
         len--;
+        root_dot = 1;
+    }
     if (len == 0) {
         *why = "empty domain name";
         return DOMAIN_EINVAL;
@@ -125,6 +127,10 @@ int domain_normalize(const char *in, size_t len, char out[DOMAIN_MAX + 1], const
         }
         strcpy(raw, ace);
         idn2_free(ace);
+        /* UTS #46 maps the ideographic full stop (U+3002) and its kin to '.', so a
+         * trailing root dot may appear only now. */
+        if (!root_dot && raw[0] != '\0' && raw[strlen(raw) - 1] == '.')
+            raw[strlen(raw) - 1] = '\0';
     }
 
     if (strlen(raw) > DOMAIN_MAX) {

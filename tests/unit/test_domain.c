@@ -111,6 +111,10 @@ static const struct norm_row norm_rows[] = {
 
     /* IDN: U-labels become A-labels (IDNA2008, UTS #46 non-transitional). */
     {"U-label", S("b\303\274cher.example"), DOMAIN_OK, "xn--bcher-kva.example"},
+    {"ideographic full stops, trailing one is the root",
+     S("b\303\274cher\343\200\202example\343\200\202"), DOMAIN_OK, "xn--bcher-kva.example"},
+    {"ASCII root dot after an ideographic one", S("b\303\274cher\343\200\202example\343\200\202."),
+     DOMAIN_EINVAL, NULL},
     {"U-label in upper case", S("B\303\234CHER.EXAMPLE"), DOMAIN_OK, "xn--bcher-kva.example"},
     {"U-label with trailing dot", S("b\303\274cher.example."), DOMAIN_OK, "xn--bcher-kva.example"},
     {"U-label parent probe", S(".b\303\274cher.example"), DOMAIN_PARENT, "xn--bcher-kva.example"},
