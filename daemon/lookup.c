@@ -33,7 +33,11 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
     const char *why = NULL;
     int d;
 
-    memset(&res, 0, sizeof(res));
+    /* Not a memset: the answer text alone is 4 KiB, and this is the hot path. */
+    res.domain[0] = '\0';
+    res.ans.text[0] = '\0';
+    res.detail = NULL;
+    memset(&res.facts, 0, sizeof(res.facts));
     res.map = engine_map_from_name(req->name, req->namelen);
 
     /* SPEC 4: an unknown map name is a configuration error on the client's side. */

@@ -2,6 +2,7 @@
 connection) against a running tlspolicyd, over a unix socket, TCP/IPv4 and TCP/IPv6:
 every map name, the overrides table, key normalisation, parent probes, invalid keys,
 unknown maps (SPEC section 4). Also SIGHUP reload and the privilege drop."""
+import grp
 import os
 import signal
 import socket
@@ -29,7 +30,7 @@ weak.example     may
 
 p4 = free_port(socket.AF_INET, "127.0.0.1")
 p6 = free_port(socket.AF_INET6, "::1")
-d = Daemon(overrides=OVERRIDES, user="nobody")
+d = Daemon(overrides=OVERRIDES, user="nobody", conf_lines=["socket_group = nogroup"])
 # Listen on all three kinds at once.
 with open(d.conf, "a") as f:
     f.write(f"listen = unix:{d.sock}, inet:127.0.0.1:{p4} inet:[::1]:{p6}\n")
@@ -90,8 +91,9 @@ try:
         with open(f"/proc/{d.proc.pid}/status") as f:
             uid_line = [l for l in f if l.startswith("Uid:")][0].split()
         check("privileges dropped to nobody", uid_line[1:], ["65534"] * 4)
-    mode = os.stat(d.sock).st_mode & 0o777
-    check("socket mode 0660", oct(mode), oct(0o660))
+    st = os.stat(d.sock)
+    check("socket mode 0660", oct(st.st_mode & 0o777), oct(0o660))
+    check("socket group from socket_group", grp.getgrgid(st.st_gid).gr_name, "nogroup")
 
     # SIGHUP reload: a new table takes effect; a bad one is refused and the old stays.
     with open(d.overrides, "w") as f:
@@ -111,7 +113,7 @@ try:
         f.write("no_such_key = 1\n")
     d.signal(signal.SIGHUP)
     check_true("bad configuration on reload logged",
-               d.wait_log(f"{d.conf}:6: no_such_key = 1: unknown parameter"))
+               d.wait_log(f"{d.conf}:7: no_such_key = 1: unknown parameter"))
     check("after bad config reload: still serving", d.postmap("new.example", "policy")[0], 0)
     check("clean exit on SIGTERM", d.stop(), 0)
     check_true("stop logged", "stopped" in d.log())
