@@ -275,6 +275,89 @@ static int set_drain_timeout(struct config *cfg, const char *value, const char *
     return set_duration(&cfg->drain_timeout_ms, value, 100, why);
 }
 
+/* "IP[:PORT]" entries, IPv6 as "[::1]:53"; checked here so c-ares never sees a bad one. */
+static int set_dns_servers(struct config *cfg, const char *value, const char **why)
+{
+    char *copy = xstrdup(value), *save = NULL, *tok, *csv = xcalloc(1, strlen(value) + 1);
+    int rc = -1;
+
+    for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+        char host[64];
+        const char *port = NULL;
+        unsigned char addr[16];
+        unsigned long p;
+
+        if (tok[0] == '[') {
+            char *close = strchr(tok, ']');
+
+            if (close == NULL || (close[1] != '\0' && close[1] != ':') ||
+                (size_t)(close - tok - 1) >= sizeof(host)) {
+                *why = "expected IP, IP:PORT or [IPv6]:PORT";
+                goto done;
+            }
+            memcpy(host, tok + 1, (size_t)(close - tok - 1));
+            host[close - tok - 1] = '\0';
+            port = close[1] == ':' ? close + 2 : NULL;
+        } else {
+            char *colon = strchr(tok, ':');
+
+            /* A bare IPv6 address has several colons and no port. */
+            if (colon != NULL && strchr(colon + 1, ':') == NULL) {
+                port = colon + 1;
+                *colon = '\0';
+            }
+            snprintf(host, sizeof(host), "%s", tok);
+            if (port)
+                *colon = ':';
+        }
+        if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1) {
+            *why = "expected numeric resolver addresses (IP, IP:PORT or [IPv6]:PORT)";
+            goto done;
+        }
+        if (port != NULL && (parse_uint(port, 65535, &p) < 0 || p == 0)) {
+            *why = "resolver port must be a number from 1 to 65535";
+            goto done;
+        }
+        if (csv[0])
+            strcat(csv, ",");
+        strcat(csv, tok);
+    }
+    free(cfg->dns_servers);
+    cfg->dns_servers = csv;
+    csv = NULL;
+    rc = 0;
+done:
+    free(csv);
+    free(copy);
+    return rc;
+}
+
+static int set_dns_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->dns_timeout_ms, value, 100, why);
+}
+
+static int set_lookup_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->lookup_timeout_ms, value, 100, why);
+}
+
+static int set_dns_cache_size(struct config *cfg, const char *value, const char **why)
+{
+    return set_bounded(&cfg->dns_cache_size, value, 16, 10000000,
+                       "expected a number of entries from 16 to 10000000", why);
+}
+
+static int set_dns_min_ttl(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->dns_min_ttl_ms, value, 0, why);
+}
+
+static int set_dns_max_ttl(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->dns_max_ttl_ms, value, 1000, why);
+}
+
 static int set_log_level(struct config *cfg, const char *value, const char **why)
 {
     int level = log_level_parse(value);
@@ -324,6 +407,15 @@ static const struct key keys[] = {
      "close a connection whose request arrives, or whose answer leaves, slower than this"},
     {"drain_timeout", "10s", set_drain_timeout,
      "on SIGTERM, how long open connections get to finish before the daemon exits"},
+    {"dns_servers", "", set_dns_servers,
+     "validating recursive resolvers, IP[:PORT] list; the AD bit is trusted only from these "
+     "(empty: the nameservers of /etc/resolv.conf)"},
+    {"dns_timeout", "3s", set_dns_timeout, "one DNS query, retries included"},
+    {"lookup_timeout", "8s", set_lookup_timeout,
+     "budget for one lookup; when it runs out the answer is TEMP, never a weaker policy"},
+    {"dns_cache_size", "20000", set_dns_cache_size, "DNS answers kept in memory"},
+    {"dns_min_ttl", "5s", set_dns_min_ttl, "DNS answers are kept at least this long"},
+    {"dns_max_ttl", "1h", set_dns_max_ttl, "and at most this long, whatever their TTL"},
     {"log_level", "info", set_log_level, "error, warning, notice, info or debug"},
     {"syslog", "no", set_syslog, "yes: log to syslog (facility mail) instead of stderr"},
 };
@@ -356,6 +448,7 @@ void config_free(struct config *cfg)
     free(cfg->socket_group);
     free(cfg->user);
     free(cfg->overrides);
+    free(cfg->dns_servers);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -464,6 +557,12 @@ void config_print(const struct config *cfg, FILE *fp)
     fprintf(fp, "idle_timeout = %ums\n", cfg->idle_timeout_ms);
     fprintf(fp, "request_timeout = %ums\n", cfg->request_timeout_ms);
     fprintf(fp, "drain_timeout = %ums\n", cfg->drain_timeout_ms);
+    fprintf(fp, "dns_servers = %s\n", cfg->dns_servers);
+    fprintf(fp, "dns_timeout = %ums\n", cfg->dns_timeout_ms);
+    fprintf(fp, "lookup_timeout = %ums\n", cfg->lookup_timeout_ms);
+    fprintf(fp, "dns_cache_size = %u\n", cfg->dns_cache_size);
+    fprintf(fp, "dns_min_ttl = %ums\n", cfg->dns_min_ttl_ms);
+    fprintf(fp, "dns_max_ttl = %ums\n", cfg->dns_max_ttl_ms);
     fprintf(fp, "log_level = %s\n",
             cfg->log_level == LOG_ERR       ? "error"
             : cfg->log_level == LOG_WARNING ? "warning"

@@ -32,8 +32,14 @@ struct config {
     unsigned idle_timeout_ms;    /* an idle connection is closed after this */
     unsigned request_timeout_ms; /* a partly received request or a stuck write: closed after */
     unsigned drain_timeout_ms;   /* SIGTERM: how long connections get to finish */
-    int log_level;               /* syslog level */
-    int syslog;                  /* 1: log to syslog instead of stderr */
+    char *dns_servers;           /* "IP[:PORT],..." for c-ares; empty: /etc/resolv.conf */
+    unsigned dns_timeout_ms;     /* one DNS query, all retries included */
+    unsigned lookup_timeout_ms;  /* budget for one lookup from request to answer */
+    unsigned dns_cache_size;     /* DNS answers kept */
+    unsigned dns_min_ttl_ms;     /* cache bounds on record TTLs */
+    unsigned dns_max_ttl_ms;
+    int log_level; /* syslog level */
+    int syslog;    /* 1: log to syslog instead of stderr */
 };
 
 /* One key as documented: name, default text, and a one-line description (for -p). */

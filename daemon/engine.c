@@ -53,6 +53,27 @@ static int has_authenticated_override(const struct engine_facts *f)
     return f->has_override && tlspolicy_authenticated(f->override_level);
 }
 
+static int dane_temp(const struct engine_facts *f)
+{
+    return f->dane && f->dane->state == DANE_TEMP;
+}
+
+static int dane_all(const struct engine_facts *f)
+{
+    return f->dane && f->dane->state == DANE_ALL;
+}
+
+/* RFC 7672 2.2: some hosts usable, or TLSA present but unusable: mandatory TLS, "dane". */
+static int dane_partial(const struct engine_facts *f)
+{
+    return f->dane && (f->dane->state == DANE_SOME || f->dane->state == DANE_UNUSABLE);
+}
+
+static int dane_usable(const struct engine_facts *f)
+{
+    return f->dane && (f->dane->state == DANE_ALL || f->dane->state == DANE_SOME);
+}
+
 /* Answers. */
 
 static void set(struct engine_answer *a, enum sockmap_status st, const char *text)
@@ -78,6 +99,25 @@ static void answer_may(const struct engine_facts *f, struct engine_answer *a)
     set(a, SOCKMAP_OK, "may");
 }
 
+static void answer_dane_only(const struct engine_facts *f, struct engine_answer *a)
+{
+    (void)f;
+    set(a, SOCKMAP_OK, "dane-only");
+}
+
+static void answer_dane(const struct engine_facts *f, struct engine_answer *a)
+{
+    (void)f;
+    set(a, SOCKMAP_OK, "dane");
+}
+
+/* SPEC 4: a bogus or failed DNSSEC lookup never yields a weaker answer. */
+static void answer_dane_temp(const struct engine_facts *f, struct engine_answer *a)
+{
+    a->status = SOCKMAP_TEMP;
+    snprintf(a->text, sizeof(a->text), "DNSSEC: %s", f->dane->why);
+}
+
 /*
  * No validated MX path is known yet. Until the DNSSEC, MTA-STS and probe facts exist the
  * answer is a deferral: it never lets a REQUIRETLS message leave unauthenticated.
@@ -92,6 +132,9 @@ static void answer_requiretls_unvalidated(const struct engine_facts *f, struct e
 static const struct row rows[] = {
     /* policy: the recipient domain's own policy (SPEC section 4, "Answers for policy"). */
     {ENGINE_MAP_POLICY, "policy/override", has_override, answer_override},
+    {ENGINE_MAP_POLICY, "policy/dnssec-temp", dane_temp, answer_dane_temp},
+    {ENGINE_MAP_POLICY, "policy/dane-only", dane_all, answer_dane_only},
+    {ENGINE_MAP_POLICY, "policy/dane", dane_partial, answer_dane},
     {ENGINE_MAP_POLICY, "policy/none", always, answer_no_policy},
 
     /* tlsoptional: the recipient's policy is waived, STARTTLS still attempted (RFC 8689 5). */
@@ -99,8 +142,23 @@ static const struct row rows[] = {
 
     /* requiretls: authenticated TLS over a validated MX path, or no delivery (draft 4.2.1). */
     {ENGINE_MAP_REQUIRETLS, "requiretls/override", has_authenticated_override, answer_override},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/dnssec-temp", dane_temp, answer_dane_temp},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/dane-only", dane_usable, answer_dane_only},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
 };
+
+unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
+{
+    /* DANE is resolved unless a row above every DANE row already decides. */
+    switch (map) {
+    case ENGINE_MAP_POLICY:
+        return has_override(f) || f->dane ? 0 : ENGINE_NEED_DANE;
+    case ENGINE_MAP_REQUIRETLS:
+        return has_authenticated_override(f) || f->dane ? 0 : ENGINE_NEED_DANE;
+    default:
+        return 0;
+    }
+}
 
 void engine_decide(enum engine_map map, const struct engine_facts *facts, struct engine_answer *ans)
 {

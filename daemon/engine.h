@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 
+#include "dane.h"
 #include "sockmap.h"
 #include "tlspolicy.h"
 
@@ -34,7 +35,18 @@ struct engine_facts {
     const char *override_key;
     const char *override_value;
     enum tlspolicy_level override_level;
+    /* DNSSEC/DANE (RFC 7672), or NULL when not resolved for this decision. */
+    const struct dane_facts *dane;
 };
+
+/* What a decision still needs resolved, from engine_needs(). */
+enum { ENGINE_NEED_DANE = 1 };
+
+/*
+ * engine_needs - which facts the decision for map needs beyond those already in facts
+ * (a bit set of ENGINE_NEED_*); 0 means engine_decide() can answer now.
+ */
+unsigned engine_needs(enum engine_map map, const struct engine_facts *facts);
 
 struct engine_answer {
     enum sockmap_status status;

@@ -15,12 +15,14 @@
 #include "log.h"
 #include "lookup.h"
 #include "overrides.h"
+#include "resolver.h"
 #include "xalloc.h"
 
 struct query_state {
     const char *key;
     json_t *out; /* array of results, for --json */
     int failed;
+    int answered;
 };
 
 static json_t *facts_json(const struct lookup_result *res)
@@ -34,6 +36,28 @@ static json_t *facts_json(const struct lookup_result *res)
     } else {
         json_object_set_new(facts, "override", json_null());
     }
+    if (res->facts.dane) {
+        const struct dane_facts *d = res->facts.dane;
+        json_t *hosts = json_array();
+        static const char *const addr[] = {"secure", "insecure", "none"};
+
+        for (unsigned i = 0; i < d->nhosts; i++) {
+            const struct dane_host *h = &d->hosts[i];
+
+            json_array_append_new(
+                hosts, json_pack("{s:s, s:i, s:s, s:s?, s:i, s:i}", "name", h->name, "preference",
+                                 h->preference, "addresses", addr[h->addr], "tlsa_owner",
+                                 h->tlsa_owner[0] ? h->tlsa_owner : NULL, "tlsa_usable",
+                                 h->tlsa_usable, "tlsa_unusable", h->tlsa_unusable));
+        }
+        json_object_set_new(facts, "dane",
+                            json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "state",
+                                      dane_state_name(d->state), "why", d->why, "mx_secure",
+                                      d->mx_secure, "implicit_mx", d->implicit_mx, "null_mx",
+                                      d->null_mx, "hosts", hosts));
+    } else {
+        json_object_set_new(facts, "dane", json_null());
+    }
     return facts;
 }
 
@@ -42,6 +66,7 @@ static void on_done(void *arg, const struct lookup_result *res)
     struct query_state *q = arg;
     const char *word = sockmap_status_word(res->ans.status);
 
+    q->answered = 1;
     if (res->ans.status != SOCKMAP_OK && res->ans.status != SOCKMAP_NOTFOUND)
         q->failed = 1;
     if (q->out != NULL) {
@@ -65,6 +90,20 @@ static void on_done(void *arg, const struct lookup_result *res)
     else if (res->detail)
         printf(": %s", res->detail);
     printf("\n");
+    if (res->facts.dane) {
+        const struct dane_facts *d = res->facts.dane;
+
+        printf("  dane %s: %s\n", dane_state_name(d->state), d->why);
+        for (unsigned i = 0; i < d->nhosts; i++)
+            printf("    mx %u %s: addresses %s, TLSA %s%s%u usable, %u unusable\n",
+                   d->hosts[i].preference, d->hosts[i].name,
+                   d->hosts[i].addr == DANE_ADDR_SECURE     ? "secure"
+                   : d->hosts[i].addr == DANE_ADDR_INSECURE ? "insecure"
+                                                            : "none",
+                   d->hosts[i].tlsa_owner[0] ? d->hosts[i].tlsa_owner : "not looked up",
+                   d->hosts[i].tlsa_owner[0] ? ": " : " ", d->hosts[i].tlsa_usable,
+                   d->hosts[i].tlsa_unusable);
+    }
 }
 
 static void usage(void)
@@ -86,7 +125,7 @@ int query_main(int argc, char **argv)
     size_t nopts = 0;
     int json = 0, ch, status = 2;
     struct config cfg;
-    struct lookup_svc svc = {0};
+    struct lookup_svc svc;
     uv_loop_t loop;
     json_t *out = NULL;
     char err[512];
@@ -124,13 +163,20 @@ int query_main(int argc, char **argv)
     }
     /* Log lines go to stderr; the answers go to stdout. */
     log_open(cfg.log_level < LOG_WARNING ? cfg.log_level : LOG_WARNING, 0);
+    uv_loop_init(&loop);
+    lookup_svc_init(&svc, &loop);
+    svc.timeout_ms = cfg.lookup_timeout_ms;
     svc.overrides =
         cfg.overrides[0] ? overrides_load(cfg.overrides, err, sizeof(err)) : overrides_empty();
     if (svc.overrides == NULL) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
         goto done;
     }
-    uv_loop_init(&loop);
+    svc.resolver = resolver_create(&loop, &cfg, err, sizeof(err));
+    if (svc.resolver == NULL) {
+        fprintf(stderr, "tlspolicyd: %s\n", err);
+        goto done;
+    }
     if (json)
         out = json_array();
 
@@ -141,8 +187,9 @@ int query_main(int argc, char **argv)
             .name = map, .namelen = strlen(map), .key = argv[i], .keylen = strlen(argv[i])};
 
         lookup_start(&svc, &req, on_done, &q);
-        /* Later lookups complete on the loop; run it until this one has answered. */
-        uv_run(&loop, UV_RUN_DEFAULT);
+        /* DNS answers arrive on the loop; lookup_timeout bounds the wait. */
+        while (!q.answered)
+            uv_run(&loop, UV_RUN_ONCE);
         if (q.failed)
             status = 1;
     }
@@ -151,8 +198,11 @@ int query_main(int argc, char **argv)
         printf("\n");
         json_decref(out);
     }
-    uv_loop_close(&loop);
 done:
+    resolver_destroy(svc.resolver);
+    lookup_svc_close(&svc);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
     overrides_free(svc.overrides);
     config_free(&cfg);
     free(opts);

@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "overrides.h"
+#include "resolver.h"
 #include "xalloc.h"
 
 /* Drain progress is checked this often after SIGTERM. */
@@ -88,6 +89,9 @@ static void finish_drain(struct server *srv)
     uv_close((uv_handle_t *)&srv->sighup, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sigint, on_handle_closed);
+    lookup_svc_close(&srv->svc);
+    resolver_destroy(srv->svc.resolver);
+    srv->svc.resolver = NULL;
     log_notice("stopped");
 }
 
@@ -140,6 +144,10 @@ static int needs_restart(const struct config *a, const struct config *b)
     if (a->nlisten != b->nlisten || a->socket_mode != b->socket_mode ||
         strcmp(a->socket_group, b->socket_group) != 0 || strcmp(a->user, b->user) != 0)
         return 1;
+    if (strcmp(a->dns_servers, b->dns_servers) != 0 || a->dns_timeout_ms != b->dns_timeout_ms ||
+        a->dns_cache_size != b->dns_cache_size || a->dns_min_ttl_ms != b->dns_min_ttl_ms ||
+        a->dns_max_ttl_ms != b->dns_max_ttl_ms)
+        return 1;
     for (size_t i = 0; i < a->nlisten; i++)
         if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
             return 1;
@@ -163,8 +171,8 @@ void server_reload(struct server *srv)
         return;
     }
     if (needs_restart(&srv->cfg, &cfg)) {
-        log_warning("reload: listen, socket_mode, socket_group and user take effect only at "
-                    "restart; keeping the current listeners");
+        log_warning("reload: listen, socket_mode, socket_group, user and the dns_* keys take "
+                    "effect only at restart; keeping the current listeners and resolver");
         /* Keep the start-up settings so the configuration shown matches what is in force. */
         struct endpoint *tmp = cfg.listen;
         size_t ntmp = cfg.nlisten;
@@ -175,6 +183,16 @@ void server_reload(struct server *srv)
         cfg.socket_mode = srv->cfg.socket_mode;
         cfg.socket_group = srv->cfg.socket_group;
         cfg.user = srv->cfg.user;
+        {
+            char *servers = cfg.dns_servers;
+
+            cfg.dns_servers = srv->cfg.dns_servers;
+            srv->cfg.dns_servers = servers;
+        }
+        cfg.dns_timeout_ms = srv->cfg.dns_timeout_ms;
+        cfg.dns_cache_size = srv->cfg.dns_cache_size;
+        cfg.dns_min_ttl_ms = srv->cfg.dns_min_ttl_ms;
+        cfg.dns_max_ttl_ms = srv->cfg.dns_max_ttl_ms;
         srv->cfg.listen = tmp;
         srv->cfg.nlisten = ntmp;
         srv->cfg.socket_group = group;
@@ -185,7 +203,8 @@ void server_reload(struct server *srv)
     /* Lookups complete synchronously, so no lookup holds the old table now. */
     overrides_free(srv->svc.overrides);
     srv->svc.overrides = ov;
-    log_open(cfg.log_level, cfg.syslog);
+    srv->svc.timeout_ms = srv->cfg.lookup_timeout_ms;
+    log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_notice("reloaded configuration%s%s; %zu overrides", srv->config_file ? " from " : "",
                srv->config_file ? srv->config_file : "", overrides_count(ov));
 }
@@ -193,6 +212,12 @@ void server_reload(struct server *srv)
 /* Finish closing handles, then free what the server owns. 0 when nothing was left open. */
 static int teardown(struct server *srv)
 {
+    if (srv->svc.resolver) {
+        resolver_destroy(srv->svc.resolver);
+        srv->svc.resolver = NULL;
+    }
+    if (srv->svc_open && srv->svc.flights)
+        lookup_svc_close(&srv->svc);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     overrides_free(srv->svc.overrides);
     free(srv->listeners);
@@ -214,8 +239,14 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     if (config_load(&srv->cfg, config_file, opts, nopts, err, sizeof(err)) < 0)
         goto fail;
     log_open(srv->cfg.log_level, srv->cfg.syslog);
+    lookup_svc_init(&srv->svc, loop);
+    srv->svc.timeout_ms = srv->cfg.lookup_timeout_ms;
+    srv->svc_open = 1;
     srv->svc.overrides = load_overrides(&srv->cfg, err, sizeof(err));
     if (srv->svc.overrides == NULL)
+        goto fail;
+    srv->svc.resolver = resolver_create(loop, &srv->cfg, err, sizeof(err));
+    if (srv->svc.resolver == NULL)
         goto fail;
     raise_fd_limit(srv->cfg.max_connections);
 

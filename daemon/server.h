@@ -34,6 +34,7 @@ struct server {
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t drain_timer;
     int draining;
+    int svc_open;
     uint64_t drain_started;
 };
 

@@ -11,7 +11,10 @@ pkgs=(build-essential cmake pkg-config libuv1-dev libc-ares-dev libcurl4-openssl
 if [ "$want" = test ]; then
     # postfix: postmap is the real socketmap client; python3: the bad-input clients;
     # clang and its runtime: libFuzzer builds of the fuzzers.
-    pkgs+=(postfix python3 procps clang libclang-rt-14-dev)
+    # nsd, unbound, bind9-utils (dnssec-keygen/signzone), bind9-dnsutils (dig), iproute2,
+    # util-linux (unshare): the DNSSEC lab of tests/lab/.
+    pkgs+=(postfix python3 procps clang libclang-rt-14-dev
+           nsd unbound bind9-utils bind9-dnsutils iproute2 util-linux)
 fi
 
 missing=()

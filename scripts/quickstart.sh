@@ -9,5 +9,11 @@ scripts/deps.sh build
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
 cmake --build build -j"$(nproc)"
 mkdir -p run
-echo "quickstart: try   postmap -q example.com socketmap:unix:$PWD/run/tlspolicyd.sock:policy" >&2
+cat >&2 <<EOF
+quickstart: the daemon runs in the foreground; in another shell, try
+    build/tlspolicyd query example.com          (the same lookup, without the daemon)
+  or, with Postfix installed, as root (the socket is 0660 root's group; see socket_group):
+    mkdir -p /tmp/pf && touch /tmp/pf/main.cf
+    postmap -c /tmp/pf -q example.com socketmap:unix:$PWD/run/tlspolicyd.sock:policy
+EOF
 exec build/tlspolicyd "$@"

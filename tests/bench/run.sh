@@ -108,6 +108,9 @@ cat >"$dir/tlspolicyd.conf" <<EOF
 listen = unix:$dir/tlspolicyd.sock
 overrides = $dir/overrides
 user =
+# Every key hits an override, so no DNS is asked; should one slip through, it goes to a
+# closed loopback port, never to the machine's resolvers.
+dns_servers = 127.0.0.1:9
 ${BENCH_DAEMON_CONF_EXTRA:-}
 EOF
 

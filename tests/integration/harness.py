@@ -78,8 +78,14 @@ class Daemon:
         self.overrides = os.path.join(self.dir, "overrides")
         with open(self.overrides, "w") as f:
             f.write(overrides or "")
+        # DNS goes to the lab's validating resolver when the test runs inside the lab
+        # (tests/lab/dnslab.sh), else to a closed loopback port: never to the machine's
+        # own resolvers, so no test traffic leaves the machine.
+        dns = os.environ.get("LAB_RESOLVER")
+        dns = f"{dns}:{os.environ.get('LAB_RESOLVER_PORT', '53')}" if dns else "127.0.0.1:9"
         lines = [f"listen = unix:{self.sock}", f"overrides = {self.overrides}",
-                 f"user = {user}", "log_level = debug"] + list(conf_lines)
+                 f"user = {user}", "log_level = debug", f"dns_servers = {dns}",
+                 "dns_timeout = 2s", "lookup_timeout = 4s"] + list(conf_lines)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.opts = list(opts)

@@ -126,7 +126,7 @@ try:
 
     # Pipelined requests, answered in order.
     s = d.connect()
-    keys = [f"k{i}.example.com" if i % 3 else "example.com" for i in range(100)]
+    keys = [f"k{i}.unsigned.test" if i % 3 else "example.com" for i in range(100)]
     s.sendall(b"".join(netstring(f"policy {k}".encode()) for k in keys))
     got = [read_netstring(s).decode() for _ in keys]
     want = [GOOD_ANSWER if k == "example.com" else "NOTFOUND " for k in keys]

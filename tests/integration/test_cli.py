@@ -104,15 +104,15 @@ try:
     check("SIGTERM: clean exit", d.stop(), 0)
 
     # query: the same answers without a daemon.
-    rc, out, err = run("query", "-c", d.conf, "example.com", "www.example.net", "nothing.example")
+    rc, out, err = run("query", "-c", d.conf, "example.com", "www.example.net", "nothing.unsigned.test")
     check("query: exit", rc, 0)
     lines = out.splitlines()
     check("query: first answer", lines[0], "example.com\tOK secure match=.example.com")
     check_true("query: says why", "rule policy/override, overrides entry example.com" in lines[1], out)
     check("query: parent entry", lines[2], "www.example.net\tOK dane-only")
-    check("query: no policy", lines[4], "nothing.example\tNOTFOUND")
+    check("query: no policy", lines[4], "nothing.unsigned.test\tNOTFOUND")
     rc, out, err = run("query", "-c", d.conf, "--json", "--map", "requiretls", "example.com",
-                       "nothing.example", "not_a_domain")
+                       "nothing.unsigned.test", "not_a_domain")
     check("query --json requiretls: exit 1 (a TEMP answer)", rc, 1)
     doc = json.loads(out)
     check("query --json: three results", len(doc), 3)

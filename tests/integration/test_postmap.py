@@ -26,6 +26,8 @@ example.com      secure match=.example.com servername=hostname
 Upper.EXAMPLE.   verify match=mx.upper.example
 xn--bcher-kva.example  encrypt
 weak.example     may
+weak.unsigned.test may
+.p.unsigned.test dane-only
 """
 
 p4 = free_port(socket.AF_INET, "127.0.0.1")
@@ -43,16 +45,16 @@ try:
     rows = [
         ("override exact", "policy", "example.com", 0, "secure match=.example.com servername=hostname"),
         ("override parent", "policy", "mx.a.example.net", 0, "dane-only"),
-        ("parent entry does not match the parent itself", "policy", "example.net", 1, ""),
+        ("parent entry does not match the parent itself", "policy", "p.unsigned.test", 1, ""),
         ("key normalised: case and trailing dot", "policy", "EXAMPLE.com.", 0,
          "secure match=.example.com servername=hostname"),
         ("override key normalised at load", "policy", "upper.example", 0, "verify match=mx.upper.example"),
         ("U-label key to A-label", "policy", "bücher.example", 0, "encrypt"),
-        ("no policy", "policy", "nothing.example.org", 1, ""),
+        ("no policy", "policy", "nothing.unsigned.test", 1, ""),
         ("parent probe key", "policy", ".example.com", 1, ""),
         ("not a domain", "policy", "[192.0.2.1]", 1, ""),
         ("tlsoptional waives the override", "tlsoptional", "example.com", 0, "may"),
-        ("tlsoptional without policy", "tlsoptional", "nothing.example.org", 0, "may"),
+        ("tlsoptional without policy", "tlsoptional", "nothing.unsigned.test", 0, "may"),
         ("requiretls keeps an authenticated override", "requiretls", "example.com", 0,
          "secure match=.example.com servername=hostname"),
         ("requiretls parent dane-only", "requiretls", "mx.example.net", 0, "dane-only"),
@@ -64,7 +66,7 @@ try:
             check(f"{ep_label}: {label}: answer", out.strip(), want_out)
 
         # requiretls with only an unauthenticated level: a deferral, never "may".
-        rc, out, err = d.postmap("weak.example", "requiretls", ep)
+        rc, out, err = d.postmap("weak.unsigned.test", "requiretls", ep)
         check(f"{ep_label}: requiretls refuses an unauthenticated override: exit", rc != 0, True)
         check_true(f"{ep_label}: requiretls temp error reported", "5.7.10" in err, err)
 
@@ -76,7 +78,7 @@ try:
 
     # Many keys over one connection: postmap -q - .
     before = d.log().count("connection opened")
-    keys = ["example.com", "nothing.example.org", "a.example.net", "weak.example", ".example.com"] * 40
+    keys = ["example.com", "nothing.unsigned.test", "a.example.net", "weak.example", ".example.com"] * 40
     rc, out, err = d.postmap("-", "policy", stdin="\n".join(keys) + "\n")
     lines = out.splitlines()
     check("postmap -q -: exit", rc, 0)
@@ -111,9 +113,11 @@ try:
     check("after bad reload: old table answers", d.postmap("example.com", "policy")[1].strip(), "dane-only")
     with open(d.conf, "a") as f:
         f.write("no_such_key = 1\n")
+    with open(d.conf) as f:
+        bad_line = len(f.read().splitlines())
     d.signal(signal.SIGHUP)
     check_true("bad configuration on reload logged",
-               d.wait_log(f"{d.conf}:7: no_such_key = 1: unknown parameter"))
+               d.wait_log(f"{d.conf}:{bad_line}: no_such_key = 1: unknown parameter"))
     check("after bad config reload: still serving", d.postmap("new.example", "policy")[0], 0)
     check("clean exit on SIGTERM", d.stop(), 0)
     check_true("stop logged", "stopped" in d.log())

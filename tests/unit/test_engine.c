@@ -5,12 +5,18 @@
 #include "check.h"
 #include "engine.h"
 
+#include <stdio.h>
+
+/* DANE facts shapes used by the rows: -1 for "not resolved" (NULL). */
+#define NODANE (-1)
+
 struct row {
     const char *label;
     enum engine_map map;
     int has_override;
     const char *override_value;
     enum tlspolicy_level level;
+    int dane; /* enum dane_state, or NODANE */
     enum sockmap_status want_status;
     const char *want_text;
     const char *want_rule;
@@ -19,36 +25,61 @@ struct row {
 static const struct row rows[] = {
     /* policy */
     {"policy: override used as is", ENGINE_MAP_POLICY, 1, "secure match=.example.com",
-     TLSPOLICY_SECURE, SOCKMAP_OK, "secure match=.example.com", "policy/override"},
+     TLSPOLICY_SECURE, NODANE, SOCKMAP_OK, "secure match=.example.com", "policy/override"},
     {"policy: a weak override is still the admin's choice", ENGINE_MAP_POLICY, 1, "none",
-     TLSPOLICY_NONE, SOCKMAP_OK, "none", "policy/override"},
-    {"policy: nothing known", ENGINE_MAP_POLICY, 0, NULL, 0, SOCKMAP_NOTFOUND, "", "policy/none"},
+     TLSPOLICY_NONE, NODANE, SOCKMAP_OK, "none", "policy/override"},
+    {"policy: nothing known", ENGINE_MAP_POLICY, 0, NULL, 0, NODANE, SOCKMAP_NOTFOUND, "",
+     "policy/none"},
+
+    {"policy: override wins over DANE", ENGINE_MAP_POLICY, 1, "may", TLSPOLICY_MAY, DANE_ALL,
+     SOCKMAP_OK, "may", "policy/override"},
+    {"policy: bogus DNSSEC is TEMP", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
+     "DNSSEC: why", "policy/dnssec-temp"},
+    {"policy: all hosts usable TLSA", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_ALL, SOCKMAP_OK,
+     "dane-only", "policy/dane-only"},
+    {"policy: some hosts usable TLSA", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_SOME, SOCKMAP_OK, "dane",
+     "policy/dane"},
+    {"policy: only unusable TLSA", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_UNUSABLE, SOCKMAP_OK, "dane",
+     "policy/dane"},
+    {"policy: no DANE", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
+     "policy/none"},
 
     /* tlsoptional: RFC 8689 section 5, the recipient's policy is waived */
-    {"tlsoptional: no facts", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, SOCKMAP_OK, "may",
+    {"tlsoptional: no facts", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, NODANE, SOCKMAP_OK, "may",
      "tlsoptional/may"},
     {"tlsoptional: override waived too", ENGINE_MAP_TLSOPTIONAL, 1, "dane-only",
-     TLSPOLICY_DANE_ONLY, SOCKMAP_OK, "may", "tlsoptional/may"},
+     TLSPOLICY_DANE_ONLY, NODANE, SOCKMAP_OK, "may", "tlsoptional/may"},
 
     /* requiretls: draft-ietf-uta-smtp-require-tls-06 section 4.2.1 */
     {"requiretls: dane-only override", ENGINE_MAP_REQUIRETLS, 1, "dane-only", TLSPOLICY_DANE_ONLY,
-     SOCKMAP_OK, "dane-only", "requiretls/override"},
+     NODANE, SOCKMAP_OK, "dane-only", "requiretls/override"},
     {"requiretls: secure override", ENGINE_MAP_REQUIRETLS, 1, "secure match=mx.example.com",
-     TLSPOLICY_SECURE, SOCKMAP_OK, "secure match=mx.example.com", "requiretls/override"},
-    {"requiretls: verify override", ENGINE_MAP_REQUIRETLS, 1, "verify", TLSPOLICY_VERIFY,
+     TLSPOLICY_SECURE, NODANE, SOCKMAP_OK, "secure match=mx.example.com", "requiretls/override"},
+    {"requiretls: verify override", ENGINE_MAP_REQUIRETLS, 1, "verify", TLSPOLICY_VERIFY, NODANE,
      SOCKMAP_OK, "verify", "requiretls/override"},
     {"requiretls: fingerprint override", ENGINE_MAP_REQUIRETLS, 1, "fingerprint match=AB:CD",
-     TLSPOLICY_FINGERPRINT, SOCKMAP_OK, "fingerprint match=AB:CD", "requiretls/override"},
+     TLSPOLICY_FINGERPRINT, NODANE, SOCKMAP_OK, "fingerprint match=AB:CD", "requiretls/override"},
     {"requiretls: may override is not enough", ENGINE_MAP_REQUIRETLS, 1, "may", TLSPOLICY_MAY,
-     SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
+     NODANE, SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
      "requiretls/unvalidated"},
     {"requiretls: encrypt does not authenticate", ENGINE_MAP_REQUIRETLS, 1, "encrypt",
-     TLSPOLICY_ENCRYPT, SOCKMAP_TEMP,
+     TLSPOLICY_ENCRYPT, NODANE, SOCKMAP_TEMP,
      "5.7.10 REQUIRETLS: no validated MX path to example.com is known", "requiretls/unvalidated"},
     {"requiretls: dane may fall back to may", ENGINE_MAP_REQUIRETLS, 1, "dane", TLSPOLICY_DANE,
+     NODANE, SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
+     "requiretls/unvalidated"},
+    {"requiretls: DANE all", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_ALL, SOCKMAP_OK, "dane-only",
+     "requiretls/dane-only"},
+    {"requiretls: DANE some: only the DANE hosts", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_SOME,
+     SOCKMAP_OK, "dane-only", "requiretls/dane-only"},
+    {"requiretls: unusable TLSA is not enough", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_UNUSABLE,
      SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
      "requiretls/unvalidated"},
-    {"requiretls: nothing known", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, SOCKMAP_TEMP,
+    {"requiretls: bogus DNSSEC", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
+     "DNSSEC: why", "requiretls/dnssec-temp"},
+    {"requiretls: tlsoptional does not look at DANE", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_TEMP,
+     SOCKMAP_OK, "may", "tlsoptional/may"},
+    {"requiretls: nothing known", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, NODANE, SOCKMAP_TEMP,
      "5.7.10 REQUIRETLS: no validated MX path to example.com is known", "requiretls/unvalidated"},
 };
 
@@ -56,11 +87,18 @@ static void check_row(const struct row *r)
 {
     struct engine_facts f = {.domain = "example.com"};
     struct engine_answer a;
+    struct dane_facts df;
 
     f.has_override = r->has_override;
     f.override_key = r->has_override ? "example.com" : NULL;
     f.override_value = r->override_value;
     f.override_level = r->level;
+    if (r->dane != NODANE) {
+        memset(&df, 0, sizeof(df));
+        df.state = (enum dane_state)r->dane;
+        snprintf(df.why, sizeof(df.why), "why");
+        f.dane = &df;
+    }
     engine_decide(r->map, &f, &a);
     check_int(r->label, "status", a.status, r->want_status);
     check_str(r->label, "text", a.text, r->want_text);
@@ -91,8 +129,34 @@ static void check_names(void)
     }
 }
 
+/* engine_needs(): DANE is resolved only when no earlier row can decide. */
+static void check_needs(void)
+{
+    struct engine_facts f = {.domain = "example.com"};
+    struct dane_facts df = {.state = DANE_NONE};
+
+    check_int("needs: policy, nothing", "dane", engine_needs(ENGINE_MAP_POLICY, &f),
+              ENGINE_NEED_DANE);
+    check_int("needs: tlsoptional", "nothing", engine_needs(ENGINE_MAP_TLSOPTIONAL, &f), 0);
+    check_int("needs: requiretls", "dane", engine_needs(ENGINE_MAP_REQUIRETLS, &f),
+              ENGINE_NEED_DANE);
+    f.has_override = 1;
+    f.override_value = "may";
+    f.override_level = TLSPOLICY_MAY;
+    check_int("needs: policy with override", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
+    check_int("needs: requiretls with weak override", "dane",
+              engine_needs(ENGINE_MAP_REQUIRETLS, &f), ENGINE_NEED_DANE);
+    f.override_level = TLSPOLICY_SECURE;
+    check_int("needs: requiretls with secure override", "nothing",
+              engine_needs(ENGINE_MAP_REQUIRETLS, &f), 0);
+    f.has_override = 0;
+    f.dane = &df;
+    check_int("needs: policy with DANE facts", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
+}
+
 int main(void)
 {
+    check_needs();
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         check_row(&rows[i]);
     check_names();

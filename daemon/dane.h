@@ -1,0 +1,72 @@
+/*
+ * DANE for SMTP (RFC 7672 section 2.2): for one domain, resolve the MX RRset (or the
+ * implicit MX), each MX host's address records and, where those are secure, its TLSA
+ * records, and sum them up as facts for the engine. Bogus or failed lookups on a secure
+ * path make the facts DANE_TEMP: the engine answers TEMP, never a weaker level.
+ */
+#ifndef DAEMON_DANE_H
+#define DAEMON_DANE_H
+
+#include "dns.h"
+
+struct resolver;
+struct dane_lookup;
+
+/* MX hosts examined per domain, lowest preference first (Postfix tries at most 5 by
+ * default, smtp_mx_address_limit; 10 leaves room). */
+#define DANE_MAX_HOSTS 10
+
+enum dane_state {
+    DANE_NONE,     /* no DANE for this domain (why says which step ended it) */
+    DANE_ALL,      /* secure MX and every MX host with an address has usable TLSA */
+    DANE_SOME,     /* secure MX, some hosts have usable TLSA */
+    DANE_UNUSABLE, /* secure MX, TLSA records exist but none is usable */
+    DANE_TEMP,     /* a bogus or failed lookup on a secure path */
+};
+
+enum dane_host_addr { DANE_ADDR_SECURE, DANE_ADDR_INSECURE, DANE_ADDR_NONE };
+
+/* Host names longer than a domain name can be (escaped odd bytes) are not examined. */
+#define DANE_NAME_MAX (DOMAIN_MAX + 1)
+
+struct dane_host {
+    char name[DANE_NAME_MAX];
+    uint16_t preference;
+    enum dane_host_addr addr;
+    char tlsa_owner[DANE_NAME_MAX + 9]; /* "_25._tcp." + name: TLSA asked here, or "" */
+    unsigned tlsa_usable, tlsa_unusable;
+};
+
+struct dane_facts {
+    enum dane_state state;
+    char why[300];   /* one line: what decided the state */
+    int mx_secure;   /* the MX RRset (or its secure absence) was validated */
+    int implicit_mx; /* no MX RRset: the domain itself is the host (RFC 5321 5.1) */
+    int null_mx;     /* RFC 7505 "MX 0 ." */
+    unsigned nhosts;
+    struct dane_host hosts[DANE_MAX_HOSTS];
+};
+
+/* Called once with the facts, unless the lookup was cancelled; f valid during the call. */
+typedef void (*dane_cb)(void *arg, const struct dane_facts *f);
+
+/*
+ * dane_start - resolve DANE facts for the normalised domain. When every answer is cached
+ * the callback runs before dane_start returns and the result is NULL; otherwise the result
+ * is the pending lookup.
+ */
+struct dane_lookup *dane_start(struct resolver *r, const char *domain, dane_cb cb, void *arg);
+
+/* dane_cancel - stop a pending lookup; its callback will not run. */
+void dane_cancel(struct dane_lookup *d);
+
+/* dane_state_name - "none", "all", "some", "unusable", "temp". */
+const char *dane_state_name(enum dane_state s);
+
+/*
+ * dane_tlsa_usable - RFC 7672 3.1.3: usage DANE-TA(2) or DANE-EE(3), selector Cert(0) or
+ * SPKI(1), matching type Full(0), SHA2-256(1) or SHA2-512(2) with the matching length.
+ */
+int dane_tlsa_usable(uint8_t usage, uint8_t selector, uint8_t mtype, size_t dlen);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * Classification of DNS answers (see dns_answer.h).
+ */
+#include "dns_answer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Negative answers without an SOA are cached this long at most (RFC 2308 5). */
+#define NEGATIVE_TTL_DEFAULT 60
+
+const char *dns_outcome_name(enum dns_outcome o)
+{
+    switch (o) {
+    case DNS_OUT_RECORDS:
+        return "records";
+    case DNS_OUT_NODATA:
+        return "nodata";
+    case DNS_OUT_NXDOMAIN:
+        return "nxdomain";
+    case DNS_OUT_BOGUS:
+        return "bogus";
+    case DNS_OUT_FAILED:
+        break;
+    }
+    return "failed";
+}
+
+static enum dns_outcome fail(struct dns_answer_info *info, enum dns_outcome o, const char *why)
+{
+    info->outcome = o;
+    info->why = why;
+    info->secure = 0;
+    info->count = 0;
+    return o;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+enum dns_outcome dns_answer_classify(const uint8_t *msg, size_t len, const char *qname,
+                                     uint16_t qtype, struct dns_answer_info *info)
+{
+    struct dns_header h;
+    struct dns_iter it;
+    struct dns_rr rr;
+    char qn[DNS_NAME_MAX + 1];
+    uint16_t qt, qc;
+    const char *why = NULL;
+    uint32_t ttl = UINT32_MAX, neg_ttl = NEGATIVE_TTL_DEFAULT;
+    int rc, progress;
+
+    memset(info, 0, sizeof(*info));
+    snprintf(info->final, sizeof(info->final), "%s", qname);
+    if (dns_parse_header(msg, len, &h, &why) < 0)
+        return fail(info, DNS_OUT_FAILED, "malformed DNS reply header");
+    if (!h.qr)
+        return fail(info, DNS_OUT_FAILED, "DNS reply is not a response");
+    if (h.tc)
+        return fail(info, DNS_OUT_FAILED, "DNS reply truncated");
+    if (dns_question(msg, len, qn, &qt, &qc, &why) < 0)
+        return fail(info, DNS_OUT_FAILED, "malformed question in DNS reply");
+    if (qt != qtype || qc != DNS_CLASS_IN || !dns_name_equal(qn, qname))
+        return fail(info, DNS_OUT_FAILED, "DNS reply answers a different question");
+
+    /* RFC 4035 5.5: a validating resolver answers SERVFAIL when validation fails. */
+    switch (h.rcode) {
+    case DNS_RCODE_NOERROR:
+    case DNS_RCODE_NXDOMAIN:
+        break;
+    case DNS_RCODE_SERVFAIL:
+        return fail(info, DNS_OUT_BOGUS, "SERVFAIL from the validating resolver");
+    case DNS_RCODE_REFUSED:
+        return fail(info, DNS_OUT_FAILED, "the resolver refused the query");
+    default:
+        return fail(info, DNS_OUT_FAILED, "the resolver answered with an error code");
+    }
+
+    /* Follow the CNAME chain through the answer section, in whatever order it comes. */
+    if (qtype != DNS_TYPE_CNAME) {
+        do {
+            progress = 0;
+            if (dns_iter_init(&it, msg, len, &why) < 0)
+                return fail(info, DNS_OUT_FAILED, "malformed DNS reply");
+            while ((rc = dns_iter_next(&it, &rr, &why)) == 1) {
+                char target[DNS_NAME_MAX + 1];
+
+                if (rr.section != DNS_SECTION_ANSWER || rr.type != DNS_TYPE_CNAME ||
+                    !dns_name_equal(rr.owner, info->final))
+                    continue;
+                if (dns_rdata_cname(msg, len, &rr, target, &why) < 0)
+                    return fail(info, DNS_OUT_FAILED, "malformed CNAME in DNS reply");
+                if (++info->cnames > DNS_MAX_CNAME_HOPS)
+                    return fail(info, DNS_OUT_FAILED, "CNAME chain too long or looping");
+                memcpy(info->final, target, strlen(target) + 1);
+                if (rr.ttl < ttl)
+                    ttl = rr.ttl;
+                progress = 1;
+                break;
+            }
+            if (rc < 0)
+                return fail(info, DNS_OUT_FAILED, "malformed DNS reply");
+        } while (progress);
+    }
+
+    /* Records of the asked type at the end of the chain; the SOA for negative TTLs. */
+    if (dns_iter_init(&it, msg, len, &why) < 0)
+        return fail(info, DNS_OUT_FAILED, "malformed DNS reply");
+    while ((rc = dns_iter_next(&it, &rr, &why)) == 1) {
+        if (rr.section == DNS_SECTION_ANSWER && rr.type == qtype &&
+            dns_name_equal(rr.owner, info->final)) {
+            info->count++;
+            if (rr.ttl < ttl)
+                ttl = rr.ttl;
+        } else if (rr.section == DNS_SECTION_AUTHORITY && rr.type == DNS_TYPE_SOA &&
+                   rr.rdlen >= 20) {
+            /* RFC 2308 5: the lesser of the SOA's TTL and its MINIMUM field. */
+            uint32_t minimum = get32(rr.rdata + rr.rdlen - 4);
+
+            neg_ttl = rr.ttl < minimum ? rr.ttl : minimum;
+        }
+    }
+    if (rc < 0)
+        return fail(info, DNS_OUT_FAILED, "malformed DNS reply");
+
+    info->secure = h.ad;
+    if (info->count > 0) {
+        info->outcome = DNS_OUT_RECORDS;
+        info->ttl = ttl;
+    } else {
+        info->outcome = h.rcode == DNS_RCODE_NXDOMAIN ? DNS_OUT_NXDOMAIN : DNS_OUT_NODATA;
+        info->ttl = ttl < neg_ttl ? ttl : neg_ttl;
+    }
+    return info->outcome;
+}
