@@ -358,6 +358,56 @@ static int set_dns_max_ttl(struct config *cfg, const char *value, const char **w
     return set_duration(&cfg->dns_max_ttl_ms, value, 1000, why);
 }
 
+static int set_state_dir(struct config *cfg, const char *value, const char **why)
+{
+    (void)why;
+    return set_string(&cfg->state_dir, value);
+}
+
+static int set_sts_ca_file(struct config *cfg, const char *value, const char **why)
+{
+    (void)why;
+    return set_string(&cfg->sts_ca_file, value);
+}
+
+static int set_yes_no(int *slot, const char *value, const char **why)
+{
+    if (strcmp(value, "yes") == 0)
+        *slot = 1;
+    else if (strcmp(value, "no") == 0)
+        *slot = 0;
+    else {
+        *why = "expected yes or no";
+        return -1;
+    }
+    return 0;
+}
+
+static int set_sts_allow_private(struct config *cfg, const char *value, const char **why)
+{
+    return set_yes_no(&cfg->sts_allow_private, value, why);
+}
+
+static int set_sts_connect_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->sts_connect_timeout_ms, value, 100, why);
+}
+
+static int set_sts_fetch_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->sts_fetch_timeout_ms, value, 100, why);
+}
+
+static int set_sts_fail_ttl(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->sts_fail_ttl_ms, value, 0, why);
+}
+
+static int set_sts_recheck(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->sts_recheck_ms, value, 0, why);
+}
+
 static int set_log_level(struct config *cfg, const char *value, const char **why)
 {
     int level = log_level_parse(value);
@@ -416,6 +466,20 @@ static const struct key keys[] = {
     {"dns_cache_size", "20000", set_dns_cache_size, "DNS answers kept in memory"},
     {"dns_min_ttl", "5s", set_dns_min_ttl, "DNS answers are kept at least this long"},
     {"dns_max_ttl", "1h", set_dns_max_ttl, "and at most this long, whatever their TTL"},
+    {"state_dir", "state", set_state_dir,
+     "where MTA-STS policies persist across restarts (empty: nowhere, not advised)"},
+    {"sts_ca_file", "", set_sts_ca_file,
+     "CA bundle (PEM) for MTA-STS policy fetches (empty: the system bundle)"},
+    {"sts_allow_private", "no", set_sts_allow_private,
+     "yes: fetch policies from loopback, private and other special addresses (test labs)"},
+    {"sts_connect_timeout", "3s", set_sts_connect_timeout,
+     "TCP and TLS set-up of one policy fetch"},
+    {"sts_fetch_timeout", "5s", set_sts_fetch_timeout,
+     "one whole policy fetch; keep it below lookup_timeout"},
+    {"sts_fail_ttl", "5m", set_sts_fail_ttl,
+     "a failed MTA-STS discovery or fetch is not retried for this long"},
+    {"sts_recheck", "5m", set_sts_recheck,
+     "a cached policy's TXT id is checked again, behind the answer, after this long"},
     {"log_level", "info", set_log_level, "error, warning, notice, info or debug"},
     {"syslog", "no", set_syslog, "yes: log to syslog (facility mail) instead of stderr"},
 };
@@ -449,6 +513,8 @@ void config_free(struct config *cfg)
     free(cfg->user);
     free(cfg->overrides);
     free(cfg->dns_servers);
+    free(cfg->state_dir);
+    free(cfg->sts_ca_file);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -563,6 +629,13 @@ void config_print(const struct config *cfg, FILE *fp)
     fprintf(fp, "dns_cache_size = %u\n", cfg->dns_cache_size);
     fprintf(fp, "dns_min_ttl = %ums\n", cfg->dns_min_ttl_ms);
     fprintf(fp, "dns_max_ttl = %ums\n", cfg->dns_max_ttl_ms);
+    fprintf(fp, "state_dir = %s\n", cfg->state_dir);
+    fprintf(fp, "sts_ca_file = %s\n", cfg->sts_ca_file);
+    fprintf(fp, "sts_allow_private = %s\n", cfg->sts_allow_private ? "yes" : "no");
+    fprintf(fp, "sts_connect_timeout = %ums\n", cfg->sts_connect_timeout_ms);
+    fprintf(fp, "sts_fetch_timeout = %ums\n", cfg->sts_fetch_timeout_ms);
+    fprintf(fp, "sts_fail_ttl = %ums\n", cfg->sts_fail_ttl_ms);
+    fprintf(fp, "sts_recheck = %ums\n", cfg->sts_recheck_ms);
     fprintf(fp, "log_level = %s\n",
             cfg->log_level == LOG_ERR       ? "error"
             : cfg->log_level == LOG_WARNING ? "warning"

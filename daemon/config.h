@@ -38,8 +38,15 @@ struct config {
     unsigned dns_cache_size;     /* DNS answers kept */
     unsigned dns_min_ttl_ms;     /* cache bounds on record TTLs */
     unsigned dns_max_ttl_ms;
-    int log_level; /* syslog level */
-    int syslog;    /* 1: log to syslog instead of stderr */
+    char *state_dir;                 /* persisted MTA-STS policies; empty: none persist */
+    char *sts_ca_file;               /* CA bundle for policy fetches; empty: the system's */
+    int sts_allow_private;           /* policy hosts on special-purpose addresses (labs) */
+    unsigned sts_connect_timeout_ms; /* TCP and TLS set-up of a policy fetch */
+    unsigned sts_fetch_timeout_ms;   /* a whole policy fetch */
+    unsigned sts_fail_ttl_ms;        /* a failed discovery or fetch is remembered this long */
+    unsigned sts_recheck_ms;         /* a cached policy's TXT id is checked after this long */
+    int log_level;                   /* syslog level */
+    int syslog;                      /* 1: log to syslog instead of stderr */
 };
 
 /* One key as documented: name, default text, and a one-line description (for -p). */

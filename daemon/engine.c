@@ -74,6 +74,19 @@ static int dane_usable(const struct engine_facts *f)
     return f->dane && (f->dane->state == DANE_ALL || f->dane->state == DANE_SOME);
 }
 
+/* MTA-STS (RFC 8461 5): only an enforce policy constrains ordinary mail. */
+static int sts_enforce(const struct engine_facts *f)
+{
+    return f->sts && f->sts->state == MTASTS_POLICY && f->sts->policy.mode == STS_MODE_ENFORCE;
+}
+
+/* draft-ietf-uta-smtp-require-tls-06 4.2.1: an MTA-STS policy in any mode but none
+ * validates the MX for a REQUIRETLS message. */
+static int sts_validates_mx(const struct engine_facts *f)
+{
+    return f->sts && f->sts->state == MTASTS_POLICY && f->sts->policy.mode != STS_MODE_NONE;
+}
+
 /* Answers. */
 
 static void set(struct engine_answer *a, enum sockmap_status st, const char *text)
@@ -119,6 +132,25 @@ static void answer_dane_temp(const struct engine_facts *f, struct engine_answer 
 }
 
 /*
+ * RFC 8461 4.1 and 5: the MX host must match a policy pattern and present a certificate
+ * valid for its name under the WebPKI; Postfix's "secure" level with the patterns as its
+ * match list and servername=hostname does both. A policy with no usable pattern is never
+ * rendered as an empty match list (that would match nothing and read as misconfiguration):
+ * the answer is TEMP instead.
+ */
+static void answer_sts_secure(const struct engine_facts *f, struct engine_answer *a)
+{
+    char list[SOCKMAP_MAX_TEXT - 64];
+
+    if (sts_match_list(&f->sts->policy, list, sizeof(list)) < 0) {
+        set(a, SOCKMAP_TEMP, "MTA-STS: the policy has no usable mx pattern");
+        return;
+    }
+    a->status = SOCKMAP_OK;
+    snprintf(a->text, sizeof(a->text), "secure match=%s servername=hostname", list);
+}
+
+/*
  * No validated MX path is known yet. Until the DNSSEC, MTA-STS and probe facts exist the
  * answer is a deferral: it never lets a REQUIRETLS message leave unauthenticated.
  */
@@ -135,6 +167,7 @@ static const struct row rows[] = {
     {ENGINE_MAP_POLICY, "policy/dnssec-temp", dane_temp, answer_dane_temp},
     {ENGINE_MAP_POLICY, "policy/dane-only", dane_all, answer_dane_only},
     {ENGINE_MAP_POLICY, "policy/dane", dane_partial, answer_dane},
+    {ENGINE_MAP_POLICY, "policy/sts-enforce", sts_enforce, answer_sts_secure},
     {ENGINE_MAP_POLICY, "policy/none", always, answer_no_policy},
 
     /* tlsoptional: the recipient's policy is waived, STARTTLS still attempted (RFC 8689 5). */
@@ -144,20 +177,35 @@ static const struct row rows[] = {
     {ENGINE_MAP_REQUIRETLS, "requiretls/override", has_authenticated_override, answer_override},
     {ENGINE_MAP_REQUIRETLS, "requiretls/dnssec-temp", dane_temp, answer_dane_temp},
     {ENGINE_MAP_REQUIRETLS, "requiretls/dane-only", dane_usable, answer_dane_only},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/sts", sts_validates_mx, answer_sts_secure},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
 };
 
 unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
 {
-    /* DANE is resolved unless a row above every DANE row already decides. */
+    unsigned need = 0;
+
     switch (map) {
     case ENGINE_MAP_POLICY:
-        return has_override(f) || f->dane ? 0 : ENGINE_NEED_DANE;
+        if (has_override(f))
+            return 0;
+        break;
     case ENGINE_MAP_REQUIRETLS:
-        return has_authenticated_override(f) || f->dane ? 0 : ENGINE_NEED_DANE;
+        if (has_authenticated_override(f))
+            return 0;
+        break;
     default:
         return 0;
     }
+    /* RFC 8461 2: DANE first; MTA-STS only where DANE does not decide. */
+    if (f->dane == NULL)
+        need |= ENGINE_NEED_DANE;
+    else if (dane_temp(f) ||
+             (map == ENGINE_MAP_POLICY ? dane_all(f) || dane_partial(f) : dane_usable(f)))
+        return 0;
+    if (f->sts == NULL)
+        need |= ENGINE_NEED_STS;
+    return need;
 }
 
 void engine_decide(enum engine_map map, const struct engine_facts *facts, struct engine_answer *ans)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "dane.h"
+#include "mtasts.h"
 #include "sockmap.h"
 #include "tlspolicy.h"
 
@@ -37,14 +38,18 @@ struct engine_facts {
     enum tlspolicy_level override_level;
     /* DNSSEC/DANE (RFC 7672), or NULL when not resolved for this decision. */
     const struct dane_facts *dane;
+    /* MTA-STS (RFC 8461), or NULL when not resolved for this decision. */
+    const struct mtasts_facts *sts;
 };
 
 /* What a decision still needs resolved, from engine_needs(). */
-enum { ENGINE_NEED_DANE = 1 };
+enum { ENGINE_NEED_DANE = 1, ENGINE_NEED_STS = 2 };
 
 /*
- * engine_needs - which facts the decision for map needs beyond those already in facts
- * (a bit set of ENGINE_NEED_*); 0 means engine_decide() can answer now.
+ * engine_needs - which facts the decision for map may still need beyond those already in
+ * facts (a bit set of ENGINE_NEED_*); 0 means engine_decide() can answer now. While DANE
+ * is unknown both bits are set when MTA-STS could matter, so a caller may resolve the two
+ * at once; once DANE decides (RFC 8461 2: DANE takes precedence) STS is no longer needed.
  */
 unsigned engine_needs(enum engine_map map, const struct engine_facts *facts);
 

@@ -12,16 +12,27 @@
 
 #include "dane.h"
 #include "escape.h"
+#include "fetch.h"
 #include "log.h"
 #include "overrides.h"
+#include "resolver.h"
+#include "store.h"
 #include "xalloc.h"
 
+/*
+ * The resolutions of one domain that lookups wait on: the DANE walk and the MTA-STS
+ * discovery, each started when the first waiter needs it and shared by all later ones.
+ */
 struct flight {
     struct flight *hnext;
     struct lookup_svc *svc;
     struct dane_lookup *dl;
+    struct mtasts_lookup *sl;
+    unsigned started, done; /* ENGINE_NEED_* bits */
+    struct dane_facts dane;
+    struct mtasts_facts sts;
     struct waiter *waiters;
-    int resolving; /* inside dane_start() */
+    int advancing, again; /* see advance() */
     char domain[DOMAIN_MAX + 1];
 };
 
@@ -49,11 +60,17 @@ static void log_decision(const char *key, const struct lookup_result *res)
 {
     if (!log_enabled(LOG_DEBUG))
         return;
-    log_debug("lookup map=%s key=%s answer=\"%s%s%s\" rule=%s%s%s%s%s", engine_map_name(res->map),
-              key, sockmap_status_word(res->ans.status), res->ans.text[0] ? " " : "", res->ans.text,
-              res->ans.rule, res->detail ? " detail=" : "", res->detail ? res->detail : "",
+    log_debug("lookup map=%s key=%s answer=\"%s%s%s\" rule=%s%s%s%s%s%s%s",
+              engine_map_name(res->map), key, sockmap_status_word(res->ans.status),
+              res->ans.text[0] ? " " : "", res->ans.text, res->ans.rule,
+              res->detail ? " detail=" : "", res->detail ? res->detail : "",
               res->facts.dane ? " dane=" : "",
-              res->facts.dane ? dane_state_name(res->facts.dane->state) : "");
+              res->facts.dane ? dane_state_name(res->facts.dane->state) : "",
+              res->facts.sts ? " sts=" : "",
+              res->facts.sts ? (res->facts.sts->state == MTASTS_POLICY
+                                    ? sts_mode_name(res->facts.sts->policy.mode)
+                                    : "none")
+                             : "");
 }
 
 /* Local facts: the overrides table as it is now (reloads swap it whole). */
@@ -107,22 +124,28 @@ static void unlink_waiter(struct lookup_svc *svc, struct waiter *w)
     svc->lookups_waiting--;
 }
 
-static void finish_waiter(struct lookup_svc *svc, struct waiter *w, const struct dane_facts *dane,
-                          const char *temp_reason)
+/* The facts a waiter's decision sees: local ones now, and what its flight has resolved. */
+static void waiter_facts(struct lookup_svc *svc, const struct waiter *w, struct lookup_result *res)
+{
+    res->map = w->map;
+    snprintf(res->domain, sizeof(res->domain), "%s", w->fl->domain);
+    res->detail = NULL;
+    res->ans.text[0] = '\0';
+    local_facts(svc, res);
+    res->facts.dane = (w->fl->done & ENGINE_NEED_DANE) ? &w->fl->dane : NULL;
+    res->facts.sts = (w->fl->done & ENGINE_NEED_STS) ? &w->fl->sts : NULL;
+}
+
+static void finish_waiter(struct lookup_svc *svc, struct waiter *w, const char *temp_reason)
 {
     struct lookup_result res;
 
-    res.map = w->map;
-    snprintf(res.domain, sizeof(res.domain), "%s", w->fl->domain);
-    res.detail = NULL;
-    res.ans.text[0] = '\0';
-    local_facts(svc, &res);
+    waiter_facts(svc, w, &res);
     if (temp_reason != NULL) {
         res.ans.status = SOCKMAP_TEMP;
         res.ans.rule = "lookup/timeout";
         snprintf(res.ans.text, sizeof(res.ans.text), "%s", temp_reason);
     } else {
-        res.facts.dane = dane;
         engine_decide(w->map, &res.facts, &res.ans);
     }
     log_decision(w->key, &res);
@@ -132,6 +155,10 @@ static void finish_waiter(struct lookup_svc *svc, struct waiter *w, const struct
 static void flight_free(struct lookup_svc *svc, struct flight *fl)
 {
     struct flight **pp = &svc->flights[hash(fl->domain) & (svc->nbuckets - 1)];
+
+    /* Nobody waits any more; the resolver and MTA-STS work goes on and fills the caches. */
+    dane_cancel(fl->dl);
+    mtasts_cancel(fl->sl);
 
     while (*pp != fl)
         pp = &(*pp)->hnext;
@@ -151,33 +178,92 @@ static void on_deadline(uv_timer_t *t)
     while ((w = svc->deadline_head) != NULL && w->deadline <= now) {
         /* The flight goes on without this waiter: its answers will still fill the cache. */
         unlink_waiter(svc, w);
-        finish_waiter(svc, w, NULL, reason);
+        finish_waiter(svc, w, reason);
         free(w);
     }
     arm(svc);
 }
 
-/* A flight's resolution is complete: answer every waiter. */
+static void on_dane(void *arg, const struct dane_facts *f);
+static void on_sts(void *arg, const struct mtasts_facts *f);
+
+/*
+ * Answer every waiter whose decision needs nothing more, start what the others need, and
+ * free the flight when nobody waits. Re-entry (a resolution that completes inside its own
+ * start, an answer callback that starts another lookup of this domain) only marks the
+ * flight for another pass, so the waiter list is never changed under a running pass.
+ */
+static void advance(struct flight *fl)
+{
+    struct lookup_svc *svc = fl->svc;
+
+    if (fl->advancing) {
+        fl->again = 1;
+        return;
+    }
+    fl->advancing = 1;
+    do {
+        struct waiter *w, *next;
+        unsigned want = 0;
+
+        fl->again = 0;
+        for (w = fl->waiters; w != NULL; w = next) {
+            struct lookup_result res;
+            unsigned need;
+
+            next = w->next;
+            waiter_facts(svc, w, &res);
+            need = engine_needs(w->map, &res.facts);
+            if (need == 0) {
+                unlink_waiter(svc, w);
+                finish_waiter(svc, w, NULL);
+                free(w);
+            } else {
+                want |= need;
+            }
+        }
+        /* Start each resolution the first time a waiter needs it. */
+        want &= ~fl->started;
+        if (want & ENGINE_NEED_DANE) {
+            fl->started |= ENGINE_NEED_DANE;
+            fl->dl = dane_start(svc->resolver, fl->domain, on_dane, fl);
+            fl->again = 1;
+        }
+        if (want & ENGINE_NEED_STS) {
+            fl->started |= ENGINE_NEED_STS;
+            fl->sl = mtasts_start(svc->mtasts, fl->domain, on_sts, fl);
+            fl->again = 1;
+        }
+    } while (fl->again);
+    fl->advancing = 0;
+    if (fl->waiters == NULL) {
+        flight_free(svc, fl);
+        arm(svc);
+    }
+}
+
 static void on_dane(void *arg, const struct dane_facts *f)
 {
     struct flight *fl = arg;
-    struct lookup_svc *svc = fl->svc;
-    struct waiter *w;
 
     fl->dl = NULL;
-    while ((w = fl->waiters) != NULL) {
-        unlink_waiter(svc, w);
-        finish_waiter(svc, w, f, NULL);
-        free(w);
-    }
-    /* Inside dane_start() the starter frees the flight. */
-    if (!fl->resolving)
-        flight_free(svc, fl);
-    arm(svc);
+    fl->dane = *f;
+    fl->done |= ENGINE_NEED_DANE;
+    advance(fl);
 }
 
-static void wait_for_dane(struct lookup_svc *svc, struct lookup_result *res, const char *key,
-                          lookup_done_fn done, void *arg)
+static void on_sts(void *arg, const struct mtasts_facts *f)
+{
+    struct flight *fl = arg;
+
+    fl->sl = NULL;
+    fl->sts = *f;
+    fl->done |= ENGINE_NEED_STS;
+    advance(fl);
+}
+
+static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, const char *key,
+                           lookup_done_fn done, void *arg)
 {
     size_t b = hash(res->domain) & (svc->nbuckets - 1);
     struct flight *fl = svc->flights[b];
@@ -202,27 +288,20 @@ static void wait_for_dane(struct lookup_svc *svc, struct lookup_result *res, con
     if (svc->deadline_head == w)
         arm(svc);
 
-    if (fl != NULL) {
-        /* SPEC 7: concurrent lookups of one domain share one resolution. */
-        w->fl = fl;
-        w->next = fl->waiters;
-        if (w->next)
-            w->next->prev = w;
-        fl->waiters = w;
-        return;
+    if (fl == NULL) {
+        fl = xcalloc(1, sizeof(*fl));
+        fl->svc = svc;
+        snprintf(fl->domain, sizeof(fl->domain), "%s", res->domain);
+        fl->hnext = svc->flights[b];
+        svc->flights[b] = fl;
     }
-    fl = xcalloc(1, sizeof(*fl));
-    fl->svc = svc;
-    snprintf(fl->domain, sizeof(fl->domain), "%s", res->domain);
-    fl->hnext = svc->flights[b];
-    svc->flights[b] = fl;
+    /* SPEC 7: concurrent lookups of one domain share one resolution. */
     w->fl = fl;
+    w->next = fl->waiters;
+    if (w->next)
+        w->next->prev = w;
     fl->waiters = w;
-    fl->resolving = 1;
-    fl->dl = dane_start(svc->resolver, fl->domain, on_dane, fl);
-    fl->resolving = 0;
-    if (fl->dl == NULL)
-        flight_free(svc, fl); /* answered from the cache, waiters already done */
+    advance(fl);
 }
 
 void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, lookup_done_fn done,
@@ -266,8 +345,8 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
     }
 
     local_facts(svc, &res);
-    if (engine_needs(res.map, &res.facts) & ENGINE_NEED_DANE) {
-        wait_for_dane(svc, &res, key, done, arg);
+    if (engine_needs(res.map, &res.facts) != 0) {
+        wait_for_facts(svc, &res, key, done, arg);
         return;
     }
     engine_decide(res.map, &res.facts, &res.ans);
@@ -292,30 +371,67 @@ static void on_timer_closed(uv_handle_t *h)
     (void)h;
 }
 
+int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owner, gid_t group,
+                    char *err, size_t errlen)
+{
+    struct fetch_opts fo = {.ca_file = cfg->sts_ca_file,
+                            .connect_timeout_ms = cfg->sts_connect_timeout_ms,
+                            .total_timeout_ms = cfg->sts_fetch_timeout_ms,
+                            .max_body = STS_BODY_MAX,
+                            .port = 443};
+    struct mtasts_opts mo;
+
+    svc->timeout_ms = cfg->lookup_timeout_ms;
+    svc->resolver = resolver_create(svc->loop, cfg, err, errlen);
+    if (svc->resolver == NULL)
+        return -1;
+    svc->fetch = fetch_svc_create(svc->loop, &fo, err, errlen);
+    if (svc->fetch == NULL)
+        return -1;
+    if (cfg->state_dir[0] != '\0') {
+        svc->store = store_open(cfg->state_dir, owner, group, err, errlen);
+        if (svc->store == NULL)
+            return -1;
+    }
+    lookup_mtasts_opts(cfg, &mo);
+    svc->mtasts = mtasts_svc_create(svc->loop, svc->resolver, svc->fetch, svc->store, &mo);
+    if (svc->store)
+        log_info("state_dir %s: %zu MTA-STS policies loaded", cfg->state_dir,
+                 mtasts_load(svc->mtasts));
+    return 0;
+}
+
+void lookup_mtasts_opts(const struct config *cfg, struct mtasts_opts *mo)
+{
+    mo->allow_private = cfg->sts_allow_private;
+    mo->fail_ttl_s = cfg->sts_fail_ttl_ms / 1000;
+    mo->recheck_s = cfg->sts_recheck_ms / 1000;
+}
+
 void lookup_svc_close(struct lookup_svc *svc)
 {
     struct waiter *w;
 
+    if (svc->flights == NULL)
+        return;
     while ((w = svc->deadline_head) != NULL) {
-        struct flight *fl = w->fl;
-
         unlink_waiter(svc, w);
-        finish_waiter(svc, w, NULL, "the daemon is shutting down");
+        finish_waiter(svc, w, "the daemon is shutting down");
         free(w);
-        if (fl->waiters == NULL && fl->dl != NULL) {
-            dane_cancel(fl->dl);
-            flight_free(svc, fl);
-        }
     }
-    for (size_t b = 0; b < svc->nbuckets; b++) {
-        while (svc->flights[b]) {
-            struct flight *fl = svc->flights[b];
-
-            dane_cancel(fl->dl);
-            flight_free(svc, fl);
-        }
-    }
+    for (size_t b = 0; b < svc->nbuckets; b++)
+        while (svc->flights[b])
+            flight_free(svc, svc->flights[b]);
     free(svc->flights);
     svc->flights = NULL;
+    /* Users before what they use: MTA-STS work holds resolver and fetch requests. */
+    mtasts_svc_destroy(svc->mtasts);
+    svc->mtasts = NULL;
+    fetch_svc_destroy(svc->fetch);
+    svc->fetch = NULL;
+    store_close(svc->store);
+    svc->store = NULL;
+    resolver_destroy(svc->resolver);
+    svc->resolver = NULL;
     uv_close((uv_handle_t *)&svc->timer, on_timer_closed);
 }

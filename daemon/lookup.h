@@ -8,7 +8,11 @@
 #ifndef DAEMON_LOOKUP_H
 #define DAEMON_LOOKUP_H
 
+#include <sys/types.h>
 #include <uv.h>
+
+#include "config.h"
+#include "mtasts.h"
 
 #include "domain.h"
 #include "engine.h"
@@ -16,6 +20,8 @@
 
 struct overrides;
 struct resolver;
+struct fetch_svc;
+struct store;
 struct waiter;
 struct flight;
 
@@ -24,6 +30,9 @@ struct lookup_svc {
     uv_loop_t *loop;
     struct overrides *overrides; /* never NULL; replaced whole on reload */
     struct resolver *resolver;   /* never NULL */
+    struct mtasts_svc *mtasts;   /* never NULL */
+    struct fetch_svc *fetch;     /* policy fetches */
+    struct store *store;         /* NULL without state_dir */
     unsigned timeout_ms;         /* lookup_timeout */
 
     /* Private: flights by domain, and waiters in deadline order (all budgets are equal,
@@ -55,8 +64,21 @@ typedef void (*lookup_done_fn)(void *arg, const struct lookup_result *res);
 void lookup_svc_init(struct lookup_svc *svc, uv_loop_t *loop);
 
 /*
- * lookup_svc_close - answer every waiting lookup with TEMP and close the timer (the loop
- * must run once more to finish the close). The resolver is not touched.
+ * lookup_svc_open - create what lookups consult beyond the overrides table: the resolver,
+ * the policy fetcher, the store in state_dir (given to owner/group when root; (uid_t)-1
+ * keeps it), and MTA-STS with the store's policies loaded. -1 with a reason in err; the
+ * caller then still calls lookup_svc_close().
+ */
+int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owner, gid_t group,
+                    char *err, size_t errlen);
+
+/* lookup_mtasts_opts - the MTA-STS options in cfg (for open and reload). */
+void lookup_mtasts_opts(const struct config *cfg, struct mtasts_opts *mo);
+
+/*
+ * lookup_svc_close - answer every waiting lookup with TEMP, destroy the services opened by
+ * lookup_svc_open() and close the timer (the loop must run once more to finish the closes).
+ * Safe to call twice.
  */
 void lookup_svc_close(struct lookup_svc *svc);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "config.h"
@@ -58,6 +59,29 @@ static json_t *facts_json(const struct lookup_result *res)
     } else {
         json_object_set_new(facts, "dane", json_null());
     }
+    if (res->facts.sts) {
+        const struct mtasts_facts *m = res->facts.sts;
+        json_t *sts = json_pack("{s:s, s:s, s:s, s:s, s:b}", "state",
+                                m->state == MTASTS_POLICY ? "policy" : "none", "why", m->why, "txt",
+                                m->txt, "fetch", m->fetch, "cached", m->cached);
+
+        if (m->state == MTASTS_POLICY) {
+            json_t *mx = json_array();
+            time_t now = time(NULL);
+
+            for (unsigned i = 0; i < m->policy.nmx; i++)
+                json_array_append_new(mx, json_string(m->policy.mx[i]));
+            json_object_set_new(sts, "policy",
+                                json_pack("{s:s, s:s, s:I, s:o, s:I, s:I, s:I}", "id", m->id,
+                                          "mode", sts_mode_name(m->policy.mode), "max_age",
+                                          (json_int_t)m->policy.max_age, "mx", mx, "fetched",
+                                          (json_int_t)m->fetched, "expires", (json_int_t)m->expires,
+                                          "age", (json_int_t)(now - m->fetched)));
+        }
+        json_object_set_new(facts, "sts", sts);
+    } else {
+        json_object_set_new(facts, "sts", json_null());
+    }
     return facts;
 }
 
@@ -90,6 +114,16 @@ static void on_done(void *arg, const struct lookup_result *res)
     else if (res->detail)
         printf(": %s", res->detail);
     printf("\n");
+    if (res->facts.sts) {
+        const struct mtasts_facts *m = res->facts.sts;
+
+        if (m->state == MTASTS_POLICY)
+            printf("  mta-sts policy id %s, mode %s, max_age %u, age %llds%s: %s\n", m->id,
+                   sts_mode_name(m->policy.mode), (unsigned)m->policy.max_age,
+                   (long long)(time(NULL) - m->fetched), m->cached ? " (cached)" : "", m->why);
+        else
+            printf("  mta-sts none: %s\n", m->why);
+    }
     if (res->facts.dane) {
         const struct dane_facts *d = res->facts.dane;
 
@@ -172,8 +206,7 @@ int query_main(int argc, char **argv)
         fprintf(stderr, "tlspolicyd: %s\n", err);
         goto done;
     }
-    svc.resolver = resolver_create(&loop, &cfg, err, sizeof(err));
-    if (svc.resolver == NULL) {
+    if (lookup_svc_open(&svc, &cfg, (uid_t)-1, (gid_t)-1, err, sizeof(err)) < 0) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
         goto done;
     }
@@ -199,7 +232,6 @@ int query_main(int argc, char **argv)
         json_decref(out);
     }
 done:
-    resolver_destroy(svc.resolver);
     lookup_svc_close(&svc);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

@@ -90,8 +90,6 @@ static void finish_drain(struct server *srv)
     uv_close((uv_handle_t *)&srv->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sigint, on_handle_closed);
     lookup_svc_close(&srv->svc);
-    resolver_destroy(srv->svc.resolver);
-    srv->svc.resolver = NULL;
     log_notice("stopped");
 }
 
@@ -139,10 +137,22 @@ static void on_signal(uv_signal_t *s, int signum)
 }
 
 /* Settings that only take effect at start-up. */
+static void swap_str(char **a, char **b)
+{
+    char *t = *a;
+
+    *a = *b;
+    *b = t;
+}
+
 static int needs_restart(const struct config *a, const struct config *b)
 {
     if (a->nlisten != b->nlisten || a->socket_mode != b->socket_mode ||
         strcmp(a->socket_group, b->socket_group) != 0 || strcmp(a->user, b->user) != 0)
+        return 1;
+    if (strcmp(a->state_dir, b->state_dir) != 0 || strcmp(a->sts_ca_file, b->sts_ca_file) != 0 ||
+        a->sts_connect_timeout_ms != b->sts_connect_timeout_ms ||
+        a->sts_fetch_timeout_ms != b->sts_fetch_timeout_ms)
         return 1;
     if (strcmp(a->dns_servers, b->dns_servers) != 0 || a->dns_timeout_ms != b->dns_timeout_ms ||
         a->dns_cache_size != b->dns_cache_size || a->dns_min_ttl_ms != b->dns_min_ttl_ms ||
@@ -171,8 +181,9 @@ void server_reload(struct server *srv)
         return;
     }
     if (needs_restart(&srv->cfg, &cfg)) {
-        log_warning("reload: listen, socket_mode, socket_group, user and the dns_* keys take "
-                    "effect only at restart; keeping the current listeners and resolver");
+        log_warning("reload: listen, socket_mode, socket_group, user, the dns_* keys, "
+                    "state_dir, sts_ca_file and the sts_*_timeout keys take effect only at "
+                    "restart; keeping the current listeners, resolver and fetcher");
         /* Keep the start-up settings so the configuration shown matches what is in force. */
         struct endpoint *tmp = cfg.listen;
         size_t ntmp = cfg.nlisten;
@@ -183,12 +194,11 @@ void server_reload(struct server *srv)
         cfg.socket_mode = srv->cfg.socket_mode;
         cfg.socket_group = srv->cfg.socket_group;
         cfg.user = srv->cfg.user;
-        {
-            char *servers = cfg.dns_servers;
-
-            cfg.dns_servers = srv->cfg.dns_servers;
-            srv->cfg.dns_servers = servers;
-        }
+        swap_str(&cfg.dns_servers, &srv->cfg.dns_servers);
+        swap_str(&cfg.state_dir, &srv->cfg.state_dir);
+        swap_str(&cfg.sts_ca_file, &srv->cfg.sts_ca_file);
+        cfg.sts_connect_timeout_ms = srv->cfg.sts_connect_timeout_ms;
+        cfg.sts_fetch_timeout_ms = srv->cfg.sts_fetch_timeout_ms;
         cfg.dns_timeout_ms = srv->cfg.dns_timeout_ms;
         cfg.dns_cache_size = srv->cfg.dns_cache_size;
         cfg.dns_min_ttl_ms = srv->cfg.dns_min_ttl_ms;
@@ -200,10 +210,16 @@ void server_reload(struct server *srv)
     }
     config_free(&srv->cfg);
     srv->cfg = cfg;
-    /* Lookups complete synchronously, so no lookup holds the old table now. */
+    /* Waiting lookups read the overrides table when they answer, never an old pointer. */
     overrides_free(srv->svc.overrides);
     srv->svc.overrides = ov;
     srv->svc.timeout_ms = srv->cfg.lookup_timeout_ms;
+    {
+        struct mtasts_opts mo;
+
+        lookup_mtasts_opts(&srv->cfg, &mo);
+        mtasts_set_opts(srv->svc.mtasts, &mo);
+    }
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_notice("reloaded configuration%s%s; %zu overrides", srv->config_file ? " from " : "",
                srv->config_file ? srv->config_file : "", overrides_count(ov));
@@ -212,11 +228,7 @@ void server_reload(struct server *srv)
 /* Finish closing handles, then free what the server owns. 0 when nothing was left open. */
 static int teardown(struct server *srv)
 {
-    if (srv->svc.resolver) {
-        resolver_destroy(srv->svc.resolver);
-        srv->svc.resolver = NULL;
-    }
-    if (srv->svc_open && srv->svc.flights)
+    if (srv->svc_open)
         lookup_svc_close(&srv->svc);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     overrides_free(srv->svc.overrides);
@@ -245,9 +257,14 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     srv->svc.overrides = load_overrides(&srv->cfg, err, sizeof(err));
     if (srv->svc.overrides == NULL)
         goto fail;
-    srv->svc.resolver = resolver_create(loop, &srv->cfg, err, sizeof(err));
-    if (srv->svc.resolver == NULL)
-        goto fail;
+    {
+        /* state_dir must stay writable after the switch to user. */
+        struct passwd *pw = geteuid() == 0 && srv->cfg.user[0] ? getpwnam(srv->cfg.user) : NULL;
+
+        if (lookup_svc_open(&srv->svc, &srv->cfg, pw ? pw->pw_uid : (uid_t)-1,
+                            pw ? pw->pw_gid : (gid_t)-1, err, sizeof(err)) < 0)
+            goto fail;
+    }
     raise_fd_limit(srv->cfg.max_connections);
 
     srv->listeners = xcalloc(srv->cfg.nlisten, sizeof(*srv->listeners));

@@ -7,6 +7,9 @@
 
 #include <stdio.h>
 
+/* Rows leave the trailing sts field out when MTA-STS is not resolved. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 /* DANE facts shapes used by the rows: -1 for "not resolved" (NULL). */
 #define NODANE (-1)
 
@@ -20,7 +23,12 @@ struct row {
     enum sockmap_status want_status;
     const char *want_text;
     const char *want_rule;
+    int sts; /* STS_* below; rows without it leave MTA-STS unresolved */
 };
+
+/* MTA-STS facts shapes: unresolved (NULL), no policy, or a policy in one mode. */
+enum { STS_UNRESOLVED, STS_NOPOLICY, STS_ENFORCE, STS_TESTING, STS_MODENONE };
+#define STS_MATCH "secure match=mx1.example.com:.backup.example.net servername=hostname"
 
 static const struct row rows[] = {
     /* policy */
@@ -43,6 +51,39 @@ static const struct row rows[] = {
      "policy/dane"},
     {"policy: no DANE", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
      "policy/none"},
+
+    /* MTA-STS (RFC 8461) after DANE (RFC 8461 section 2: DANE takes precedence) */
+    {"policy: STS enforce", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_OK, STS_MATCH,
+     "policy/sts-enforce", STS_ENFORCE},
+    {"policy: STS enforce, DANE unresolved", ENGINE_MAP_POLICY, 0, NULL, 0, NODANE, SOCKMAP_OK,
+     STS_MATCH, "policy/sts-enforce", STS_ENFORCE},
+    {"policy: STS testing is no policy", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND,
+     "", "policy/none", STS_TESTING},
+    {"policy: STS mode none", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
+     "policy/none", STS_MODENONE},
+    {"policy: no STS policy", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
+     "policy/none", STS_NOPOLICY},
+    {"policy: DANE wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_ALL, SOCKMAP_OK, "dane-only",
+     "policy/dane-only", STS_ENFORCE},
+    {"policy: partial DANE wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_UNUSABLE, SOCKMAP_OK,
+     "dane", "policy/dane", STS_ENFORCE},
+    {"policy: bogus DNSSEC wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
+     "DNSSEC: why", "policy/dnssec-temp", STS_ENFORCE},
+    {"policy: override wins over STS", ENGINE_MAP_POLICY, 1, "may", TLSPOLICY_MAY, NODANE,
+     SOCKMAP_OK, "may", "policy/override", STS_ENFORCE},
+    {"requiretls: STS enforce validates the MX", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
+     SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_ENFORCE},
+    {"requiretls: STS testing validates the MX", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
+     SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_TESTING},
+    {"requiretls: STS mode none does not", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
+     SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
+     "requiretls/unvalidated", STS_MODENONE},
+    {"requiretls: DANE usable wins over STS", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_SOME,
+     SOCKMAP_OK, "dane-only", "requiretls/dane-only", STS_ENFORCE},
+    {"requiretls: unusable TLSA, STS enforce", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_UNUSABLE,
+     SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_ENFORCE},
+    {"tlsoptional: STS enforce waived", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_NONE, SOCKMAP_OK,
+     "may", "tlsoptional/may", STS_ENFORCE},
 
     /* tlsoptional: RFC 8689 section 5, the recipient's policy is waived */
     {"tlsoptional: no facts", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, NODANE, SOCKMAP_OK, "may",
@@ -88,6 +129,7 @@ static void check_row(const struct row *r)
     struct engine_facts f = {.domain = "example.com"};
     struct engine_answer a;
     struct dane_facts df;
+    struct mtasts_facts sf;
 
     f.has_override = r->has_override;
     f.override_key = r->has_override ? "example.com" : NULL;
@@ -98,6 +140,23 @@ static void check_row(const struct row *r)
         df.state = (enum dane_state)r->dane;
         snprintf(df.why, sizeof(df.why), "why");
         f.dane = &df;
+    }
+    if (r->sts != STS_UNRESOLVED) {
+        const char *why = NULL;
+        static const char *const bodies[] = {
+            [STS_ENFORCE] = "version: STSv1\nmode: enforce\nmx: mx1.example.com\n"
+                            "mx: *.backup.example.net\nmax_age: 86400\n",
+            [STS_TESTING] = "version: STSv1\nmode: testing\nmx: mx1.example.com\n"
+                            "mx: *.backup.example.net\nmax_age: 86400\n",
+            [STS_MODENONE] = "version: STSv1\nmode: none\nmax_age: 86400\n",
+        };
+
+        memset(&sf, 0, sizeof(sf));
+        sf.state = r->sts == STS_NOPOLICY ? MTASTS_NONE : MTASTS_POLICY;
+        if (sf.state == MTASTS_POLICY &&
+            sts_policy_parse(bodies[r->sts], strlen(bodies[r->sts]), &sf.policy, &why) != 0)
+            printf("FAIL %s: test policy does not parse: %s\n", r->label, why);
+        f.sts = &sf;
     }
     engine_decide(r->map, &f, &a);
     check_int(r->label, "status", a.status, r->want_status);
@@ -129,29 +188,52 @@ static void check_names(void)
     }
 }
 
-/* engine_needs(): DANE is resolved only when no earlier row can decide. */
+/*
+ * engine_needs(): DANE and MTA-STS are resolved only when no earlier row can decide; while
+ * DANE is unknown, MTA-STS may be resolved beside it; once DANE decides, STS is not needed.
+ */
 static void check_needs(void)
 {
     struct engine_facts f = {.domain = "example.com"};
     struct dane_facts df = {.state = DANE_NONE};
+    struct mtasts_facts sf = {.state = MTASTS_NONE};
+    const unsigned both = ENGINE_NEED_DANE | ENGINE_NEED_STS;
 
-    check_int("needs: policy, nothing", "dane", engine_needs(ENGINE_MAP_POLICY, &f),
-              ENGINE_NEED_DANE);
+    check_int("needs: policy, nothing", "dane and sts", engine_needs(ENGINE_MAP_POLICY, &f), both);
     check_int("needs: tlsoptional", "nothing", engine_needs(ENGINE_MAP_TLSOPTIONAL, &f), 0);
-    check_int("needs: requiretls", "dane", engine_needs(ENGINE_MAP_REQUIRETLS, &f),
-              ENGINE_NEED_DANE);
+    check_int("needs: requiretls", "dane and sts", engine_needs(ENGINE_MAP_REQUIRETLS, &f), both);
     f.has_override = 1;
     f.override_value = "may";
     f.override_level = TLSPOLICY_MAY;
     check_int("needs: policy with override", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
-    check_int("needs: requiretls with weak override", "dane",
-              engine_needs(ENGINE_MAP_REQUIRETLS, &f), ENGINE_NEED_DANE);
+    check_int("needs: requiretls with weak override", "dane and sts",
+              engine_needs(ENGINE_MAP_REQUIRETLS, &f), both);
     f.override_level = TLSPOLICY_SECURE;
     check_int("needs: requiretls with secure override", "nothing",
               engine_needs(ENGINE_MAP_REQUIRETLS, &f), 0);
     f.has_override = 0;
     f.dane = &df;
-    check_int("needs: policy with DANE facts", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
+    check_int("needs: policy, no DANE", "sts", engine_needs(ENGINE_MAP_POLICY, &f),
+              ENGINE_NEED_STS);
+    f.sts = &sf;
+    check_int("needs: policy, no DANE, STS known", "nothing", engine_needs(ENGINE_MAP_POLICY, &f),
+              0);
+    f.sts = NULL;
+    f.dane = NULL;
+    f.sts = &sf;
+    check_int("needs: policy, STS known first", "dane", engine_needs(ENGINE_MAP_POLICY, &f),
+              ENGINE_NEED_DANE);
+    f.sts = NULL;
+    f.dane = &df;
+    df.state = DANE_ALL;
+    check_int("needs: policy, DANE all", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
+    df.state = DANE_UNUSABLE;
+    check_int("needs: policy, DANE unusable", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
+    check_int("needs: requiretls, DANE unusable", "sts", engine_needs(ENGINE_MAP_REQUIRETLS, &f),
+              ENGINE_NEED_STS);
+    df.state = DANE_TEMP;
+    check_int("needs: requiretls, DANE temp", "nothing", engine_needs(ENGINE_MAP_REQUIRETLS, &f),
+              0);
 }
 
 int main(void)

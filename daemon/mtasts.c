@@ -1,0 +1,577 @@
+/*
+ * MTA-STS per domain (RFC 8461). An entry holds the policy in force for a domain (or the
+ * failure remembered for it) and at most one piece of work: discovery (TXT, 3.1), the
+ * policy host's addresses (vetted: SPEC 7), the fetch (3.3) and the parse (3.2). Lookups
+ * that arrive while work runs wait on the entry; a cached policy answers at once and, when
+ * its TXT id has not been checked for recheck_s, starts the work in the background.
+ */
+#include "mtasts.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "addr.h"
+#include "dns.h"
+#include "escape.h"
+#include "fetch.h"
+#include "log.h"
+#include "resolver.h"
+#include "store.h"
+#include "xalloc.h"
+
+/* Policy host addresses pinned for one fetch. */
+#define MAX_ADDRS 16
+/* RFC 8461 3.3: the policy lives at this path on the mta-sts host. */
+#define POLICY_PATH "/.well-known/mta-sts.txt"
+/* TXT records longer than this are not STS records (the grammar's fields are short). */
+#define TXT_MAX 1024
+
+struct entry;
+
+struct mtasts_lookup {
+    struct mtasts_lookup *next, **pprev;
+    struct entry *e;
+    mtasts_cb cb;
+    void *arg;
+};
+
+struct work {
+    struct entry *e;
+    struct resolver_req *txt_req, *a_req, *aaaa_req;
+    struct fetch_req *fetch;
+    int a_done, aaaa_done;
+    char id[STS_ID_MAX + 1];
+    char txt[256];
+    char host[DOMAIN_MAX + 16];
+    char addrs[MAX_ADDRS][INET6_ADDRSTRLEN];
+    size_t naddrs;
+    char refused[160]; /* the first address refused, and why */
+    const char *addr_why;
+};
+
+struct entry {
+    struct entry *hnext;
+    struct mtasts_svc *svc;
+    struct mtasts_facts f; /* the policy in force (state POLICY) or the last outcome */
+    int64_t checked;       /* when discovery last completed */
+    int64_t fail_until;    /* no new work before this after a failure */
+    struct work *work;
+    struct mtasts_lookup *waiters;
+    char domain[DOMAIN_MAX + 1];
+};
+
+struct mtasts_svc {
+    uv_loop_t *loop;
+    struct resolver *r;
+    struct fetch_svc *fetch;
+    struct store *store;
+    struct mtasts_opts opts;
+    struct entry **buckets;
+    size_t nbuckets;
+    unsigned long completions, fetches;
+};
+
+static int64_t wall_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static uint32_t hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static struct entry **slot_of(struct mtasts_svc *svc, const char *domain)
+{
+    return &svc->buckets[hash(domain) & (svc->nbuckets - 1)];
+}
+
+static struct entry *find(struct mtasts_svc *svc, const char *domain)
+{
+    struct entry *e = *slot_of(svc, domain);
+
+    while (e && strcmp(e->domain, domain) != 0)
+        e = e->hnext;
+    return e;
+}
+
+static struct entry *create(struct mtasts_svc *svc, const char *domain)
+{
+    struct entry **b = slot_of(svc, domain), *e = xcalloc(1, sizeof(*e));
+
+    e->svc = svc;
+    snprintf(e->domain, sizeof(e->domain), "%s", domain);
+    e->f.state = MTASTS_NONE;
+    e->hnext = *b;
+    *b = e;
+    return e;
+}
+
+static void entry_free(struct entry *e)
+{
+    struct entry **pp = slot_of(e->svc, e->domain);
+
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    free(e);
+}
+
+static int has_policy(const struct entry *e, int64_t now)
+{
+    return e->f.state == MTASTS_POLICY && e->f.expires > now;
+}
+
+/* RFC 8461 5.1: an expired policy is gone; so is its record. */
+static void expire(struct entry *e, int64_t now)
+{
+    if (e->f.state != MTASTS_POLICY || e->f.expires > now)
+        return;
+    log_info("mta-sts: policy of %s (id %s) reached its max_age; dropped", e->domain, e->f.id);
+    if (e->svc->store)
+        store_delete(e->svc->store, e->domain);
+    e->f.state = MTASTS_NONE;
+    snprintf(e->f.why, sizeof(e->f.why), "the cached policy expired");
+}
+
+/* The work is over: answer every waiter with the entry's facts. */
+static void work_done(struct work *w)
+{
+    struct entry *e = w->e;
+    struct mtasts_svc *svc = e->svc;
+    struct mtasts_lookup *l;
+    struct mtasts_facts f = e->f;
+
+    f.cached = 0;
+    snprintf(f.txt, sizeof(f.txt), "%s", w->txt);
+    free(w);
+    e->work = NULL;
+    svc->completions++;
+    while ((l = e->waiters) != NULL) {
+        e->waiters = l->next;
+        if (e->waiters)
+            e->waiters->pprev = &e->waiters;
+        l->cb(l->arg, &f);
+        free(l);
+    }
+    /* Nothing worth keeping: no policy and no failure to remember. */
+    if (e->f.state != MTASTS_POLICY && e->fail_until <= wall_now() && e->waiters == NULL &&
+        e->work == NULL)
+        entry_free(e);
+}
+
+/* The work ended without a new policy: keep the one in force (5.1), else remember why. */
+static void no_new_policy(struct work *w, int remember, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void no_new_policy(struct work *w, int remember, const char *fmt, ...)
+{
+    struct entry *e = w->e;
+    int64_t now = wall_now();
+    char why[sizeof(e->f.why)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    e->checked = now;
+    if (remember)
+        e->fail_until = now + e->svc->opts.fail_ttl_s;
+    if (has_policy(e, now)) {
+        log_info("mta-sts: %s: %s; the cached policy (id %s) stays in force until it expires "
+                 "in %llds (RFC 8461 5.1)",
+                 e->domain, why, e->f.id, (long long)(e->f.expires - now));
+    } else {
+        e->f.state = MTASTS_NONE;
+        snprintf(e->f.why, sizeof(e->f.why), "%s", why);
+        log_info("mta-sts: %s: no policy: %s", e->domain, why);
+    }
+    work_done(w);
+}
+
+static void on_fetch(void *arg, const struct fetch_result *res)
+{
+    struct work *w = arg;
+    struct entry *e = w->e;
+    struct mtasts_svc *svc = e->svc;
+    struct sts_policy pol;
+    const char *why = NULL;
+    int64_t now = wall_now();
+
+    w->fetch = NULL;
+    snprintf(e->f.fetch, sizeof(e->f.fetch), "%s", fetch_outcome_name(res->outcome));
+    if (res->outcome != FETCH_OK) {
+        no_new_policy(w, 1, "policy fetch from %s failed: %s", w->host, res->why);
+        return;
+    }
+    if (sts_policy_parse(res->body, res->len, &pol, &why) != STS_POLICY_OK) {
+        snprintf(e->f.fetch, sizeof(e->f.fetch), "invalid");
+        no_new_policy(w, 1, "policy from %s is invalid: %s", w->host, why);
+        return;
+    }
+    /* RFC 8461 3.3: the policy is associated with the id of the TXT record that led to it. */
+    e->f.state = MTASTS_POLICY;
+    e->f.policy = pol;
+    snprintf(e->f.id, sizeof(e->f.id), "%s", w->id);
+    e->f.fetched = now;
+    e->f.expires = now + pol.max_age;
+    snprintf(e->f.why, sizeof(e->f.why), "policy id %s fetched from %s", w->id, w->host);
+    e->checked = now;
+    e->fail_until = 0;
+    log_info("mta-sts: %s: policy id %s, mode %s, max_age %u, %u mx pattern%s", e->domain, w->id,
+             sts_mode_name(pol.mode), (unsigned)pol.max_age, pol.nmx, pol.nmx == 1 ? "" : "s");
+    if (svc->store) {
+        struct store_record rec;
+        char err[300];
+
+        memset(&rec, 0, sizeof(rec));
+        snprintf(rec.domain, sizeof(rec.domain), "%s", e->domain);
+        snprintf(rec.id, sizeof(rec.id), "%s", w->id);
+        rec.fetched = e->f.fetched;
+        rec.expires = e->f.expires;
+        rec.policy = pol;
+        if (store_put(svc->store, &rec, err, sizeof(err)) < 0)
+            log_error("mta-sts: %s: policy not persisted: %s", e->domain, err);
+    }
+    work_done(w);
+}
+
+static void start_fetch(struct work *w)
+{
+    struct mtasts_svc *svc = w->e->svc;
+    const char *addrs[MAX_ADDRS];
+
+    if (w->naddrs == 0) {
+        if (w->refused[0])
+            no_new_policy(w, 1, "policy host %s has no usable address (%s)", w->host, w->refused);
+        else
+            no_new_policy(w, 1, "policy host %s has no address%s%s", w->host,
+                          w->addr_why ? ": " : "", w->addr_why ? w->addr_why : "");
+        return;
+    }
+    for (size_t i = 0; i < w->naddrs; i++)
+        addrs[i] = w->addrs[i];
+    svc->fetches++;
+    w->fetch = fetch_start(svc->fetch, w->host, POLICY_PATH, addrs, w->naddrs, on_fetch, w);
+}
+
+/* SPEC 7: only globally routable addresses, unless sts_allow_private (test labs). */
+static void take_addresses(struct work *w, const struct resolver_answer *ans)
+{
+    struct dns_iter it;
+    struct dns_rr rr;
+    const char *why = NULL;
+
+    if (ans->info.outcome != DNS_OUT_RECORDS) {
+        if (ans->info.outcome == DNS_OUT_BOGUS || ans->info.outcome == DNS_OUT_FAILED)
+            w->addr_why = ans->info.why;
+        return;
+    }
+    if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0)
+        return;
+    while (dns_iter_next(&it, &rr, &why) == 1) {
+        uint8_t a[16];
+        size_t alen;
+        const char *special;
+
+        if (rr.section != DNS_SECTION_ANSWER || rr.type != ans->qtype ||
+            !dns_name_equal(rr.owner, ans->info.final) || dns_rdata_addr(&rr, a, &alen, &why) < 0)
+            continue;
+        if (w->naddrs == MAX_ADDRS)
+            break;
+        inet_ntop(alen == 4 ? AF_INET : AF_INET6, a, w->addrs[w->naddrs], INET6_ADDRSTRLEN);
+        special = addr_special(a, alen);
+        if (special && !w->e->svc->opts.allow_private) {
+            if (!w->refused[0])
+                snprintf(w->refused, sizeof(w->refused),
+                         "%s is a %s address; sts_allow_private = no", w->addrs[w->naddrs],
+                         special);
+            continue;
+        }
+        w->naddrs++;
+    }
+}
+
+static void on_addr(void *arg, const struct resolver_answer *ans)
+{
+    struct work *w = arg;
+
+    if (ans->qtype == DNS_TYPE_A) {
+        w->a_req = NULL;
+        w->a_done = 1;
+    } else {
+        w->aaaa_req = NULL;
+        w->aaaa_done = 1;
+    }
+    take_addresses(w, ans);
+    if (w->a_done && w->aaaa_done)
+        start_fetch(w);
+}
+
+static void resolve_host(struct work *w)
+{
+    struct resolver *r = w->e->svc->r;
+    struct resolver_req *req;
+
+    /* RFC 8461 3.3: the policy host is "mta-sts." in front of the policy domain. */
+    snprintf(w->host, sizeof(w->host), "mta-sts.%s", w->e->domain);
+    if (strlen(w->host) > DOMAIN_MAX) {
+        no_new_policy(w, 1, "policy host name %s is too long", w->host);
+        return;
+    }
+    /*
+     * A cached answer calls back before resolver_query() returns (and returns NULL); the
+     * AAAA answer may even end the work and free w, so w is touched only for a pending query.
+     */
+    req = resolver_query(r, w->host, DNS_TYPE_A, on_addr, w);
+    if (req)
+        w->a_req = req;
+    req = resolver_query(r, w->host, DNS_TYPE_AAAA, on_addr, w);
+    if (req)
+        w->aaaa_req = req;
+}
+
+/* RFC 8461 3.1: exactly one record starting with v=STSv1, else no policy. */
+static void on_txt(void *arg, const struct resolver_answer *ans)
+{
+    struct work *w = arg;
+    struct entry *e = w->e;
+    struct dns_iter it;
+    struct dns_rr rr;
+    const char *why = NULL, *bad = NULL;
+    unsigned nsts = 0;
+    int64_t now = wall_now();
+
+    w->txt_req = NULL;
+    switch (ans->info.outcome) {
+    case DNS_OUT_NODATA:
+    case DNS_OUT_NXDOMAIN:
+        no_new_policy(w, 0, "no _mta-sts TXT record");
+        return;
+    case DNS_OUT_BOGUS:
+    case DNS_OUT_FAILED:
+        no_new_policy(w, 1, "_mta-sts TXT lookup failed: %s", ans->info.why);
+        return;
+    case DNS_OUT_RECORDS:
+        break;
+    }
+    if (dns_iter_init(&it, ans->msg, ans->len, &why) == 0) {
+        while (dns_iter_next(&it, &rr, &why) == 1) {
+            char txt[TXT_MAX + 1], id[STS_ID_MAX + 1];
+            size_t len;
+            int rc;
+
+            if (rr.section != DNS_SECTION_ANSWER || rr.type != DNS_TYPE_TXT ||
+                !dns_name_equal(rr.owner, ans->info.final))
+                continue;
+            if (dns_rdata_txt(&rr, txt, sizeof(txt), &len, &why) < 0) {
+                /* Too long to be an STS record unless it claims to be one. */
+                if (strncmp((const char *)rr.rdata + 1, "v=STSv1", 7) == 0 && rr.rdlen > 8) {
+                    nsts++;
+                    bad = "an over-long v=STSv1 record";
+                }
+                continue;
+            }
+            rc = sts_txt_parse(txt, len, id, &why);
+            if (rc == STS_TXT_NOT_STS)
+                continue;
+            nsts++;
+            escape_log(w->txt, sizeof(w->txt), txt, len);
+            if (rc == STS_TXT_OK)
+                snprintf(w->id, sizeof(w->id), "%s", id);
+            else
+                bad = why;
+        }
+    }
+    if (nsts == 0) {
+        no_new_policy(w, 0, "no v=STSv1 TXT record at _mta-sts.%s", e->domain);
+        return;
+    }
+    if (nsts > 1) {
+        w->txt[0] = '\0';
+        no_new_policy(w, 0, "%u v=STSv1 TXT records at _mta-sts.%s (RFC 8461 3.1: exactly one)",
+                      nsts, e->domain);
+        return;
+    }
+    if (bad) {
+        no_new_policy(w, 0, "invalid _mta-sts TXT record: %s", bad);
+        return;
+    }
+    /*
+     * RFC 8461 5.1: the same id means the same policy; fetch again only to renew it once
+     * half its lifetime has passed, so a policy in use never runs out.
+     */
+    if (has_policy(e, now) && strcmp(e->f.id, w->id) == 0 &&
+        now < e->f.fetched + (e->f.expires - e->f.fetched) / 2) {
+        e->checked = now;
+        work_done(w);
+        return;
+    }
+    if (has_policy(e, now))
+        log_info("mta-sts: %s: TXT id %s (cached policy has %s): fetching", e->domain, w->id,
+                 e->f.id);
+    resolve_host(w);
+}
+
+/* Start discovery for e. Returns 1 when the work completed before returning. */
+static int start_work(struct entry *e)
+{
+    struct mtasts_svc *svc = e->svc;
+    unsigned long before = svc->completions;
+    struct work *w = xcalloc(1, sizeof(*w));
+    struct resolver_req *req;
+    char name[DOMAIN_MAX + 16];
+
+    w->e = e;
+    e->work = w;
+    /* RFC 8461 3.1: the TXT record lives at _mta-sts.DOMAIN. */
+    snprintf(name, sizeof(name), "_mta-sts.%s", e->domain);
+    if (strlen(name) > DOMAIN_MAX) {
+        no_new_policy(w, 0, "%s is too long for an _mta-sts name", e->domain);
+        return 1;
+    }
+    req = resolver_query(svc->r, name, DNS_TYPE_TXT, on_txt, w);
+    if (req)
+        w->txt_req = req; /* pending: w lives until on_txt */
+    return svc->completions != before;
+}
+
+static void deliver_now(struct entry *e, int cached, mtasts_cb cb, void *arg)
+{
+    struct mtasts_facts f = e->f;
+
+    f.cached = cached;
+    cb(arg, &f);
+}
+
+struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, mtasts_cb cb,
+                                   void *arg)
+{
+    struct entry *e = find(svc, domain);
+    struct mtasts_lookup *l;
+    int64_t now = wall_now();
+
+    if (e != NULL) {
+        expire(e, now);
+        if (has_policy(e, now)) {
+            /* The cached policy answers; a due TXT check runs behind it (RFC 8461 5.1). */
+            deliver_now(e, 1, cb, arg);
+            if (e->work == NULL && now - e->checked >= (int64_t)svc->opts.recheck_s)
+                start_work(e);
+            return NULL;
+        }
+        if (e->work == NULL && e->fail_until > now) {
+            deliver_now(e, 1, cb, arg);
+            return NULL;
+        }
+    } else {
+        e = create(svc, domain);
+    }
+    l = xcalloc(1, sizeof(*l));
+    l->e = e;
+    l->cb = cb;
+    l->arg = arg;
+    l->next = e->waiters;
+    if (l->next)
+        l->next->pprev = &l->next;
+    l->pprev = &e->waiters;
+    e->waiters = l;
+    if (e->work != NULL)
+        return l;
+    return start_work(e) ? NULL : l;
+}
+
+void mtasts_cancel(struct mtasts_lookup *l)
+{
+    if (l == NULL)
+        return;
+    *l->pprev = l->next;
+    if (l->next)
+        l->next->pprev = l->pprev;
+    free(l);
+}
+
+static void on_loaded(void *arg, const struct store_record *rec)
+{
+    struct mtasts_svc *svc = arg;
+    struct entry *e = find(svc, rec->domain);
+
+    if (e == NULL)
+        e = create(svc, rec->domain);
+    e->f.state = MTASTS_POLICY;
+    e->f.policy = rec->policy;
+    snprintf(e->f.id, sizeof(e->f.id), "%s", rec->id);
+    e->f.fetched = rec->fetched;
+    e->f.expires = rec->expires;
+    snprintf(e->f.why, sizeof(e->f.why), "policy id %s from state_dir, fetched %lld", rec->id,
+             (long long)rec->fetched);
+    /* Checked long ago: the first lookup looks at the TXT id again, behind the answer. */
+    e->checked = 0;
+}
+
+size_t mtasts_load(struct mtasts_svc *svc)
+{
+    return svc->store ? store_load(svc->store, wall_now(), on_loaded, svc) : 0;
+}
+
+struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct fetch_svc *fetch,
+                                     struct store *store, const struct mtasts_opts *opts)
+{
+    struct mtasts_svc *svc = xcalloc(1, sizeof(*svc));
+
+    svc->loop = loop;
+    svc->r = r;
+    svc->fetch = fetch;
+    svc->store = store;
+    svc->opts = *opts;
+    svc->nbuckets = 1024;
+    svc->buckets = xcalloc(svc->nbuckets, sizeof(*svc->buckets));
+    return svc;
+}
+
+void mtasts_set_opts(struct mtasts_svc *svc, const struct mtasts_opts *opts)
+{
+    svc->opts = *opts;
+}
+
+void mtasts_svc_destroy(struct mtasts_svc *svc)
+{
+    if (svc == NULL)
+        return;
+    for (size_t b = 0; b < svc->nbuckets; b++) {
+        struct entry *e;
+
+        while ((e = svc->buckets[b]) != NULL) {
+            struct mtasts_lookup *l;
+
+            while ((l = e->waiters) != NULL) {
+                e->waiters = l->next;
+                free(l);
+            }
+            if (e->work) {
+                resolver_cancel(e->work->txt_req);
+                resolver_cancel(e->work->a_req);
+                resolver_cancel(e->work->aaaa_req);
+                fetch_cancel(e->work->fetch);
+                free(e->work);
+            }
+            svc->buckets[b] = e->hnext;
+            free(e);
+        }
+    }
+    free(svc->buckets);
+    free(svc);
+}
+
+unsigned long mtasts_fetches_started(const struct mtasts_svc *svc)
+{
+    return svc->fetches;
+}

@@ -1,0 +1,75 @@
+/*
+ * MTA-STS for one domain (RFC 8461): discovery of the _mta-sts TXT record through the
+ * daemon's resolver, the HTTPS fetch of the policy from vetted, pinned addresses, and the
+ * policy cache with its rules: a policy stays in force until max_age runs out even when the
+ * TXT record goes or fetches fail (5.1), a changed id triggers a refetch, policies in use are
+ * refreshed in the background, failures are remembered briefly, and concurrent lookups of
+ * one domain share one discovery and one fetch. Policies are written through to the store.
+ */
+#ifndef DAEMON_MTASTS_H
+#define DAEMON_MTASTS_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "sts.h"
+
+struct resolver;
+struct fetch_svc;
+struct store;
+struct mtasts_svc;
+struct mtasts_lookup;
+
+struct mtasts_opts {
+    int allow_private;   /* sts_allow_private: policy hosts on special addresses */
+    unsigned fail_ttl_s; /* a failed discovery or fetch is not retried for this long */
+    unsigned recheck_s;  /* a cached policy's TXT id is checked again after this long */
+};
+
+enum mtasts_state {
+    MTASTS_NONE,   /* no policy is in force (why says which step ended it) */
+    MTASTS_POLICY, /* policy holds the policy in force */
+};
+
+struct mtasts_facts {
+    enum mtasts_state state;
+    struct sts_policy policy;
+    char id[STS_ID_MAX + 1];
+    int64_t fetched, expires; /* wall-clock seconds */
+    int cached;               /* answered from the cache, not from a fetch just made */
+    char txt[256];            /* the TXT record that was found, escaped, or "" */
+    char fetch[32];           /* outcome of the last fetch ("ok", "tls", ...), or "" */
+    char why[400];            /* one line: what decided the state */
+};
+
+/* Called once per mtasts_start() that returned non-NULL unless cancelled; f valid during it. */
+typedef void (*mtasts_cb)(void *arg, const struct mtasts_facts *f);
+
+/*
+ * mtasts_svc_create - the service; store may be NULL (nothing persists). The caller owns
+ * resolver, fetch and store and destroys them after this service.
+ * mtasts_svc_destroy - drop every pending lookup without calling back.
+ */
+struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct fetch_svc *fetch,
+                                     struct store *store, const struct mtasts_opts *opts);
+void mtasts_svc_destroy(struct mtasts_svc *svc);
+
+/* mtasts_set_opts - new options from a reload; they apply to work started afterwards. */
+void mtasts_set_opts(struct mtasts_svc *svc, const struct mtasts_opts *opts);
+
+/* mtasts_load - read the store's policies into the cache; returns how many. */
+size_t mtasts_load(struct mtasts_svc *svc);
+
+/*
+ * mtasts_start - the MTA-STS facts for the normalised domain. When they are known now (a
+ * cached policy, a remembered failure) cb runs before this returns and the result is NULL;
+ * otherwise the pending lookup is returned.
+ */
+struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, mtasts_cb cb,
+                                   void *arg);
+void mtasts_cancel(struct mtasts_lookup *l);
+
+/* Counters for tests and metrics. */
+unsigned long mtasts_fetches_started(const struct mtasts_svc *svc);
+
+#endif
