@@ -388,6 +388,16 @@ static int set_sts_allow_private(struct config *cfg, const char *value, const ch
     return set_yes_no(&cfg->sts_allow_private, value, why);
 }
 
+static int set_sts_enforce_testing(struct config *cfg, const char *value, const char **why)
+{
+    return set_yes_no(&cfg->sts_enforce_testing, value, why);
+}
+
+static int set_sts_postfix_attributes(struct config *cfg, const char *value, const char **why)
+{
+    return set_yes_no(&cfg->sts_postfix_attributes, value, why);
+}
+
 static int set_sts_connect_timeout(struct config *cfg, const char *value, const char **why)
 {
     return set_duration(&cfg->sts_connect_timeout_ms, value, 100, why);
@@ -480,6 +490,11 @@ static const struct key keys[] = {
      "a failed MTA-STS discovery or fetch is not retried for this long"},
     {"sts_recheck", "5m", set_sts_recheck,
      "a cached policy's TXT id is checked again, behind the answer, after this long"},
+    {"sts_enforce_testing", "no", set_sts_enforce_testing,
+     "yes: the policy map answers MTA-STS testing policies like enforce ones"},
+    {"sts_postfix_attributes", "no", set_sts_postfix_attributes,
+     "yes: add policy_type, policy_domain, mx_host_pattern and policy_string for TLSRPT "
+     "(Postfix 3.10 or later only; earlier versions reject them)"},
     {"log_level", "info", set_log_level, "error, warning, notice, info or debug"},
     {"syslog", "no", set_syslog, "yes: log to syslog (facility mail) instead of stderr"},
 };
@@ -636,6 +651,8 @@ void config_print(const struct config *cfg, FILE *fp)
     fprintf(fp, "sts_fetch_timeout = %ums\n", cfg->sts_fetch_timeout_ms);
     fprintf(fp, "sts_fail_ttl = %ums\n", cfg->sts_fail_ttl_ms);
     fprintf(fp, "sts_recheck = %ums\n", cfg->sts_recheck_ms);
+    fprintf(fp, "sts_enforce_testing = %s\n", cfg->sts_enforce_testing ? "yes" : "no");
+    fprintf(fp, "sts_postfix_attributes = %s\n", cfg->sts_postfix_attributes ? "yes" : "no");
     fprintf(fp, "log_level = %s\n",
             cfg->log_level == LOG_ERR       ? "error"
             : cfg->log_level == LOG_WARNING ? "warning"

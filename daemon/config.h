@@ -44,9 +44,13 @@ struct config {
     unsigned sts_connect_timeout_ms; /* TCP and TLS set-up of a policy fetch */
     unsigned sts_fetch_timeout_ms;   /* a whole policy fetch */
     unsigned sts_fail_ttl_ms;        /* a failed discovery or fetch is remembered this long */
-    unsigned sts_recheck_ms;         /* a cached policy's TXT id is checked after this long */
-    int log_level;                   /* syslog level */
-    int syslog;                      /* 1: log to syslog instead of stderr */
+    unsigned sts_recheck_ms;
+    int sts_enforce_testing; /* policy map: mode testing answered like enforce */
+    int sts_postfix_attributes;
+        /* Postfix 3.10+ TLSRPT attributes in STS answers */ /* a cached policy's TXT id is checked
+                                                                after this long */
+    int log_level;                                           /* syslog level */
+    int syslog; /* 1: log to syslog instead of stderr */
 };
 
 /* One key as documented: name, default text, and a one-line description (for -p). */

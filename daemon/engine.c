@@ -74,10 +74,16 @@ static int dane_usable(const struct engine_facts *f)
     return f->dane && (f->dane->state == DANE_ALL || f->dane->state == DANE_SOME);
 }
 
-/* MTA-STS (RFC 8461 5): only an enforce policy constrains ordinary mail. */
+/*
+ * MTA-STS (RFC 8461 5): only an enforce policy constrains ordinary mail, unless the
+ * administrator asked for testing policies to be enforced too (sts_enforce_testing).
+ */
 static int sts_enforce(const struct engine_facts *f)
 {
-    return f->sts && f->sts->state == MTASTS_POLICY && f->sts->policy.mode == STS_MODE_ENFORCE;
+    if (f->sts == NULL || f->sts->state != MTASTS_POLICY)
+        return 0;
+    return f->sts->policy.mode == STS_MODE_ENFORCE ||
+           (f->sts->policy.mode == STS_MODE_TESTING && (f->sts_flags & ENGINE_STS_ENFORCE_TESTING));
 }
 
 /* draft-ietf-uta-smtp-require-tls-06 4.2.1: an MTA-STS policy in any mode but none
@@ -132,6 +138,43 @@ static void answer_dane_temp(const struct engine_facts *f, struct engine_answer 
 }
 
 /*
+ * Postfix 3.10+ (TLSRPT_README) reads the policy behind an answer from these attributes
+ * for its TLS reports: policy_type, policy_domain, one mx_host_pattern per pattern and one
+ * "{ policy_string = LINE }" per policy line. Earlier Postfix versions reject them, hence
+ * the option. An answer too long for them keeps its security part and goes without.
+ */
+static void append_sts_attributes(const struct engine_facts *f, struct engine_answer *a)
+{
+    const struct sts_policy *p = &f->sts->policy;
+    size_t len = strlen(a->text), cap = sizeof(a->text);
+    int n;
+
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        n = snprintf(a->text + len, cap - len, __VA_ARGS__);                                       \
+        if (n < 0 || (size_t)n >= cap - len)                                                       \
+            goto too_long;                                                                         \
+        len += (size_t)n;                                                                          \
+    } while (0)
+    {
+        size_t base = len;
+
+        ADD(" policy_type=sts policy_domain=%s", f->domain);
+        for (unsigned i = 0; i < p->nmx; i++)
+            ADD(" mx_host_pattern=%s", p->mx[i]);
+        ADD(" { policy_string = version: STSv1 } { policy_string = mode: %s }",
+            sts_mode_name(p->mode));
+        for (unsigned i = 0; i < p->nmx; i++)
+            ADD(" { policy_string = mx: %s }", p->mx[i]);
+        ADD(" { policy_string = max_age: %u }", (unsigned)p->max_age);
+        return;
+    too_long:
+        a->text[base] = '\0';
+    }
+#undef ADD
+}
+
+/*
  * RFC 8461 4.1 and 5: the MX host must match a policy pattern and present a certificate
  * valid for its name under the WebPKI; Postfix's "secure" level with the patterns as its
  * match list and servername=hostname does both. A policy with no usable pattern is never
@@ -148,6 +191,8 @@ static void answer_sts_secure(const struct engine_facts *f, struct engine_answer
     }
     a->status = SOCKMAP_OK;
     snprintf(a->text, sizeof(a->text), "secure match=%s servername=hostname", list);
+    if (f->sts_flags & ENGINE_STS_ATTRIBUTES)
+        append_sts_attributes(f, a);
 }
 
 /*
@@ -183,7 +228,6 @@ static const struct row rows[] = {
 
 unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
 {
-    unsigned need = 0;
 
     switch (map) {
     case ENGINE_MAP_POLICY:
@@ -197,15 +241,17 @@ unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
     default:
         return 0;
     }
-    /* RFC 8461 2: DANE first; MTA-STS only where DANE does not decide. */
+    /*
+     * RFC 8461 2: DANE first; MTA-STS only where DANE does not decide. Asking for both at
+     * once would save one round trip for MTA-STS domains, but costs every DANE domain that
+     * also publishes MTA-STS a discovery and a fetch whose policy is never used.
+     */
     if (f->dane == NULL)
-        need |= ENGINE_NEED_DANE;
-    else if (dane_temp(f) ||
-             (map == ENGINE_MAP_POLICY ? dane_all(f) || dane_partial(f) : dane_usable(f)))
+        return ENGINE_NEED_DANE;
+    if (dane_temp(f) ||
+        (map == ENGINE_MAP_POLICY ? dane_all(f) || dane_partial(f) : dane_usable(f)))
         return 0;
-    if (f->sts == NULL)
-        need |= ENGINE_NEED_STS;
-    return need;
+    return f->sts == NULL ? ENGINE_NEED_STS : 0;
 }
 
 void engine_decide(enum engine_map map, const struct engine_facts *facts, struct engine_answer *ans)

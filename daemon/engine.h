@@ -40,6 +40,13 @@ struct engine_facts {
     const struct dane_facts *dane;
     /* MTA-STS (RFC 8461), or NULL when not resolved for this decision. */
     const struct mtasts_facts *sts;
+    unsigned sts_flags; /* ENGINE_STS_* from the configuration */
+};
+
+/* Configuration that shapes MTA-STS answers (sts_enforce_testing, sts_postfix_attributes). */
+enum {
+    ENGINE_STS_ENFORCE_TESTING = 1, /* the policy map treats mode testing like enforce */
+    ENGINE_STS_ATTRIBUTES = 2,      /* add Postfix 3.10+ TLSRPT attributes to STS answers */
 };
 
 /* What a decision still needs resolved, from engine_needs(). */
@@ -47,9 +54,9 @@ enum { ENGINE_NEED_DANE = 1, ENGINE_NEED_STS = 2 };
 
 /*
  * engine_needs - which facts the decision for map may still need beyond those already in
- * facts (a bit set of ENGINE_NEED_*); 0 means engine_decide() can answer now. While DANE
- * is unknown both bits are set when MTA-STS could matter, so a caller may resolve the two
- * at once; once DANE decides (RFC 8461 2: DANE takes precedence) STS is no longer needed.
+ * facts (a bit set of ENGINE_NEED_*); 0 means engine_decide() can answer now. DANE comes
+ * first (RFC 8461 2: DANE takes precedence); MTA-STS is needed only where DANE does not
+ * decide.
  */
 unsigned engine_needs(enum engine_map map, const struct engine_facts *facts);
 

@@ -249,7 +249,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
     /* The end of one response's headers. Interim 1xx responses are followed by the real one. */
     if (req->status >= 100 && req->status < 200)
         return n;
-    if (req->status != 200 && req->status != 301) {
+    if (req->status != 200) {
         reject(req, FETCH_HTTP_STATUS, "HTTP status %d%s", req->status,
                req->status >= 300 && req->status < 400 ? " (redirects are not followed)" : "");
         return 0;
@@ -757,7 +757,7 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
     /* RFC 8461 3.3: HTTPS only; a redirect is a failure, not something to follow. */
     SET(CURLOPT_PROTOCOLS_STR, "https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
-    SET(CURLOPT_FOLLOWLOCATION, 1L);
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
     /* Proxy variables in the environment (https_proxy, ALL_PROXY) are ignored. */
     SET(CURLOPT_PROXY, "");
     SET(CURLOPT_NOPROXY, "*");

@@ -18,7 +18,7 @@ struct fetch_opts {
     unsigned connect_timeout_ms; /* TCP + TLS handshake */
     unsigned total_timeout_ms;   /* the whole fetch */
     size_t max_body;             /* bytes; more is FETCH_TOO_BIG */
-    unsigned port;               /* 443 except in tests */
+    unsigned port;               /* 443 except in tests; 0: 443 */
 };
 
 enum fetch_outcome {

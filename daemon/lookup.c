@@ -80,6 +80,7 @@ static void local_facts(struct lookup_svc *svc, struct lookup_result *res)
 
     memset(&res->facts, 0, sizeof(res->facts));
     res->facts.domain = res->domain;
+    res->facts.sts_flags = svc->sts_flags;
     if (overrides_find(svc->overrides, res->domain, &hit)) {
         res->facts.has_override = 1;
         res->facts.override_key = hit.key;
@@ -381,7 +382,7 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
                             .port = 443};
     struct mtasts_opts mo;
 
-    svc->timeout_ms = cfg->lookup_timeout_ms;
+    lookup_apply_config(svc, cfg);
     svc->resolver = resolver_create(svc->loop, cfg, err, errlen);
     if (svc->resolver == NULL)
         return -1;
@@ -399,6 +400,18 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
         log_info("state_dir %s: %zu MTA-STS policies loaded", cfg->state_dir,
                  mtasts_load(svc->mtasts));
     return 0;
+}
+
+void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg)
+{
+    struct mtasts_opts mo;
+
+    svc->timeout_ms = cfg->lookup_timeout_ms;
+    svc->sts_flags = (cfg->sts_enforce_testing ? ENGINE_STS_ENFORCE_TESTING : 0) |
+                     (cfg->sts_postfix_attributes ? ENGINE_STS_ATTRIBUTES : 0);
+    lookup_mtasts_opts(cfg, &mo);
+    if (svc->mtasts)
+        mtasts_set_opts(svc->mtasts, &mo);
 }
 
 void lookup_mtasts_opts(const struct config *cfg, struct mtasts_opts *mo)

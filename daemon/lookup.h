@@ -34,6 +34,7 @@ struct lookup_svc {
     struct fetch_svc *fetch;     /* policy fetches */
     struct store *store;         /* NULL without state_dir */
     unsigned timeout_ms;         /* lookup_timeout */
+    unsigned sts_flags;          /* ENGINE_STS_* */
 
     /* Private: flights by domain, and waiters in deadline order (all budgets are equal,
      * so arrival order is deadline order). */
@@ -72,7 +73,10 @@ void lookup_svc_init(struct lookup_svc *svc, uv_loop_t *loop);
 int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owner, gid_t group,
                     char *err, size_t errlen);
 
-/* lookup_mtasts_opts - the MTA-STS options in cfg (for open and reload). */
+/* lookup_apply_config - the keys that a reload may change: timeouts, MTA-STS options. */
+void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg);
+
+/* lookup_mtasts_opts - the MTA-STS options in cfg. */
 void lookup_mtasts_opts(const struct config *cfg, struct mtasts_opts *mo);
 
 /*

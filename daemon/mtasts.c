@@ -59,6 +59,7 @@ struct entry {
     struct mtasts_facts f; /* the policy in force (state POLICY) or the last outcome */
     int64_t checked;       /* when discovery last completed */
     int64_t fail_until;    /* no new work before this after a failure */
+    int used;              /* a lookup was answered from the policy since it was fetched */
     struct work *work;
     struct mtasts_lookup *waiters;
     char domain[DOMAIN_MAX + 1];
@@ -73,7 +74,11 @@ struct mtasts_svc {
     struct entry **buckets;
     size_t nbuckets;
     unsigned long completions, fetches;
+    uv_timer_t sweep;
 };
+
+/* How often cached policies are looked over for renewal and expiry. */
+#define SWEEP_MS 60000
 
 static int64_t wall_now(void)
 {
@@ -148,10 +153,12 @@ static void work_done(struct work *w)
     struct entry *e = w->e;
     struct mtasts_svc *svc = e->svc;
     struct mtasts_lookup *l;
-    struct mtasts_facts f = e->f;
+    struct mtasts_facts f;
 
+    /* The TXT record last seen stays with the entry, for query output. */
+    snprintf(e->f.txt, sizeof(e->f.txt), "%s", w->txt);
+    f = e->f;
     f.cached = 0;
-    snprintf(f.txt, sizeof(f.txt), "%s", w->txt);
     free(w);
     e->work = NULL;
     svc->completions++;
@@ -226,6 +233,7 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     snprintf(e->f.why, sizeof(e->f.why), "policy id %s fetched from %s", w->id, w->host);
     e->checked = now;
     e->fail_until = 0;
+    e->used = 0;
     log_info("mta-sts: %s: policy id %s, mode %s, max_age %u, %u mx pattern%s", e->domain, w->id,
              sts_mode_name(pol.mode), (unsigned)pol.max_age, pol.nmx, pol.nmx == 1 ? "" : "s");
     if (svc->store) {
@@ -463,6 +471,7 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
         expire(e, now);
         if (has_policy(e, now)) {
             /* The cached policy answers; a due TXT check runs behind it (RFC 8461 5.1). */
+            e->used = 1;
             deliver_now(e, 1, cb, arg);
             if (e->work == NULL && now - e->checked >= (int64_t)svc->opts.recheck_s)
                 start_work(e);
@@ -522,6 +531,39 @@ size_t mtasts_load(struct mtasts_svc *svc)
     return svc->store ? store_load(svc->store, wall_now(), on_loaded, svc) : 0;
 }
 
+/*
+ * The sweep: a policy in use is renewed once three quarters of its life have passed even
+ * when no lookup comes to trigger the TXT check (RFC 8461 10.2 advises refreshing before
+ * expiry); policies that have expired are dropped with their records.
+ */
+static void on_sweep(uv_timer_t *t)
+{
+    struct mtasts_svc *svc = t->data;
+    int64_t now = wall_now();
+
+    for (size_t b = 0; b < svc->nbuckets; b++) {
+        struct entry *e = svc->buckets[b], *next;
+
+        for (; e != NULL; e = next) {
+            next = e->hnext;
+            if (e->work != NULL || e->waiters != NULL)
+                continue;
+            if (e->f.state == MTASTS_POLICY) {
+                expire(e, now);
+                if (e->f.state != MTASTS_POLICY) {
+                    entry_free(e);
+                    continue;
+                }
+                if (e->used && e->fail_until <= now &&
+                    e->f.expires - now < (e->f.expires - e->f.fetched) / 4)
+                    start_work(e);
+            } else if (e->fail_until <= now) {
+                entry_free(e);
+            }
+        }
+    }
+}
+
 struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct fetch_svc *fetch,
                                      struct store *store, const struct mtasts_opts *opts)
 {
@@ -534,12 +576,21 @@ struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct
     svc->opts = *opts;
     svc->nbuckets = 1024;
     svc->buckets = xcalloc(svc->nbuckets, sizeof(*svc->buckets));
+    uv_timer_init(loop, &svc->sweep);
+    svc->sweep.data = svc;
+    uv_timer_start(&svc->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    uv_unref((uv_handle_t *)&svc->sweep);
     return svc;
 }
 
 void mtasts_set_opts(struct mtasts_svc *svc, const struct mtasts_opts *opts)
 {
     svc->opts = *opts;
+}
+
+static void on_sweep_closed(uv_handle_t *h)
+{
+    free(h->data);
 }
 
 void mtasts_svc_destroy(struct mtasts_svc *svc)
@@ -568,7 +619,7 @@ void mtasts_svc_destroy(struct mtasts_svc *svc)
         }
     }
     free(svc->buckets);
-    free(svc);
+    uv_close((uv_handle_t *)&svc->sweep, on_sweep_closed);
 }
 
 unsigned long mtasts_fetches_started(const struct mtasts_svc *svc)

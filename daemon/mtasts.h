@@ -48,7 +48,8 @@ typedef void (*mtasts_cb)(void *arg, const struct mtasts_facts *f);
 /*
  * mtasts_svc_create - the service; store may be NULL (nothing persists). The caller owns
  * resolver, fetch and store and destroys them after this service.
- * mtasts_svc_destroy - drop every pending lookup without calling back.
+ * mtasts_svc_destroy - drop every pending lookup without calling back; the memory goes
+ * when the loop has run the close callback of the sweep timer.
  */
 struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct fetch_svc *fetch,
                                      struct store *store, const struct mtasts_opts *opts);

@@ -199,7 +199,6 @@ int query_main(int argc, char **argv)
     log_open(cfg.log_level < LOG_WARNING ? cfg.log_level : LOG_WARNING, 0);
     uv_loop_init(&loop);
     lookup_svc_init(&svc, &loop);
-    svc.timeout_ms = cfg.lookup_timeout_ms;
     svc.overrides =
         cfg.overrides[0] ? overrides_load(cfg.overrides, err, sizeof(err)) : overrides_empty();
     if (svc.overrides == NULL) {

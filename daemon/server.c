@@ -213,13 +213,7 @@ void server_reload(struct server *srv)
     /* Waiting lookups read the overrides table when they answer, never an old pointer. */
     overrides_free(srv->svc.overrides);
     srv->svc.overrides = ov;
-    srv->svc.timeout_ms = srv->cfg.lookup_timeout_ms;
-    {
-        struct mtasts_opts mo;
-
-        lookup_mtasts_opts(&srv->cfg, &mo);
-        mtasts_set_opts(srv->svc.mtasts, &mo);
-    }
+    lookup_apply_config(&srv->svc, &srv->cfg);
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_notice("reloaded configuration%s%s; %zu overrides", srv->config_file ? " from " : "",
                srv->config_file ? srv->config_file : "", overrides_count(ov));
@@ -252,7 +246,6 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
         goto fail;
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     lookup_svc_init(&srv->svc, loop);
-    srv->svc.timeout_ms = srv->cfg.lookup_timeout_ms;
     srv->svc_open = 1;
     srv->svc.overrides = load_overrides(&srv->cfg, err, sizeof(err));
     if (srv->svc.overrides == NULL)

@@ -13,8 +13,8 @@ if [ "$want" = test ]; then
     # clang and its runtime: libFuzzer builds of the fuzzers.
     # nsd, unbound, bind9-utils (dnssec-keygen/signzone), bind9-dnsutils (dig), iproute2,
     # util-linux (unshare): the DNSSEC lab of tests/lab/.
-    pkgs+=(postfix python3 procps clang libclang-rt-14-dev
-           nsd unbound bind9-utils bind9-dnsutils iproute2 util-linux)
+    pkgs+=(postfix python3 procps clang libclang-rt-14-dev openssl
+           nsd unbound bind9-utils bind9-dnsutils iproute2 util-linux nginx)
 fi
 
 missing=()

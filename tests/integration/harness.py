@@ -85,7 +85,8 @@ class Daemon:
         dns = f"{dns}:{os.environ.get('LAB_RESOLVER_PORT', '53')}" if dns else "127.0.0.1:9"
         lines = [f"listen = unix:{self.sock}", f"overrides = {self.overrides}",
                  f"user = {user}", "log_level = debug", f"dns_servers = {dns}",
-                 "dns_timeout = 2s", "lookup_timeout = 4s"] + list(conf_lines)
+                 "dns_timeout = 2s", "lookup_timeout = 4s",
+                 f"state_dir = {os.path.join(self.dir, 'state')}"] + list(conf_lines)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.opts = list(opts)

@@ -12,6 +12,12 @@
 #   "$LAB_CTL" --resolver-pause | --resolver-resume     SIGSTOP/SIGCONT: queries time out
 #   "$LAB_CTL" --auth-stop | --auth-start | --auth-restart | --auth-pause | --auth-resume
 #   "$LAB_CTL" --flush                                  empty unbound's caches
+#   "$LAB_CTL" --https-stop | --https-start | --https-restart   nginx and stslab.py
+#   "$LAB_CTL" --sts-rotate                             rotate.sts.test: policy id 1 -> 2
+#
+# The lab also hosts MTA-STS policies (RFC 8461): a test CA made at start (LAB_CA_FILE),
+# nginx on 127.0.30.1:443 with a server per case of the unsigned zone sts.test, and
+# stslab.py for the hosts nginx cannot play (silent, TLS-but-no-HTTP, slow).
 #
 # Everything runs in fresh network, mount and PID namespaces: nothing leaves the machine, and
 # whatever is left when the lab ends is killed by the kernel. Keys and signatures are made at
@@ -35,9 +41,26 @@ PORT=53               # glibc's resolv.conf cannot carry another port
 TTL=60
 LAB_FAIL=125
 wait_s=${DNSLAB_WAIT:-10}
-# The delegated children of test.; all but unsigned.test are signed.
+# The delegated children of test.; all but unsigned.test and sts.test are signed.
 SIGNED="dane-all dane-mixed mx-cname nullmx nomx-tlsa noaddr unusable bogus-mx bogus badds expired"
-UNSIGNED="unsigned"
+UNSIGNED="unsigned sts"
+# MTA-STS policy hosts: nginx serves every case at HTTPS but these three, which
+# stslab.py plays, each on an address of its own.
+HTTPS=127.0.30.1         # nginx
+HTTPS_NOTLS=127.0.30.2   # accepts TCP, never says a word
+HTTPS_NOHTTP=127.0.30.3  # TLS handshake, then silence
+HTTPS_SLOW=127.0.30.4    # a policy at 2.5 bytes/s
+HTTPS_PORT=443
+STS_PATH=/.well-known/mta-sts.txt
+# The cases of sts.test (C.sts.test, policy host mta-sts.C.sts.test); MX hosts
+# mx1.C.sts.test get 127.0.20.101... in this order. See README.md.
+STS_CASES="enforce wildcard testing none crlf split twotxt notxt badtxt redirect ctype charset
+    big bigchunked slow notls nohttp notfound syntax nomx wrongname untrusted expired rotate"
+# The main server certificate names every policy host but these (their own certificates
+# are the point), so that a client sending no SNI fails on them too.
+STS_OWN_CERT="wrongname untrusted expired"
+py=/usr/bin/python3   # Debian's, not whatever python3 comes first in PATH
+[ -x "$py" ] || py=python3
 
 say() { [ -z "${DNSLAB_VERBOSE:-}" ] || echo "$prog: [$(($(now_ms) - ${t_start:-0})) ms] $*" >&2; }
 die() { echo "$prog: $*" >&2; exit "$LAB_FAIL"; }
@@ -120,9 +143,12 @@ wait_ready() {
     done
 }
 
-# The daemons: D is nsd or unbound. Each writes its pid to LAB_DIR/D.pid (also when a test
-# starts it by hand); LAB_DIR/D/launched.pid is written here at once, for the start-up wait.
-name_of() { if [ "$1" = nsd ]; then echo NSD; else echo unbound; fi; }
+# The daemons: D is nsd, unbound, nginx or stslab. Each writes its pid to LAB_DIR/D.pid (also
+# when a test starts it by hand); LAB_DIR/D/launched.pid is written here at once, for the
+# start-up wait.
+name_of() {
+    case $1 in nsd) echo NSD ;; stslab) echo stslab.py ;; *) echo "$1" ;; esac
+}
 # daemon_pid D: the pid of the running daemon, or nothing.
 daemon_pid() {
     local p
@@ -134,26 +160,67 @@ daemon_pid() {
 # a ^C on the terminal does not stop it (NSD and unbound exit on SIGINT).
 launch() {
     [ -z "$(daemon_pid "$1")" ] || return 0
-    if [ "$1" = nsd ]; then
-        setsid nsd -d -c "$LAB_DIR/nsd.conf" </dev/null >>"$LAB_DIR/nsd.log" 2>&1 &
-    else
+    case $1 in
+    nsd) setsid nsd -d -c "$LAB_DIR/nsd.conf" </dev/null >>"$LAB_DIR/nsd.log" 2>&1 & ;;
+    unbound)
         setsid unbound -d -c "$LAB_DIR/unbound.conf" </dev/null >>"$LAB_DIR/unbound.log" 2>&1 &
-    fi
+        ;;
+    nginx)
+        # shellcheck disable=SC2094  # -e: nginx's log; what it says before opening it, too
+        setsid nginx -p "$LAB_DIR/nginx" -c "$LAB_DIR/nginx.conf" -e "$LAB_DIR/nginx.log" \
+            -g 'daemon off;' </dev/null >>"$LAB_DIR/nginx.log" 2>&1 &
+        ;;
+    stslab)
+        rm -f "$LAB_DIR/stslab/ready"
+        stslab_cmd
+        setsid "${stslab_argv[@]}" </dev/null >>"$LAB_DIR/stslab.log" 2>&1 &
+        ;;
+    esac
     echo "$!" > "$LAB_DIR/$1/launched.pid"
 }
+# stslab_cmd: stslab_argv is the command line of stslab.py serve.
+stslab_cmd() {
+    stslab_argv=("$py" -I -S "$here/stslab.py" serve --notls "$HTTPS_NOTLS:$HTTPS_PORT"
+        --nohttp "$HTTPS_NOHTTP:$HTTPS_PORT" --slow "$HTTPS_SLOW:$HTTPS_PORT"
+        --cert "$LAB_DIR/pki/server.pem" --key "$LAB_DIR/pki/server.key"
+        --slow-body "$LAB_DIR/stslab/slow.txt" --pidfile "$LAB_DIR/stslab.pid"
+        --ready "$LAB_DIR/stslab/ready")
+}
+# nginx serves when a plain-HTTP request to its TLS port gets nginx's 400 back.
+nginx_ready() {
+    local fd line=""
+    { exec {fd}<>"/dev/tcp/$HTTPS/$HTTPS_PORT"; } 2>/dev/null || return 1
+    printf 'GET / HTTP/1.0\r\n\r\n' 1>&"$fd" 2>/dev/null || true
+    read -r -t 1 line <&"$fd" || true
+    exec {fd}>&-
+    [[ $line == HTTP/1.1\ * ]]
+}
+stslab_ready() { [ -s "$LAB_DIR/stslab/ready" ]; }
 # start D: launch it, and wait until it answers.
 start() {
     local pid
     launch "$1"
     pid=$(daemon_pid "$1")
-    if [ "$1" = nsd ]; then
+    case $1 in
+    nsd)
         wait_ready NSD "$pid" "$LAB_DIR/nsd.log" auth_ready nsd-checkconf "$LAB_DIR/nsd.conf"
         say "NSD (pid $pid) answers on $AUTH:$PORT"
-    else
+        ;;
+    unbound)
         wait_ready unbound "$pid" "$LAB_DIR/unbound.log" resolver_ready \
             unbound-checkconf "$LAB_DIR/unbound.conf"
         say "unbound (pid $pid) validates on $RESOLVER:$PORT"
-    fi
+        ;;
+    nginx)
+        wait_ready nginx "$pid" "$LAB_DIR/nginx.log" nginx_ready \
+            nginx -t -q -p "$LAB_DIR/nginx" -c "$LAB_DIR/nginx.conf" -e "$LAB_DIR/nginx.log"
+        say "nginx (pid $pid) serves on $HTTPS:$HTTPS_PORT"
+        ;;
+    stslab)
+        wait_ready stslab.py "$pid" "$LAB_DIR/stslab.log" stslab_ready true
+        say "stslab.py (pid $pid) listens on $HTTPS_NOTLS, $HTTPS_NOHTTP, $HTTPS_SLOW"
+        ;;
+    esac
 }
 stop() {
     local p
@@ -183,10 +250,47 @@ flush() {
     unbound_control flush_requestlist
 }
 
+https_start() { launch nginx; launch stslab; start nginx; start stslab; }
+https_stop() { stop stslab; stop nginx; }
+
+# sts_rotate: rotate.sts.test moves from policy id 1 (mx1) to id 2 (mx2), as an operator
+# would: the new policy file first, then the TXT record (and MX) in DNS. Returns when
+# unbound gives out the new TXT record; a second call finds it done.
+sts_rotate() {
+    local www=$LAB_DIR/www/rotate/.well-known/mta-sts.txt zone=$LAB_DIR/zones/sts.signed
+    local pid deadline next_hup=0 t
+    if [ -f "$LAB_DIR/stslab/rotate.next" ]; then mv -f "$LAB_DIR/stslab/rotate.next" "$www"; fi
+    if [ -f "$LAB_DIR/zones/sts.rotated" ]; then
+        mv -f "$LAB_DIR/zones/sts.rotated" "$zone"
+        # NSD reloads a zone file whose mtime changed: make sure that it did.
+        touch -d "@$((EPOCHSECONDS + 1))" "$zone"
+    fi
+    pid=$(daemon_pid nsd)
+    [ -n "$pid" ] || die "NSD is not running"
+    [ -n "$(daemon_pid unbound)" ] || die "unbound is not running"
+    deadline=$(( $(now_ms) + wait_s * 1000 ))
+    while :; do   # NSD: SIGHUP (again each second) until it serves id=2
+        query "$AUTH" +norecurse +time=1 +tries=1 _mta-sts.rotate.sts.test. TXT
+        [[ $q_out != *'"v=STSv1; id=2"'* ]] || break
+        t=$(now_ms)
+        (( t < deadline )) || die "--sts-rotate: NSD did not load the new sts.test zone"
+        if (( t >= next_hup )); then kill -HUP "$pid"; next_hup=$((t + 1000)); fi
+        sleep 0.05
+    done
+    while :; do   # unbound: forget sts.test until it gives out id=2
+        unbound_control flush_zone sts.test.
+        unbound_control flush_requestlist
+        query "$RESOLVER" +time=1 +tries=1 _mta-sts.rotate.sts.test. TXT
+        [[ $q_out != *'"v=STSv1; id=2"'* ]] || break
+        (( $(now_ms) < deadline )) || die "--sts-rotate: unbound still answers the old TXT"
+        sleep 0.05
+    done
+}
+
 # ---------------------------------------------------------------------------------------
 # Control of a running lab (called by a test inside it).
 case ${1:-} in
---resolver-* | --auth-* | --flush)
+--resolver-* | --auth-* | --flush | --https-* | --sts-rotate)
     if [ -z "${LAB_DIR:-}" ] || [ ! -f "$LAB_DIR/unbound.conf" ]; then
         die "$1: not inside a lab (run it from a command that dnslab.sh started)"
     fi
@@ -211,6 +315,10 @@ case ${1:-} in
     --auth-pause) signal nsd STOP ;;
     --auth-resume) signal nsd CONT ;;
     --flush) need unbound-control unbound; flush ;;
+    --https-stop) https_stop ;;
+    --https-start) need nginx nginx; https_start ;;
+    --https-restart) need nginx nginx; https_stop; https_start ;;
+    --sts-rotate) need unbound-control unbound; sts_rotate ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
     exit 0
@@ -275,7 +383,7 @@ unset _DNSLAB_NS   # a COMMAND that runs dnslab.sh again gets a lab of its own
 for t in ip:iproute2 mount:mount setsid:util-linux nsd:nsd nsd-checkconf:nsd unbound:unbound \
     unbound-checkconf:unbound unbound-control:unbound dnssec-keygen:bind9-utils \
     dnssec-signzone:bind9-utils dnssec-dsfromkey:bind9-utils dig:bind9-dnsutils \
-    sha256sum:coreutils awk:mawk; do
+    sha256sum:coreutils awk:mawk nginx:nginx openssl:openssl "$py":python3; do
     need "${t%%:*}" "${t#*:}"
 done
 
@@ -290,6 +398,8 @@ cleanup() {
     set +e
     if [ -n "$cmd_pid" ]; then stop_pid "command" "$cmd_pid"; fi
     if [ -n "$LAB_DIR" ]; then
+        stop stslab
+        stop nginx
         stop unbound
         stop nsd
         [ -z "$mounted" ] || umount /etc/resolv.conf
@@ -315,7 +425,8 @@ chmod 755 "$LAB_DIR"
 keys=$LAB_DIR/keys
 zones=$LAB_DIR/zones
 logs=$LAB_DIR/log
-mkdir -p "$keys" "$zones" "$logs" "$LAB_DIR/nsd" "$LAB_DIR/unbound" "$LAB_DIR/hex"
+mkdir -p "$keys" "$zones" "$logs" "$LAB_DIR/nsd" "$LAB_DIR/unbound" "$LAB_DIR/hex" \
+    "$LAB_DIR/nginx" "$LAB_DIR/stslab" "$LAB_DIR/pki"
 
 # ---------------------------------------------------------------------------------------
 # Zones.
@@ -340,6 +451,12 @@ zone_records() {
         echo "mx2 A 127.0.20.2"
         echo "_25._tcp.mx1 TLSA 3 1 1 ${hex[mx1.dane-all.test]}"
         echo "_25._tcp.mx2 TLSA 3 1 1 ${hex[mx2.dane-all.test]}"
+        # An MTA-STS policy too: DANE must win (RFC 8461 section 2).
+        echo "_mta-sts TXT \"v=STSv1; id=20261129\""
+        echo "mta-sts A $HTTPS"
+        ;;
+    sts)
+        sts_records
         ;;
     dane-mixed)
         echo "@ MX 10 mx"
@@ -401,7 +518,46 @@ zone_records() {
     esac
 }
 
-# write_zone ZONE: the unsigned zone file.
+# sts.test: the MTA-STS cases (see STS_CASES and README.md). sts_rotated=1: the zone as
+# --sts-rotate leaves it.
+sts_rotated=""
+declare -A sts_txt=()   # CASE -> the TXT RDATA of _mta-sts.CASE, one per line
+sts_txt_data() {
+    local c
+    for c in $STS_CASES; do sts_txt[$c]='"v=STSv1; id=20261129"'; done
+    sts_txt[split]='"v=STSv1; " "id=20261129;"'
+    sts_txt[twotxt]=$'"v=STSv1; id=20261129"\n"v=STSv1; id=20261130"'
+    sts_txt[notxt]=""
+    sts_txt[badtxt]='"v=STSv1; id=not valid!"'
+    sts_txt[rotate]='"v=STSv1; id=1"'
+    [ -z "$sts_rotated" ] || sts_txt[rotate]='"v=STSv1; id=2"'
+}
+sts_records() {
+    local c i=100 t a
+    sts_txt_data
+    for c in $STS_CASES; do
+        i=$((i + 1))
+        while IFS= read -r t; do
+            [ -z "$t" ] || echo "_mta-sts.$c TXT $t"
+        done <<< "${sts_txt[$c]}"
+        case $c in
+        notls) a=$HTTPS_NOTLS ;;
+        nohttp) a=$HTTPS_NOHTTP ;;
+        slow) a=$HTTPS_SLOW ;;
+        *) a=$HTTPS ;;
+        esac
+        echo "mta-sts.$c A $a"
+        if [ "$c" = rotate ] && [ -n "$sts_rotated" ]; then
+            echo "$c MX 10 mx2.$c"
+        else
+            echo "$c MX 10 mx1.$c"
+        fi
+        echo "mx1.$c A 127.0.20.$i"
+    done
+    echo "mx2.rotate A 127.0.20.$((i + 1))"
+}
+
+# write_zone ZONE [SERIAL [FILE]]: the unsigned zone file (zones/ZONE.zone).
 write_zone() {
     local origin
     origin=$1.test.
@@ -409,10 +565,10 @@ write_zone() {
     {
         echo "\$ORIGIN $origin"
         echo "\$TTL $TTL"
-        echo "@ SOA ns.test. hostmaster.test. 1 $TTL $TTL 600 $TTL"
+        echo "@ SOA ns.test. hostmaster.test. ${2:-1} $TTL $TTL 600 $TTL"
         echo "@ NS ns.test."
         zone_records "$1"
-    } > "$zones/$1.zone"
+    } > "${3:-$zones/$1.zone}"
 }
 
 # DNSLAB_EXTRA_RECORDS: each line goes to the zone that owns its (absolute) owner name.
@@ -438,6 +594,7 @@ add_extra_records() {
             best='test'
         fi
         printf '%s\n' "$line" >> "$zones/$best.zone"
+        if [ "$best" = sts ]; then printf '%s\n' "$line" >> "$zones/sts.rotated"; fi
         say "extra record in $best: $line"
     done < "$file"
 }
@@ -472,11 +629,85 @@ sign() {
         "$@" "$zones/$z.zone" "$key.private"
 }
 
+# ---------------------------------------------------------------------------------------
+# The test PKI, made in the background while the zones are signed (ECDSA P-256, ~10 ms per
+# openssl run): the lab CA (LAB_CA_FILE) and, signed by it, the server certificate for
+# every policy host but those in STS_OWN_CERT, one for a wrong name and an expired one; a
+# second CA that nobody trusts, and a certificate from it.
+pki=$LAB_DIR/pki
+cat > "$pki/openssl.cnf" <<'EOF'
+[ req ]
+distinguished_name = dn
+[ dn ]
+[ ca_ext ]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[ leaf_ext ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = ${ENV::LAB_SAN}
+[ ca ]
+default_ca = lab_ca
+[ lab_ca ]
+database = ${ENV::LAB_PKI}/index.txt
+new_certs_dir = ${ENV::LAB_PKI}
+rand_serial = yes
+default_md = sha256
+policy = any_dn
+unique_subject = no
+[ any_dn ]
+commonName = supplied
+EOF
+make_pki() {
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes) c from until j
+    local -a p=() names=(mta-sts.dane-all.test)
+    export LAB_PKI=$pki OPENSSL_CONF=$pki/openssl.cnf LAB_SAN=DNS:unused.test
+    # leaf NAME CA DNSNAME...: NAME.key and NAME.pem for the DNSNAMEs, from CA, for 30 days
+    leaf() {
+        local n=$1 ca=$2 s
+        shift 2
+        s=$(printf 'DNS:%s,' "$@")
+        LAB_SAN=${s%,} openssl req -x509 "${ec[@]}" -keyout "$pki/$n.key" -out "$pki/$n.pem" \
+            -subj "/CN=$1" -days 30 -CA "$pki/$ca.pem" -CAkey "$pki/$ca.key" \
+            -extensions leaf_ext
+    }
+    : > "$pki/index.txt"
+    openssl req -x509 "${ec[@]}" -keyout "$pki/ca.key" -out "$pki/ca.pem" -days 30 \
+        -subj "/CN=dnslab test CA" -extensions ca_ext & p+=($!)
+    openssl req -x509 "${ec[@]}" -keyout "$pki/untrusted-ca.key" -out "$pki/untrusted-ca.pem" \
+        -days 30 -subj "/CN=dnslab untrusted CA" -extensions ca_ext & p+=($!)
+    openssl req -new "${ec[@]}" -keyout "$pki/expired.key" -out "$pki/expired.csr" \
+        -subj "/CN=mta-sts.expired.sts.test" & p+=($!)
+    for j in "${p[@]}"; do wait "$j" || return 1; done
+    p=()
+    for c in $STS_CASES; do
+        [[ " $STS_OWN_CERT " == *" $c "* ]] || names+=("mta-sts.$c.sts.test")
+    done
+    leaf server ca "${names[@]}" & p+=($!)
+    leaf wrongname ca mta-sts.elsewhere.sts.test & p+=($!)
+    leaf untrusted untrusted-ca mta-sts.untrusted.sts.test & p+=($!)
+    # Valid from 30 days ago to yesterday: openssl ca takes explicit dates.
+    TZ=UTC printf -v from '%(%Y%m%d%H%M%SZ)T' $((EPOCHSECONDS - 30 * 86400))
+    TZ=UTC printf -v until '%(%Y%m%d%H%M%SZ)T' $((EPOCHSECONDS - 86400))
+    LAB_SAN=DNS:mta-sts.expired.sts.test openssl ca -batch -notext -cert "$pki/ca.pem" \
+        -keyfile "$pki/ca.key" -in "$pki/expired.csr" -out "$pki/expired.pem" \
+        -startdate "$from" -enddate "$until" -extensions leaf_ext & p+=($!)
+    for j in "${p[@]}"; do wait "$j" || return 1; done
+}
+make_pki > "$logs/pki.log" 2>&1 &
+pki_pid=$!
+
 say "building zones in $LAB_DIR"
 make_hex mx1.dane-all.test mx2.dane-all.test mx.dane-mixed.test host.mx-cname.test \
     nomx-tlsa.test pkix-ta.unusable.test pkix-ee.unusable.test selector7.unusable.test \
     mtype9.unusable.test mx.bogus.test mx.badds.test mx.expired.test
 for z in test $SIGNED $UNSIGNED; do write_zone "$z"; done
+sts_rotated=1 write_zone sts 2 "$zones/sts.rotated"
+sts_txt_data   # as the lab starts, for --check
 if [ -n "${DNSLAB_EXTRA_RECORDS:-}" ]; then add_extra_records "$DNSLAB_EXTRA_RECORDS"; fi
 
 # Keys: one per signed zone, and a decoy for badds.test that the child never publishes.
@@ -515,7 +746,7 @@ spawn sign-test sign test "${key[test]}"
 reap
 cp "$keys/dsset-test." "$LAB_DIR/test.anchor"
 say "test. signed"
-cp "$zones/unsigned.zone" "$zones/unsigned.signed"   # served as it is
+for z in $UNSIGNED; do cp "$zones/$z.zone" "$zones/$z.signed"; done   # served as they are
 
 # bogus.test: damage the signature over mx.bogus.test/A (its first field of base64).
 awk '$1 == "mx.bogus.test." && $4 == "RRSIG" && $5 == "A" {
@@ -617,12 +848,124 @@ EOF
 printf 'nameserver %s\noptions edns0 trust-ad\n' "$RESOLVER" > "$LAB_DIR/resolv.conf"
 
 # ---------------------------------------------------------------------------------------
+# The MTA-STS policies (RFC 8461 section 3.2), one directory per policy host under www/.
+# policy MODE [MX...]: a policy body, LF line ends
+policy() {
+    local m
+    printf 'version: STSv1\nmode: %s\n' "$1"
+    shift
+    for m in "$@"; do printf 'mx: %s\n' "$m"; done
+    printf 'max_age: 86400\n'
+}
+# big_policy: a valid enforce policy, padded to 70 KiB (71680 bytes) with 64-byte lines of
+# an extension field (RFC 8461 section 3.2: unknown fields are ignored).
+big_policy() {
+    local p x i n rest
+    p=$(policy enforce mx1.big.sts.test)$'\n'
+    printf -v x '%128s' ''
+    x=${x// /x}
+    rest=$((70 * 1024 - ${#p}))
+    n=$((rest / 64 - 1))
+    rest=$((rest - 64 * n))   # 64 to 127 bytes left: one or two lines more
+    printf '%s' "$p"
+    for ((i = 0; i < n; i++)); do printf 'x-pad-%04d: %s\n' "$i" "${x:0:51}"; done
+    if ((rest >= 78)); then printf 'x-pad-%04d: %s\n' "$n" "${x:0:51}"; rest=$((rest - 64)); fi
+    printf 'x-pad-last: %s\n' "${x:0:rest-13}"
+}
+www=$LAB_DIR/www
+dirs=()
+for c in $STS_CASES dane-all; do [ "$c" = bigchunked ] || dirs+=("$www/$c/.well-known"); done
+mkdir -p "${dirs[@]}"
+for c in $STS_CASES dane-all; do
+    f=$www/$c/.well-known/mta-sts.txt
+    case $c in
+    enforce) policy enforce mx1.enforce.sts.test '*.backup.sts.test' > "$f" ;;
+    wildcard) policy enforce '*.wildcard.sts.test' > "$f" ;;
+    testing) policy testing mx1.testing.sts.test > "$f" ;;
+    none) policy none mx1.none.sts.test > "$f" ;;
+    crlf) policy enforce mx1.crlf.sts.test | sed 's/$/\r/' > "$f" ;;
+    big) big_policy > "$f" ;;
+    bigchunked) ;;   # nginx serves big's file
+    syntax) policy enforced mx1.syntax.sts.test > "$f" ;;
+    nomx) policy enforce > "$f" ;;
+    redirect | notfound | notls | nohttp) ;;   # no file
+    slow) policy enforce mx1.slow.sts.test > "$LAB_DIR/stslab/slow.txt" ;;
+    rotate)
+        policy enforce mx1.rotate.sts.test > "$f"
+        policy enforce mx2.rotate.sts.test > "$LAB_DIR/stslab/rotate.next"
+        ;;
+    dane-all) policy enforce mx1.dane-all.test mx2.dane-all.test > "$f" ;;
+    *) policy enforce "mx1.$c.sts.test" > "$f" ;;
+    esac
+done
+
+# nginx: one server per policy host on HTTPS:443 (stslab.py plays notls, nohttp and slow),
+# one process as root (master_process off, user root: no user switching, no chown to a
+# user that a user namespace does not map), everything in LAB_DIR. A client that sends no
+# SNI (or an unknown name) gets no handshake.
+{
+    cat <<EOF
+master_process off;
+user root root;
+worker_processes 1;
+pid "$LAB_DIR/nginx.pid";
+error_log "$LAB_DIR/nginx.log" notice;
+events { worker_connections 256; }
+http {
+    types { text/plain txt; }
+    default_type application/octet-stream;
+    log_format lab '\$time_iso8601 \$ssl_server_name "\$request" \$status \$bytes_sent';
+    access_log "$LAB_DIR/nginx-access.log" lab;
+    server_tokens off;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    client_body_temp_path "$LAB_DIR/nginx/body";
+    proxy_temp_path "$LAB_DIR/nginx/proxy";
+    fastcgi_temp_path "$LAB_DIR/nginx/fastcgi";
+    uwsgi_temp_path "$LAB_DIR/nginx/uwsgi";
+    scgi_temp_path "$LAB_DIR/nginx/scgi";
+    server {
+        listen $HTTPS:$HTTPS_PORT ssl default_server;
+        ssl_reject_handshake on;
+    }
+EOF
+    for c in $STS_CASES dane-all; do
+        case $c in notls | nohttp | slow) continue ;; esac
+        host=mta-sts.$c.sts.test
+        [ "$c" != dane-all ] || host=mta-sts.dane-all.test
+        cert=server
+        [[ " $STS_OWN_CERT " != *" $c "* ]] || cert=$c
+        printf '    server {\n        listen %s:%s ssl;\n        server_name %s;\n' \
+            "$HTTPS" "$HTTPS_PORT" "$host"
+        printf '        ssl_certificate "%s.pem";\n        ssl_certificate_key "%s.key";\n' \
+            "$pki/$cert" "$pki/$cert"
+        printf '        root "%s";\n' "$www/${c/bigchunked/big}"
+        case $c in
+        redirect)
+            echo "        return 301 https://mta-sts.enforce.sts.test$STS_PATH;" ;;
+        ctype) echo "        types { } default_type text/html;" ;;
+        charset) echo "        charset utf-8;" ;;
+        # SSI takes the Content-Length away: the body goes chunked (close-delimited to
+        # HTTP/1.0 clients).
+        bigchunked) echo "        ssi on; ssi_types text/plain;" ;;
+        esac
+        echo "    }"
+    done
+    echo "}"
+} > "$LAB_DIR/nginx.conf"
+
+# ---------------------------------------------------------------------------------------
 # Start.
 # Side by side: unbound asks NSD nothing before the first query, which waits for NSD.
 launch nsd
 launch unbound
+wait "$pki_pid" || { tail_log "$logs/pki.log"; die "making the test certificates failed"; }
+say "certificates made"
+launch nginx
+launch stslab
 start nsd
 start unbound
+start nginx
+start stslab
 mount --bind "$LAB_DIR/resolv.conf" /etc/resolv.conf ||
     die "cannot bind-mount $LAB_DIR/resolv.conf on /etc/resolv.conf"
 mounted=1
@@ -639,13 +982,30 @@ export LAB_UNBOUND_CONTROL="unbound-control -c $LAB_DIR/unbound.conf"
 export LAB_NSD_CONF="$LAB_DIR/nsd.conf" LAB_NSD_PIDFILE="$LAB_DIR/nsd.pid"
 export LAB_NSD_LOG="$LAB_DIR/nsd.log" LAB_NSD_CMD="nsd -d -c $LAB_DIR/nsd.conf"
 export LAB_STARTUP_MS=$((t_ready - t_start))
+export LAB_CA_FILE="$pki/ca.pem" LAB_UNTRUSTED_CA_FILE="$pki/untrusted-ca.pem"
+export LAB_HTTPS_ADDR=$HTTPS LAB_HTTPS_PORT=$HTTPS_PORT LAB_HTTPS_NOTLS_ADDR=$HTTPS_NOTLS
+export LAB_HTTPS_NOHTTP_ADDR=$HTTPS_NOHTTP LAB_HTTPS_SLOW_ADDR=$HTTPS_SLOW
+export LAB_STS_ZONE=sts.test LAB_STS_CASES="${STS_CASES//$'\n    '/ }"
+export LAB_STS_EXPECT="$here/sts.expect"
+export LAB_NGINX_CONF="$LAB_DIR/nginx.conf" LAB_NGINX_PIDFILE="$LAB_DIR/nginx.pid"
+export LAB_NGINX_LOG="$LAB_DIR/nginx.log" LAB_NGINX_ACCESS_LOG="$LAB_DIR/nginx-access.log"
+printf -v LAB_NGINX_CMD '%q ' nginx -p "$LAB_DIR/nginx" -c "$LAB_DIR/nginx.conf" \
+    -e "$LAB_DIR/nginx.log" -g 'daemon off;'
+export LAB_NGINX_CMD=${LAB_NGINX_CMD% }
+export LAB_STSLAB_LOG="$LAB_DIR/stslab.log" LAB_STSLAB_PIDFILE="$LAB_DIR/stslab.pid"
+stslab_cmd
+printf -v LAB_STSLAB_CMD '%q ' "${stslab_argv[@]}"
+export LAB_STSLAB_CMD=${LAB_STSLAB_CMD% }
 # The same controls as sh -c command lines.
 printf -v q '%q' "$self"
 export LAB_RESOLVER_STOP="$q --resolver-stop" LAB_RESOLVER_START="$q --resolver-start"
 export LAB_AUTH_STOP="$q --auth-stop" LAB_AUTH_START="$q --auth-start"
+export LAB_HTTPS_STOP="$q --https-stop" LAB_HTTPS_START="$q --https-start"
+export LAB_STS_ROTATE="$q --sts-rotate"
 
 # ---------------------------------------------------------------------------------------
-# --check: every line of zones.expect, then glibc through resolv.conf.
+# --check: every line of zones.expect, then glibc through resolv.conf, the TXT records of
+# sts.test, every line of sts.expect (the policy hosts), and the HTTPS controls.
 run_check() {
     local name type rcode ad count opt rest got_ad got_n verdict bad=0 n=0 l f
     local -a extra
@@ -682,6 +1042,67 @@ run_check() {
         echo "getent hosts mx1.dane-all.test -> '${l:-nothing}', want 127.0.20.1 FAIL"
         bad=$((bad + 1))
     fi
+    # sts.test: the TXT records of each case, as the zone has them (one dig for all).
+    local c got want out
+    local -A txt=()
+    local -a qs=()
+    for c in $STS_CASES; do qs+=("_mta-sts.$c.sts.test." TXT); done
+    while read -r -a f; do
+        [ "${f[3]:-}" = TXT ] || continue
+        c=${f[0]#_mta-sts.}
+        c=${c%.sts.test.}
+        txt[$c]+="${f[*]:4}"$'\n'
+    done < <(dig -4 +time=1 +tries=2 +noall +answer -p "$PORT" "@$RESOLVER" "${qs[@]}" 2>&1)
+    for c in $STS_CASES; do
+        n=$((n + 1))
+        got=$(sort <<< "${txt[$c]:-}" | sed '/^$/d' | paste -sd '|' -)
+        want=$(sort <<< "${sts_txt[$c]}" | sed '/^$/d' | paste -sd '|' -)
+        if [ "$got" = "$want" ]; then
+            printf '%-30s TXT %s ok\n' "_mta-sts.$c.sts.test" "${want:-(none)}"
+        else
+            printf '%-30s TXT %s FAIL (want %s)\n' "_mta-sts.$c.sts.test" "${got:-(none)}" \
+                "${want:-(none)}"
+            bad=$((bad + 1))
+        fi
+    done
+    # The policy hosts (sts.expect).
+    local want_n ok_n
+    want_n=$(grep -c '^[^#]' "$here/sts.expect")
+    out=$("$py" "$here/stslab.py" check "$LAB_CA_FILE" "$here/sts.expect" 2>&1) || true
+    echo "$out"
+    ok_n=$(grep -c ' ok$' <<< "$out" || true)
+    n=$((n + want_n))
+    bad=$((bad + want_n - ok_n))
+    # The controls: --sts-rotate, --https-stop, --https-start.
+    ctl_check() { # ctl_check WHAT WANT GOT
+        n=$((n + 1))
+        if [ "$3" = "$2" ]; then
+            printf '%-30s %s ok\n' "$1" "$2"
+        else
+            printf '%-30s %s FAIL\n%-30s want: %s\n' "$1" "$3" "" "$2"
+            bad=$((bad + 1))
+        fi
+    }
+    local t0 fetch=("$py" "$here/stslab.py" fetch "$LAB_CA_FILE")
+    t0=$(now_ms)
+    "$self" --sts-rotate || true
+    query "$RESOLVER" _mta-sts.rotate.sts.test. TXT
+    got=$(awk '$4 == "TXT" { $1 = $2 = $3 = $4 = ""; sub(/^ +/, ""); print }' <<< "$q_out")
+    ctl_check "--sts-rotate ($(($(now_ms) - t0)) ms)" '"v=STSv1; id=2"' "$got"
+    ctl_check "  then mta-sts.rotate.sts.test" \
+        "verify ok, 200 text/plain length=68 eol=lf mode=enforce mx=mx2.rotate.sts.test" \
+        "$("${fetch[@]}" mta-sts.rotate.sts.test)"
+    "$self" --https-stop || true
+    ctl_check "--https-stop: enforce" "connection refused in connect" \
+        "$("${fetch[@]}" mta-sts.enforce.sts.test)"
+    ctl_check "  and nohttp" "connection refused in connect" \
+        "$("${fetch[@]}" mta-sts.nohttp.sts.test)"
+    t0=$(now_ms)
+    "$self" --https-start || true
+    ctl_check "--https-start ($(($(now_ms) - t0)) ms): enforce" \
+        "$(awk '$1 == "mta-sts.enforce.sts.test" { $1 = ""; sub(/^ +/, ""); print }' \
+            "$here/sts.expect")" \
+        "$("${fetch[@]}" mta-sts.enforce.sts.test)"
     echo "$((n - bad)) of $n as expected; lab ready in ${LAB_STARTUP_MS} ms"
     [ "$bad" -eq 0 ]
 }

@@ -189,24 +189,24 @@ static void check_names(void)
 }
 
 /*
- * engine_needs(): DANE and MTA-STS are resolved only when no earlier row can decide; while
- * DANE is unknown, MTA-STS may be resolved beside it; once DANE decides, STS is not needed.
+ * engine_needs(): DANE and MTA-STS are resolved only when no earlier row can decide, DANE
+ * first; MTA-STS only once DANE has not decided.
  */
 static void check_needs(void)
 {
     struct engine_facts f = {.domain = "example.com"};
     struct dane_facts df = {.state = DANE_NONE};
     struct mtasts_facts sf = {.state = MTASTS_NONE};
-    const unsigned both = ENGINE_NEED_DANE | ENGINE_NEED_STS;
+    const unsigned both = ENGINE_NEED_DANE; /* MTA-STS waits for DANE */
 
-    check_int("needs: policy, nothing", "dane and sts", engine_needs(ENGINE_MAP_POLICY, &f), both);
+    check_int("needs: policy, nothing", "dane first", engine_needs(ENGINE_MAP_POLICY, &f), both);
     check_int("needs: tlsoptional", "nothing", engine_needs(ENGINE_MAP_TLSOPTIONAL, &f), 0);
-    check_int("needs: requiretls", "dane and sts", engine_needs(ENGINE_MAP_REQUIRETLS, &f), both);
+    check_int("needs: requiretls", "dane first", engine_needs(ENGINE_MAP_REQUIRETLS, &f), both);
     f.has_override = 1;
     f.override_value = "may";
     f.override_level = TLSPOLICY_MAY;
     check_int("needs: policy with override", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
-    check_int("needs: requiretls with weak override", "dane and sts",
+    check_int("needs: requiretls with weak override", "dane first",
               engine_needs(ENGINE_MAP_REQUIRETLS, &f), both);
     f.override_level = TLSPOLICY_SECURE;
     check_int("needs: requiretls with secure override", "nothing",

@@ -1,0 +1,193 @@
+"""MTA-STS (RFC 8461) against the lab's HTTPS side (tests/lab/dnslab.sh: nginx and small
+Python servers with a test CA, policy domains under the unsigned zone sts.test). Every
+case is asked through Postfix's own postmap and the answer compared with the RFC's rule;
+the slow cases are timed against the configured fetch timeout. Then: DANE precedence,
+private addresses refused by default, failures remembered, a TXT id change picked up by
+the background check, and a restart after SIGKILL with the web server gone."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from harness import TLSPOLICYD, Daemon, check, check_true, finish, netstring, read_netstring
+
+if "LAB_CA_FILE" not in os.environ:
+    raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_sts.py")
+
+CA = os.environ["LAB_CA_FILE"]
+FETCH_TIMEOUT = 2.0
+STS_CONF = [f"sts_ca_file = {CA}", "sts_allow_private = yes", "sts_connect_timeout = 2s",
+            f"sts_fetch_timeout = {int(FETCH_TIMEOUT)}s", "lookup_timeout = 6s"]
+ENFORCE = "secure match=mx1.enforce.sts.test:.backup.sts.test servername=hostname"
+
+# (case, postmap exit, answer or prefix, RFC 8461 reason)
+CASES = [
+    ("enforce", 0, ENFORCE, "5: enforce, *.backup.sts.test rendered as .backup.sts.test"),
+    ("wildcard", 0, "secure match=.wildcard.sts.test servername=hostname", "4.1: wildcard"),
+    ("crlf", 0, "secure match=mx1.crlf.sts.test servername=hostname", "3.2: CRLF line ends"),
+    ("split", 0, "secure match=", "3.1: TXT strings concatenated"),
+    ("charset", 0, "secure match=", "3.3: text/plain with a charset parameter"),
+    ("testing", 1, "", "5: testing mode does not constrain delivery"),
+    ("none", 1, "", "5: mode none"),
+    ("twotxt", 1, "", "3.1: more than one v=STSv1 record"),
+    ("notxt", 1, "", "3.1: no TXT record, no policy"),
+    ("badtxt", 1, "", "3.1: TXT record breaks the grammar"),
+    ("redirect", 1, "", "3.3: redirects are not followed"),
+    ("ctype", 1, "", "3.3: media type must be text/plain"),
+    ("big", 1, "", "3.3 and SPEC 7: body over 64 KiB (Content-Length)"),
+    ("bigchunked", 1, "", "SPEC 7: body over 64 KiB, chunked"),
+    ("notfound", 1, "", "3.3: status other than 200"),
+    ("syntax", 1, "", "3.2: invalid mode"),
+    ("nomx", 1, "", "3.2: enforce without mx"),
+    ("wrongname", 1, "", "3.3: certificate for another name"),
+    ("untrusted", 1, "", "3.3: certificate from an untrusted CA"),
+    ("expired", 1, "", "3.3: expired certificate"),
+    ("slow", 1, "", "3.3: body trickled past the fetch timeout"),
+    ("notls", 1, "", "3.3: TCP accepted, no TLS"),
+    ("nohttp", 1, "", "3.3: TLS, then no HTTP answer"),
+]
+SLOW = {"slow", "notls", "nohttp"}
+
+d = Daemon(conf_lines=STS_CONF)
+try:
+    d.start()
+    for case, want_rc, want, why in CASES:
+        domain = f"{case}.sts.test"
+        t0 = time.monotonic()
+        rc, out, err = d.postmap(domain, "policy")
+        elapsed = time.monotonic() - t0
+        got = out.strip()
+        if want_rc == 0 and want.endswith("="):
+            check(f"{case} ({why})", (rc, got[:len(want)]), (0, want))
+        else:
+            check(f"{case} ({why})", (rc, got), (want_rc, want))
+        if case in SLOW:
+            print(f"# {case}: answered in {elapsed:.2f}s (sts_fetch_timeout {FETCH_TIMEOUT:.0f}s)")
+            check_true(f"{case}: bounded by the fetch timeout", elapsed < FETCH_TIMEOUT + 2.5,
+                       f"{elapsed:.2f}s")
+
+    # requiretls: an enforce or testing policy validates the MX (draft 4.2.1).
+    check("requiretls: enforce", d.ask("requiretls", "enforce.sts.test"), "OK " + ENFORCE)
+    check("requiretls: testing", d.ask("requiretls", "testing.sts.test"),
+          "OK secure match=mx1.testing.sts.test servername=hostname")
+    check_true("requiretls: mode none is no validation",
+               d.ask("requiretls", "none.sts.test").startswith("TEMP 5.7.10"))
+    check("tlsoptional waives the policy", d.ask("tlsoptional", "enforce.sts.test"), "OK may")
+
+    # RFC 8461 2: DANE takes precedence over a published MTA-STS policy.
+    check("dane-all.test also has STS: DANE wins", d.ask("policy", "dane-all.test"),
+          "OK dane-only")
+
+    # A failed fetch is remembered: asking again costs no second fetch.
+    before = d.log().count("mta-sts: notfound.sts.test: no policy")
+    check("notfound again", d.ask("policy", "notfound.sts.test"), "NOTFOUND ")
+    check("notfound: failure remembered, no refetch",
+          d.log().count("mta-sts: notfound.sts.test: no policy") - before, 0)
+
+    # query --json shows the TXT record, the fetch outcome and the parsed policy.
+    # Without the daemon's state_dir, so the command discovers and fetches for itself.
+    p = subprocess.run([TLSPOLICYD, "query", "-c", d.conf, "-o", "state_dir=", "--json",
+                        "enforce.sts.test", "ctype.sts.test"],
+                       capture_output=True, text=True, timeout=30)
+    doc = json.loads(p.stdout)
+    sts = doc[0]["facts"]["sts"]
+    check("json enforce: rule", doc[0]["rule"], "policy/sts-enforce")
+    check("json enforce: state", (sts["state"], sts["cached"], sts["fetch"]), ("policy", False, "ok"))
+    check_true("json enforce: txt", sts["txt"].startswith("v=STSv1"), sts["txt"])
+    check("json enforce: mode and mx", (sts["policy"]["mode"], sts["policy"]["mx"]),
+          ("enforce", ["mx1.enforce.sts.test", "*.backup.sts.test"]))
+    check("json enforce: max_age", sts["policy"]["max_age"], 86400)
+    check_true("json enforce: age", 0 <= sts["policy"]["age"] < 600, str(sts["policy"]["age"]))
+    check("json ctype: fetch outcome", doc[1]["facts"]["sts"]["fetch"], "content-type")
+finally:
+    check("daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
+
+# Default: policy hosts on loopback and private addresses are refused (SPEC 7).
+d = Daemon(conf_lines=[f"sts_ca_file = {CA}", "sts_fetch_timeout = 2s"])
+try:
+    d.start()
+    check("private address refused: no policy", d.ask("policy", "enforce.sts.test"), "NOTFOUND ")
+    check_true("private address refused: logged",
+               d.wait_log("is a loopback address; sts_allow_private = no"), d.log()[-500:])
+finally:
+    check("default daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
+
+# Options, and one discovery and one fetch for a burst of lookups of an uncached domain.
+d = Daemon(conf_lines=STS_CONF + ["sts_enforce_testing = yes", "sts_postfix_attributes = yes",
+                                  "max_pipeline = 64"])
+try:
+    d.start()
+    socks = []
+    for i in range(5):
+        s = d.connect(timeout=15)
+        s.sendall(netstring(b"policy enforce.sts.test") * 20)
+        socks.append(s)
+    answers = [read_netstring(s, timeout=15) for s in socks for _ in range(20)]
+    for s in socks:
+        s.close()
+    want = ("OK " + ENFORCE + " policy_type=sts policy_domain=enforce.sts.test"
+            " mx_host_pattern=mx1.enforce.sts.test mx_host_pattern=*.backup.sts.test"
+            " { policy_string = version: STSv1 } { policy_string = mode: enforce }"
+            " { policy_string = mx: mx1.enforce.sts.test } { policy_string = mx: *.backup.sts.test }"
+            " { policy_string = max_age: 86400 }")
+    check("burst: 100 answers with Postfix 3.10 attributes",
+          sum(1 for a in answers if a == want.encode()), 100)
+    check("burst: one fetch", d.log().count("mta-sts: enforce.sts.test: policy id"), 1)
+    rc, out, err = d.postmap("testing.sts.test", "policy")
+    check("sts_enforce_testing: testing enforced",
+          (rc, out.split(" policy_type=")[0].strip()),
+          (0, "secure match=mx1.testing.sts.test servername=hostname"))
+    check("sts_enforce_testing: requiretls unchanged", d.ask("requiretls", "none.sts.test")[:12],
+          "TEMP 5.7.10 ")
+finally:
+    check("options daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
+
+# TXT id change: the background check sees id=2 and fetches the new policy.
+d = Daemon(conf_lines=STS_CONF + ["sts_recheck = 0", "dns_min_ttl = 0", "dns_max_ttl = 1s"])
+try:
+    d.start()
+    check("rotate: first policy", d.ask("policy", "rotate.sts.test"),
+          "OK secure match=mx1.rotate.sts.test servername=hostname")
+    subprocess.run([os.environ["LAB_CTL"], "--sts-rotate"], check=True, timeout=30)
+    time.sleep(1.2)  # the daemon's cached TXT answer expires
+    want, got, deadline = "OK secure match=mx2.rotate.sts.test servername=hostname", None, time.time() + 15
+    while time.time() < deadline:
+        got = d.ask("policy", "rotate.sts.test")
+        if got == want:
+            break
+        time.sleep(0.3)
+    check("rotate: new id, new policy", got, want)
+finally:
+    check("rotate daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
+
+# Restart: policies cached, SIGKILL, web server gone, restart: enforce answers unchanged.
+d = Daemon(conf_lines=STS_CONF)
+try:
+    d.start()
+    check("restart: before", d.ask("policy", "enforce.sts.test"), "OK " + ENFORCE)
+    check("restart: wildcard before", d.ask("policy", "wildcard.sts.test"),
+          "OK secure match=.wildcard.sts.test servername=hostname")
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    d.logf.close()
+    subprocess.run([os.environ["LAB_CTL"], "--https-stop"], check=True, timeout=30)
+    with open(os.path.join(d.dir, "state", "sts", "junk.test.json"), "w") as f:
+        f.write("{not json")
+    d.start()
+    check_true("restart: policies loaded", d.wait_log("2 MTA-STS policies loaded"), d.log()[-800:])
+    check_true("restart: corrupt record set aside", d.wait_log("set aside as junk.test.corrupt"))
+    check("restart: enforce unchanged", d.ask("policy", "enforce.sts.test"), "OK " + ENFORCE)
+    check("restart: wildcard unchanged", d.ask("policy", "wildcard.sts.test"),
+          "OK secure match=.wildcard.sts.test servername=hostname")
+    rc, out, err = d.postmap("enforce.sts.test", "policy")
+    check("restart: postmap", (rc, out.strip()), (0, ENFORCE))
+finally:
+    check("restart daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
+    subprocess.run([os.environ["LAB_CTL"], "--https-start"], timeout=30)
+finish()

@@ -1,0 +1,279 @@
+#!/usr/bin/python3
+"""stslab.py: the MTA-STS policy hosts of the lab that nginx cannot play, and the HTTPS part
+of `dnslab.sh --check`. Started by dnslab.sh; see tests/lab/README.md.
+
+  stslab.py serve --notls A:P --nohttp A:P --slow A:P --cert F --key F --slow-body F
+                  --pidfile F --ready F
+      notls:  accepts TCP, reads, never answers (no TLS handshake ever)
+      nohttp: completes the TLS handshake, reads the request, never answers
+      slow:   TLS, answers 200 text/plain with Content-Length at once, then trickles the
+              body at SLOW_BYTES every SLOW_DELAY seconds (the whole takes > 20 s)
+  stslab.py check CAFILE EXPECTFILE [TIMEOUT]
+      fetches https://HOST/.well-known/mta-sts.txt for each `HOST WANT...` line of
+      EXPECTFILE (names resolved through /etc/resolv.conf, i.e. the lab's unbound), all at
+      once with a TIMEOUT (2 s) for each whole fetch, and compares a one-line summary
+  stslab.py fetch CAFILE HOST [TIMEOUT]
+      prints that summary for one host
+"""
+import argparse
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+
+SLOW_BYTES = 1
+SLOW_DELAY = 0.4   # 66 bytes: about 26 s
+PATH = "/.well-known/mta-sts.txt"
+
+
+# ---------------------------------------------------------------------------------------
+# serve
+
+def log(what):
+    print(time.strftime("%H:%M:%S"), what, flush=True)
+
+
+def addr(s):
+    host, _, port = s.rpartition(":")
+    return host, int(port)
+
+
+def silent(name, conn, ctx):
+    """Read whatever comes (after a TLS handshake, given ctx) until the peer goes; never
+    write."""
+    try:
+        if ctx is not None:
+            conn = ctx.wrap_socket(conn, server_side=True)
+            log(f"{name}: handshake done")
+        while conn.recv(4096):
+            pass
+    except (OSError, ssl.SSLError) as e:
+        log(f"{name}: {e}")
+    finally:
+        log(f"{name}: peer closed")
+        conn.close()
+
+
+def slow(body, conn, ctx):
+    try:
+        conn = ctx.wrap_socket(conn, server_side=True)
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 16384:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        for i in range(0, len(body), SLOW_BYTES):
+            time.sleep(SLOW_DELAY)
+            conn.sendall(body[i:i + SLOW_BYTES])
+        log("slow: body sent")
+    except (OSError, ssl.SSLError) as e:
+        log(f"slow: {e}")
+    finally:
+        conn.close()
+
+
+def serve(a):
+    """One thread per listening socket and one per connection; SIGTERM ends it all."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(a.cert, a.key)
+    with open(a.slow_body, "rb") as f:
+        body = f.read()
+    servers = []
+    for name, where, handler, tls in (("notls", a.notls, silent, None),
+                                      ("nohttp", a.nohttp, silent, ctx),
+                                      ("slow", a.slow, slow, ctx)):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(addr(where))
+        s.listen(64)
+        arg = body if handler is slow else name
+        servers.append((name, s, handler, arg, tls))
+
+    def accept(name, s, handler, arg, tls):
+        while True:
+            conn, peer = s.accept()
+            log(f"{name}: connection from {peer[0]}:{peer[1]}")
+            threading.Thread(target=handler, args=(arg, conn, tls), daemon=True).start()
+
+    for srv in servers:
+        threading.Thread(target=accept, args=srv, daemon=True).start()
+    with open(a.pidfile, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    with open(a.ready, "w") as f:
+        f.write("ready\n")
+    log(f"listening: notls {a.notls}, nohttp {a.nohttp}, slow {a.slow}")
+    threading.Event().wait()
+
+
+# ---------------------------------------------------------------------------------------
+# check / fetch
+
+class Timeout(Exception):
+    pass
+
+
+VERIFY = {10: "certificate expired", 20: "unknown issuer", 62: "name mismatch"}
+
+
+def summarize_policy(body):
+    if b"\r\n" in body:
+        eol = "crlf" if body.count(b"\n") == body.count(b"\r\n") else "mixed"
+    else:
+        eol = "lf"
+    mode, mx = "-", []
+    for line in body.decode("utf-8", "replace").splitlines():
+        k, _, v = line.partition(":")
+        k, v = k.strip(), v.strip()
+        if k == "mode":
+            mode = v
+        elif k == "mx":
+            mx.append(v)
+    return f"eol={eol} mode={mode} mx={','.join(mx) or '-'}"
+
+
+def dechunk(data):
+    out, i = b"", 0
+    while True:
+        j = data.index(b"\r\n", i)
+        n = int(data[i:j].split(b";")[0], 16)
+        if n == 0:
+            return out
+        out += data[j + 2:j + 2 + n]
+        i = j + 2 + n + 2
+
+
+def fetch(cafile, host, timeout=2.0, port=443):
+    """One line: how a policy fetch from host went."""
+    end = time.monotonic() + timeout
+    phase = "resolve"
+
+    def left():
+        r = end - time.monotonic()
+        if r <= 0:
+            raise Timeout()
+        return r
+
+    sock = None
+    try:
+        ip = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+        phase = "connect"
+        sock = socket.create_connection((ip, port), timeout=left())
+        phase = "tls-handshake"
+        ctx = ssl.create_default_context(cafile=cafile)
+        sock.settimeout(left())
+        try:
+            sock = ctx.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLCertVerificationError as e:
+            return f"verify failed ({VERIFY.get(e.verify_code, e.verify_message)})"
+        phase = "response"
+        sock.settimeout(left())
+        sock.sendall(f"GET {PATH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+                     f"User-Agent: dnslab-check\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            sock.settimeout(left())
+            chunk = sock.recv(65536)
+            if not chunk:
+                return f"verify ok, connection closed in {phase} ({len(data)} bytes)"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = lines[0].split(" ")[1]
+        hdr = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            hdr[k.strip().lower()] = v.strip()
+        phase = f"body after {status}"
+        while True:
+            sock.settimeout(left())
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        got = f"verify ok, {status}"
+        if status.startswith("3"):
+            return f"{got} location={hdr.get('location', '-')}"
+        got += f" {hdr.get('content-type', '-')}"
+        if status != "200":
+            return got
+        if hdr.get("transfer-encoding", "").lower() == "chunked":
+            body = dechunk(body)
+            got += f" chunked={len(body)}"
+        elif "content-length" in hdr:
+            if int(hdr["content-length"]) != len(body):
+                return f"{got} length {hdr['content-length']} but {len(body)} bytes"
+            got += f" length={len(body)}"
+        else:
+            got += f" close-delimited={len(body)}"
+        return f"{got} {summarize_policy(body)}"
+    except (Timeout, socket.timeout):
+        return f"timeout in {phase}"
+    except ConnectionRefusedError:
+        return f"connection refused in {phase}"
+    except (OSError, ssl.SSLError, ValueError, IndexError) as e:
+        return f"error in {phase}: {e}"
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def check(cafile, expectfile, timeout):
+    want = []
+    with open(expectfile) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                host, _, w = line.partition(" ")
+                want.append((host, " ".join(w.split())))
+    got = {}
+
+    def run(h):
+        got[h] = fetch(cafile, h, timeout)
+
+    threads = [threading.Thread(target=run, args=(h,)) for h, _ in want]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = 0
+    for host, w in want:
+        if got[host] == w:
+            print(f"{host:<30} {w} ok")
+        else:
+            bad += 1
+            print(f"{host:<30} {got[host]} FAIL\n{'':<30} want: {w}")
+    return bad
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    for o in ("notls", "nohttp", "slow", "cert", "key", "slow-body", "pidfile", "ready"):
+        s.add_argument("--" + o, required=True)
+    c = sub.add_parser("check")
+    c.add_argument("cafile")
+    c.add_argument("expectfile")
+    c.add_argument("timeout", nargs="?", type=float, default=2.0)
+    f = sub.add_parser("fetch")
+    f.add_argument("cafile")
+    f.add_argument("host")
+    f.add_argument("timeout", nargs="?", type=float, default=2.0)
+    a = p.parse_args()
+    if a.cmd == "serve":
+        serve(a)
+    elif a.cmd == "check":
+        sys.exit(1 if check(a.cafile, a.expectfile, a.timeout) else 0)
+    else:
+        print(fetch(a.cafile, a.host, a.timeout))
+
+
+if __name__ == "__main__":
+    main()
