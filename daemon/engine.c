@@ -19,6 +19,7 @@ static const char *const map_names[] = {
     [ENGINE_MAP_POLICY] = "policy",
     [ENGINE_MAP_TLSOPTIONAL] = "tlsoptional",
     [ENGINE_MAP_REQUIRETLS] = "requiretls",
+    [ENGINE_MAP_REQUIRETLS_ACCESS] = "requiretls-access",
 };
 
 enum engine_map engine_map_from_name(const char *name, size_t len)
@@ -196,14 +197,206 @@ static void answer_sts_secure(const struct engine_facts *f, struct engine_answer
 }
 
 /*
- * No validated MX path is known yet. Until the DNSSEC, MTA-STS and probe facts exist the
- * answer is a deferral: it never lets a REQUIRETLS message leave unauthenticated.
+ * REQUIRETLS (draft-ietf-uta-smtp-require-tls-06 4.2.1, RFC 8689 4.2.1): the MX must be
+ * validated (DNSSEC or MTA-STS), the server's certificate must authenticate it (PKIX or
+ * DANE), and the server must advertise REQUIRETLS after STARTTLS. The first two come from
+ * DANE and MTA-STS facts; the last from the probe, when requiretls_probe is on.
+ *
+ * A "good" host for a path: probed, TLS up, authenticated the way the path's answer will
+ * make Postfix check it, and REQUIRETLS advertised.
+ */
+enum rtls_path { PATH_DANE, PATH_STS, PATH_MX };
+
+/* Is name a candidate MX host for the path (before looking at the probe)? */
+static int candidate(const struct engine_facts *f, enum rtls_path path, const char *name)
+{
+    switch (path) {
+    case PATH_DANE:
+        for (unsigned i = 0; i < f->dane->nhosts; i++)
+            if (strcmp(f->dane->hosts[i].name, name) == 0)
+                return f->dane->hosts[i].tlsa_usable > 0;
+        return 0;
+    case PATH_STS:
+        return sts_mx_match(&f->sts->policy, name);
+    case PATH_MX:
+        for (unsigned i = 0; i < f->dane->nhosts; i++)
+            if (strcmp(f->dane->hosts[i].name, name) == 0)
+                return 1;
+        return 0;
+    }
+    return 0;
+}
+
+static int good(enum rtls_path path, const struct rtls_host *h)
+{
+    if (!h->probed || !h->tls || !h->requiretls)
+        return 0;
+    return path == PATH_DANE ? h->dane : h->pkix;
+}
+
+struct tally {
+    unsigned candidates, good, good_pkix, authenticated; /* authenticated: TLS + auth ok */
+};
+
+static struct tally count(const struct engine_facts *f, enum rtls_path path)
+{
+    struct tally t = {0, 0, 0, 0};
+
+    for (unsigned i = 0; f->rtls && i < f->rtls->nhosts; i++) {
+        const struct rtls_host *h = &f->rtls->hosts[i];
+
+        if (!candidate(f, path, h->name))
+            continue;
+        t.candidates++;
+        if (h->probed && h->tls && (path == PATH_DANE ? h->dane : h->pkix))
+            t.authenticated++;
+        if (good(path, h)) {
+            t.good++;
+            t.good_pkix += h->pkix;
+        }
+    }
+    return t;
+}
+
+static int mx_validated(const struct engine_facts *f)
+{
+    return f->dane && f->dane->mx_secure && !f->dane->null_mx && f->dane->nhosts > 0;
+}
+
+/* Which path validates the MX for REQUIRETLS, in SPEC 4's order; -1 for none. */
+static int rtls_path(const struct engine_facts *f)
+{
+    if (dane_usable(f))
+        return PATH_DANE;
+    if (sts_validates_mx(f))
+        return PATH_STS;
+    if (mx_validated(f))
+        return PATH_MX;
+    return -1;
+}
+
+/* Without the probe (requiretls_probe = no) the path alone decides. */
+static int unprobed(const struct engine_facts *f)
+{
+    return !f->rtls_probe;
+}
+
+static int rtls_dane_only(const struct engine_facts *f)
+{
+    struct tally t;
+
+    if (rtls_path(f) != PATH_DANE)
+        return 0;
+    if (unprobed(f))
+        return 1;
+    t = count(f, PATH_DANE);
+    return t.candidates > 0 && t.good == t.candidates;
+}
+
+/*
+ * Some DANE hosts advertise REQUIRETLS and some do not. "dane-only" cannot keep Postfix off
+ * the others, but a match list can, where the good hosts' certificates also verify by PKIX.
+ */
+static int rtls_dane_some_pkix(const struct engine_facts *f)
+{
+    struct tally t;
+
+    if (rtls_path(f) != PATH_DANE || unprobed(f))
+        return 0;
+    t = count(f, PATH_DANE);
+    return t.good > 0 && t.good_pkix == t.good;
+}
+
+static int rtls_sts(const struct engine_facts *f)
+{
+    return rtls_path(f) == PATH_STS && (unprobed(f) || count(f, PATH_STS).good > 0);
+}
+
+static int rtls_mx(const struct engine_facts *f)
+{
+    return rtls_path(f) == PATH_MX && (unprobed(f) || count(f, PATH_MX).good > 0);
+}
+
+/* A validated path, hosts that authenticate, and none that advertises REQUIRETLS: 5.7.30. */
+static int rtls_unsupported(const struct engine_facts *f)
+{
+    int path = rtls_path(f);
+
+    return path >= 0 && !unprobed(f) && count(f, (enum rtls_path)path).authenticated > 0;
+}
+
+/* The good hosts' names as a Postfix match list: only they may receive the message. */
+static void answer_good_hosts(const struct engine_facts *f, enum rtls_path path,
+                              struct engine_answer *a)
+{
+    size_t len;
+
+    a->status = SOCKMAP_OK;
+    len = (size_t)snprintf(a->text, sizeof(a->text), "secure match=");
+    for (unsigned i = 0; i < f->rtls->nhosts; i++) {
+        const struct rtls_host *h = &f->rtls->hosts[i];
+
+        if (!candidate(f, path, h->name) || !good(path, h) || (path == PATH_DANE && !h->pkix))
+            continue;
+        len += (size_t)snprintf(a->text + len, sizeof(a->text) - len, "%s%s",
+                                a->text[len - 1] == '=' ? "" : ":", h->name);
+    }
+    snprintf(a->text + len, sizeof(a->text) - len, " servername=hostname");
+}
+
+static void answer_rtls_dane_pkix(const struct engine_facts *f, struct engine_answer *a)
+{
+    answer_good_hosts(f, PATH_DANE, a);
+}
+
+static void answer_rtls_sts(const struct engine_facts *f, struct engine_answer *a)
+{
+    if (unprobed(f))
+        answer_sts_secure(f, a);
+    else
+        answer_good_hosts(f, PATH_STS, a);
+}
+
+static void answer_rtls_mx(const struct engine_facts *f, struct engine_answer *a)
+{
+    size_t len;
+
+    if (!unprobed(f)) {
+        answer_good_hosts(f, PATH_MX, a);
+        return;
+    }
+    /* The host names of a DNSSEC-validated MX RRset are the validated names. */
+    a->status = SOCKMAP_OK;
+    len = (size_t)snprintf(a->text, sizeof(a->text), "secure match=");
+    for (unsigned i = 0; i < f->dane->nhosts; i++)
+        len += (size_t)snprintf(a->text + len, sizeof(a->text) - len, "%s%s", i ? ":" : "",
+                                f->dane->hosts[i].name);
+    snprintf(a->text + len, sizeof(a->text) - len, " servername=hostname");
+}
+
+static void answer_rtls_unsupported(const struct engine_facts *f, struct engine_answer *a)
+{
+    a->status = SOCKMAP_TEMP;
+    snprintf(a->text, sizeof(a->text),
+             "5.7.30 REQUIRETLS support required: no MX host of %s that authenticates "
+             "advertises REQUIRETLS",
+             f->domain);
+}
+
+/*
+ * No validated MX path, or no host on it that authenticates: a refusal (5.7.10), never a
+ * level that lets a REQUIRETLS message leave unauthenticated.
  */
 static void answer_requiretls_unvalidated(const struct engine_facts *f, struct engine_answer *a)
 {
     a->status = SOCKMAP_TEMP;
-    snprintf(a->text, sizeof(a->text), "5.7.10 REQUIRETLS: no validated MX path to %s is known",
-             f->domain);
+    if (rtls_path(f) >= 0)
+        snprintf(a->text, sizeof(a->text),
+                 "5.7.10 REQUIRETLS: no MX host of %s offered authenticated TLS%s%s", f->domain,
+                 f->rtls && f->rtls->why[0] ? ": " : "", f->rtls ? f->rtls->why : "");
+    else
+        snprintf(a->text, sizeof(a->text), "5.7.10 REQUIRETLS: no validated MX path to %s is known",
+                 f->domain);
 }
 
 static const struct row rows[] = {
@@ -221,20 +414,24 @@ static const struct row rows[] = {
     /* requiretls: authenticated TLS over a validated MX path, or no delivery (draft 4.2.1). */
     {ENGINE_MAP_REQUIRETLS, "requiretls/override", has_authenticated_override, answer_override},
     {ENGINE_MAP_REQUIRETLS, "requiretls/dnssec-temp", dane_temp, answer_dane_temp},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/dane-only", dane_usable, answer_dane_only},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/sts", sts_validates_mx, answer_sts_secure},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/dane-only", rtls_dane_only, answer_dane_only},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/dane-some-pkix", rtls_dane_some_pkix,
+     answer_rtls_dane_pkix},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/sts", rtls_sts, answer_rtls_sts},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/mx-dnssec", rtls_mx, answer_rtls_mx},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/unsupported", rtls_unsupported, answer_rtls_unsupported},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
 };
 
 unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
 {
-
     switch (map) {
     case ENGINE_MAP_POLICY:
         if (has_override(f))
             return 0;
         break;
     case ENGINE_MAP_REQUIRETLS:
+    case ENGINE_MAP_REQUIRETLS_ACCESS:
         if (has_authenticated_override(f))
             return 0;
         break;
@@ -248,14 +445,45 @@ unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
      */
     if (f->dane == NULL)
         return ENGINE_NEED_DANE;
-    if (dane_temp(f) ||
-        (map == ENGINE_MAP_POLICY ? dane_all(f) || dane_partial(f) : dane_usable(f)))
+    if (dane_temp(f))
         return 0;
-    return f->sts == NULL ? ENGINE_NEED_STS : 0;
+    if (map == ENGINE_MAP_POLICY)
+        return dane_all(f) || dane_partial(f) || f->sts ? 0 : ENGINE_NEED_STS;
+    /* REQUIRETLS: a validated path first (DANE, MTA-STS, DNSSEC MX), then the probe. */
+    if (!dane_usable(f) && f->sts == NULL)
+        return ENGINE_NEED_STS;
+    if (rtls_path(f) < 0 || !f->rtls_probe)
+        return 0;
+    return f->rtls == NULL ? ENGINE_NEED_PROBE : 0;
+}
+
+/*
+ * requiretls-access: the requiretls decision as an access(5) action for an smtpd
+ * check_recipient_access restriction, so that Postfix refuses a recipient (and the
+ * message bounces with the draft's code) instead of deferring it: OK answers become DUNNO
+ * (the next restriction decides), 5.7.x refusals become REJECT with the same text, and
+ * other TEMP answers stay TEMP (smtpd then answers 4xx and the sender retries).
+ */
+static void to_access(struct engine_answer *a)
+{
+    char text[sizeof(a->text)];
+
+    if (a->status == SOCKMAP_OK) {
+        set(a, SOCKMAP_OK, "DUNNO");
+    } else if (a->status == SOCKMAP_TEMP && strncmp(a->text, "5.7.", 4) == 0) {
+        /* Refusal texts are short; one that is not loses its tail, never its code. */
+        snprintf(text, sizeof(text), "REJECT %.*s", (int)sizeof(text) - 8, a->text);
+        set(a, SOCKMAP_OK, text);
+    }
 }
 
 void engine_decide(enum engine_map map, const struct engine_facts *facts, struct engine_answer *ans)
 {
+    if (map == ENGINE_MAP_REQUIRETLS_ACCESS) {
+        engine_decide(ENGINE_MAP_REQUIRETLS, facts, ans);
+        to_access(ans);
+        return;
+    }
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         if (rows[i].map == map && rows[i].when(facts)) {
             ans->rule = rows[i].rule;

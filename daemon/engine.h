@@ -11,14 +11,16 @@
 
 #include "dane.h"
 #include "mtasts.h"
+#include "rtls.h"
 #include "sockmap.h"
 #include "tlspolicy.h"
 
 /* The message tag, carried as the socketmap name (SPEC section 4, "Map names"). */
 enum engine_map {
-    ENGINE_MAP_POLICY,      /* ordinary mail */
-    ENGINE_MAP_TLSOPTIONAL, /* "RequireTLS: NO" / "TLS-Required: No" */
-    ENGINE_MAP_REQUIRETLS,  /* REQUIRETLS-tagged mail */
+    ENGINE_MAP_POLICY,            /* ordinary mail */
+    ENGINE_MAP_TLSOPTIONAL,       /* "RequireTLS: NO" / "TLS-Required: No" */
+    ENGINE_MAP_REQUIRETLS,        /* REQUIRETLS-tagged mail */
+    ENGINE_MAP_REQUIRETLS_ACCESS, /* the same decision as an access(5) action, for smtpd */
     ENGINE_MAP_UNKNOWN,
 };
 
@@ -41,6 +43,9 @@ struct engine_facts {
     /* MTA-STS (RFC 8461), or NULL when not resolved for this decision. */
     const struct mtasts_facts *sts;
     unsigned sts_flags; /* ENGINE_STS_* from the configuration */
+    /* The MX probe for REQUIRETLS, or NULL when not gathered for this decision. */
+    const struct rtls_facts *rtls;
+    int rtls_probe; /* requiretls_probe = yes: REQUIRETLS decisions wait for probe facts */
 };
 
 /* Configuration that shapes MTA-STS answers (sts_enforce_testing, sts_postfix_attributes). */
@@ -50,7 +55,7 @@ enum {
 };
 
 /* What a decision still needs resolved, from engine_needs(). */
-enum { ENGINE_NEED_DANE = 1, ENGINE_NEED_STS = 2 };
+enum { ENGINE_NEED_DANE = 1, ENGINE_NEED_STS = 2, ENGINE_NEED_PROBE = 4 };
 
 /*
  * engine_needs - which facts the decision for map may still need beyond those already in

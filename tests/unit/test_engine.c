@@ -170,13 +170,10 @@ static void check_names(void)
         const char *name;
         enum engine_map want;
     } names[] = {
-        {"policy", ENGINE_MAP_POLICY},
-        {"tlsoptional", ENGINE_MAP_TLSOPTIONAL},
-        {"requiretls", ENGINE_MAP_REQUIRETLS},
-        {"Policy", ENGINE_MAP_UNKNOWN},
-        {"policyx", ENGINE_MAP_UNKNOWN},
-        {"polic", ENGINE_MAP_UNKNOWN},
-        {"", ENGINE_MAP_UNKNOWN},
+        {"policy", ENGINE_MAP_POLICY},         {"tlsoptional", ENGINE_MAP_TLSOPTIONAL},
+        {"requiretls", ENGINE_MAP_REQUIRETLS}, {"requiretls-access", ENGINE_MAP_REQUIRETLS_ACCESS},
+        {"Policy", ENGINE_MAP_UNKNOWN},        {"policyx", ENGINE_MAP_UNKNOWN},
+        {"polic", ENGINE_MAP_UNKNOWN},         {"", ENGINE_MAP_UNKNOWN},
     };
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -236,8 +233,151 @@ static void check_needs(void)
               0);
 }
 
+/*
+ * REQUIRETLS with the probe (draft-ietf-uta-smtp-require-tls-06 4.2.1): which hosts the
+ * answer lets Postfix use, and which refusal code when none qualifies. Hosts are given as
+ * "name:flags" where flags are letters: u usable TLSA (DANE facts), p probed, t TLS up,
+ * k PKIX ok, d DANE ok, r REQUIRETLS advertised.
+ */
+struct rtls_row {
+    const char *label;
+    int dane_state; /* enum dane_state */
+    int mx_secure;
+    int sts;           /* STS_* as above */
+    const char *hosts; /* space separated "name:flags" */
+    enum sockmap_status want_status;
+    const char *want_text;
+    const char *want_rule;
+};
+
+#define P_MX1 "mx1.example.com"
+#define P_MX2 "mx2.example.com"
+
+static const struct rtls_row rtls_rows[] = {
+    {"dane, both hosts good", DANE_ALL, 1, STS_UNRESOLVED, P_MX1 ":uptdr " P_MX2 ":uptdr",
+     SOCKMAP_OK, "dane-only", "requiretls/dane-only"},
+    {"dane, one host lacks REQUIRETLS, good one PKIX too", DANE_ALL, 1, STS_UNRESOLVED,
+     P_MX1 ":uptkdr " P_MX2 ":uptd", SOCKMAP_OK, "secure match=" P_MX1 " servername=hostname",
+     "requiretls/dane-some-pkix"},
+    {"dane, one host lacks REQUIRETLS, good one DANE only", DANE_ALL, 1, STS_UNRESOLVED,
+     P_MX1 ":uptdr " P_MX2 ":uptd", SOCKMAP_TEMP,
+     "5.7.30 REQUIRETLS support required: no MX host of example.com that authenticates "
+     "advertises REQUIRETLS",
+     "requiretls/unsupported"},
+    {"dane, no host advertises", DANE_ALL, 1, STS_UNRESOLVED, P_MX1 ":uptd " P_MX2 ":uptd",
+     SOCKMAP_TEMP,
+     "5.7.30 REQUIRETLS support required: no MX host of example.com that authenticates "
+     "advertises REQUIRETLS",
+     "requiretls/unsupported"},
+    {"dane, DANE check failed everywhere", DANE_ALL, 1, STS_UNRESOLVED,
+     P_MX1 ":uptr " P_MX2 ":uptr", SOCKMAP_TEMP,
+     "5.7.10 REQUIRETLS: no MX host of example.com offered authenticated TLS",
+     "requiretls/unvalidated"},
+    {"sts, one good host of two", DANE_NONE, 0, STS_ENFORCE, P_MX1 ":ptkr " P_MX2 ":ptk",
+     SOCKMAP_OK, "secure match=" P_MX1 " servername=hostname", "requiretls/sts"},
+    {"sts, good host outside the patterns is not used", DANE_NONE, 0, STS_ENFORCE,
+     "evil.example.org:ptkr " P_MX1 ":ptk", SOCKMAP_TEMP,
+     "5.7.30 REQUIRETLS support required: no MX host of example.com that authenticates "
+     "advertises REQUIRETLS",
+     "requiretls/unsupported"},
+    {"sts, wildcard pattern host", DANE_NONE, 0, STS_ENFORCE, "a.backup.example.net:ptkr",
+     SOCKMAP_OK, "secure match=a.backup.example.net servername=hostname", "requiretls/sts"},
+    {"sts testing, certificate fails PKIX", DANE_NONE, 0, STS_TESTING, P_MX1 ":ptr", SOCKMAP_TEMP,
+     "5.7.10 REQUIRETLS: no MX host of example.com offered authenticated TLS",
+     "requiretls/unvalidated"},
+    {"sts, no STARTTLS", DANE_NONE, 0, STS_ENFORCE, P_MX1 ":p", SOCKMAP_TEMP,
+     "5.7.10 REQUIRETLS: no MX host of example.com offered authenticated TLS",
+     "requiretls/unvalidated"},
+    {"sts, unreachable", DANE_NONE, 0, STS_ENFORCE, P_MX1 ":", SOCKMAP_TEMP,
+     "5.7.10 REQUIRETLS: no MX host of example.com offered authenticated TLS",
+     "requiretls/unvalidated"},
+    {"dnssec MX without TLSA, both good", DANE_NONE, 1, STS_NOPOLICY, P_MX1 ":ptkr " P_MX2 ":ptkr",
+     SOCKMAP_OK, "secure match=" P_MX1 ":" P_MX2 " servername=hostname", "requiretls/mx-dnssec"},
+    {"dnssec MX without TLSA, none advertises", DANE_NONE, 1, STS_NOPOLICY, P_MX1 ":ptk",
+     SOCKMAP_TEMP,
+     "5.7.30 REQUIRETLS support required: no MX host of example.com that authenticates "
+     "advertises REQUIRETLS",
+     "requiretls/unsupported"},
+    {"insecure MX, no STS: probe irrelevant", DANE_NONE, 0, STS_NOPOLICY, P_MX1 ":ptkr",
+     SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
+     "requiretls/unvalidated"},
+};
+
+static void check_rtls_row(const struct rtls_row *r, enum engine_map map)
+{
+    struct engine_facts f = {.domain = "example.com", .rtls_probe = 1};
+    static struct dane_facts df;
+    static struct mtasts_facts sf;
+    static struct rtls_facts rf;
+    struct engine_answer a;
+    char list[512], *save = NULL, label[200];
+
+    memset(&df, 0, sizeof(df));
+    memset(&sf, 0, sizeof(sf));
+    memset(&rf, 0, sizeof(rf));
+    df.state = (enum dane_state)r->dane_state;
+    df.mx_secure = r->mx_secure;
+    snprintf(list, sizeof(list), "%s", r->hosts);
+    for (char *tok = strtok_r(list, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        char *colon = strchr(tok, ':');
+        struct rtls_host *h = &rf.hosts[rf.nhosts++];
+        struct dane_host *dh = &df.hosts[df.nhosts++];
+
+        *colon = '\0';
+        snprintf(h->name, sizeof(h->name), "%s", tok);
+        snprintf(dh->name, sizeof(dh->name), "%s", tok);
+        dh->tlsa_usable = strchr(colon + 1, 'u') != NULL;
+        h->probed = strchr(colon + 1, 'p') != NULL;
+        h->tls = strchr(colon + 1, 't') != NULL;
+        h->pkix = strchr(colon + 1, 'k') != NULL;
+        h->dane = strchr(colon + 1, 'd') != NULL;
+        h->requiretls = strchr(colon + 1, 'r') != NULL;
+    }
+    f.dane = &df;
+    if (r->sts != STS_UNRESOLVED) {
+        const char *why = NULL;
+        const char *body = r->sts == STS_TESTING
+                               ? "version: STSv1\nmode: testing\nmx: mx1.example.com\n"
+                                 "mx: mx2.example.com\nmx: *.backup.example.net\nmax_age: 86400\n"
+                               : "version: STSv1\nmode: enforce\nmx: mx1.example.com\n"
+                                 "mx: mx2.example.com\nmx: *.backup.example.net\nmax_age: 86400\n";
+
+        sf.state = r->sts == STS_NOPOLICY ? MTASTS_NONE : MTASTS_POLICY;
+        if (sf.state == MTASTS_POLICY && sts_policy_parse(body, strlen(body), &sf.policy, &why))
+            printf("FAIL %s: test policy: %s\n", r->label, why);
+        f.sts = &sf;
+    }
+    snprintf(label, sizeof(label), "%s (%s)", r->label, engine_map_name(map));
+    check_int(label, "needs the probe", engine_needs(map, &f) & ENGINE_NEED_PROBE,
+              strstr(r->want_rule, "unvalidated") && strstr(r->want_text, "path")
+                  ? 0
+                  : ENGINE_NEED_PROBE);
+    f.rtls = &rf;
+    check_int(label, "needs nothing more", engine_needs(map, &f), 0);
+    engine_decide(map, &f, &a);
+    if (map == ENGINE_MAP_REQUIRETLS) {
+        check_int(label, "status", a.status, r->want_status);
+        check_str(label, "text", a.text, r->want_text);
+    } else {
+        /* requiretls-access: DUNNO for a path, REJECT with the refusal's code, for smtpd. */
+        char want[600];
+
+        if (r->want_status == SOCKMAP_OK)
+            snprintf(want, sizeof(want), "DUNNO");
+        else
+            snprintf(want, sizeof(want), "REJECT %s", r->want_text);
+        check_int(label, "status", a.status, SOCKMAP_OK);
+        check_str(label, "text", a.text, want);
+    }
+    check_str(label, "rule", a.rule, r->want_rule);
+}
+
 int main(void)
 {
+    for (size_t i = 0; i < sizeof(rtls_rows) / sizeof(rtls_rows[0]); i++) {
+        check_rtls_row(&rtls_rows[i], ENGINE_MAP_REQUIRETLS);
+        check_rtls_row(&rtls_rows[i], ENGINE_MAP_REQUIRETLS_ACCESS);
+    }
     check_needs();
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         check_row(&rows[i]);
