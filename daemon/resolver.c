@@ -15,6 +15,7 @@
 
 #include "dns.h"
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 /* Failures and bogus answers are not cached; in-flight sharing already bounds the load. */
@@ -34,7 +35,9 @@ struct entry {
     struct resolver *r;
     struct resolver_req *waiters;
     int inflight;
-    uint64_t expires; /* loop time in ms; 0: nothing usable cached */
+    int pinned;               /* inside ares_send(): not to be evicted */
+    unsigned long deliveries; /* answers delivered to waiters so far */
+    uint64_t expires;         /* loop time in ms; 0: nothing usable cached */
     uint16_t qtype;
     struct dns_answer_info info;
     uint8_t *msg;
@@ -121,8 +124,10 @@ static void evict(struct resolver *r)
     while (r->nentries > r->max_entries && e != NULL) {
         struct entry *prev = e->lru_prev;
 
-        if (!e->inflight)
+        if (!e->inflight) {
             entry_free(r, e);
+            metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_EVICTION);
+        }
         e = prev;
     }
 }
@@ -148,6 +153,7 @@ static void deliver(struct entry *e, int from_cache)
                                   .from_cache = from_cache};
     struct resolver_req *list = e->waiters, *w;
 
+    e->deliveries++;
     e->waiters = NULL;
     if (list)
         list->pprev = &list;
@@ -198,6 +204,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
             ttl_ms = r->max_ttl_ms;
         e->expires = uv_now(r->loop) + ttl_ms;
     }
+    if (!r->destroying)
+        metrics_dns(e->qtype, e->info.outcome, e->info.secure);
     if (log_enabled(LOG_DEBUG))
         log_debug("dns %s type %u: %s%s%s%s", e->qname, e->qtype, dns_outcome_name(e->info.outcome),
                   e->info.outcome <= DNS_OUT_NXDOMAIN ? (e->info.secure ? " secure" : " insecure")
@@ -217,7 +225,18 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
     size_t qlen;
     uint16_t id;
     const char *why = NULL;
+    unsigned long deliveries;
 
+    if (r->destroying) {
+        /* Teardown: nothing new is sent; the caller hears so at once. */
+        struct resolver_answer ans = {.qname = qname, .qtype = qtype};
+
+        ans.info.outcome = DNS_OUT_FAILED;
+        ans.info.why = "resolver shutting down";
+        snprintf(ans.info.final, sizeof(ans.info.final), "%s", qname);
+        cb(arg, &ans);
+        return NULL;
+    }
     if (e != NULL && !e->inflight && e->expires > uv_now(r->loop)) {
         struct resolver_answer ans = {.qname = e->qname,
                                       .qtype = e->qtype,
@@ -228,10 +247,16 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
 
         lru_unlink(r, e);
         lru_front(r, e);
+        metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_HIT);
         cb(arg, &ans);
         return NULL;
     }
-    if (e == NULL) {
+    metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_MISS);
+    if (e != NULL) {
+        /* In use again: away from the cold end, where eviction looks. */
+        lru_unlink(r, e);
+        lru_front(r, e);
+    } else {
         size_t n = strlen(qname) + 1;
         size_t b = hash(qname, qtype) & (r->nbuckets - 1);
 
@@ -272,9 +297,20 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
     r->queries_sent++;
     if (log_enabled(LOG_DEBUG))
         log_debug("dns query %s type %u", qname, qtype);
+    /*
+     * ares_send() may fail at once (no memory, no socket) and call on_answer() before it
+     * returns, which delivers to w and frees it. The entry is pinned so that eviction
+     * cannot free it meanwhile, and the delivery count says whether that happened.
+     */
+    deliveries = e->deliveries;
+    e->pinned++;
     ares_send(r->channel, q, (int)qlen, on_answer, e);
-    /* ares_send may fail at once and call on_answer, which delivered to w already. */
-    return e->inflight ? w : NULL;
+    e->pinned--;
+    if (e->deliveries != deliveries) {
+        evict(r);
+        return NULL;
+    }
+    return w;
 }
 
 void resolver_cancel(struct resolver_req *w)
@@ -290,6 +326,11 @@ void resolver_cancel(struct resolver_req *w)
 unsigned long resolver_queries_sent(const struct resolver *r)
 {
     return r->queries_sent;
+}
+
+unsigned long resolver_cache_entries(const struct resolver *r)
+{
+    return (unsigned long)r->nentries;
 }
 
 /* libuv glue. */

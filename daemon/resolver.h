@@ -53,4 +53,7 @@ void resolver_cancel(struct resolver_req *req);
 /* Upstream queries sent since start (tests count them to prove sharing). */
 unsigned long resolver_queries_sent(const struct resolver *r);
 
+/* resolver_cache_entries - answers (and questions in flight) the cache holds now. */
+unsigned long resolver_cache_entries(const struct resolver *r);
+
 #endif

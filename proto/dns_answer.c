@@ -53,7 +53,8 @@ enum dns_outcome dns_answer_classify(const uint8_t *msg, size_t len, const char 
     int rc, progress;
 
     memset(info, 0, sizeof(*info));
-    snprintf(info->final, sizeof(info->final), "%s", qname);
+    /* A NULL qname matches no question; printing it with %s would be undefined. */
+    snprintf(info->final, sizeof(info->final), "%s", qname != NULL ? qname : "");
     if (dns_parse_header(msg, len, &h, &why) < 0)
         return fail(info, DNS_OUT_FAILED, "malformed DNS reply header");
     if (!h.qr)
@@ -87,13 +88,18 @@ enum dns_outcome dns_answer_classify(const uint8_t *msg, size_t len, const char 
             while ((rc = dns_iter_next(&it, &rr, &why)) == 1) {
                 char target[DNS_NAME_MAX + 1];
 
+                /* Only IN records answer an IN question (RFC 1034 3.6: an RR's class is
+                 * part of what it says); a CNAME of another class is not followed. */
                 if (rr.section != DNS_SECTION_ANSWER || rr.type != DNS_TYPE_CNAME ||
-                    !dns_name_equal(rr.owner, info->final))
+                    rr.rclass != DNS_CLASS_IN || !dns_name_equal(rr.owner, info->final))
                     continue;
                 if (dns_rdata_cname(msg, len, &rr, target, &why) < 0)
                     return fail(info, DNS_OUT_FAILED, "malformed CNAME in DNS reply");
-                if (++info->cnames > DNS_MAX_CNAME_HOPS)
+                /* Refuse the hop before counting it, so cnames never exceeds the limit:
+                 * it counts hops followed, and a refused one is not. */
+                if (info->cnames >= DNS_MAX_CNAME_HOPS)
                     return fail(info, DNS_OUT_FAILED, "CNAME chain too long or looping");
+                info->cnames++;
                 memcpy(info->final, target, strlen(target) + 1);
                 if (rr.ttl < ttl)
                     ttl = rr.ttl;
@@ -109,7 +115,7 @@ enum dns_outcome dns_answer_classify(const uint8_t *msg, size_t len, const char 
     if (dns_iter_init(&it, msg, len, &why) < 0)
         return fail(info, DNS_OUT_FAILED, "malformed DNS reply");
     while ((rc = dns_iter_next(&it, &rr, &why)) == 1) {
-        if (rr.section == DNS_SECTION_ANSWER && rr.type == qtype &&
+        if (rr.section == DNS_SECTION_ANSWER && rr.type == qtype && rr.rclass == DNS_CLASS_IN &&
             dns_name_equal(rr.owner, info->final)) {
             info->count++;
             if (rr.ttl < ttl)
@@ -120,6 +126,11 @@ enum dns_outcome dns_answer_classify(const uint8_t *msg, size_t len, const char 
             uint32_t minimum = get32(rr.rdata + rr.rdlen - 4);
 
             neg_ttl = rr.ttl < minimum ? rr.ttl : minimum;
+        } else if (rr.type == DNS_TYPE_OPT && (rr.ttl >> 24) != 0) {
+            /* RFC 6891 6.1.3: the OPT TTL's top byte is the upper 8 bits of a 12-bit RCODE.
+             * With it, a header RCODE of 0 is not NOERROR (e.g. BADVERS, 16) and must not
+             * read as "no data". */
+            return fail(info, DNS_OUT_FAILED, "the resolver answered with an extended error code");
         }
     }
     if (rc < 0)

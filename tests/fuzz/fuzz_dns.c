@@ -4,8 +4,10 @@
  * promises: record data inside the message, names NUL-terminated, in canonical presentation
  * form and at most 255 octets on the wire, decoders' results inside their record. A question
  * name that parses is built into a query and read back; so is the input taken as a query name.
+ * The input is also classified (proto/dns_answer.c) as the reply to its own question.
  */
 #include "dns.h"
+#include "dns_answer.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -158,6 +160,43 @@ static void check_record(const uint8_t *msg, size_t len, const struct dns_rr *rr
 }
 
 /*
+ * Classify the message as the reply to its own question and check what dns_answer.h
+ * promises: an outcome that agrees with the header, a reason exactly for BOGUS and FAILED,
+ * records counted only for RECORDS, the CNAME hop limit, and a presentation name at the end.
+ */
+static void check_answer(const uint8_t *msg, size_t len, const struct dns_header *h,
+                         const char *qname, uint16_t qtype)
+{
+    struct dns_answer_info info;
+    enum dns_outcome o;
+
+    memset(&info, 0xA5, sizeof(info));
+    o = dns_answer_classify(msg, len, qname, qtype, &info);
+    CHECK(o == info.outcome);
+    CHECK(o >= DNS_OUT_RECORDS && o <= DNS_OUT_FAILED);
+    CHECK(strcmp(dns_outcome_name(o), "") != 0);
+    if (o == DNS_OUT_BOGUS || o == DNS_OUT_FAILED) {
+        CHECK(info.why != NULL && *info.why != '\0');
+        CHECK(info.secure == 0);
+    } else {
+        /* Only a complete reply with NOERROR or NXDOMAIN says anything. */
+        CHECK(h->qr && !h->tc);
+        CHECK(h->rcode == DNS_RCODE_NOERROR || h->rcode == DNS_RCODE_NXDOMAIN);
+        CHECK(info.secure == h->ad);
+    }
+    if (o == DNS_OUT_BOGUS)
+        CHECK(h->rcode == DNS_RCODE_SERVFAIL);
+    if (o == DNS_OUT_NXDOMAIN)
+        CHECK(h->rcode == DNS_RCODE_NXDOMAIN);
+    CHECK((info.count > 0) == (o == DNS_OUT_RECORDS));
+    CHECK(info.count <= h->ancount);
+    CHECK(info.cnames <= DNS_MAX_CNAME_HOPS);
+    if (info.cnames == 0)
+        CHECK(strcmp(info.final, qname) == 0);
+    check_name(info.final);
+}
+
+/*
  * What dns_build_query must accept, written independently of it: "" and "." for the root,
  * otherwise labels of 1 to 63 letters, digits, '-' and '_' joined by dots, one optional
  * trailing dot, at most 253 characters without it (255 octets on the wire).
@@ -269,6 +308,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(dns_name_equal(qname, qname));
         /* A name that parsed and needs no escapes builds into a query that reads back. */
         check_query(qname, qtype, qclass & 1);
+        check_answer(data, size, &h, qname, qtype);
     } else {
         check_error(rc, why);
     }

@@ -114,6 +114,26 @@ def corpus():
                                      rr(PTR12, MX, 300, b"\x00\x0a\x03mx1" + PTR12 + b"\x00")])
     c["truncated_answer"] = c["answer_mx_compressed"][:60]
     c["qname_text"] = b"_25._tcp.mx1.Example.COM."
+    # For dns_answer_classify: chains, negative answers, classes and extended RCODEs.
+    def hops(n):
+        chain = [rr(name("h%d.example.com" % i), CNAME, 20, name("h%d.example.com" % (i + 1)))
+                 for i in range(n)]
+        return chain + [rr(name("h%d.example.com" % n), A, 300, bytes([192, 0, 2, 1]))]
+    c["answer_cname_8_hops"] = msg(0x8180, name("h0.example.com"), A, an=hops(8))
+    # Reproducer: the ninth hop was counted before it was refused (cnames 9 > the limit).
+    c["answer_cname_9_hops"] = msg(0x8180, name("h0.example.com"), A, an=hops(9))
+    c["answer_cname_loop"] = msg(0x8180, name("a.example.com"), A,
+                                 an=[rr(PTR12, CNAME, 20, name("b.example.com")),
+                                     rr(name("b.example.com"), CNAME, 20, PTR12)])
+    c["answer_cname_nxdomain"] = msg(0x81A3, name("www.example.com"), A,
+                                     an=[rr(PTR12, CNAME, 100, name("gone.example.net"))],
+                                     ns=[rr(name("example.net"), SOA, 900, soa)])
+    c["nodata_soa"] = msg(0x8180, name("example.com"), TLSA, ns=[rr(PTR12, SOA, 900, soa)])
+    # Reproducers: a record of class CH was counted as the answer to an IN question, and
+    # an OPT extended RCODE (BADVERS) under a header NOERROR read as "no data".
+    c["answer_class_ch"] = msg(0x8180, name("example.com"), A,
+                               an=[rr(PTR12, A, 300, bytes([192, 0, 2, 1]), rclass=3)])
+    c["badvers_opt"] = msg(0x8180, name("example.com"), TLSA, ar=[opt(flags=0x01008000)])
     return c
 
 
