@@ -22,6 +22,7 @@ struct slot {
     enum slot_kind kind;
     int host;
     int active;
+    unsigned gen; /* bumped by every ask() on this slot */
     struct resolver_req *req;
 };
 
@@ -79,14 +80,21 @@ static void on_answer(void *arg, const struct resolver_answer *ans);
 static void ask(struct dane_lookup *d, struct slot *s, const char *name, uint16_t type)
 {
     struct resolver_req *req;
+    unsigned gen;
 
     s->d = d;
     s->active = 1;
     s->req = NULL;
     d->pending++;
     d->busy++;
+    /*
+     * A cached answer calls back before resolver_query() returns, and its handler may ask
+     * again with this same slot (the TLSA retry at the original name). Only a request
+     * from this very ask, still pending, belongs in the slot: the generation tells.
+     */
+    gen = ++s->gen;
     req = resolver_query(d->r, name, type, on_answer, s);
-    if (s->active)
+    if (s->active && s->gen == gen)
         s->req = req;
     d->busy--;
 }
@@ -386,9 +394,19 @@ static void on_tlsa(struct dane_lookup *d, int h, const struct resolver_answer *
             why = NULL;
             continue;
         }
-        if (dane_tlsa_usable(u, s, m, dlen))
+        if (dane_tlsa_usable(u, s, m, dlen)) {
             x->tlsa_usable++;
-        else
+            /* Keep the record itself for the MX probe (dane.h: DANE_MAX_TLSA). */
+            if (x->ntlsa < DANE_MAX_TLSA && dlen <= DANE_TLSA_DATA_MAX) {
+                struct dane_tlsa *t = &x->tlsa[x->ntlsa++];
+
+                t->usage = u;
+                t->selector = s;
+                t->mtype = m;
+                t->len = (uint8_t)dlen;
+                memcpy(t->data, data, dlen);
+            }
+        } else
             x->tlsa_unusable++;
     }
     if (rc < 0)

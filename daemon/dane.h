@@ -29,12 +29,28 @@ enum dane_host_addr { DANE_ADDR_SECURE, DANE_ADDR_INSECURE, DANE_ADDR_NONE };
 /* Host names longer than a domain name can be (escaped odd bytes) are not examined. */
 #define DANE_NAME_MAX (DOMAIN_MAX + 1)
 
+/*
+ * The usable TLSA records of a host as the MX probe needs them for DANE verification: at
+ * most DANE_MAX_TLSA, each with at most DANE_TLSA_DATA_MAX bytes of data (SHA2-256 and
+ * SHA2-512 digests; a Full(0) record longer than that is counted but not kept).
+ */
+#define DANE_MAX_TLSA 8
+#define DANE_TLSA_DATA_MAX 64
+
+struct dane_tlsa {
+    uint8_t usage, selector, mtype;
+    uint8_t len;
+    uint8_t data[DANE_TLSA_DATA_MAX];
+};
+
 struct dane_host {
     char name[DANE_NAME_MAX];
     uint16_t preference;
     enum dane_host_addr addr;
     char tlsa_owner[DANE_NAME_MAX + 9]; /* "_25._tcp." + name: TLSA asked here, or "" */
     unsigned tlsa_usable, tlsa_unusable;
+    unsigned ntlsa; /* records kept in tlsa[] (a subset of the usable ones) */
+    struct dane_tlsa tlsa[DANE_MAX_TLSA];
 };
 
 struct dane_facts {
