@@ -14,10 +14,13 @@
 #   "$LAB_CTL" --flush                                  empty unbound's caches
 #   "$LAB_CTL" --https-stop | --https-start | --https-restart   nginx and stslab.py
 #   "$LAB_CTL" --sts-rotate                             rotate.sts.test: policy id 1 -> 2
+#   "$LAB_CTL" --smtp-stop | --smtp-start | --smtp-restart      smtplab.py (SMTP peers)
 #
 # The lab also hosts MTA-STS policies (RFC 8461): a test CA made at start (LAB_CA_FILE),
 # nginx on 127.0.30.1:443 with a server per case of the unsigned zone sts.test, and
-# stslab.py for the hosts nginx cannot play (silent, TLS-but-no-HTTP, slow).
+# stslab.py for the hosts nginx cannot play (silent, TLS-but-no-HTTP, slow). For REQUIRETLS,
+# smtplab.py plays SMTP servers on 127.0.40.N:25 (REQUIRETLS, TLS only, plain, wrong
+# certificate, stalled STARTTLS, endless EHLO) behind signed and MTA-STS recipient domains.
 #
 # Everything runs in fresh network, mount and PID namespaces: nothing leaves the machine, and
 # whatever is left when the lab ends is killed by the kernel. Keys and signatures are made at
@@ -42,7 +45,8 @@ TTL=60
 LAB_FAIL=125
 wait_s=${DNSLAB_WAIT:-10}
 # The delegated children of test.; all but unsigned.test and sts.test are signed.
-SIGNED="dane-all dane-mixed mx-cname nullmx nomx-tlsa noaddr unusable bogus-mx bogus badds expired"
+SIGNED="dane-all dane-mixed mx-cname nullmx nomx-tlsa noaddr unusable bogus-mx bogus badds expired
+    rtls-dane tlsonly-dane"
 UNSIGNED="unsigned sts"
 # MTA-STS policy hosts: nginx serves every case at HTTPS but these three, which
 # stslab.py plays, each on an address of its own.
@@ -59,6 +63,25 @@ STS_CASES="enforce wildcard testing none crlf split twotxt notxt badtxt redirect
 # The main server certificate names every policy host but these (their own certificates
 # are the point), so that a client sending no SNI fails on them too.
 STS_OWN_CERT="wrongname untrusted expired"
+# SMTP peers for REQUIRETLS tests (smtplab.py, one process), each on port 25 of its own
+# address; the recipient domains that lead to them are in README.md.
+SMTP_PORT=25
+SMTP_SERVERS="rtls tlsonly plain wrongcert stall endless"
+declare -A smtp_addr=([rtls]=127.0.40.1 [tlsonly]=127.0.40.2 [plain]=127.0.40.3
+    [wrongcert]=127.0.40.4 [stall]=127.0.40.5 [endless]=127.0.40.6)
+SMTP_TLS="rtls tlsonly wrongcert"   # those with a certificate (stall never gets that far)
+# The MTA-STS cases of sts.test whose MX hosts are smtplab.py's (MX mx.C.sts.test, but
+# mixed-rtls: MX 10 mx1 (tlsonly), MX 20 mx2 (rtls)).
+STS_SMTP_CASES="rtls tlsonly wrongcert stall endless mixed-rtls"
+# smtp_names SERVER: the MX names that lead to a server of SMTP_TLS (its certificate's SANs;
+# wrongcert's names a host that no MX uses).
+smtp_names() {
+    case $1 in
+    rtls) echo mx.rtls-dane.test mx.rtls.sts.test mx2.mixed-rtls.sts.test ;;
+    tlsonly) echo mx.tlsonly-dane.test mx.tlsonly.sts.test mx1.mixed-rtls.sts.test ;;
+    wrongcert) echo mx.elsewhere.test ;;
+    esac
+}
 py=/usr/bin/python3   # Debian's, not whatever python3 comes first in PATH
 [ -x "$py" ] || py=python3
 
@@ -143,11 +166,11 @@ wait_ready() {
     done
 }
 
-# The daemons: D is nsd, unbound, nginx or stslab. Each writes its pid to LAB_DIR/D.pid (also
-# when a test starts it by hand); LAB_DIR/D/launched.pid is written here at once, for the
-# start-up wait.
+# The daemons: D is nsd, unbound, nginx, stslab or smtplab. Each writes its pid to
+# LAB_DIR/D.pid (also when a test starts it by hand); LAB_DIR/D/launched.pid is written here
+# at once, for the start-up wait.
 name_of() {
-    case $1 in nsd) echo NSD ;; stslab) echo stslab.py ;; *) echo "$1" ;; esac
+    case $1 in nsd) echo NSD ;; stslab | smtplab) echo "$1.py" ;; *) echo "$1" ;; esac
 }
 # daemon_pid D: the pid of the running daemon, or nothing.
 daemon_pid() {
@@ -175,6 +198,11 @@ launch() {
         stslab_cmd
         setsid "${stslab_argv[@]}" </dev/null >>"$LAB_DIR/stslab.log" 2>&1 &
         ;;
+    smtplab)
+        rm -f "$LAB_DIR/smtplab/ready"
+        smtplab_cmd
+        setsid "${smtplab_argv[@]}" </dev/null >>"$LAB_DIR/smtplab.log" 2>&1 &
+        ;;
     esac
     echo "$!" > "$LAB_DIR/$1/launched.pid"
 }
@@ -186,6 +214,16 @@ stslab_cmd() {
         --slow-body "$LAB_DIR/stslab/slow.txt" --pidfile "$LAB_DIR/stslab.pid"
         --ready "$LAB_DIR/stslab/ready")
 }
+# smtplab_cmd: smtplab_argv is the command line of smtplab.py serve.
+smtplab_cmd() {
+    local b
+    smtplab_argv=("$py" -I -S "$here/smtplab.py" serve --spool "$LAB_DIR/smtp"
+        --pidfile "$LAB_DIR/smtplab.pid" --ready "$LAB_DIR/smtplab/ready")
+    for b in $SMTP_SERVERS; do smtplab_argv+=(--listen "$b=${smtp_addr[$b]}:$SMTP_PORT"); done
+    for b in $SMTP_TLS; do
+        smtplab_argv+=(--cert "$b=$LAB_DIR/pki/smtp-$b.pem:$LAB_DIR/pki/smtp-$b.key")
+    done
+}
 # nginx serves when a plain-HTTP request to its TLS port gets nginx's 400 back.
 nginx_ready() {
     local fd line=""
@@ -196,6 +234,7 @@ nginx_ready() {
     [[ $line == HTTP/1.1\ * ]]
 }
 stslab_ready() { [ -s "$LAB_DIR/stslab/ready" ]; }
+smtplab_ready() { [ -s "$LAB_DIR/smtplab/ready" ]; }
 # start D: launch it, and wait until it answers.
 start() {
     local pid
@@ -219,6 +258,10 @@ start() {
     stslab)
         wait_ready stslab.py "$pid" "$LAB_DIR/stslab.log" stslab_ready true
         say "stslab.py (pid $pid) listens on $HTTPS_NOTLS, $HTTPS_NOHTTP, $HTTPS_SLOW"
+        ;;
+    smtplab)
+        wait_ready smtplab.py "$pid" "$LAB_DIR/smtplab.log" smtplab_ready true
+        say "smtplab.py (pid $pid) listens on ${smtp_addr[*]} port $SMTP_PORT"
         ;;
     esac
 }
@@ -290,7 +333,7 @@ sts_rotate() {
 # ---------------------------------------------------------------------------------------
 # Control of a running lab (called by a test inside it).
 case ${1:-} in
---resolver-* | --auth-* | --flush | --https-* | --sts-rotate)
+--resolver-* | --auth-* | --flush | --https-* | --sts-rotate | --smtp-*)
     if [ -z "${LAB_DIR:-}" ] || [ ! -f "$LAB_DIR/unbound.conf" ]; then
         die "$1: not inside a lab (run it from a command that dnslab.sh started)"
     fi
@@ -319,6 +362,9 @@ case ${1:-} in
     --https-start) need nginx nginx; https_start ;;
     --https-restart) need nginx nginx; https_stop; https_start ;;
     --sts-rotate) need unbound-control unbound; sts_rotate ;;
+    --smtp-stop) stop smtplab ;;
+    --smtp-start) start smtplab ;;
+    --smtp-restart) stop smtplab; start smtplab ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
     exit 0
@@ -398,6 +444,7 @@ cleanup() {
     set +e
     if [ -n "$cmd_pid" ]; then stop_pid "command" "$cmd_pid"; fi
     if [ -n "$LAB_DIR" ]; then
+        stop smtplab
         stop stslab
         stop nginx
         stop unbound
@@ -426,7 +473,7 @@ keys=$LAB_DIR/keys
 zones=$LAB_DIR/zones
 logs=$LAB_DIR/log
 mkdir -p "$keys" "$zones" "$logs" "$LAB_DIR/nsd" "$LAB_DIR/unbound" "$LAB_DIR/hex" \
-    "$LAB_DIR/nginx" "$LAB_DIR/stslab" "$LAB_DIR/pki"
+    "$LAB_DIR/nginx" "$LAB_DIR/stslab" "$LAB_DIR/pki" "$LAB_DIR/smtplab" "$LAB_DIR/smtp"
 
 # ---------------------------------------------------------------------------------------
 # Zones.
@@ -467,6 +514,15 @@ zone_records() {
     unsigned)
         echo "@ MX 10 mx"
         echo "mx A 127.0.20.4"
+        # smtplab.py's plain server (no STARTTLS), for a domain without DNSSEC or MTA-STS.
+        echo "plain MX 10 mx.plain"
+        echo "mx.plain A ${smtp_addr[plain]}"
+        ;;
+    rtls-dane | tlsonly-dane)
+        # DANE for smtplab.py's servers: TLSA 3 1 1 of their real keys (spki[SERVER]).
+        echo "@ MX 10 mx"
+        echo "mx A ${smtp_addr[${1%-dane}]}"
+        echo "_25._tcp.mx TLSA 3 1 1 ${spki[${1%-dane}]}"
         ;;
     mx-cname)
         echo "@ MX 10 alias"
@@ -524,7 +580,7 @@ sts_rotated=""
 declare -A sts_txt=()   # CASE -> the TXT RDATA of _mta-sts.CASE, one per line
 sts_txt_data() {
     local c
-    for c in $STS_CASES; do sts_txt[$c]='"v=STSv1; id=20261129"'; done
+    for c in $STS_CASES $STS_SMTP_CASES; do sts_txt[$c]='"v=STSv1; id=20261129"'; done
     sts_txt[split]='"v=STSv1; " "id=20261129;"'
     sts_txt[twotxt]=$'"v=STSv1; id=20261129"\n"v=STSv1; id=20261130"'
     sts_txt[notxt]=""
@@ -555,6 +611,20 @@ sts_records() {
         echo "mx1.$c A 127.0.20.$i"
     done
     echo "mx2.rotate A 127.0.20.$((i + 1))"
+    # The SMTP cases: MX hosts at smtplab.py's servers, policies at nginx.
+    for c in $STS_SMTP_CASES; do
+        echo "_mta-sts.$c TXT ${sts_txt[$c]}"
+        echo "mta-sts.$c A $HTTPS"
+        if [ "$c" = mixed-rtls ]; then
+            echo "$c MX 10 mx1.$c"
+            echo "$c MX 20 mx2.$c"
+            echo "mx1.$c A ${smtp_addr[tlsonly]}"
+            echo "mx2.$c A ${smtp_addr[rtls]}"
+        else
+            echo "$c MX 10 mx.$c"
+            echo "mx.$c A ${smtp_addr[$c]}"
+        fi
+    done
 }
 
 # write_zone ZONE [SERIAL [FILE]]: the unsigned zone file (zones/ZONE.zone).
@@ -633,7 +703,8 @@ sign() {
 # The test PKI, made in the background while the zones are signed (ECDSA P-256, ~10 ms per
 # openssl run): the lab CA (LAB_CA_FILE) and, signed by it, the server certificate for
 # every policy host but those in STS_OWN_CERT, one for a wrong name and an expired one; a
-# second CA that nobody trusts, and a certificate from it.
+# second CA that nobody trusts, and a certificate from it; and the certificates of the SMTP
+# servers in SMTP_TLS (smtp-SERVER.pem), for the MX names that lead to them.
 pki=$LAB_DIR/pki
 cat > "$pki/openssl.cnf" <<'EOF'
 [ req ]
@@ -667,11 +738,14 @@ make_pki() {
     local -a p=() names=(mta-sts.dane-all.test)
     export LAB_PKI=$pki OPENSSL_CONF=$pki/openssl.cnf LAB_SAN=DNS:unused.test
     # leaf NAME CA DNSNAME...: NAME.key and NAME.pem for the DNSNAMEs, from CA, for 30 days
+    # (with the key NAME.key if it exists: the SMTP servers')
     leaf() {
         local n=$1 ca=$2 s
+        local -a k=("${ec[@]}" -keyout "$pki/$n.key")
         shift 2
+        [ ! -s "$pki/$n.key" ] || k=(-key "$pki/$n.key")
         s=$(printf 'DNS:%s,' "$@")
-        LAB_SAN=${s%,} openssl req -x509 "${ec[@]}" -keyout "$pki/$n.key" -out "$pki/$n.pem" \
+        LAB_SAN=${s%,} openssl req -x509 "${k[@]}" -out "$pki/$n.pem" \
             -subj "/CN=$1" -days 30 -CA "$pki/$ca.pem" -CAkey "$pki/$ca.key" \
             -extensions leaf_ext
     }
@@ -684,12 +758,16 @@ make_pki() {
         -subj "/CN=mta-sts.expired.sts.test" & p+=($!)
     for j in "${p[@]}"; do wait "$j" || return 1; done
     p=()
-    for c in $STS_CASES; do
+    for c in $STS_CASES $STS_SMTP_CASES; do
         [[ " $STS_OWN_CERT " == *" $c "* ]] || names+=("mta-sts.$c.sts.test")
     done
     leaf server ca "${names[@]}" & p+=($!)
     leaf wrongname ca mta-sts.elsewhere.sts.test & p+=($!)
     leaf untrusted untrusted-ca mta-sts.untrusted.sts.test & p+=($!)
+    for c in $SMTP_TLS; do
+        # shellcheck disable=SC2046  # a list of names
+        leaf "smtp-$c" ca $(smtp_names "$c") & p+=($!)
+    done
     # Valid from 30 days ago to yesterday: openssl ca takes explicit dates.
     TZ=UTC printf -v from '%(%Y%m%d%H%M%SZ)T' $((EPOCHSECONDS - 30 * 86400))
     TZ=UTC printf -v until '%(%Y%m%d%H%M%SZ)T' $((EPOCHSECONDS - 86400))
@@ -698,10 +776,32 @@ make_pki() {
         -startdate "$from" -enddate "$until" -extensions leaf_ext & p+=($!)
     for j in "${p[@]}"; do wait "$j" || return 1; done
 }
-make_pki > "$logs/pki.log" 2>&1 &
-pki_pid=$!
+
+# Keys: one per signed zone, and a decoy for badds.test that the child never publishes. They
+# need no zone: made while the zones and the certificates are.
+for z in test $SIGNED; do spawn "keygen-$z" keygen "$([ "$z" = test ] || echo "$z.")test."; done
+spawn keygen-decoy keygen badds.test.
+
+# The keys of the SMTP servers with TLSA records too, side by side: the TLSA records of
+# rtls-dane.test and tlsonly-dane.test (3 1 1) are the SHA-256 of their SubjectPublicKeyInfo,
+# needed before the zones are written; make_pki certifies the keys later.
+smtp_key() { # smtp_key SERVER: pki/smtp-SERVER.key, and the SPKI hash on stdout
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/smtp-$1.key" &&
+        openssl pkey -in "$pki/smtp-$1.key" -pubout -outform DER | sha256sum
+}
+declare -A spki=()
+for b in rtls tlsonly; do spawn "smtp-key-$b" smtp_key "$b"; done
 
 say "building zones in $LAB_DIR"
+for b in rtls tlsonly; do
+    wait "${jobs[smtp-key-$b]}" || { tail_log "$logs/smtp-key-$b.log"; die "smtp_key $b failed"; }
+    unset "jobs[smtp-key-$b]"
+    read -r h _ < "$logs/smtp-key-$b.out"
+    [[ $h =~ ^[0-9a-f]{64}$ ]] || die "no SPKI hash for the $b server's key: '$h'"
+    spki[$b]=$h
+done
+make_pki > "$logs/pki.log" 2>&1 &
+pki_pid=$!
 make_hex mx1.dane-all.test mx2.dane-all.test mx.dane-mixed.test host.mx-cname.test \
     nomx-tlsa.test pkix-ta.unusable.test pkix-ee.unusable.test selector7.unusable.test \
     mtype9.unusable.test mx.bogus.test mx.badds.test mx.expired.test
@@ -710,10 +810,7 @@ sts_rotated=1 write_zone sts 2 "$zones/sts.rotated"
 sts_txt_data   # as the lab starts, for --check
 if [ -n "${DNSLAB_EXTRA_RECORDS:-}" ]; then add_extra_records "$DNSLAB_EXTRA_RECORDS"; fi
 
-# Keys: one per signed zone, and a decoy for badds.test that the child never publishes.
-for z in test $SIGNED; do spawn "keygen-$z" keygen "$([ "$z" = test ] || echo "$z.")test."; done
-spawn keygen-decoy keygen badds.test.
-reap
+reap   # the DNSSEC keys
 say "keys made"
 declare -A key
 for z in test $SIGNED decoy; do
@@ -874,9 +971,11 @@ big_policy() {
 }
 www=$LAB_DIR/www
 dirs=()
-for c in $STS_CASES dane-all; do [ "$c" = bigchunked ] || dirs+=("$www/$c/.well-known"); done
+for c in $STS_CASES $STS_SMTP_CASES dane-all; do
+    [ "$c" = bigchunked ] || dirs+=("$www/$c/.well-known")
+done
 mkdir -p "${dirs[@]}"
-for c in $STS_CASES dane-all; do
+for c in $STS_CASES $STS_SMTP_CASES dane-all; do
     f=$www/$c/.well-known/mta-sts.txt
     case $c in
     enforce) policy enforce mx1.enforce.sts.test '*.backup.sts.test' > "$f" ;;
@@ -895,6 +994,8 @@ for c in $STS_CASES dane-all; do
         policy enforce mx2.rotate.sts.test > "$LAB_DIR/stslab/rotate.next"
         ;;
     dane-all) policy enforce mx1.dane-all.test mx2.dane-all.test > "$f" ;;
+    mixed-rtls) policy enforce mx1.mixed-rtls.sts.test mx2.mixed-rtls.sts.test > "$f" ;;
+    rtls | tlsonly | wrongcert | stall | endless) policy enforce "mx.$c.sts.test" > "$f" ;;
     *) policy enforce "mx1.$c.sts.test" > "$f" ;;
     esac
 done
@@ -928,7 +1029,7 @@ http {
         ssl_reject_handshake on;
     }
 EOF
-    for c in $STS_CASES dane-all; do
+    for c in $STS_CASES $STS_SMTP_CASES dane-all; do
         case $c in notls | nohttp | slow) continue ;; esac
         host=mta-sts.$c.sts.test
         [ "$c" != dane-all ] || host=mta-sts.dane-all.test
@@ -962,10 +1063,12 @@ wait "$pki_pid" || { tail_log "$logs/pki.log"; die "making the test certificates
 say "certificates made"
 launch nginx
 launch stslab
+launch smtplab
 start nsd
 start unbound
 start nginx
 start stslab
+start smtplab
 mount --bind "$LAB_DIR/resolv.conf" /etc/resolv.conf ||
     die "cannot bind-mount $LAB_DIR/resolv.conf on /etc/resolv.conf"
 mounted=1
@@ -996,19 +1099,42 @@ export LAB_STSLAB_LOG="$LAB_DIR/stslab.log" LAB_STSLAB_PIDFILE="$LAB_DIR/stslab.
 stslab_cmd
 printf -v LAB_STSLAB_CMD '%q ' "${stslab_argv[@]}"
 export LAB_STSLAB_CMD=${LAB_STSLAB_CMD% }
+export LAB_SMTP_DIR="$LAB_DIR/smtp" LAB_SMTP_LOG="$LAB_DIR/smtplab.log" LAB_SMTP_PORT=$SMTP_PORT
+export LAB_SMTPLAB_PIDFILE="$LAB_DIR/smtplab.pid" LAB_SMTP_SERVERS="$SMTP_SERVERS"
+export LAB_SMTP_EXPECT="$here/smtp.expect" LAB_STS_SMTP_CASES="$STS_SMTP_CASES"
+for b in $SMTP_SERVERS; do export "LAB_SMTP_ADDR_${b^^}=${smtp_addr[$b]}"; done
+for b in $SMTP_TLS; do
+    export "LAB_SMTP_CERT_${b^^}=$pki/smtp-$b.pem" "LAB_SMTP_KEY_${b^^}=$pki/smtp-$b.key"
+done
+smtplab_cmd
+printf -v LAB_SMTPLAB_CMD '%q ' "${smtplab_argv[@]}"
+export LAB_SMTPLAB_CMD=${LAB_SMTPLAB_CMD% }
 # The same controls as sh -c command lines.
 printf -v q '%q' "$self"
 export LAB_RESOLVER_STOP="$q --resolver-stop" LAB_RESOLVER_START="$q --resolver-start"
 export LAB_AUTH_STOP="$q --auth-stop" LAB_AUTH_START="$q --auth-start"
 export LAB_HTTPS_STOP="$q --https-stop" LAB_HTTPS_START="$q --https-start"
 export LAB_STS_ROTATE="$q --sts-rotate"
+export LAB_SMTP_STOP="$q --smtp-stop" LAB_SMTP_START="$q --smtp-start"
 
 # ---------------------------------------------------------------------------------------
 # --check: every line of zones.expect, then glibc through resolv.conf, the TXT records of
-# sts.test, every line of sts.expect (the policy hosts), and the HTTPS controls.
+# sts.test, every line of sts.expect (the policy hosts), every line of smtp.expect (the SMTP
+# servers, probed meanwhile), and the HTTPS and SMTP controls.
+# smtp_tlsa HOST: the hex data of HOST's TLSA 3 1 1 record (through unbound).
+smtp_tlsa() {
+    query "$RESOLVER" +dnssec "_25._tcp.$1." TLSA
+    awk '$4 == "TLSA" && $5 == 3 && $6 == 1 && $7 == 1 {
+             h = ""; for (i = 8; i <= NF; i++) h = h $i; print tolower(h); exit }' <<< "$q_out"
+}
 run_check() {
-    local name type rcode ad count opt rest got_ad got_n verdict bad=0 n=0 l f
-    local -a extra
+    local name type rcode ad count opt rest got_ad got_n verdict bad=0 n=0 l f smtp_pid
+    local -a extra tlsa=()
+    # The SMTP servers take 2 s (stall and endless must time out): in the background.
+    for l in mx.rtls-dane.test mx.tlsonly-dane.test; do tlsa+=(--tlsa "$l=$(smtp_tlsa "$l")"); done
+    "$py" "$here/smtplab.py" check "$LAB_CA_FILE" "$here/smtp.expect" "${tlsa[@]}" \
+        --spool "$LAB_SMTP_DIR" > "$LAB_DIR/smtp-check.out" 2>&1 &
+    smtp_pid=$!
     printf '%-30s %-6s %-19s %-5s %-7s %s\n' NAME TYPE "RCODE got/want" "AD" "COUNT" ""
     while read -r name type rcode ad count opt rest; do
         case $name in '' | '#'*) continue ;; esac
@@ -1046,14 +1172,14 @@ run_check() {
     local c got want out
     local -A txt=()
     local -a qs=()
-    for c in $STS_CASES; do qs+=("_mta-sts.$c.sts.test." TXT); done
+    for c in $STS_CASES $STS_SMTP_CASES; do qs+=("_mta-sts.$c.sts.test." TXT); done
     while read -r -a f; do
         [ "${f[3]:-}" = TXT ] || continue
         c=${f[0]#_mta-sts.}
         c=${c%.sts.test.}
         txt[$c]+="${f[*]:4}"$'\n'
     done < <(dig -4 +time=1 +tries=2 +noall +answer -p "$PORT" "@$RESOLVER" "${qs[@]}" 2>&1)
-    for c in $STS_CASES; do
+    for c in $STS_CASES $STS_SMTP_CASES; do
         n=$((n + 1))
         got=$(sort <<< "${txt[$c]:-}" | sed '/^$/d' | paste -sd '|' -)
         want=$(sort <<< "${sts_txt[$c]}" | sed '/^$/d' | paste -sd '|' -)
@@ -1070,6 +1196,14 @@ run_check() {
     want_n=$(grep -c '^[^#]' "$here/sts.expect")
     out=$("$py" "$here/stslab.py" check "$LAB_CA_FILE" "$here/sts.expect" 2>&1) || true
     echo "$out"
+    ok_n=$(grep -c ' ok$' <<< "$out" || true)
+    n=$((n + want_n))
+    bad=$((bad + want_n - ok_n))
+    # The SMTP servers (smtp.expect).
+    wait "$smtp_pid" || true
+    out=$(< "$LAB_DIR/smtp-check.out")
+    echo "$out"
+    want_n=$(grep -c '^[^#]' "$here/smtp.expect")
     ok_n=$(grep -c ' ok$' <<< "$out" || true)
     n=$((n + want_n))
     bad=$((bad + want_n - ok_n))
@@ -1103,6 +1237,16 @@ run_check() {
         "$(awk '$1 == "mta-sts.enforce.sts.test" { $1 = ""; sub(/^ +/, ""); print }' \
             "$here/sts.expect")" \
         "$("${fetch[@]}" mta-sts.enforce.sts.test)"
+    local probe=("$py" "$here/smtplab.py" probe "$LAB_CA_FILE" --timeout 2 --spool "$LAB_SMTP_DIR")
+    "$self" --smtp-stop || true
+    ctl_check "--smtp-stop: mx.rtls-dane.test" "connection refused in connect" \
+        "$("${probe[@]}" mx.rtls-dane.test)"
+    t0=$(now_ms)
+    "$self" --smtp-start || true
+    ctl_check "--smtp-start ($(($(now_ms) - t0)) ms): mx.rtls-dane.test" \
+        "$(awk '$1 == "mx.rtls-dane.test" { $1 = ""; sub(/^ +/, ""); print }' \
+            "$here/smtp.expect")" \
+        "$("${probe[@]}" --tlsa "${tlsa[1]#*=}" mx.rtls-dane.test)"
     echo "$((n - bad)) of $n as expected; lab ready in ${LAB_STARTUP_MS} ms"
     [ "$bad" -eq 0 ]
 }
