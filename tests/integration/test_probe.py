@@ -1,0 +1,436 @@
+"""The REQUIRETLS MX probe (daemon/probe.c) through `tlspolicyd probe`, inside the lab
+(tests/lab/dnslab.sh): every lab SMTP domain (smtplab.py; tests/lab/README.md "SMTP peers")
+with the verdict draft-ietf-uta-smtp-require-tls-06 / RFC 8689 4.2.1 asks for, and then
+SMTP servers of this test's own on 127.0.50.N with a throwaway PKI (root, intermediate,
+leaves) for what the lab does not play: DANE-TA and DANE-EE variants, a refused STARTTLS,
+a silent server, plaintext injected after STARTTLS, over-long lines, shared in-flight
+probes, the result cache, the concurrency bound, and destroying the service mid-probe.
+Every run must exit without sanitizer reports and with its loop closed."""
+import hashlib
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import TLSPOLICYD, check, check_true, finish  # noqa: E402
+
+if "LAB_DIR" not in os.environ:
+    raise SystemExit("test_probe.py: run it inside the lab: tests/lab/dnslab.sh python3 " + __file__)
+
+HELO = "probe.client.test"
+BASE = [f"dns_servers={os.environ['LAB_RESOLVER']}:{os.environ.get('LAB_RESOLVER_PORT', '53')}",
+        "state_dir=", "log_level=warning", f"probe_helo_name={HELO}"]
+
+
+def probe(args, opts=(), ca=None, timeout=60):
+    """Run tlspolicyd probe --json; returns (exit status, parsed JSON or None, stderr, secs)."""
+    cmd = [TLSPOLICYD, "probe", "--json"]
+    for o in BASE + [f"probe_ca_file={ca or os.environ['LAB_CA_FILE']}"] + list(opts):
+        cmd += ["-o", o]
+    t0 = time.time()
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout)
+    secs = time.time() - t0
+    try:
+        out = json.loads(p.stdout)
+    except ValueError:
+        out = None
+    clean = "Sanitizer" not in p.stderr and "runtime error" not in p.stderr and \
+        "handles left open" not in p.stderr
+    check_true(f"probe {' '.join(args)}: no sanitizer report, loop closed", clean, p.stderr[-2000:])
+    return p.returncode, out, p.stderr, secs
+
+
+def by_key(out):
+    return {d["key"]: d for d in out or []}
+
+
+# ---------------------------------------------------------------------------------------
+# Part 1: the lab's SMTP domains.
+
+def lab_domains():
+    if "LAB_SMTP_ADDR_RTLS" not in os.environ:
+        print("skip lab SMTP domains: this lab has no smtplab.py")
+        return
+    names = ["rtls.sts.test", "tlsonly.sts.test", "wrongcert.sts.test", "plain.unsigned.test",
+             "rtls-dane.test", "tlsonly-dane.test", "mixed-rtls.sts.test", "stall.sts.test",
+             "endless.sts.test"]
+    rc, out, err, secs = probe(names, ["probe_timeout=3s"])
+    check("lab: exit status (some domains fail)", rc, 1)
+    d = by_key(out)
+    check("lab: every domain answered", sorted(d), sorted(names))
+    if sorted(d) != sorted(names):
+        return
+
+    def host(name, i=0):
+        return d[name]["hosts"][i]
+
+    def want(dom, label, i=0, **fields):
+        h = host(dom, i)
+        for k, v in fields.items():
+            check(f"lab {dom} {h['name']}: {k}", h.get(k), v)
+        return h
+
+    h = want("rtls.sts.test", "", connected=True, starttls=True, tls=True, pkix=True,
+             dane=False, tlsa=0, requiretls=True, ok=True, timed_out=False)
+    check_true("lab rtls.sts.test: STARTTLS among the first caps, REQUIRETLS after",
+               "REQUIRETLS" in h["caps"], h["caps"])
+    check_true("lab rtls.sts.test: TLS 1.2 or later", h["tls_version"] in ("TLSv1.2", "TLSv1.3"),
+               h["tls_version"])
+    want("tlsonly.sts.test", "", tls=True, pkix=True, requiretls=False, ok=False)
+    h = want("wrongcert.sts.test", "", tls=True, pkix=False, requiretls=True, ok=False)
+    check_true("lab wrongcert: why names the name mismatch",
+               "not valid for the MX host name" in h["why"], h["why"])
+    h = want("plain.unsigned.test", "", connected=True, starttls=False, tls=False, ok=False)
+    check_true("lab plain: why", "STARTTLS not offered" in h["why"], h["why"])
+    h = want("rtls-dane.test", "", tls=True, dane=True, tlsa=1, requiretls=True, ok=True,
+             addresses="secure")
+    check("lab rtls-dane.test: DANE state", d["rtls-dane.test"]["dane"]["state"], "all")
+    check_true("lab rtls-dane.test: why says DANE-EE", "DANE-EE 3 1 1" in h["why"], h["why"])
+    want("tlsonly-dane.test", "", tls=True, dane=True, requiretls=False, ok=False)
+    check("lab mixed-rtls: two MX hosts", len(d["mixed-rtls.sts.test"]["hosts"]), 2)
+    want("mixed-rtls.sts.test", "", 0, name="mx1.mixed-rtls.sts.test", preference=10,
+         requiretls=False, ok=False)
+    want("mixed-rtls.sts.test", "", 1, name="mx2.mixed-rtls.sts.test", preference=20,
+         requiretls=True, ok=True)
+    h = want("stall.sts.test", "", starttls=True, tls=False, timed_out=True, ok=False)
+    check_true("lab stall: why names the handshake and the bound",
+               "timed out after 3000 ms in the TLS handshake" in h["why"], h["why"])
+    check_true("lab stall: bounded by probe_timeout", 2900 <= h["elapsed_ms"] <= 4000,
+               h["elapsed_ms"])
+    h = want("endless.sts.test", "", tls=False, ok=False)
+    check_true("lab endless: why names the reply bound", "more than 64 lines" in h["why"] or
+               "timed out" in h["why"], h["why"])
+    check_true("lab endless: bounded", h["elapsed_ms"] <= 3500, h["elapsed_ms"])
+    check_true("lab: all nine domains within 12 s", secs < 12, secs)
+
+    # Only passing domains: status 0; the text form says so per host.
+    rc, out, err, _ = probe(["rtls.sts.test", "rtls-dane.test"])
+    check("lab: exit status when every domain has a REQUIRETLS host", rc, 0)
+    p = subprocess.run([TLSPOLICYD, "probe"] + sum((["-o", o] for o in BASE + [
+        f"probe_ca_file={os.environ['LAB_CA_FILE']}"]), []) + ["mixed-rtls.sts.test"],
+        capture_output=True, text=True, timeout=30)
+    lines = p.stdout.splitlines()
+    check("lab text: a domain line and a line per host address", len(lines), 3)
+    check_true("lab text: mx1 not ok", len(lines) > 1 and "mx 10 mx1.mixed-rtls.sts.test "
+               "[127.0.40.2]: REQUIRETLS not ok" in lines[1], lines)
+    check_true("lab text: mx2 ok", len(lines) > 2 and "REQUIRETLS ok" in lines[2], lines)
+
+    # What smtplab.py saw: our EHLO name, SNI, and a QUIT in each session.
+    log = open(os.environ["LAB_SMTP_LOG"], errors="replace").read()
+    check_true("lab log: EHLO with probe_helo_name", f"C: EHLO {HELO}" in log)
+    check_true("lab log: SNI is the MX host name", "sni=mx.rtls.sts.test" in log)
+    check_true("lab log: the probe says QUIT", "C: QUIT" in log)
+
+
+# ---------------------------------------------------------------------------------------
+# Part 2: servers of our own.
+
+PORT = 2525
+tmp = tempfile.mkdtemp(prefix="test-probe-")
+
+
+def openssl(*args):
+    return subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp).stdout
+
+
+def make_ca(name, issuer=None):
+    ext = os.path.join(tmp, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    if issuer is None:
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2", "-subj",
+                f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    else:
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey",
+                f"{issuer}.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+                "-extfile", ext)
+
+
+def make_leaf(name, dns, issuer):
+    with open(os.path.join(tmp, f"{name}.ext"), "w") as f:
+        f.write(f"subjectAltName=DNS:{dns}\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns}")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey",
+            f"{issuer}.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+            "-extfile", f"{name}.ext")
+    # The server sends its chain: the leaf, then the intermediate.
+    with open(os.path.join(tmp, f"{name}-chain.pem"), "w") as f:
+        f.write(open(os.path.join(tmp, f"{name}.pem")).read())
+        f.write(open(os.path.join(tmp, f"{issuer}.pem")).read())
+
+
+def der(name):
+    return ssl.PEM_cert_to_DER_cert(open(os.path.join(tmp, f"{name}.pem")).read())
+
+
+def spki(name):
+    pub = openssl("x509", "-in", f"{name}.pem", "-pubkey", "-noout")
+    return subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub,
+                          capture_output=True, check=True).stdout
+
+
+def sha256(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def sha512(b):
+    return hashlib.sha512(b).hexdigest()
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.conns = 0
+        self.active = 0
+        self.max_active = 0
+        self.quits = 0
+
+    def enter(self):
+        with self.lock:
+            self.conns += 1
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+
+    def leave(self):
+        with self.lock:
+            self.active -= 1
+
+
+class Server(threading.Thread):
+    """One listening socket with one behaviour; a thread per session."""
+
+    def __init__(self, addr, behaviour, leaf=None, stats=None):
+        super().__init__(daemon=True)
+        self.behaviour = behaviour
+        self.stats = stats or Stats()
+        self.ctx = None
+        if leaf:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(os.path.join(tmp, f"{leaf}-chain.pem"),
+                                     os.path.join(tmp, f"{leaf}.key"))
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, PORT))
+        self.sock.listen(64)
+        self.start()
+
+    def run(self):
+        while True:
+            c, _ = self.sock.accept()
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        self.stats.enter()
+        state = {"left": False}
+        try:
+            self.converse(c, state)
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            if not state["left"]:
+                self.stats.leave()
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def converse(self, c, state):
+        b = self.behaviour
+        c.settimeout(20)
+        if b == "silent":
+            time.sleep(15)
+            return
+        if b == "slowbanner":
+            time.sleep(0.4)
+        if b == "badbanner":
+            c.sendall(b"554 5.7.1 go away\r\n")
+            c.recv(100)
+            return
+        c.sendall(b"220 own.test ESMTP\r\n")
+        f = c.makefile("rb")
+        tls = False
+        while True:
+            line = f.readline(1000)
+            if not line:
+                return
+            cmd = line.strip().upper()
+            if cmd.startswith(b"EHLO"):
+                if b == "longline" and not tls:
+                    c.sendall(b"250-own.test\r\n250-X" + b"y" * 600 + b"\r\n250 STARTTLS\r\n")
+                    continue
+                caps = [b"own.test", b"PIPELINING", b"SIZE 1000"]
+                caps.append(b"REQUIRETLS" if tls else b"STARTTLS")
+                c.sendall(b"".join(b"250-" + x + b"\r\n" for x in caps[:-1]) +
+                          b"250 " + caps[-1] + b"\r\n")
+            elif cmd == b"STARTTLS" and not tls:
+                if b == "refuse":
+                    c.sendall(b"454 4.7.0 TLS not available\r\n")
+                    continue
+                # "inject": plaintext after the 220, which the client must drop (RFC 3207 6).
+                c.sendall(b"220 2.0.0 go ahead\r\n" +
+                          (b"250-injected\r\n250 REQUIRETLS\r\n" if b == "inject" else b""))
+                c = self.ctx.wrap_socket(c, server_side=True)
+                f = c.makefile("rb")
+                tls = True
+            elif cmd == b"QUIT":
+                with self.stats.lock:
+                    self.stats.quits += 1
+                # Counted out before the 221: the client frees its slot only after it.
+                self.stats.leave()
+                state["left"] = True
+                c.sendall(b"221 2.0.0 bye\r\n")
+                return
+            else:
+                c.sendall(b"502 5.5.1 no\r\n")
+
+
+def own_servers():
+    make_ca("root")
+    make_ca("inter", issuer="root")
+    make_leaf("good", "mx.own.test", "inter")
+    make_leaf("wrong", "other.own.test", "inter")
+    root = os.path.join(tmp, "root.pem")
+    addr = {n: f"127.0.50.{i}" for i, n in enumerate(
+        ["good", "wrongname", "refuse", "silent", "badbanner", "longline", "inject",
+         "slow1", "slow2", "slow3", "slow4", "silent2"], start=1)}
+    good = Server(addr["good"], "rtls", "good")
+    Server(addr["wrongname"], "rtls", "wrong")
+    Server(addr["refuse"], "refuse", "good")
+    Server(addr["silent"], "silent")
+    Server(addr["silent2"], "silent")
+    Server(addr["badbanner"], "badbanner")
+    Server(addr["longline"], "longline", "good")
+    Server(addr["inject"], "inject", "good")
+    slow = Stats()
+    for n in ("slow1", "slow2", "slow3", "slow4"):
+        Server(addr[n], "slowbanner", "good", stats=slow)
+    port = ["--port", str(PORT)]
+
+    def one(host, a, tlsa=(), opts=(), ca=root, extra=()):
+        args = port + ["--connect", a] + sum((["--tlsa", t] for t in tlsa), []) + list(extra)
+        rc, out, err, secs = probe(args + [host], opts, ca=ca)
+        hosts = out[0]["hosts"] if out else []
+        return rc, hosts, secs
+
+    inter_cert, inter_spki = der("inter"), spki("inter")
+    leaf_cert, leaf_spki = der("good"), spki("good")
+
+    # PKIX against our root, through the intermediate the server sends.
+    rc, h, _ = one("mx.own.test", addr["good"])
+    check("own good: exit status", rc, 0)
+    check("own good: tls, pkix, requiretls", (h[0]["tls"], h[0]["pkix"], h[0]["requiretls"]),
+          (True, True, True))
+    check("own good: DANE not tried", (h[0]["dane"], h[0]["tlsa"]), (False, 0))
+    rc, h, _ = one("MX.Own.Test", addr["good"])
+    check("own good: the name compares without case", h[0]["pkix"], True)
+
+    # DANE-TA (RFC 7672 3.1.2): the intermediate is in the chain; any bundle.
+    for label, rec in [("2 0 1", f"2 0 1 {sha256(inter_cert)}"),
+                       ("2 1 1", f"2 1 1 {sha256(inter_spki)}"),
+                       ("2 1 2", f"2 1 2 {sha512(inter_spki)}"),
+                       ("2 0 0", f"2 0 0 {inter_cert.hex()}")]:
+        rc, h, _ = one("mx.own.test", addr["good"], [rec], ca=os.environ["LAB_CA_FILE"])
+        check(f"own DANE-TA {label}: dane ok without PKIX", (h[0]["dane"], h[0]["pkix"]),
+              (True, False))
+        check(f"own DANE-TA {label}: verdict ok (DANE decides)", (rc, h[0]["ok"]), (0, True))
+    rc, h, _ = one("mx.own.test", addr["wrongname"], [f"2 0 1 {sha256(inter_cert)}"])
+    check("own DANE-TA, leaf for another name: no match (3.2.2 names)", h[0]["dane"], False)
+    rc, h, _ = one("mx.own.test", addr["good"], [f"2 0 1 {sha256(der('root'))}"])
+    check("own DANE-TA of a CA not in the chain: unsupported, no match", h[0]["dane"], False)
+    check("own ... but PKIX still holds, the verdict follows DANE", (h[0]["pkix"], h[0]["ok"]),
+          (True, False))
+
+    # DANE-EE (RFC 7672 3.1.1): the leaf itself; names and the bundle do not matter.
+    for label, rec in [("3 1 1", f"3 1 1 {sha256(leaf_spki)}"),
+                       ("3 0 1", f"3 0 1 {sha256(leaf_cert)}"),
+                       ("3 1 2", f"3 1 2 {sha512(leaf_spki)}"),
+                       ("3 0 0", f"3 0 0 {leaf_cert.hex()}")]:
+        rc, h, _ = one("mx.own.test", addr["good"], [rec], ca=os.environ["LAB_CA_FILE"])
+        check(f"own DANE-EE {label}: dane ok", h[0]["dane"], True)
+    wrong_spki = spki("wrong")
+    rc, h, _ = one("mx.own.test", addr["wrongname"], [f"3 1 1 {sha256(wrong_spki)}"])
+    check("own DANE-EE on a leaf for another name: dane ok, pkix not",
+          (h[0]["dane"], h[0]["pkix"]), (True, False))
+    rc, h, _ = one("mx.own.test", addr["good"], [f"3 1 1 {'00' * 32}", f"3 1 1 {'11' * 32}"])
+    check("own DANE with no matching record: no", (h[0]["dane"], h[0]["tlsa"]), (False, 2))
+    check_true("own DANE no match: why", "no TLSA record matched" in h[0]["why"], h[0]["why"])
+    rc, h, _ = one("mx.own.test", addr["good"], [f"1 1 1 {sha256(leaf_spki)}"])
+    check("own PKIX-EE(1) records are not used for SMTP (RFC 7672 3.1.3)", h[0]["dane"], False)
+
+    # Failures and their reasons.
+    rc, h, _ = one("mx.own.test", addr["refuse"])
+    check("own refuse: starttls offered, no tls", (h[0]["starttls"], h[0]["tls"]), (True, False))
+    check_true("own refuse: why", "STARTTLS refused: 454" in h[0]["why"], h[0]["why"])
+    rc, h, secs = one("mx.own.test", addr["silent"], opts=["probe_timeout=1s"])
+    check("own silent: timed out", h[0]["timed_out"], True)
+    check_true("own silent: why", "timed out after 1000 ms waiting for the banner" in h[0]["why"],
+               h[0]["why"])
+    check_true("own silent: bounded", 900 <= h[0]["elapsed_ms"] <= 1600 and secs < 5,
+               (h[0]["elapsed_ms"], secs))
+    rc, h, _ = one("mx.own.test", addr["badbanner"])
+    check_true("own 554 banner: why", "banner refused the session: 554" in h[0]["why"],
+               h[0]["why"])
+    rc, h, _ = one("mx.own.test", addr["longline"])
+    check_true("own over-long line: why", "over 512 octets" in h[0]["why"], h[0]["why"])
+    rc, h, _ = one("mx.own.test", addr["inject"])
+    check("own injection after STARTTLS: dropped, TLS and REQUIRETLS from the real EHLO",
+          (h[0]["tls"], h[0]["pkix"], h[0]["requiretls"]), (True, True, True))
+    rc, h, _ = one("bad_name", addr["good"])
+    check("own bad host name: usage error or refusal", rc in (1,), True)
+    rc, h, _ = one("mx.own.test", "127.0.50.250")
+    check("own nobody listening: no connection", (h[0]["connected"], h[0]["ok"]), (False, False))
+    check_true("own nobody listening: why", "no connection to 127.0.50.250 port 2525" in
+               h[0]["why"], h[0]["why"])
+
+    # One probe for many waiters, then the cache.
+    before = good.stats.conns
+    rc, h, _ = one("mx.own.test", addr["good"], extra=["--repeat", "5"])
+    check("own shared: five results", [x["ok"] for x in h], [True] * 5)
+    check("own shared: one connection", good.stats.conns - before, 1)
+    before = good.stats.conns
+    rc, out, err, _ = probe(port + ["--connect", addr["good"], "mx.own.test", "mx.own.test"],
+                            ca=root)
+    check("own cache: second answer from the cache",
+          [d["hosts"][0]["from_cache"] for d in out or []], [False, True])
+    check("own cache: one connection", good.stats.conns - before, 1)
+    before = good.stats.conns
+    rc, out, err, _ = probe(port + ["--connect", addr["good"], "mx.own.test", "mx.own.test"],
+                            ["probe_ttl=0"], ca=root)
+    check("own probe_ttl=0: nothing cached", [d["hosts"][0]["from_cache"] for d in out or []],
+          [False, False])
+    check("own probe_ttl=0: two connections", good.stats.conns - before, 2)
+    time.sleep(0.3)
+    check("own: every session ended with QUIT", good.stats.quits, good.stats.conns)
+
+    # probe_max_concurrent bounds connections at once; the rest wait their turn.
+    args = port + sum((["--connect", addr[n]] for n in ("slow1", "slow2", "slow3", "slow4")), [])
+    rc, out, err, secs = probe(args + ["mx.own.test"], ["probe_max_concurrent=2"], ca=root)
+    h = out[0]["hosts"] if out else []
+    check("own concurrency: four results, all ok", [x["ok"] for x in h], [True] * 4)
+    check("own concurrency: at most two at once", slow.max_active, 2)
+    check_true("own concurrency: queued ones waited", secs >= 0.8, secs)
+
+    # Destroying the service with probes in flight: no callbacks, no leaks, loop closed.
+    rc, out, err, secs = probe(port + ["--connect", addr["silent2"], "--repeat", "3",
+                                       "--destroy-after", "300", "mx.own.test"], ca=root)
+    h = out[0]["hosts"] if out else []
+    check("own destroy: exit 1 (not 2: the loop closed)", rc, 1)
+    check("own destroy: probes abandoned", [x["done"] for x in h], [False] * 3)
+    check_true("own destroy: at once", secs < 5, secs)
+
+
+lab_domains()
+own_servers()
+finish()
