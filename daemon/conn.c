@@ -17,6 +17,7 @@
 #include "escape.h"
 #include "log.h"
 #include "lookup.h"
+#include "metrics.h"
 #include "netstring.h"
 #include "server.h"
 #include "sockmap.h"
@@ -31,7 +32,8 @@
 
 struct slot {
     struct conn *c;
-    char *reply; /* an answer completed ahead of its turn, or NULL */
+    uint64_t started; /* uv_hrtime() at the request's arrival, for the latency histogram */
+    char *reply;      /* an answer completed ahead of its turn, or NULL */
     size_t len;
     int done;
 };
@@ -298,6 +300,7 @@ static void on_lookup_done(void *arg, const struct lookup_result *res)
     struct conn *c = s->c;
 
     c->inflight--;
+    metrics_lookup(res->map, res->ans.status, (uv_hrtime() - s->started) / 1000);
     if (c->closing) {
         /* The client is gone (or the drain timed out): drop the answer. */
         maybe_free(c);
@@ -319,11 +322,13 @@ static void handle_request(struct conn *c, const char *payload, size_t len)
 
     s->c = c;
     s->done = 0;
+    s->started = uv_hrtime();
     c->count++;
     if (sockmap_parse(payload, len, &req, &why) < 0) {
         char text[128];
 
         log_notice("%s: malformed request: %s", c->peer, why);
+        metrics_lookup(ENGINE_MAP_UNKNOWN, SOCKMAP_PERM, 0);
         snprintf(text, sizeof(text), "malformed request: %s", why);
         complete(s, SOCKMAP_PERM, text);
         return;
@@ -508,6 +513,7 @@ void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
         uint64_t now = uv_now(srv->loop);
 
         srv->refused++;
+        metrics_conn(METRICS_CONN_REFUSED);
         if (now - srv->refused_logged_at >= 1000) {
             log_warning("refusing connections: max_connections (%u) are open; %lu refused",
                         srv->cfg.max_connections, srv->refused);
@@ -534,6 +540,7 @@ void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
         c->next->prev = c;
     srv->conns = c;
     srv->nconns++;
+    metrics_conn(METRICS_CONN_ACCEPTED);
     log_debug("%s: connection opened (%u open)", c->peer, srv->nconns);
     process_input(c);
 }

@@ -158,12 +158,42 @@ int listener_open(struct server *srv, struct listener *l, const struct endpoint 
     return rc < 0 ? -1 : 0;
 }
 
+int listener_adopt(struct server *srv, struct listener *l, int fd, const struct endpoint *ep,
+                   char *err, size_t errlen)
+{
+    int rc;
+
+    memset(l, 0, sizeof(*l));
+    l->srv = srv;
+    l->ep = *ep;
+    l->inherited = 1;
+    /* systemd already listens: mode, group and backlog are the socket unit's. */
+    if (ep->kind == ENDPOINT_UNIX) {
+        uv_pipe_init(srv->loop, &l->h.pipe, 0);
+        rc = uv_pipe_open(&l->h.pipe, fd);
+    } else {
+        uv_tcp_init(srv->loop, &l->h.tcp);
+        rc = uv_tcp_open(&l->h.tcp, fd);
+    }
+    l->open = 1;
+    l->h.handle.data = l;
+    if (rc == 0)
+        rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: inherited socket %d: %s", ep->text, fd, uv_strerror(rc));
+        uv_close(&l->h.handle, on_close_noop);
+        l->open = 0;
+        return -1;
+    }
+    return 0;
+}
+
 void listener_close(struct listener *l)
 {
     if (!l->open)
         return;
     uv_close(&l->h.handle, on_close_noop);
     l->open = 0;
-    if (l->ep.kind == ENDPOINT_UNIX && unlink(l->ep.path) < 0 && errno != ENOENT)
+    if (l->ep.kind == ENDPOINT_UNIX && !l->inherited && unlink(l->ep.path) < 0 && errno != ENOENT)
         log_debug("%s: cannot remove socket: %s", l->ep.text, strerror(errno));
 }

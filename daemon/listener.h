@@ -23,6 +23,7 @@ struct listener {
     struct server *srv;
     struct endpoint ep;
     int open;
+    int inherited; /* passed by systemd (socket activation): never unlinked */
 };
 
 /*
@@ -31,6 +32,13 @@ struct listener {
  */
 int listener_open(struct server *srv, struct listener *l, const struct endpoint *ep,
                   const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * listener_adopt - serve socketmap on fd, a listening socket passed by systemd, bound to
+ * ep. Returns 0, or -1 with "ENDPOINT: reason" in err.
+ */
+int listener_adopt(struct server *srv, struct listener *l, int fd, const struct endpoint *ep,
+                   char *err, size_t errlen);
 
 /* listener_close - stop accepting; a unix socket's path is removed where permitted. */
 void listener_close(struct listener *l);

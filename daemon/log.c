@@ -8,10 +8,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int threshold = LOG_INFO;
 static int to_syslog;
+static int json;
+static int decisions = LOG_DEBUG;
 
 static const struct {
     const char *word;
@@ -44,10 +47,119 @@ int log_enabled(int level)
     return level <= threshold;
 }
 
+void log_set_format(int use_json)
+{
+    json = use_json;
+}
+
+void log_set_decisions(int level)
+{
+    decisions = level;
+}
+
+int log_decisions(void)
+{
+    return decisions;
+}
+
+static const char *level_word(int level)
+{
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i].level == level)
+            return names[i].word;
+    return "info";
+}
+
+/* Append to a bounded line; output that does not fit is cut (the line stays one line). */
+struct line {
+    char buf[16384]; /* the longest answer text (4 KiB) escaped, and the other fields */
+    size_t len;
+};
+
+static void add(struct line *l, const char *s, size_t n)
+{
+    if (n > sizeof(l->buf) - 1 - l->len)
+        n = sizeof(l->buf) - 1 - l->len;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+    l->buf[l->len] = '\0';
+}
+
+static void adds(struct line *l, const char *s)
+{
+    add(l, s, strlen(s));
+}
+
+/* RFC 8259 7: '"', '\\' and controls escaped; bytes above 0x7e too, so any input is JSON. */
+static void add_json_string(struct line *l, const char *s)
+{
+    adds(l, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            add(l, esc, 2);
+        } else if (c < 0x20 || c > 0x7e) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            adds(l, esc);
+        } else {
+            add(l, s, 1);
+        }
+    }
+    adds(l, "\"");
+}
+
+/* Text values: quoted when they hold a space, a quote or '=', with '"' escaped. */
+static void add_text_value(struct line *l, const char *v)
+{
+    if (*v != '\0' && strpbrk(v, " \"=") == NULL) {
+        adds(l, v);
+        return;
+    }
+    adds(l, "\"");
+    for (; *v; v++) {
+        if (*v == '"')
+            adds(l, "\\\"");
+        else
+            add(l, v, 1);
+    }
+    adds(l, "\"");
+}
+
+static void json_head(struct line *l, int level)
+{
+    struct timespec ts;
+    struct tm tm;
+    char t[64];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
+    l->len = 0;
+    l->buf[0] = '\0';
+    adds(l, "{\"time\":\"");
+    adds(l, t);
+    snprintf(t, sizeof(t), ".%03ldZ\",\"level\":\"%s\",\"pid\":%ld", ts.tv_nsec / 1000000,
+             level_word(level), (long)getpid());
+    adds(l, t);
+}
+
+static void emit(int level, const char *line)
+{
+    if (to_syslog)
+        syslog(level, "%s", line);
+    else if (json)
+        fprintf(stderr, "%s\n", line);
+    else
+        fprintf(stderr, "tlspolicyd[%ld]: %s: %s\n", (long)getpid(), level_word(level), line);
+}
+
 void log_msg(int level, const char *fmt, ...)
 {
     char line[2048];
-    const char *word = "info";
     va_list ap;
 
     if (level > threshold)
@@ -59,12 +171,54 @@ void log_msg(int level, const char *fmt, ...)
     for (char *p = line; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    if (to_syslog) {
-        syslog(level, "%s", line);
+    if (json) {
+        struct line l;
+
+        json_head(&l, level);
+        adds(&l, ",\"msg\":");
+        add_json_string(&l, line);
+        adds(&l, "}");
+        emit(level, l.buf);
         return;
     }
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (names[i].level == level)
-            word = names[i].word;
-    fprintf(stderr, "tlspolicyd[%ld]: %s: %s\n", (long)getpid(), word, line);
+    emit(level, line);
+}
+
+void log_fields(int level, const char *event, const char *const *kv, size_t n)
+{
+    struct line l;
+
+    if (level > threshold)
+        return;
+    if (json) {
+        json_head(&l, level);
+        adds(&l, ",\"event\":");
+        add_json_string(&l, event);
+    } else {
+        l.len = 0;
+        l.buf[0] = '\0';
+        adds(&l, event);
+    }
+    for (size_t i = 0; i + 1 < 2 * n; i += 2) {
+        if (kv[i + 1] == NULL)
+            continue;
+        if (json) {
+            adds(&l, ",");
+            add_json_string(&l, kv[i]);
+            adds(&l, ":");
+            add_json_string(&l, kv[i + 1]);
+        } else {
+            adds(&l, " ");
+            adds(&l, kv[i]);
+            adds(&l, "=");
+            add_text_value(&l, kv[i + 1]);
+        }
+    }
+    if (json)
+        adds(&l, "}");
+    /* A value never breaks the line (text values come escaped, JSON escapes controls). */
+    for (char *p = l.buf; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    emit(level, l.buf);
 }

@@ -3,6 +3,7 @@
  *
  *   tlspolicyd [-c FILE] [-o key=value]... [-t] [-p]   run in the foreground (or check)
  *   tlspolicyd query ...                               resolve without a daemon
+ *   tlspolicyd probe ...                               probe MX hosts for REQUIRETLS
  */
 #include <getopt.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "overrides.h"
+#include "probe_cmd.h"
 #include "query.h"
 #include "server.h"
 #include "xalloc.h"
@@ -22,6 +24,8 @@ static void usage(FILE *fp)
 {
     fprintf(fp, "usage: tlspolicyd [-c FILE] [-o key=value]... [-t | -p]\n"
                 "       tlspolicyd query [-c FILE] [-o key=value]... [--map NAME] [--json] "
+                "DOMAIN...\n"
+                "       tlspolicyd probe [-c FILE] [-o key=value]... [--port N] [--json] "
                 "DOMAIN...\n"
                 "  -c FILE       configuration file (default: built-in defaults only)\n"
                 "  -o key=value  override a configuration key (repeatable)\n"
@@ -67,6 +71,8 @@ int main(int argc, char **argv)
 
     if (argc > 1 && strcmp(argv[1], "query") == 0)
         return query_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "probe") == 0)
+        return probe_main(argc - 1, argv + 1);
 
     opts = xcalloc((size_t)argc, sizeof(char *));
     while ((ch = getopt(argc, argv, "c:o:tpVh")) != -1) {

@@ -19,6 +19,7 @@
 #include "escape.h"
 #include "fetch.h"
 #include "log.h"
+#include "metrics.h"
 #include "resolver.h"
 #include "store.h"
 #include "xalloc.h"
@@ -141,6 +142,7 @@ static void expire(struct entry *e, int64_t now)
     if (e->f.state != MTASTS_POLICY || e->f.expires > now)
         return;
     log_info("mta-sts: policy of %s (id %s) reached its max_age; dropped", e->domain, e->f.id);
+    metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_EVICTION);
     if (e->svc->store)
         store_delete(e->svc->store, e->domain);
     e->f.state = MTASTS_NONE;
@@ -216,14 +218,17 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     w->fetch = NULL;
     snprintf(e->f.fetch, sizeof(e->f.fetch), "%s", fetch_outcome_name(res->outcome));
     if (res->outcome != FETCH_OK) {
+        metrics_fetch(res->outcome);
         no_new_policy(w, 1, "policy fetch from %s failed: %s", w->host, res->why);
         return;
     }
     if (sts_policy_parse(res->body, res->len, &pol, &why) != STS_POLICY_OK) {
         snprintf(e->f.fetch, sizeof(e->f.fetch), "invalid");
+        metrics_fetch(METRICS_FETCH_INVALID);
         no_new_policy(w, 1, "policy from %s is invalid: %s", w->host, why);
         return;
     }
+    metrics_fetch(METRICS_FETCH_OK);
     /* RFC 8461 3.3: the policy is associated with the id of the TXT record that led to it. */
     e->f.state = MTASTS_POLICY;
     e->f.policy = pol;
@@ -246,7 +251,10 @@ static void on_fetch(void *arg, const struct fetch_result *res)
         rec.fetched = e->f.fetched;
         rec.expires = e->f.expires;
         rec.policy = pol;
-        if (store_put(svc->store, &rec, err, sizeof(err)) < 0)
+        int stored = store_put(svc->store, &rec, err, sizeof(err)) == 0;
+
+        metrics_store(stored);
+        if (!stored)
             log_error("mta-sts: %s: policy not persisted: %s", e->domain, err);
     }
     work_done(w);
@@ -472,18 +480,24 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
         if (has_policy(e, now)) {
             /* The cached policy answers; a due TXT check runs behind it (RFC 8461 5.1). */
             e->used = 1;
+            metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_HIT);
             deliver_now(e, 1, cb, arg);
-            if (e->work == NULL && now - e->checked >= (int64_t)svc->opts.recheck_s)
+            if (e->work == NULL && now - e->checked >= (int64_t)svc->opts.recheck_s) {
+                metrics_refresh(METRICS_REFRESH_RECHECK);
                 start_work(e);
+            }
             return NULL;
         }
         if (e->work == NULL && e->fail_until > now) {
+            /* A remembered failure answers too (negative caching). */
+            metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_HIT);
             deliver_now(e, 1, cb, arg);
             return NULL;
         }
     } else {
         e = create(svc, domain);
     }
+    metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_MISS);
     l = xcalloc(1, sizeof(*l));
     l->e = e;
     l->cb = cb;
@@ -555,8 +569,10 @@ static void on_sweep(uv_timer_t *t)
                     continue;
                 }
                 if (e->used && e->fail_until <= now &&
-                    e->f.expires - now < (e->f.expires - e->f.fetched) / 4)
+                    e->f.expires - now < (e->f.expires - e->f.fetched) / 4) {
+                    metrics_refresh(METRICS_REFRESH_RENEWAL);
                     start_work(e);
+                }
             } else if (e->fail_until <= now) {
                 entry_free(e);
             }
@@ -625,4 +641,17 @@ void mtasts_svc_destroy(struct mtasts_svc *svc)
 unsigned long mtasts_fetches_started(const struct mtasts_svc *svc)
 {
     return svc->fetches;
+}
+
+unsigned long mtasts_cache_entries(const struct mtasts_svc *svc, unsigned long *policies)
+{
+    unsigned long n = 0, p = 0;
+
+    for (size_t b = 0; b < svc->nbuckets; b++)
+        for (const struct entry *e = svc->buckets[b]; e != NULL; e = e->hnext) {
+            n++;
+            p += e->f.state == MTASTS_POLICY;
+        }
+    *policies = p;
+    return n;
 }

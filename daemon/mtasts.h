@@ -73,4 +73,7 @@ void mtasts_cancel(struct mtasts_lookup *l);
 /* Counters for tests and metrics. */
 unsigned long mtasts_fetches_started(const struct mtasts_svc *svc);
 
+/* mtasts_cache_entries - domains the cache holds; *policies: how many have a policy. */
+unsigned long mtasts_cache_entries(const struct mtasts_svc *svc, unsigned long *policies);
+
 #endif

@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "overrides.h"
 #include "resolver.h"
 #include "xalloc.h"
@@ -89,6 +91,8 @@ static void finish_drain(struct server *srv)
     uv_close((uv_handle_t *)&srv->sighup, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sigint, on_handle_closed);
+    http_server_close(srv->http);
+    srv->http = NULL;
     lookup_svc_close(&srv->svc);
     log_notice("stopped");
 }
@@ -161,6 +165,8 @@ static int needs_restart(const struct config *a, const struct config *b)
     for (size_t i = 0; i < a->nlisten; i++)
         if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
             return 1;
+    if (strcmp(a->metrics_listen, b->metrics_listen) != 0)
+        return 1;
     return 0;
 }
 
@@ -172,18 +178,20 @@ void server_reload(struct server *srv)
 
     if (config_load(&cfg, srv->config_file, srv->opts, srv->nopts, err, sizeof(err)) < 0) {
         log_error("reload failed, keeping the configuration in force: %s", err);
+        metrics_reload(0);
         return;
     }
     ov = load_overrides(&cfg, err, sizeof(err));
     if (ov == NULL) {
         log_error("reload failed, keeping the configuration in force: %s", err);
+        metrics_reload(0);
         config_free(&cfg);
         return;
     }
     if (needs_restart(&srv->cfg, &cfg)) {
-        log_warning("reload: listen, socket_mode, socket_group, user, the dns_* keys, "
-                    "state_dir, sts_ca_file and the sts_*_timeout keys take effect only at "
-                    "restart; keeping the current listeners, resolver and fetcher");
+        log_warning("reload: listen, socket_mode, socket_group, user, metrics_listen, the "
+                    "dns_* keys, state_dir, sts_ca_file and the sts_*_timeout keys take effect "
+                    "only at restart; keeping the current listeners, resolver and fetcher");
         /* Keep the start-up settings so the configuration shown matches what is in force. */
         struct endpoint *tmp = cfg.listen;
         size_t ntmp = cfg.nlisten;
@@ -197,6 +205,8 @@ void server_reload(struct server *srv)
         swap_str(&cfg.dns_servers, &srv->cfg.dns_servers);
         swap_str(&cfg.state_dir, &srv->cfg.state_dir);
         swap_str(&cfg.sts_ca_file, &srv->cfg.sts_ca_file);
+        swap_str(&cfg.metrics_listen, &srv->cfg.metrics_listen);
+        cfg.metrics_ep = srv->cfg.metrics_ep;
         cfg.sts_connect_timeout_ms = srv->cfg.sts_connect_timeout_ms;
         cfg.sts_fetch_timeout_ms = srv->cfg.sts_fetch_timeout_ms;
         cfg.dns_timeout_ms = srv->cfg.dns_timeout_ms;
@@ -215,8 +225,75 @@ void server_reload(struct server *srv)
     srv->svc.overrides = ov;
     lookup_apply_config(&srv->svc, &srv->cfg);
     log_open(srv->cfg.log_level, srv->cfg.syslog);
+    log_set_format(srv->cfg.log_json);
+    log_set_decisions(srv->cfg.log_decisions);
+    metrics_reload(1);
     log_notice("reloaded configuration%s%s; %zu overrides", srv->config_file ? " from " : "",
                srv->config_file ? srv->config_file : "", overrides_count(ov));
+}
+
+/* The gauges of /metrics and the answer of /healthz, read at each scrape. */
+static void fill_gauges(void *arg, struct metrics_gauges *g)
+{
+    struct server *srv = arg;
+
+    g->conns_open = srv->nconns;
+    g->lookups_waiting = srv->svc.lookups_waiting;
+    g->cache_entries[METRICS_CACHE_DNS] =
+        srv->svc.resolver ? resolver_cache_entries(srv->svc.resolver) : 0;
+    g->cache_entries[METRICS_CACHE_STS] =
+        srv->svc.mtasts ? mtasts_cache_entries(srv->svc.mtasts, &g->sts_policies) : 0;
+    g->serving = !srv->draining && srv->nlisteners > 0;
+}
+
+/*
+ * Socketmap listeners and the metrics endpoint. A socket passed by systemd for the same
+ * address is used instead of binding; inherited sockets that match nothing configured serve
+ * socketmap (or /metrics when named "metrics" in the socket unit).
+ */
+static int open_listeners(struct server *srv, char *err, size_t errlen)
+{
+    struct activation *a = &srv->act;
+    int fd;
+
+    srv->listeners = xcalloc(srv->cfg.nlisten + a->n, sizeof(*srv->listeners));
+    for (size_t i = 0; i < srv->cfg.nlisten; i++) {
+        struct listener *l = &srv->listeners[srv->nlisteners];
+
+        fd = activation_claim(a, &srv->cfg.listen[i], NULL);
+        if (fd >= 0 ? listener_adopt(srv, l, fd, &srv->cfg.listen[i], err, errlen) < 0
+                    : listener_open(srv, l, &srv->cfg.listen[i], &srv->cfg, err, errlen) < 0)
+            return -1;
+        srv->nlisteners++;
+    }
+    if (srv->cfg.metrics_listen[0] != '\0') {
+        fd = activation_claim(a, &srv->cfg.metrics_ep, "metrics");
+        srv->http =
+            http_server_open(srv->loop, &srv->cfg.metrics_ep, fd, fill_gauges, srv, err, errlen);
+        if (srv->http == NULL)
+            return -1;
+        log_notice("metrics on http://%s/metrics%s", srv->cfg.metrics_ep.text + 5,
+                   fd >= 0 ? " (socket from systemd)" : "");
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->fds[i].used)
+            continue;
+        if (strcmp(a->fds[i].name, "metrics") == 0) {
+            log_warning("socket activation: %s is named metrics but metrics_listen is %s; "
+                        "not used",
+                        a->fds[i].text, srv->cfg.metrics_listen[0] ? "elsewhere" : "off");
+            continue;
+        }
+        a->fds[i].used = 1;
+        if (listener_adopt(srv, &srv->listeners[srv->nlisteners], a->fds[i].fd, &a->fds[i].ep, err,
+                           errlen) < 0)
+            return -1;
+        log_notice("socket activation: serving socketmap on %s, which listen does not name",
+                   a->fds[i].text);
+        srv->nlisteners++;
+    }
+    activation_close_unused(a);
+    return 0;
 }
 
 /* Finish closing handles, then free what the server owns. 0 when nothing was left open. */
@@ -242,9 +319,13 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     srv->opts = opts;
     srv->nopts = nopts;
 
+    metrics_init();
+    activation_take(&srv->act);
     if (config_load(&srv->cfg, config_file, opts, nopts, err, sizeof(err)) < 0)
         goto fail;
     log_open(srv->cfg.log_level, srv->cfg.syslog);
+    log_set_format(srv->cfg.log_json);
+    log_set_decisions(srv->cfg.log_decisions);
     lookup_svc_init(&srv->svc, loop);
     srv->svc_open = 1;
     srv->svc.overrides = load_overrides(&srv->cfg, err, sizeof(err));
@@ -260,13 +341,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     }
     raise_fd_limit(srv->cfg.max_connections);
 
-    srv->listeners = xcalloc(srv->cfg.nlisten, sizeof(*srv->listeners));
-    for (size_t i = 0; i < srv->cfg.nlisten; i++) {
-        if (listener_open(srv, &srv->listeners[i], &srv->cfg.listen[i], &srv->cfg, err,
-                          sizeof(err)) < 0)
-            goto fail;
-        srv->nlisteners++;
-    }
+    if (open_listeners(srv, err, sizeof(err)) < 0)
+        goto fail;
     if (drop_privileges(&srv->cfg, err, sizeof(err)) < 0)
         goto fail;
 
@@ -280,7 +356,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
 
     for (size_t i = 0; i < srv->nlisteners; i++)
-        log_notice("listening on %s", srv->listeners[i].ep.text);
+        log_notice("listening on %s%s", srv->listeners[i].ep.text,
+                   srv->listeners[i].inherited ? " (socket from systemd)" : "");
     log_notice("tlspolicyd %s ready; %zu overrides", TLSPOLICYD_VERSION,
                overrides_count(srv->svc.overrides));
     return 0;
@@ -289,6 +366,9 @@ fail:
     /* Leave no socket file behind for a daemon that never served. */
     for (size_t i = 0; i < srv->nlisteners; i++)
         listener_close(&srv->listeners[i]);
+    http_server_close(srv->http);
+    srv->http = NULL;
+    activation_close_unused(&srv->act);
     fprintf(stderr, "tlspolicyd: fatal: %s\n", err);
     teardown(srv);
     return -1;

@@ -7,11 +7,13 @@
 
 #include <uv.h>
 
+#include "activation.h"
 #include "config.h"
 #include "lookup.h"
 
 struct conn;
 struct listener;
+struct http_server;
 
 struct server {
     uv_loop_t *loop;
@@ -30,6 +32,9 @@ struct server {
     unsigned nconns;
     unsigned long refused; /* connections refused over max_connections, since the last log */
     uint64_t refused_logged_at;
+
+    struct activation act;    /* sockets passed by systemd (socket activation) */
+    struct http_server *http; /* metrics_listen, or NULL */
 
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t drain_timer;
