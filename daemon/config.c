@@ -388,6 +388,11 @@ static int set_sts_allow_private(struct config *cfg, const char *value, const ch
     return set_yes_no(&cfg->sts_allow_private, value, why);
 }
 
+static int set_requiretls_probe(struct config *cfg, const char *value, const char **why)
+{
+    return set_yes_no(&cfg->requiretls_probe, value, why);
+}
+
 static int set_sts_enforce_testing(struct config *cfg, const char *value, const char **why)
 {
     return set_yes_no(&cfg->sts_enforce_testing, value, why);
@@ -418,6 +423,40 @@ static int set_sts_recheck(struct config *cfg, const char *value, const char **w
     return set_duration(&cfg->sts_recheck_ms, value, 0, why);
 }
 
+static int set_probe_ca_file(struct config *cfg, const char *value, const char **why)
+{
+    (void)why;
+    return set_string(&cfg->probe_ca_file, value);
+}
+
+static int set_probe_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->probe_timeout_ms, value, 100, why);
+}
+
+static int set_probe_ttl(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->probe_ttl_ms, value, 0, why);
+}
+
+static int set_probe_max_concurrent(struct config *cfg, const char *value, const char **why)
+{
+    return set_bounded(&cfg->probe_max_concurrent, value, 1, 10000,
+                       "expected a number of probes from 1 to 10000", why);
+}
+
+/* RFC 5321 4.1.1.1: the EHLO argument is a domain; a letter-digit-hyphen name here. */
+static int set_probe_helo_name(struct config *cfg, const char *value, const char **why)
+{
+    if (strlen(value) > 253 ||
+        strspn(value, "abcdefghijklmnopqrstuvwxyz"
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != strlen(value)) {
+        *why = "expected a host name of letters, digits, '-' and '.'";
+        return -1;
+    }
+    return set_string(&cfg->probe_helo_name, value);
+}
+
 static int set_log_level(struct config *cfg, const char *value, const char **why)
 {
     int level = log_level_parse(value);
@@ -427,6 +466,48 @@ static int set_log_level(struct config *cfg, const char *value, const char **why
         return -1;
     }
     cfg->log_level = level;
+    return 0;
+}
+
+/* SPEC 6: /metrics on inet:HOST:PORT; empty turns the endpoint off. */
+static int set_metrics_listen(struct config *cfg, const char *value, const char **why)
+{
+    struct endpoint ep;
+
+    if (value[0] != '\0') {
+        if (config_endpoint_parse(value, &ep, why) < 0)
+            return -1;
+        if (ep.kind != ENDPOINT_INET) {
+            *why = "metrics_listen must be inet:HOST:PORT (or empty: off)";
+            return -1;
+        }
+        cfg->metrics_ep = ep;
+    }
+    return set_string(&cfg->metrics_listen, value);
+}
+
+static int set_log_format(struct config *cfg, const char *value, const char **why)
+{
+    if (strcmp(value, "text") == 0)
+        cfg->log_json = 0;
+    else if (strcmp(value, "json") == 0)
+        cfg->log_json = 1;
+    else {
+        *why = "expected text or json";
+        return -1;
+    }
+    return 0;
+}
+
+static int set_log_decisions(struct config *cfg, const char *value, const char **why)
+{
+    int level = log_level_parse(value);
+
+    if (level != LOG_INFO && level != LOG_DEBUG && level != LOG_NOTICE) {
+        *why = "expected debug, info or notice";
+        return -1;
+    }
+    cfg->log_decisions = level;
     return 0;
 }
 
@@ -490,13 +571,32 @@ static const struct key keys[] = {
      "a failed MTA-STS discovery or fetch is not retried for this long"},
     {"sts_recheck", "5m", set_sts_recheck,
      "a cached policy's TXT id is checked again, behind the answer, after this long"},
+    {"requiretls_probe", "yes", set_requiretls_probe,
+     "yes: REQUIRETLS answers name only MX hosts that the probe saw advertise REQUIRETLS "
+     "after STARTTLS with an authenticated certificate"},
     {"sts_enforce_testing", "no", set_sts_enforce_testing,
      "yes: the policy map answers MTA-STS testing policies like enforce ones"},
     {"sts_postfix_attributes", "no", set_sts_postfix_attributes,
      "yes: add policy_type, policy_domain, mx_host_pattern and policy_string for TLSRPT "
      "(Postfix 3.10 or later only; earlier versions reject them)"},
+    {"probe_ca_file", "", set_probe_ca_file,
+     "CA bundle (PEM) for verifying MX hosts' certificates in REQUIRETLS probes (empty: the "
+     "system bundle /etc/ssl/certs/ca-certificates.crt)"},
+    {"probe_timeout", "10s", set_probe_timeout,
+     "one whole MX probe (connect, EHLO, STARTTLS, TLS handshake, EHLO, QUIT)"},
+    {"probe_ttl", "1h", set_probe_ttl, "MX probe results are kept this long"},
+    {"probe_max_concurrent", "20", set_probe_max_concurrent,
+     "MX probes running at once; more wait their turn"},
+    {"probe_helo_name", "", set_probe_helo_name,
+     "name sent in EHLO by MX probes (empty: this machine's host name)"},
     {"log_level", "info", set_log_level, "error, warning, notice, info or debug"},
     {"syslog", "no", set_syslog, "yes: log to syslog (facility mail) instead of stderr"},
+    {"log_format", "text", set_log_format,
+     "text: \"tlspolicyd[PID]: LEVEL: message\" lines; json: one JSON object per line"},
+    {"log_decisions", "debug", set_log_decisions,
+     "level of the one line per lookup (domain, map, answer, reason): debug, info or notice"},
+    {"metrics_listen", "inet:127.0.0.1:9461", set_metrics_listen,
+     "inet:HOST:PORT serving Prometheus /metrics and /healthz (empty: off)"},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -530,6 +630,9 @@ void config_free(struct config *cfg)
     free(cfg->dns_servers);
     free(cfg->state_dir);
     free(cfg->sts_ca_file);
+    free(cfg->metrics_listen);
+    free(cfg->probe_ca_file);
+    free(cfg->probe_helo_name);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -651,8 +754,14 @@ void config_print(const struct config *cfg, FILE *fp)
     fprintf(fp, "sts_fetch_timeout = %ums\n", cfg->sts_fetch_timeout_ms);
     fprintf(fp, "sts_fail_ttl = %ums\n", cfg->sts_fail_ttl_ms);
     fprintf(fp, "sts_recheck = %ums\n", cfg->sts_recheck_ms);
+    fprintf(fp, "requiretls_probe = %s\n", cfg->requiretls_probe ? "yes" : "no");
     fprintf(fp, "sts_enforce_testing = %s\n", cfg->sts_enforce_testing ? "yes" : "no");
     fprintf(fp, "sts_postfix_attributes = %s\n", cfg->sts_postfix_attributes ? "yes" : "no");
+    fprintf(fp, "probe_ca_file = %s\n", cfg->probe_ca_file);
+    fprintf(fp, "probe_timeout = %ums\n", cfg->probe_timeout_ms);
+    fprintf(fp, "probe_ttl = %ums\n", cfg->probe_ttl_ms);
+    fprintf(fp, "probe_max_concurrent = %u\n", cfg->probe_max_concurrent);
+    fprintf(fp, "probe_helo_name = %s\n", cfg->probe_helo_name);
     fprintf(fp, "log_level = %s\n",
             cfg->log_level == LOG_ERR       ? "error"
             : cfg->log_level == LOG_WARNING ? "warning"
@@ -660,4 +769,10 @@ void config_print(const struct config *cfg, FILE *fp)
             : cfg->log_level == LOG_DEBUG   ? "debug"
                                             : "info");
     fprintf(fp, "syslog = %s\n", cfg->syslog ? "yes" : "no");
+    fprintf(fp, "log_format = %s\n", cfg->log_json ? "json" : "text");
+    fprintf(fp, "log_decisions = %s\n",
+            cfg->log_decisions == LOG_NOTICE ? "notice"
+            : cfg->log_decisions == LOG_INFO ? "info"
+                                             : "debug");
+    fprintf(fp, "metrics_listen = %s\n", cfg->metrics_listen);
 }

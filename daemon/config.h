@@ -47,10 +47,20 @@ struct config {
     unsigned sts_recheck_ms;
     int sts_enforce_testing; /* policy map: mode testing answered like enforce */
     int sts_postfix_attributes;
-        /* Postfix 3.10+ TLSRPT attributes in STS answers */ /* a cached policy's TXT id is checked
-                                                                after this long */
-    int log_level;                                           /* syslog level */
-    int syslog; /* 1: log to syslog instead of stderr */
+    /* Postfix 3.10+ TLSRPT attributes in STS answers */ /* a cached policy's TXT id is checked
+                                                            after this long */
+    int requiretls_probe;          /* REQUIRETLS answers wait for the MX probe */
+    char *probe_ca_file;           /* CA bundle for MX probes; empty: the system's */
+    unsigned probe_timeout_ms;     /* one whole MX probe, connect to QUIT */
+    unsigned probe_ttl_ms;         /* probe results are cached this long */
+    unsigned probe_max_concurrent; /* MX probes at once; more wait in a queue */
+    char *probe_helo_name;         /* EHLO name of probes; empty: gethostname() */
+    int log_level;                 /* syslog level */
+    int syslog;                    /* 1: log to syslog instead of stderr */
+    int log_json;                  /* log_format = json: one JSON object per line */
+    int log_decisions;             /* syslog level of the one line per lookup decision */
+    char *metrics_listen;          /* as written; empty: no metrics endpoint */
+    struct endpoint metrics_ep;    /* parsed metrics_listen, when not empty */
 };
 
 /* One key as documented: name, default text, and a one-line description (for -p). */

@@ -15,6 +15,7 @@
 #include "fetch.h"
 #include "log.h"
 #include "overrides.h"
+#include "probe.h"
 #include "resolver.h"
 #include "store.h"
 #include "xalloc.h"
@@ -28,9 +29,11 @@ struct flight {
     struct lookup_svc *svc;
     struct dane_lookup *dl;
     struct mtasts_lookup *sl;
+    struct rtls_lookup *rl;
     unsigned started, done; /* ENGINE_NEED_* bits */
     struct dane_facts dane;
     struct mtasts_facts sts;
+    struct rtls_facts rtls;
     struct waiter *waiters;
     int advancing, again; /* see advance() */
     char domain[DOMAIN_MAX + 1];
@@ -56,21 +59,37 @@ static uint32_t hash(const char *s)
     return h;
 }
 
+/* One line per decision at log_decisions' level (key escaped by the caller). */
 static void log_decision(const char *key, const struct lookup_result *res)
 {
-    if (!log_enabled(LOG_DEBUG))
+    char answer[SOCKMAP_MAX_TEXT + 16];
+    const char *kv[16];
+    size_t n = 0;
+
+    if (!log_enabled(log_decisions()))
         return;
-    log_debug("lookup map=%s key=%s answer=\"%s%s%s\" rule=%s%s%s%s%s%s%s",
-              engine_map_name(res->map), key, sockmap_status_word(res->ans.status),
-              res->ans.text[0] ? " " : "", res->ans.text, res->ans.rule,
-              res->detail ? " detail=" : "", res->detail ? res->detail : "",
-              res->facts.dane ? " dane=" : "",
-              res->facts.dane ? dane_state_name(res->facts.dane->state) : "",
-              res->facts.sts ? " sts=" : "",
-              res->facts.sts ? (res->facts.sts->state == MTASTS_POLICY
+    snprintf(answer, sizeof(answer), "%s%s%s", sockmap_status_word(res->ans.status),
+             res->ans.text[0] ? " " : "", res->ans.text);
+    kv[n++] = "map";
+    kv[n++] = res->map == ENGINE_MAP_UNKNOWN ? "unknown" : engine_map_name(res->map);
+    kv[n++] = "key";
+    kv[n++] = key;
+    kv[n++] = "domain";
+    kv[n++] = res->domain[0] ? res->domain : NULL;
+    kv[n++] = "answer";
+    kv[n++] = answer;
+    kv[n++] = "rule";
+    kv[n++] = res->ans.rule;
+    kv[n++] = "detail";
+    kv[n++] = res->detail;
+    kv[n++] = "dane";
+    kv[n++] = res->facts.dane ? dane_state_name(res->facts.dane->state) : NULL;
+    kv[n++] = "sts";
+    kv[n++] = res->facts.sts ? (res->facts.sts->state == MTASTS_POLICY
                                     ? sts_mode_name(res->facts.sts->policy.mode)
                                     : "none")
-                             : "");
+                             : NULL;
+    log_fields(log_decisions(), "lookup", kv, n / 2);
 }
 
 /* Local facts: the overrides table as it is now (reloads swap it whole). */
@@ -81,6 +100,7 @@ static void local_facts(struct lookup_svc *svc, struct lookup_result *res)
     memset(&res->facts, 0, sizeof(res->facts));
     res->facts.domain = res->domain;
     res->facts.sts_flags = svc->sts_flags;
+    res->facts.rtls_probe = svc->rtls_probe;
     if (overrides_find(svc->overrides, res->domain, &hit)) {
         res->facts.has_override = 1;
         res->facts.override_key = hit.key;
@@ -135,6 +155,7 @@ static void waiter_facts(struct lookup_svc *svc, const struct waiter *w, struct 
     local_facts(svc, res);
     res->facts.dane = (w->fl->done & ENGINE_NEED_DANE) ? &w->fl->dane : NULL;
     res->facts.sts = (w->fl->done & ENGINE_NEED_STS) ? &w->fl->sts : NULL;
+    res->facts.rtls = (w->fl->done & ENGINE_NEED_PROBE) ? &w->fl->rtls : NULL;
 }
 
 static void finish_waiter(struct lookup_svc *svc, struct waiter *w, const char *temp_reason)
@@ -160,6 +181,7 @@ static void flight_free(struct lookup_svc *svc, struct flight *fl)
     /* Nobody waits any more; the resolver and MTA-STS work goes on and fills the caches. */
     dane_cancel(fl->dl);
     mtasts_cancel(fl->sl);
+    rtls_cancel(fl->rl);
 
     while (*pp != fl)
         pp = &(*pp)->hnext;
@@ -187,6 +209,7 @@ static void on_deadline(uv_timer_t *t)
 
 static void on_dane(void *arg, const struct dane_facts *f);
 static void on_sts(void *arg, const struct mtasts_facts *f);
+static void on_rtls(void *arg, const struct rtls_facts *f);
 
 /*
  * Answer every waiter whose decision needs nothing more, start what the others need, and
@@ -235,6 +258,13 @@ static void advance(struct flight *fl)
             fl->sl = mtasts_start(svc->mtasts, fl->domain, on_sts, fl);
             fl->again = 1;
         }
+        /* The probe follows DANE (whose validated hosts and TLSA records it uses). */
+        if (want & ENGINE_NEED_PROBE) {
+            fl->started |= ENGINE_NEED_PROBE;
+            fl->rl = rtls_start(svc->resolver, svc->probe, fl->domain,
+                                (fl->done & ENGINE_NEED_DANE) ? &fl->dane : NULL, on_rtls, fl);
+            fl->again = 1;
+        }
     } while (fl->again);
     fl->advancing = 0;
     if (fl->waiters == NULL) {
@@ -260,6 +290,16 @@ static void on_sts(void *arg, const struct mtasts_facts *f)
     fl->sl = NULL;
     fl->sts = *f;
     fl->done |= ENGINE_NEED_STS;
+    advance(fl);
+}
+
+static void on_rtls(void *arg, const struct rtls_facts *f)
+{
+    struct flight *fl = arg;
+
+    fl->rl = NULL;
+    fl->rtls = *f;
+    fl->done |= ENGINE_NEED_PROBE;
     advance(fl);
 }
 
@@ -309,7 +349,8 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
                   void *arg)
 {
     struct lookup_result res;
-    const char *why = NULL;
+    const char *why = NULL, *kstart;
+    size_t klen;
     char key[300];
     int d;
 
@@ -319,7 +360,9 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
     res.detail = NULL;
     memset(&res.facts, 0, sizeof(res.facts));
     res.map = engine_map_from_name(req->name, req->namelen);
-    if (log_enabled(LOG_DEBUG))
+    kstart = req->key;
+    klen = req->keylen;
+    if (log_enabled(log_decisions()))
         escape_log(key, sizeof(key), req->key, req->keylen);
     else
         key[0] = '\0';
@@ -335,8 +378,21 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
         goto answer;
     }
 
+    /*
+     * Postfix queries a socketmap access table (check_recipient_access) with the whole
+     * address only, as it does pattern tables; the decision is the domain's.
+     */
+    if (res.map == ENGINE_MAP_REQUIRETLS_ACCESS) {
+        const char *at = memrchr(req->key, '@', req->keylen);
+
+        if (at != NULL) {
+            kstart = at + 1;
+            klen = req->keylen - (size_t)(kstart - req->key);
+        }
+    }
+
     /* SPEC 4: parent-domain probes and keys that are not domains get "NOTFOUND " at once. */
-    d = domain_normalize(req->key, req->keylen, res.domain, &why);
+    d = domain_normalize(kstart, klen, res.domain, &why);
     if (d != DOMAIN_OK) {
         res.domain[0] = '\0';
         res.ans.status = SOCKMAP_NOTFOUND;
@@ -394,6 +450,18 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
         if (svc->store == NULL)
             return -1;
     }
+    {
+        struct probe_opts po = {.ca_file = cfg->probe_ca_file,
+                                .helo_name = cfg->probe_helo_name,
+                                .timeout_ms = cfg->probe_timeout_ms,
+                                .ttl_ms = cfg->probe_ttl_ms,
+                                .max_concurrent = cfg->probe_max_concurrent,
+                                .port = 25};
+
+        svc->probe = probe_svc_create(svc->loop, &po, err, errlen);
+        if (svc->probe == NULL)
+            return -1;
+    }
     lookup_mtasts_opts(cfg, &mo);
     svc->mtasts = mtasts_svc_create(svc->loop, svc->resolver, svc->fetch, svc->store, &mo);
     if (svc->store)
@@ -407,6 +475,7 @@ void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg)
     struct mtasts_opts mo;
 
     svc->timeout_ms = cfg->lookup_timeout_ms;
+    svc->rtls_probe = cfg->requiretls_probe;
     svc->sts_flags = (cfg->sts_enforce_testing ? ENGINE_STS_ENFORCE_TESTING : 0) |
                      (cfg->sts_postfix_attributes ? ENGINE_STS_ATTRIBUTES : 0);
     lookup_mtasts_opts(cfg, &mo);
@@ -442,6 +511,8 @@ void lookup_svc_close(struct lookup_svc *svc)
     svc->mtasts = NULL;
     fetch_svc_destroy(svc->fetch);
     svc->fetch = NULL;
+    probe_svc_destroy(svc->probe);
+    svc->probe = NULL;
     store_close(svc->store);
     svc->store = NULL;
     resolver_destroy(svc->resolver);

@@ -21,6 +21,7 @@
 struct overrides;
 struct resolver;
 struct fetch_svc;
+struct probe_svc;
 struct store;
 struct waiter;
 struct flight;
@@ -32,9 +33,11 @@ struct lookup_svc {
     struct resolver *resolver;   /* never NULL */
     struct mtasts_svc *mtasts;   /* never NULL */
     struct fetch_svc *fetch;     /* policy fetches */
+    struct probe_svc *probe;     /* MX probes for REQUIRETLS */
     struct store *store;         /* NULL without state_dir */
     unsigned timeout_ms;         /* lookup_timeout */
     unsigned sts_flags;          /* ENGINE_STS_* */
+    int rtls_probe;              /* requiretls_probe */
 
     /* Private: flights by domain, and waiters in deadline order (all budgets are equal,
      * so arrival order is deadline order). */

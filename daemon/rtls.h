@@ -26,13 +26,13 @@ struct rtls_host {
     int pkix;        /* the certificate verified for the host name against the CA bundle */
     int dane;        /* the certificate matched the host's usable TLSA records */
     int requiretls;  /* REQUIRETLS advertised in the EHLO reply after STARTTLS */
-    char why[160];   /* one line: what the probe saw */
+    char why[320];   /* one line: what the probe saw */
 };
 
 struct rtls_facts {
     unsigned nhosts;
     struct rtls_host hosts[RTLS_MAX_HOSTS];
-    char why[200]; /* a reason when no host could be probed at all */
+    char why[400]; /* a reason when no host could be probed at all */
 };
 
 /* Called once per rtls_start() that returned non-NULL, unless cancelled. */

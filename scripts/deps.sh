@@ -13,8 +13,14 @@ if [ "$want" = test ]; then
     # clang and its runtime: libFuzzer builds of the fuzzers.
     # nsd, unbound, bind9-utils (dnssec-keygen/signzone), bind9-dnsutils (dig), iproute2,
     # util-linux (unshare): the DNSSEC lab of tests/lab/.
+    # prometheus: promtool checks /metrics and the alert rules; man-db: man -l renders the
+    # manual pages (systemd-analyze, where systemd is installed, checks the units).
+    # exim4-dev: the headers of contrib/exim's dlfunc module (Exim itself is not installed:
+    # it would remove Postfix; exim-extract.sh unpacks its binary instead, below).
+    pkgs+=(exim4-dev)
     pkgs+=(postfix python3 procps clang libclang-rt-14-dev openssl
-           nsd unbound bind9-utils bind9-dnsutils iproute2 util-linux nginx)
+           nsd unbound bind9-utils bind9-dnsutils iproute2 util-linux nginx
+           prometheus man-db)
 fi
 
 missing=()
@@ -23,7 +29,16 @@ for p in "${pkgs[@]}"; do
         missing+=("$p")
     fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The tests' exim binary (exim4-daemon-heavy and exim4-base unpacked, not installed).
+extract_exim() {
+    if [ "$want" = test ]; then
+        "$(dirname "$0")/exim-extract.sh" /var/cache/tlspolicyd-exim >/dev/null
+    fi
+}
+if [ ${#missing[@]} -eq 0 ]; then
+    extract_exim
+    exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "deps.sh: missing packages ${missing[*]}; run as root to install them" >&2
@@ -47,3 +62,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+extract_exim

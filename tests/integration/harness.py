@@ -86,7 +86,9 @@ class Daemon:
         lines = [f"listen = unix:{self.sock}", f"overrides = {self.overrides}",
                  f"user = {user}", "log_level = debug", f"dns_servers = {dns}",
                  "dns_timeout = 2s", "lookup_timeout = 4s",
-                 f"state_dir = {os.path.join(self.dir, 'state')}"] + list(conf_lines)
+                 f"state_dir = {os.path.join(self.dir, 'state')}",
+                 # No metrics endpoint unless a test asks (two daemons would share a port).
+                 "metrics_listen ="] + list(conf_lines)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.opts = list(opts)

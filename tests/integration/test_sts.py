@@ -17,7 +17,10 @@ if "LAB_CA_FILE" not in os.environ:
 
 CA = os.environ["LAB_CA_FILE"]
 FETCH_TIMEOUT = 2.0
-STS_CONF = [f"sts_ca_file = {CA}", "sts_allow_private = yes", "sts_connect_timeout = 2s",
+# requiretls_probe = no: the requiretls answers here are the MTA-STS path alone; the probe
+# is test_requiretls.py's.
+STS_CONF = ["requiretls_probe = no", f"sts_ca_file = {CA}", "sts_allow_private = yes",
+            "sts_connect_timeout = 2s",
             f"sts_fetch_timeout = {int(FETCH_TIMEOUT)}s", "lookup_timeout = 6s"]
 ENFORCE = "secure match=mx1.enforce.sts.test:.backup.sts.test servername=hostname"
 

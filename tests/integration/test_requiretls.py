@@ -1,0 +1,130 @@
+"""REQUIRETLS end to end (draft-ietf-uta-smtp-require-tls-06, RFC 8689) with a real Postfix
+3.7 configured from contrib/postfix/ and the lab's SMTP peers (tests/lab/smtplab.py):
+ordinary, REQUIRETLS-tagged and "TLS-Required: No" messages to domains with DANE, with
+MTA-STS and with neither, and where each one went: delivered to which server, deferred, or
+bounced with which status code. Runs inside the lab (tests/lab/dnslab.sh)."""
+import os
+import re
+import time
+
+from harness import Daemon, check, check_true, finish
+from postfix_instance import Postfix
+
+if "LAB_SMTP_DIR" not in os.environ:
+    raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_requiretls.py")
+
+CA = os.environ["LAB_CA_FILE"]
+# Bounces go back to the sender: a mailbox on the lab's REQUIRETLS server, reached as
+# ordinary mail (its MTA-STS policy applies), so the test can read them.
+SENDER = "alice@rtls.sts.test"
+ORDINARY, REQUIRETLS, OPTIONAL, BOTH = "ordinary", "REQUIRETLS", "TLS-Required: No", "both tags"
+OPTIONAL_DRAFT = "RequireTLS: NO"
+SUBMIT = {ORDINARY: 10025, REQUIRETLS: 10587, OPTIONAL: 10025, OPTIONAL_DRAFT: 10025, BOTH: 10587}
+HEADERS = {ORDINARY: (), REQUIRETLS: (), OPTIONAL: ("TLS-Required: No",),
+           OPTIONAL_DRAFT: ("RequireTLS: NO",), BOTH: ("TLS-Required: No",)}
+
+# (tag, recipient domain, expected fate, where, why)
+#   fate: "sent" (delivered to the named lab server), "deferred", or a bounce "5.7.NN".
+CASES = [
+    (ORDINARY, "rtls-dane.test", "sent", "rtls", "RFC 7672: DANE-EE TLSA matches; dane-only"),
+    (ORDINARY, "rtls.sts.test", "sent", "rtls", "RFC 8461: enforce, certificate valid"),
+    (ORDINARY, "tlsonly.sts.test", "sent", "tlsonly",
+     "ordinary mail does not need REQUIRETLS"),
+    (ORDINARY, "wrongcert.sts.test", "deferred", None,
+     "RFC 8461 5: enforce and a certificate for another name: no delivery"),
+    (ORDINARY, "plain.unsigned.test", "sent", "plain", "no policy: opportunistic, in clear"),
+    (REQUIRETLS, "rtls-dane.test", "sent", "rtls",
+     "draft 4.2.1: DNSSEC-validated MX, DANE-authenticated, REQUIRETLS advertised"),
+    (REQUIRETLS, "rtls.sts.test", "sent", "rtls",
+     "draft 4.2.1: MTA-STS-validated MX, PKIX-authenticated, REQUIRETLS advertised"),
+    (REQUIRETLS, "tlsonly-dane.test", "5.7.30", None,
+     "draft 4.2.1 / 5: no MX host advertises REQUIRETLS: 5.7.30"),
+    (REQUIRETLS, "tlsonly.sts.test", "5.7.30", None,
+     "draft 4.2.1 / 5: no MX host advertises REQUIRETLS: 5.7.30"),
+    (REQUIRETLS, "wrongcert.sts.test", "5.7.10", None,
+     "draft 4.2.1: the certificate does not authenticate the MX: 5.7.10"),
+    (REQUIRETLS, "plain.unsigned.test", "5.7.10", None,
+     "draft 4.2.1: no DNSSEC or MTA-STS validation of the MX: 5.7.10"),
+    (REQUIRETLS, "mixed-rtls.sts.test", "sent", "rtls",
+     "draft 4.2.1: only the MX host that advertises REQUIRETLS is used"),
+    (OPTIONAL, "wrongcert.sts.test", "sent", "wrongcert",
+     "RFC 8689 5: TLS-Required: No waives the recipient's MTA-STS policy"),
+    (OPTIONAL, "rtls.sts.test", "sent", "rtls", "RFC 8689 5: STARTTLS still attempted"),
+    (OPTIONAL_DRAFT, "wrongcert.sts.test", "sent", "wrongcert",
+     "draft 3: the draft's header spelling waives the policy too"),
+    (REQUIRETLS, "stall.sts.test", "5.7.10", None,
+     "draft 4.2.1: the MX stalls in the TLS handshake; the probe's deadline ends it: 5.7.10"),
+    (BOTH, "tlsonly.sts.test", "5.7.30", None,
+     "draft 4.1: with REQUIRETLS the TLS-Required header is ignored"),
+]
+
+
+def delivered_to(server, mid):
+    """The lab server's stored copy of the message, with its envelope line, or None."""
+    d = os.path.join(os.environ["LAB_SMTP_DIR"], server)
+    if not os.path.isdir(d):
+        return None
+    for name in sorted(os.listdir(d)):
+        with open(os.path.join(d, name), errors="replace") as f:
+            text = f.read()
+        if mid in text:
+            return text
+    return None
+
+
+d = Daemon(conf_lines=["socket_mode = 0666", f"sts_ca_file = {CA}", "sts_allow_private = yes",
+                       f"probe_ca_file = {CA}", "probe_timeout = 5s", "lookup_timeout = 8s"])
+pf = None
+try:
+    d.start()
+    pf = Postfix(d.sock, ca_file=CA, main_extra=[
+        "virtual_alias_domains = lists.lab.test",
+        "virtual_alias_maps = inline:{ { team@lists.lab.test = bob@rtls.sts.test, carol@tlsonly.sts.test } }",
+    ])
+    pf.start()
+    sent = []
+    # RFC 7960 / draft 4.1 and 6: a mediator inside this Postfix (a virtual alias) expands
+    # a REQUIRETLS message; every expanded recipient keeps the tag.
+    alias_mid = pf.send(SUBMIT[REQUIRETLS], SENDER, ["team@lists.lab.test"],
+                        subject="REQUIRETLS to an alias")
+    for tag, domain, fate, where, why in CASES:
+        rcpt = f"bob@{domain}"
+        mid = pf.send(SUBMIT[tag], SENDER, [rcpt], headers=HEADERS[tag], subject=f"{tag} {domain}")
+        sent.append((tag, domain, fate, where, why, rcpt, mid))
+    for tag, domain, fate, where, why, rcpt, mid in sent:
+        status, detail = pf.fate(mid, rcpt, timeout=60)
+        label = f"{tag} to {domain} ({why})"
+        if fate == "sent":
+            check(label, status, "sent")
+            copy = delivered_to(where, mid)
+            check_true(f"{label}: stored by the {where} server", copy is not None, detail)
+        elif fate == "deferred":
+            check(label, status, "deferred")
+        else:
+            check(label, status, "bounced")
+            m = re.search(r"\b(5\.\d+\.\d+)\b", detail or "")
+            check(f"{label}: status code", m.group(1) if m else detail, fate)
+            # draft 5: the bounce returns the headers only (RET=HDRS), never the body.
+            deadline, bounce = time.time() + 30, None
+            while bounce is None and time.time() < deadline:
+                bounce = delivered_to("rtls", mid)
+                time.sleep(0.2)
+            check_true(f"{label}: bounce delivered to the sender", bounce is not None)
+            if bounce:
+                check_true(f"{label}: bounce has the code", fate in bounce, bounce[:400])
+                check_true(f"{label}: bounce returns headers only",
+                           "text/rfc822-headers" in bounce and "lab test message" not in bounce,
+                           bounce[-600:])
+        print(f"# {tag:18} {domain:22} -> {status} ({(detail or '')[:110]})")
+    for rcpt, fate in (("bob@rtls.sts.test", "sent"), ("carol@tlsonly.sts.test", "bounced")):
+        status, detail = pf.fate(alias_mid, rcpt, timeout=60)
+        check(f"alias expansion keeps REQUIRETLS: {rcpt}", status, fate)
+        print(f"# alias team@lists.lab.test -> {rcpt}: {status} ({(detail or '')[:100]})")
+finally:
+    if pf is not None:
+        if os.environ.get("KEEP_POSTFIX_LOG"):
+            print(pf.log())
+        pf.cleanup()
+    check("daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
+finish()
