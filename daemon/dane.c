@@ -48,14 +48,15 @@ struct dane_lookup {
     struct slot a[DANE_MAX_HOSTS], aaaa[DANE_MAX_HOSTS], tlsa[DANE_MAX_HOSTS];
     struct host_work work[DANE_MAX_HOSTS];
     unsigned pending, busy;
-    int finished; /* the state is decided (TEMP or NONE early); no more questions */
+    int finished;         /* the state is decided (TEMP or NONE early); no more questions */
+    char failed_why[320]; /* the first host whose lookups failed, and why */
 };
 
 const char *dane_state_name(enum dane_state s)
 {
-    static const char *const names[] = {"none", "all", "some", "unusable", "temp"};
+    static const char *const names[] = {"none", "all", "some", "unusable", "temp", "degraded"};
 
-    return s <= DANE_TEMP ? names[s] : "?";
+    return s <= DANE_DEGRADED ? names[s] : "?";
 }
 
 int dane_tlsa_usable(uint8_t usage, uint8_t selector, uint8_t mtype, size_t dlen)
@@ -131,14 +132,33 @@ static void decide(struct dane_lookup *d, enum dane_state st, const char *fmt, c
     snprintf(d->f.why, sizeof(d->f.why), fmt, name, why ? why : "");
 }
 
+/*
+ * RFC 7672 2.2.2 and 2.2.3: a host whose address or TLSA lookup is bogus or fails cannot be
+ * used, but the MX RRset's other hosts still can. Only when no host is left is the domain
+ * TEMP; otherwise the failed hosts never lower the answer below "dane", under which
+ * Postfix looks the host up itself and defers it.
+ */
+static void host_failed(struct dane_lookup *d, struct dane_host *x, const char *what,
+                        const char *why)
+{
+    x->failed = 1;
+    if (d->failed_why[0] == '\0')
+        snprintf(d->failed_why, sizeof(d->failed_why), "%s lookup for MX host %.200s: %.80s", what,
+                 x->name, why ? why : "failed");
+}
+
 /* Sum the hosts up once every question has been answered. */
 static void summarise(struct dane_lookup *d)
 {
-    unsigned with_addr = 0, usable = 0, unusable = 0;
+    unsigned with_addr = 0, usable = 0, unusable = 0, failed = 0;
 
     for (unsigned h = 0; h < d->f.nhosts; h++) {
         const struct dane_host *x = &d->f.hosts[h];
 
+        if (x->failed) {
+            failed++;
+            continue;
+        }
         if (x->addr == DANE_ADDR_NONE)
             continue;
         with_addr++;
@@ -147,7 +167,12 @@ static void summarise(struct dane_lookup *d)
         else if (x->tlsa_unusable > 0)
             unusable++;
     }
-    if (with_addr == 0)
+    if (failed > 0 && with_addr == 0)
+        decide(d, DANE_TEMP, "%.280s%s", d->failed_why, NULL);
+    else if (failed > 0 && usable == 0)
+        decide(d, DANE_DEGRADED, "no usable TLSA on the MX hosts of %.100s that resolved; %.150s",
+               d->domain, d->failed_why);
+    else if (with_addr == 0)
         decide(d, DANE_NONE, "no MX host of %s has an address%s", d->domain, NULL);
     else if (usable == with_addr)
         decide(d, DANE_ALL, "every MX host of %s has usable TLSA records%s", d->domain, NULL);
@@ -314,21 +339,21 @@ static void on_addr(struct dane_lookup *d, int h, int aaaa, const struct resolve
     struct dane_host *x = &d->f.hosts[h];
     const struct dns_answer_info *in = &ans->info;
 
-    if (in->outcome == DNS_OUT_BOGUS || in->outcome == DNS_OUT_FAILED) {
-        decide(d, DANE_TEMP, "address lookup for MX host %s: %s", x->name, in->why);
-        return;
-    }
     {
         struct addr_result *res = aaaa ? &w->aaaa : &w->a;
 
         res->done = 1;
-        res->has = in->outcome == DNS_OUT_RECORDS;
-        res->secure = in->secure;
-        res->cnames = in->cnames;
-        if (res->has && in->cnames > 0 && strlen(in->final) < sizeof(w->final))
-            memcpy(w->final, in->final, strlen(in->final) + 1);
+        if (in->outcome == DNS_OUT_BOGUS || in->outcome == DNS_OUT_FAILED) {
+            host_failed(d, x, aaaa ? "AAAA" : "A", in->why);
+        } else {
+            res->has = in->outcome == DNS_OUT_RECORDS;
+            res->secure = in->secure;
+            res->cnames = in->cnames;
+            if (res->has && in->cnames > 0 && strlen(in->final) < sizeof(w->final))
+                memcpy(w->final, in->final, strlen(in->final) + 1);
+        }
     }
-    if (!w->a.done || !w->aaaa.done)
+    if (!w->a.done || !w->aaaa.done || x->failed)
         return;
 
     /* RFC 7672 2.2.2: TLSA records are looked up only for hosts whose addresses are secure. */
@@ -358,7 +383,7 @@ static void on_tlsa(struct dane_lookup *d, int h, const struct resolver_answer *
     switch (in->outcome) {
     case DNS_OUT_BOGUS:
     case DNS_OUT_FAILED:
-        decide(d, DANE_TEMP, "TLSA lookup for MX host %s: %s", x->name, in->why);
+        host_failed(d, x, "TLSA", in->why);
         return;
     case DNS_OUT_NODATA:
     case DNS_OUT_NXDOMAIN:
@@ -378,7 +403,7 @@ static void on_tlsa(struct dane_lookup *d, int h, const struct resolver_answer *
         return;
     }
     if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0) {
-        decide(d, DANE_TEMP, "TLSA lookup for MX host %s: %s", x->name, why);
+        host_failed(d, x, "TLSA", why);
         return;
     }
     while ((rc = dns_iter_next(&it, &rr, &why)) == 1) {
@@ -409,8 +434,12 @@ static void on_tlsa(struct dane_lookup *d, int h, const struct resolver_answer *
         } else
             x->tlsa_unusable++;
     }
-    if (rc < 0)
-        decide(d, DANE_TEMP, "TLSA lookup for MX host %s: malformed answer: %s", x->name, why);
+    if (rc < 0) {
+        /* Records already counted from a malformed answer must not count. */
+        x->tlsa_usable = x->tlsa_unusable = 0;
+        x->ntlsa = 0;
+        host_failed(d, x, "TLSA", why);
+    }
 }
 
 static void on_answer(void *arg, const struct resolver_answer *ans)

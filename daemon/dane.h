@@ -21,7 +21,9 @@ enum dane_state {
     DANE_ALL,      /* secure MX and every MX host with an address has usable TLSA */
     DANE_SOME,     /* secure MX, some hosts have usable TLSA */
     DANE_UNUSABLE, /* secure MX, TLSA records exist but none is usable */
-    DANE_TEMP,     /* a bogus or failed lookup on a secure path */
+    DANE_TEMP,     /* a bogus or failed lookup on a secure path, and no host left */
+    DANE_DEGRADED, /* secure MX; some hosts' lookups failed, the others have no usable
+                      TLSA: Postfix's own DANE checks ("dane") must judge each host */
 };
 
 enum dane_host_addr { DANE_ADDR_SECURE, DANE_ADDR_INSECURE, DANE_ADDR_NONE };
@@ -49,6 +51,7 @@ struct dane_host {
     enum dane_host_addr addr;
     char tlsa_owner[DANE_NAME_MAX + 9]; /* "_25._tcp." + name: TLSA asked here, or "" */
     unsigned tlsa_usable, tlsa_unusable;
+    int failed;     /* an address or TLSA lookup for this host was bogus or failed */
     unsigned ntlsa; /* records kept in tlsa[] (a subset of the usable ones) */
     struct dane_tlsa tlsa[DANE_MAX_TLSA];
 };
@@ -76,7 +79,7 @@ struct dane_lookup *dane_start(struct resolver *r, const char *domain, dane_cb c
 /* dane_cancel - stop a pending lookup; its callback will not run. */
 void dane_cancel(struct dane_lookup *d);
 
-/* dane_state_name - "none", "all", "some", "unusable", "temp". */
+/* dane_state_name - "none", "all", "some", "unusable", "temp", "degraded". */
 const char *dane_state_name(enum dane_state s);
 
 /*

@@ -67,7 +67,8 @@ static int dane_all(const struct engine_facts *f)
 /* RFC 7672 2.2: some hosts usable, or TLSA present but unusable: mandatory TLS, "dane". */
 static int dane_partial(const struct engine_facts *f)
 {
-    return f->dane && (f->dane->state == DANE_SOME || f->dane->state == DANE_UNUSABLE);
+    return f->dane && (f->dane->state == DANE_SOME || f->dane->state == DANE_UNUSABLE ||
+                       f->dane->state == DANE_DEGRADED);
 }
 
 static int dane_usable(const struct engine_facts *f)

@@ -45,11 +45,12 @@ static json_t *facts_json(const struct lookup_result *res)
         for (unsigned i = 0; i < d->nhosts; i++) {
             const struct dane_host *h = &d->hosts[i];
 
-            json_array_append_new(
-                hosts, json_pack("{s:s, s:i, s:s, s:s?, s:i, s:i}", "name", h->name, "preference",
-                                 h->preference, "addresses", addr[h->addr], "tlsa_owner",
-                                 h->tlsa_owner[0] ? h->tlsa_owner : NULL, "tlsa_usable",
-                                 h->tlsa_usable, "tlsa_unusable", h->tlsa_unusable));
+            json_array_append_new(hosts,
+                                  json_pack("{s:s, s:i, s:s, s:s?, s:i, s:i, s:b}", "name", h->name,
+                                            "preference", h->preference, "addresses", addr[h->addr],
+                                            "tlsa_owner", h->tlsa_owner[0] ? h->tlsa_owner : NULL,
+                                            "tlsa_usable", h->tlsa_usable, "tlsa_unusable",
+                                            h->tlsa_unusable, "failed", h->failed));
         }
         json_object_set_new(facts, "dane",
                             json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "state",
@@ -129,8 +130,9 @@ static void on_done(void *arg, const struct lookup_result *res)
 
         printf("  dane %s: %s\n", dane_state_name(d->state), d->why);
         for (unsigned i = 0; i < d->nhosts; i++)
-            printf("    mx %u %s: addresses %s, TLSA %s%s%u usable, %u unusable\n",
+            printf("    mx %u %s: %saddresses %s, TLSA %s%s%u usable, %u unusable\n",
                    d->hosts[i].preference, d->hosts[i].name,
+                   d->hosts[i].failed ? "lookups FAILED (unusable), " : "",
                    d->hosts[i].addr == DANE_ADDR_SECURE     ? "secure"
                    : d->hosts[i].addr == DANE_ADDR_INSECURE ? "insecure"
                                                             : "none",

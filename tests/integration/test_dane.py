@@ -28,8 +28,10 @@ ZONES = [
      "no MX host has an address; requiretls: the DNSSEC-validated MX names"),
     ("unusable.test", "OK dane", "OK secure match=mx.unusable.test servername=hostname",
      "3.1.3: only PKIX-TA/EE TLSA: mandatory TLS; requiretls: the validated MX names"),
-    ("bogus-mx.test", "TEMP DNSSEC: address lookup for MX host mx.bogus.test", "TEMP DNSSEC",
+    ("bogus-mx.test", "TEMP DNSSEC: A lookup for MX host mx.bogus.test", "TEMP DNSSEC",
      "bogus address records on a secure path"),
+    ("bogus-some.test", "OK dane-only", "OK dane-only",
+     "2.2.2: one host's addresses are bogus: that host is unusable, the other decides"),
     ("unsigned.test", "NOTFOUND ", "TEMP 5.7.10", "insecure MX: no DANE"),
     ("badds.test", "TEMP DNSSEC: MX lookup for badds.test", "TEMP DNSSEC", "DS matches no key: bogus"),
     ("expired.test", "TEMP DNSSEC: MX lookup for expired.test", "TEMP DNSSEC",
@@ -77,6 +79,11 @@ try:
     check("json dane-mixed: signed host TLSA", hosts["mx.dane-mixed.test"]["tlsa_usable"], 1)
     check("json bogus-mx: temp", (doc[2]["status"], doc[2]["facts"]["dane"]["state"]), ("TEMP", "temp"))
     check("json nullmx", (doc[3]["facts"]["dane"]["null_mx"], doc[3]["rule"]), (True, "policy/none"))
+    p = subprocess.run([TLSPOLICYD, "query", "-c", d.conf, "--json", "bogus-some.test"],
+                       capture_output=True, text=True, timeout=30)
+    hosts = {h["name"]: h for h in json.loads(p.stdout)[0]["facts"]["dane"]["hosts"]}
+    check("json bogus-some: the bogus host failed, the other did not",
+          (hosts["mx.bogus.test"]["failed"], hosts["mx1.bogus-some.test"]["failed"]), (True, False))
 finally:
     check("daemon exits cleanly", d.stop(), 0)
     d.cleanup()

@@ -46,7 +46,7 @@ LAB_FAIL=125
 wait_s=${DNSLAB_WAIT:-10}
 # The delegated children of test.; all but unsigned.test and sts.test are signed.
 SIGNED="dane-all dane-mixed mx-cname nullmx nomx-tlsa noaddr unusable bogus-mx bogus badds expired
-    rtls-dane tlsonly-dane"
+    rtls-dane tlsonly-dane bogus-some"
 UNSIGNED="unsigned sts"
 # MTA-STS policy hosts: nginx serves every case at HTTPS but these three, which
 # stslab.py plays, each on an address of its own.
@@ -552,6 +552,14 @@ zone_records() {
     bogus-mx)
         echo "@ MX 10 mx.bogus.test."
         ;;
+    bogus-some)
+        # One good DANE host and one whose address records are bogus: the bogus host is
+        # unusable, the domain is not (RFC 7672 2.2.2).
+        echo "@ MX 10 mx1"
+        echo "@ MX 20 mx.bogus.test."
+        echo "mx1 A 127.0.20.9"
+        echo "_25._tcp.mx1 TLSA 3 1 1 ${hex[mx1.bogus-some.test]}"
+        ;;
     bogus)
         echo "mx A 127.0.20.8"
         echo "_25._tcp.mx TLSA 3 1 1 ${hex[mx.bogus.test]}"
@@ -804,7 +812,7 @@ make_pki > "$logs/pki.log" 2>&1 &
 pki_pid=$!
 make_hex mx1.dane-all.test mx2.dane-all.test mx.dane-mixed.test host.mx-cname.test \
     nomx-tlsa.test pkix-ta.unusable.test pkix-ee.unusable.test selector7.unusable.test \
-    mtype9.unusable.test mx.bogus.test mx.badds.test mx.expired.test
+    mtype9.unusable.test mx.bogus.test mx.badds.test mx.expired.test mx1.bogus-some.test
 for z in test $SIGNED $UNSIGNED; do write_zone "$z"; done
 sts_rotated=1 write_zone sts 2 "$zones/sts.rotated"
 sts_txt_data   # as the lab starts, for --check

@@ -51,6 +51,13 @@ static const struct row rows[] = {
      "policy/dane"},
     {"policy: no DANE", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
      "policy/none"},
+    {"policy: some hosts failed, the rest without TLSA: Postfix judges each host",
+     ENGINE_MAP_POLICY, 0, NULL, 0, DANE_DEGRADED, SOCKMAP_OK, "dane", "policy/dane"},
+    {"policy: degraded DANE still wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_DEGRADED,
+     SOCKMAP_OK, "dane", "policy/dane", STS_ENFORCE},
+    {"requiretls: degraded DANE is no DANE path", ENGINE_MAP_REQUIRETLS, 0, NULL, 0,
+     DANE_DEGRADED, SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
+     "requiretls/unvalidated"},
 
     /* MTA-STS (RFC 8461) after DANE (RFC 8461 section 2: DANE takes precedence) */
     {"policy: STS enforce", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_OK, STS_MATCH,
