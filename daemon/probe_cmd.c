@@ -16,12 +16,12 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "cmdline.h"
 #include "config.h"
 #include "dane.h"
 #include "dns.h"
 #include "domain.h"
 #include "ehlo.h"
-#include "log.h"
 #include "probe.h"
 #include "resolver.h"
 #include "xalloc.h"
@@ -125,7 +125,9 @@ static void start_probes(struct host *h)
             struct probe_req *req;
 
             t->h = h;
-            snprintf(t->addr, sizeof(t->addr), "%s", h->addrs[i]);
+            /* Both are INET6_ADDRSTRLEN buffers (memcpy: GCC's -Wrestrict misreads snprintf
+             * between two members of one struct). */
+            memcpy(t->addr, h->addrs[i], sizeof(t->addr));
             t->active = 1;
             j->pending++;
             req = probe_start(j->p, h->name, t->addr, h->ntlsa ? h->tlsa : NULL, h->ntlsa, on_probe,
@@ -494,7 +496,8 @@ static void usage(void)
         "  --connect ADDR     probe HOST at ADDR (repeatable) instead of its MX hosts' addresses\n"
         "  --tlsa 'U S M HEX' with --connect: a TLSA record for DANE (repeatable)\n"
         "  --repeat N         start each probe N times at once (they share one connection)\n"
-        "  --destroy-after MS destroy the probe service after MS (tests its cancel path)\n");
+        "  --destroy-after MS destroy the probe service after MS (tests its cancel path)\n"
+        "  --wait MS          wait MS between arguments, the loop running (background probes)\n");
 }
 
 struct destroy_timer {
@@ -502,6 +505,12 @@ struct destroy_timer {
     struct probe_svc **p;
     int fired;
 };
+
+/* --wait: the pause between two arguments, with the loop running. */
+static void on_wait_timer(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
 
 static void on_destroy_timer(uv_timer_t *t)
 {
@@ -515,53 +524,50 @@ static void on_destroy_timer(uv_timer_t *t)
 int probe_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"port", required_argument, NULL, 'P'},    {"json", no_argument, NULL, 'j'},
-        {"connect", required_argument, NULL, 'C'}, {"tlsa", required_argument, NULL, 'T'},
-        {"repeat", required_argument, NULL, 'R'},  {"destroy-after", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"port", required_argument, NULL, 'P'},
+        {"json", no_argument, NULL, 'j'},
+        {"connect", required_argument, NULL, 'C'},
+        {"tlsa", required_argument, NULL, 'T'},
+        {"repeat", required_argument, NULL, 'R'},
+        {"destroy-after", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},
+        {"wait", required_argument, NULL, 'W'},
+        {NULL, 0, NULL, 0},
     };
-    const char *file = NULL, *connect[MAX_ADDRS];
-    size_t nconnect = 0;
-    char **opts = xcalloc((size_t)argc + 1, sizeof(char *));
-    size_t nopts = 0, ntlsa = 0;
+    const char *connect[MAX_ADDRS];
+    size_t nconnect = 0, ntlsa = 0;
     struct probe_tlsa tlsa[PROBE_MAX_TLSA];
     static uint8_t tlsa_buf[PROBE_MAX_TLSA][4096];
-    unsigned long port = 0, repeat = 1, destroy_after = 0;
-    int json = 0, ch, status = 2, have_cfg = 0;
-    struct config cfg;
-    uv_loop_t loop;
+    unsigned long port = 0, repeat = 1, destroy_after = 0, wait_ms = 0;
+    int ch, status = 2;
+    struct cmdline cl;
     struct resolver *r = NULL;
     struct probe_svc *p = NULL;
     struct destroy_timer dt;
-    json_t *out = NULL;
+    uv_timer_t wait_timer;
+    int waited = 0;
     char err[512];
 
+    cmdline_init(&cl, argc);
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:o:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, CMDLINE_SHORTOPTS, longopts, NULL)) != -1) {
         char *end;
 
+        if (cmdline_option(&cl, ch, optarg))
+            continue;
         switch (ch) {
-        case 'c':
-            file = optarg;
-            break;
-        case 'o':
-            opts[nopts++] = optarg;
-            break;
         case 'P':
             port = strtoul(optarg, &end, 10);
             if (*optarg == '\0' || *end || port == 0 || port > 65535) {
                 fprintf(stderr, "tlspolicyd: --port %s: expected 1 to 65535\n", optarg);
-                free(opts);
+                cmdline_free(&cl);
                 return 2;
             }
-            break;
-        case 'j':
-            json = 1;
             break;
         case 'C':
             if (nconnect == MAX_ADDRS) {
                 fprintf(stderr, "tlspolicyd: at most %d --connect addresses\n", MAX_ADDRS);
-                free(opts);
+                cmdline_free(&cl);
                 return 2;
             }
             connect[nconnect++] = optarg;
@@ -571,7 +577,7 @@ int probe_main(int argc, char **argv)
                 parse_tlsa(optarg, &tlsa[ntlsa], tlsa_buf[ntlsa], sizeof(tlsa_buf[0])) < 0) {
                 fprintf(stderr, "tlspolicyd: --tlsa %s: expected 'USAGE SELECTOR MTYPE HEX'\n",
                         optarg);
-                free(opts);
+                cmdline_free(&cl);
                 return 2;
             }
             ntlsa++;
@@ -580,7 +586,7 @@ int probe_main(int argc, char **argv)
             repeat = strtoul(optarg, &end, 10);
             if (*optarg == '\0' || *end || repeat == 0 || repeat > MAX_REPEAT) {
                 fprintf(stderr, "tlspolicyd: --repeat %s: expected 1 to %d\n", optarg, MAX_REPEAT);
-                free(opts);
+                cmdline_free(&cl);
                 return 2;
             }
             break;
@@ -588,58 +594,64 @@ int probe_main(int argc, char **argv)
             destroy_after = strtoul(optarg, &end, 10);
             if (*optarg == '\0' || *end || destroy_after == 0) {
                 fprintf(stderr, "tlspolicyd: --destroy-after %s: expected milliseconds\n", optarg);
-                free(opts);
+                cmdline_free(&cl);
+                return 2;
+            }
+            break;
+        case 'W':
+            wait_ms = strtoul(optarg, &end, 10);
+            if (*optarg == '\0' || *end || wait_ms == 0) {
+                fprintf(stderr, "tlspolicyd: --wait %s: expected milliseconds\n", optarg);
+                cmdline_free(&cl);
                 return 2;
             }
             break;
         default:
             usage();
-            free(opts);
+            cmdline_free(&cl);
             return 2;
         }
     }
     if (optind >= argc || (ntlsa > 0 && nconnect == 0)) {
         usage();
-        free(opts);
+        cmdline_free(&cl);
         return 2;
     }
-    if (config_load(&cfg, file, opts, nopts, err, sizeof(err)) < 0) {
-        fprintf(stderr, "tlspolicyd: %s\n", err);
-        free(opts);
+    if (cmdline_start(&cl) < 0) {
+        cmdline_free(&cl);
         return 2;
     }
-    have_cfg = 1;
-    log_open(cfg.log_level < LOG_WARNING ? cfg.log_level : LOG_WARNING, 0);
-    uv_loop_init(&loop);
     {
-        struct probe_opts po = {.ca_file = cfg.probe_ca_file,
-                                .helo_name = cfg.probe_helo_name,
-                                .timeout_ms = cfg.probe_timeout_ms,
-                                .ttl_ms = cfg.probe_ttl_ms,
-                                .max_concurrent = cfg.probe_max_concurrent,
+        struct probe_opts po = {.ca_file = cl.cfg.probe_ca_file,
+                                .helo_name = cl.cfg.probe_helo_name,
+                                .timeout_ms = cl.cfg.probe_timeout_ms,
+                                .ttl_ms = cl.cfg.probe_ttl_ms,
+                                .max_concurrent = cl.cfg.probe_max_concurrent,
                                 .port = (unsigned)port};
 
-        p = probe_svc_create(&loop, &po, err, sizeof(err));
+        p = probe_svc_create(&cl.loop, &po, err, sizeof(err));
         if (p == NULL) {
             fprintf(stderr, "tlspolicyd: %s\n", err);
             goto done;
         }
     }
     if (nconnect == 0) {
-        r = resolver_create(&loop, &cfg, err, sizeof(err));
+        r = resolver_create(&cl.loop, &cl.cfg, err, sizeof(err));
         if (r == NULL) {
             fprintf(stderr, "tlspolicyd: %s\n", err);
             goto done;
         }
     }
     if (destroy_after) {
-        uv_timer_init(&loop, &dt.t);
+        uv_timer_init(&cl.loop, &dt.t);
         dt.p = &p;
         dt.fired = 0;
         uv_timer_start(&dt.t, on_destroy_timer, destroy_after, 0);
     }
-    if (json)
-        out = json_array();
+    if (wait_ms) {
+        uv_timer_init(&cl.loop, &wait_timer);
+        wait_timer.data = &waited;
+    }
 
     status = 0;
     for (int i = optind; i < argc; i++) {
@@ -650,6 +662,12 @@ int probe_main(int argc, char **argv)
         j->r = r;
         j->p = p;
         j->repeat = (unsigned)repeat;
+        if (wait_ms && i > optind) {
+            waited = 0;
+            uv_timer_start(&wait_timer, on_wait_timer, wait_ms, 0);
+            while (!waited)
+                uv_run(&cl.loop, UV_RUN_ONCE);
+        }
         if (domain_normalize(argv[i], strlen(argv[i]), j->domain, &why) != DOMAIN_OK) {
             snprintf(j->why, sizeof(j->why), "not a domain name: %s", why);
             j->error = 1;
@@ -673,35 +691,30 @@ int probe_main(int argc, char **argv)
         job_check(j);
         /* Probes and DNS answers arrive on the loop; probe_timeout bounds each probe. */
         while (!j->done) {
-            uv_run(&loop, UV_RUN_ONCE);
+            uv_run(&cl.loop, UV_RUN_ONCE);
             if (p == NULL && !j->done)
                 job_abandon(j);
         }
         if (j->error || !job_ok(j))
             status = 1;
-        if (out)
-            json_array_append_new(out, job_json(j));
+        if (cl.out)
+            json_array_append_new(cl.out, job_json(j));
         else
             print_text(j);
         free(j);
     }
-    if (out != NULL) {
-        json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("\n");
-        json_decref(out);
-    }
+    cmdline_print_json(&cl);
 done:
     if (destroy_after)
         uv_close((uv_handle_t *)&dt.t, NULL);
+    if (wait_ms)
+        uv_close((uv_handle_t *)&wait_timer, NULL);
     probe_svc_destroy(p);
     resolver_destroy(r);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0) {
+    if (cmdline_close_loop(&cl) != 0) {
         fprintf(stderr, "tlspolicyd: handles left open at exit\n");
         status = 2;
     }
-    if (have_cfg)
-        config_free(&cfg);
-    free(opts);
+    cmdline_free(&cl);
     return status;
 }

@@ -7,17 +7,15 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <uv.h>
 
+#include "cmdline.h"
 #include "config.h"
-#include "log.h"
 #include "lookup.h"
 #include "overrides.h"
 #include "resolver.h"
-#include "xalloc.h"
 
 struct query_state {
     const char *key;
@@ -156,88 +154,66 @@ int query_main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *file = NULL, *map = "policy";
-    char **opts = xcalloc((size_t)argc, sizeof(char *));
-    size_t nopts = 0;
-    int json = 0, ch, status = 2;
-    struct config cfg;
+    const char *map = "policy";
+    int ch, status = 2;
+    struct cmdline cl;
     struct lookup_svc svc;
-    uv_loop_t loop;
-    json_t *out = NULL;
     char err[512];
 
+    cmdline_init(&cl, argc);
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:o:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, CMDLINE_SHORTOPTS, longopts, NULL)) != -1) {
+        if (cmdline_option(&cl, ch, optarg))
+            continue;
         switch (ch) {
-        case 'c':
-            file = optarg;
-            break;
-        case 'o':
-            opts[nopts++] = optarg;
-            break;
         case 'm':
             map = optarg;
             break;
-        case 'j':
-            json = 1;
-            break;
         default:
             usage();
-            free(opts);
+            cmdline_free(&cl);
             return 2;
         }
     }
     if (optind >= argc) {
         usage();
-        free(opts);
+        cmdline_free(&cl);
         return 2;
     }
-    if (config_load(&cfg, file, opts, nopts, err, sizeof(err)) < 0) {
-        fprintf(stderr, "tlspolicyd: %s\n", err);
-        free(opts);
+    if (cmdline_start(&cl) < 0) {
+        cmdline_free(&cl);
         return 2;
     }
-    /* Log lines go to stderr; the answers go to stdout. */
-    log_open(cfg.log_level < LOG_WARNING ? cfg.log_level : LOG_WARNING, 0);
-    uv_loop_init(&loop);
-    lookup_svc_init(&svc, &loop);
-    svc.overrides =
-        cfg.overrides[0] ? overrides_load(cfg.overrides, err, sizeof(err)) : overrides_empty();
+    lookup_svc_init(&svc, &cl.loop);
+    svc.overrides = cl.cfg.overrides[0] ? overrides_load(cl.cfg.overrides, err, sizeof(err))
+                                        : overrides_empty();
     if (svc.overrides == NULL) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
         goto done;
     }
-    if (lookup_svc_open(&svc, &cfg, (uid_t)-1, (gid_t)-1, err, sizeof(err)) < 0) {
+    if (lookup_svc_open(&svc, &cl.cfg, (uid_t)-1, (gid_t)-1, err, sizeof(err)) < 0) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
         goto done;
     }
-    if (json)
-        out = json_array();
 
     status = 0;
     for (int i = optind; i < argc; i++) {
-        struct query_state q = {.key = argv[i], .out = out};
+        struct query_state q = {.key = argv[i], .out = cl.out};
         struct sockmap_request req = {
             .name = map, .namelen = strlen(map), .key = argv[i], .keylen = strlen(argv[i])};
 
         lookup_start(&svc, &req, on_done, &q);
         /* DNS answers arrive on the loop; lookup_timeout bounds the wait. */
         while (!q.answered)
-            uv_run(&loop, UV_RUN_ONCE);
+            uv_run(&cl.loop, UV_RUN_ONCE);
         if (q.failed)
             status = 1;
     }
-    if (out != NULL) {
-        json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        printf("\n");
-        json_decref(out);
-    }
+    cmdline_print_json(&cl);
 done:
     lookup_svc_close(&svc);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+    cmdline_close_loop(&cl);
     overrides_free(svc.overrides);
-    config_free(&cfg);
-    free(opts);
+    cmdline_free(&cl);
     return status;
 }

@@ -9,10 +9,9 @@
 #include <string.h>
 
 #include "config.h"
+#include "fuzz_check.h"
 
 #define MAX_OPTS 16
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -8,21 +8,11 @@
  */
 #include "dns.h"
 #include "dns_answer.h"
+#include "fuzz_check.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Every record of a message with 3 * 65535 records, and one call to find the end. */
 #define MAX_RECORDS (3 * 65535 + 1)
@@ -78,6 +68,22 @@ static size_t check_name(const char *name)
     return wire;
 }
 
+/*
+ * The result of a decoder that yields a name (MX, CNAME): for a record of its type a valid
+ * name or a clean failure, for any other type a refusal.
+ */
+static void check_name_decoder(int rc, int its_type, const char *name, const char *why)
+{
+    if (!its_type)
+        CHECK(rc == DNS_ERDATA);
+    else if (rc == DNS_EOK)
+        check_name(name);
+    else
+        CHECK(rc == DNS_ERDATA || rc == DNS_ENAME);
+    if (rc < 0)
+        check_error(rc, why);
+}
+
 /* The decoders for rr's type must succeed or fail cleanly, and the others must refuse it. */
 static void check_record(const uint8_t *msg, size_t len, const struct dns_rr *rr)
 {
@@ -94,24 +100,9 @@ static void check_record(const uint8_t *msg, size_t len, const struct dns_rr *rr
     name[DNS_NAME_MAX + 1] = 'G';
 
     rc = dns_rdata_mx(msg, len, rr, &pref, name, &why);
-    if (rr->type != DNS_TYPE_MX)
-        CHECK(rc == DNS_ERDATA);
-    else if (rc == DNS_EOK)
-        check_name(name);
-    else
-        CHECK(rc == DNS_ERDATA || rc == DNS_ENAME);
-    if (rc < 0)
-        check_error(rc, why);
-
+    check_name_decoder(rc, rr->type == DNS_TYPE_MX, name, why);
     rc = dns_rdata_cname(msg, len, rr, name, &why);
-    if (rr->type != DNS_TYPE_CNAME)
-        CHECK(rc == DNS_ERDATA);
-    else if (rc == DNS_EOK)
-        check_name(name);
-    else
-        CHECK(rc == DNS_ERDATA || rc == DNS_ENAME);
-    if (rc < 0)
-        check_error(rc, why);
+    check_name_decoder(rc, rr->type == DNS_TYPE_CNAME, name, why);
     CHECK(name[DNS_NAME_MAX + 1] == 'G');
 
     rc = dns_rdata_addr(rr, addr, &n, &why);

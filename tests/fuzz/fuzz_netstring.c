@@ -4,22 +4,12 @@
  * consumed bytes inside the input, the payload inside those bytes, the limit obeyed,
  * re-encoding reproducing the consumed bytes exactly, every shorter prefix asking for more.
  */
+#include "fuzz_check.h"
 #include "netstring.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void decode_all(const char *buf, size_t len, size_t max)
 {

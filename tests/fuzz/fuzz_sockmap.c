@@ -4,23 +4,13 @@
  * reply must be one netstring within Postfix's limit, start with the status word, carry no
  * control characters and no more than SOCKMAP_MAX_TEXT bytes of text.
  */
+#include "fuzz_check.h"
 #include "netstring.h"
 #include "sockmap.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void parse(const char *payload, size_t len)
 {

@@ -5,22 +5,12 @@
  * trailing dot and no duplicates. Each pattern matches the host it describes; the match list
  * is never empty, holds no "*" and fits the buffer it was given.
  */
+#include "fuzz_check.h"
 #include "sts.h"
 
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* 1 when the last label is all digits (an IPv4 address: never matched, never listed). */
 static int numeric_tld(const char *name)

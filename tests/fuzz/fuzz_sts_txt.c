@@ -3,22 +3,11 @@
  * to 32 letters and digits that appears in the input as "id=<id>", and the input starts with
  * "v=STSv1"; anything else has a reason. The parser must never write past the id buffer.
  */
+#include "fuzz_check.h"
 #include "sts.h"
 
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int alnum(int c)
 {

@@ -8,9 +8,8 @@
 #include <string.h>
 
 #include "domain.h"
+#include "fuzz_check.h"
 #include "overrides.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

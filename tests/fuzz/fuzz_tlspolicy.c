@@ -3,26 +3,16 @@
  * policy value. The result must be a known code; an accepted value must start with a level
  * word; blanks around the value must not change the verdict.
  */
+#include "fuzz_check.h"
 #include "tlspolicy.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 /* Postfix separates policy words with "\t\n\r ," (smtp_tls_policy.c). */
 #define SEP " \t\r\n,"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -8,12 +8,10 @@
  */
 #include "check.h"
 #include "dns.h"
+#include "dnsmsg.h"
 
 #include <stdint.h>
 #include <stdlib.h>
-
-/* A string literal and its length, so wire data may hold NUL bytes. */
-#define S(lit) lit, sizeof(lit) - 1
 
 /* Labels of 61 to 63 letters, with (W) and without their length octet. */
 #define A9 "aaaaaaaaa"
@@ -32,26 +30,10 @@
 #define T_SOA "\000\006"
 #define C_IN "\000\001"
 
-/* The 32 bytes of a SHA-256 digest in a TLSA record: 00 01 02 ... 1f. */
-#define DIGEST                                                                                     \
-    "\000\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017"                             \
-    "\020\021\022\023\024\025\026\027\030\031\032\033\034\035\036\037"
+/* DIGEST (dnsmsg.h) in hex. */
 #define DIGEST_HEX "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
-enum { AN = 1, NS, AR };
-
 #define MAX_RRS 8
-
-struct rr_spec {
-    int section; /* AN, NS or AR; 0 ends the list */
-    const char *owner;
-    size_t olen;
-    uint16_t type;
-    uint16_t rclass; /* 0 means IN */
-    uint32_t ttl;
-    const char *rdata;
-    size_t rdlen;
-};
 
 struct msg_row {
     const char *label;
@@ -59,7 +41,7 @@ struct msg_row {
     const char *qname; /* the question's name in wire form; NULL for no question */
     size_t qlen;
     uint16_t qtype;
-    struct rr_spec rr[MAX_RRS];
+    struct dnsmsg_rr rr[MAX_RRS];
     const char *want[12]; /* header line, question line, one per record, "end" or an error */
 };
 
@@ -565,44 +547,9 @@ static size_t walk(const uint8_t *msg, size_t len, char (*lines)[LINE], size_t m
 /* Assemble a row's message: header id 0xd00d, the question, records in their sections. */
 static size_t assemble(const struct msg_row *r, uint8_t *m)
 {
-    size_t p = DNS_HEADER_LEN;
-    unsigned counts[4] = {0, 0, 0, 0};
+    size_t p = dnsmsg_question(m, r->flags, r->qname, r->qlen, r->qtype, DNS_CLASS_IN);
 
-    memset(m, 0, DNS_HEADER_LEN);
-    m[0] = 0xd0;
-    m[1] = 0x0d;
-    m[2] = (uint8_t)(r->flags >> 8);
-    m[3] = (uint8_t)r->flags;
-    if (r->qname != NULL) {
-        m[5] = 1;
-        memcpy(m + p, r->qname, r->qlen);
-        p += r->qlen;
-        m[p++] = (uint8_t)(r->qtype >> 8);
-        m[p++] = (uint8_t)r->qtype;
-        m[p++] = 0;
-        m[p++] = 1;
-    }
-    /* Records are listed section by section, so one pass in order keeps them grouped. */
-    for (const struct rr_spec *s = r->rr; s < r->rr + MAX_RRS && s->section != 0; s++) {
-        uint16_t rclass = s->rclass ? s->rclass : DNS_CLASS_IN;
-
-        counts[s->section]++;
-        memcpy(m + p, s->owner, s->olen);
-        p += s->olen;
-        m[p++] = (uint8_t)(s->type >> 8);
-        m[p++] = (uint8_t)s->type;
-        m[p++] = (uint8_t)(rclass >> 8);
-        m[p++] = (uint8_t)rclass;
-        for (int sh = 24; sh >= 0; sh -= 8)
-            m[p++] = (uint8_t)(s->ttl >> sh);
-        m[p++] = (uint8_t)(s->rdlen >> 8);
-        m[p++] = (uint8_t)s->rdlen;
-        memcpy(m + p, s->rdata, s->rdlen);
-        p += s->rdlen;
-    }
-    for (int i = AN; i <= AR; i++)
-        m[4 + 2 * i + 1] = (uint8_t)counts[i];
-    return p;
+    return dnsmsg_records(m, p, r->rr, MAX_RRS);
 }
 
 static void check_msg_row(const struct msg_row *r)
@@ -615,8 +562,7 @@ static void check_msg_row(const struct msg_row *r)
     uint8_t *copy;
 
     /* An exact-size copy, so AddressSanitizer sees any read past the end. */
-    copy = malloc(len);
-    memcpy(copy, m, len);
+    copy = dnsmsg_copy(m, len);
     n = walk(copy, len, lines, 16, &final);
     while (want_n < 12 && r->want[want_n] != NULL)
         want_n++;
@@ -629,8 +575,7 @@ static void check_msg_row(const struct msg_row *r)
 
     /* RFC 1035 4.2.1: a UDP answer can be cut anywhere; every cut must fail cleanly. */
     for (size_t k = 0; k < len; k++) {
-        copy = malloc(k ? k : 1);
-        memcpy(copy, m, k);
+        copy = dnsmsg_copy(m, k);
         walk(copy, k, lines, 16, &prefix_final);
         snprintf(label, sizeof(label), "%s, first %zu of %zu bytes", r->label, k, len);
         check_true(label, "walk fails", prefix_final < 0);
@@ -778,13 +723,12 @@ static void check_rdata_row(const struct rdata_row *r)
 {
     char line[LINE] = "";
     struct dns_rr rr;
-    uint8_t *copy = malloc(r->rdlen ? r->rdlen : 1);
+    uint8_t *copy = dnsmsg_copy(r->rdata, r->rdlen);
     const char *why = NULL;
     char txt[300];
     size_t n = 12345;
     int rc;
 
-    memcpy(copy, r->rdata, r->rdlen);
     memset(&rr, 0, sizeof(rr));
     rr.type = r->type;
     rr.rclass = DNS_CLASS_IN;
@@ -970,14 +914,13 @@ static void check_query_row(const struct query_row *r)
 
     /* Read it back. */
     {
-        uint8_t *copy = malloc(outlen);
+        uint8_t *copy = dnsmsg_copy(out, outlen);
         struct dns_header h;
         struct dns_iter it;
         struct dns_rr rr;
         char qname[DNS_NAME_MAX + 1];
         uint16_t qtype = 0, qclass = 0;
 
-        memcpy(copy, out, outlen);
         check_int(r->label, "header", dns_parse_header(copy, outlen, &h, &why), DNS_EOK);
         check_int(r->label, "id", h.id, r->id);
         check_true(r->label, "flags",

@@ -7,12 +7,10 @@
  */
 #include "check.h"
 #include "dns_answer.h"
+#include "dnsmsg.h"
 
 #include <stdint.h>
 #include <stdlib.h>
-
-/* A string literal and its length, so wire data may hold NUL bytes. */
-#define S(lit) lit, sizeof(lit) - 1
 
 /* Names in wire form (octal escapes, split where a digit follows). */
 #define EX "\007example\003com\000"
@@ -27,14 +25,11 @@
 #define W_B "\001b" EX
 #define H(n) "\002h" #n EX
 
-/* An address, an MX and a TLSA record's data. */
+/* Addresses and MX records' data (a TLSA record's digest is DIGEST, in dnsmsg.h). */
 #define ADDR1 "\300\000\002\001"
 #define ADDR2 "\300\000\002\002"
 #define MX10 "\000\012\003mx1" EX
 #define MX20 "\000\024\003mx2" EX
-#define DIGEST                                                                                     \
-    "\000\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017"                             \
-    "\020\021\022\023\024\025\026\027\030\031\032\033\034\035\036\037"
 
 /* SOA data (RFC 1035 3.3.13) with the MINIMUM field given as four bytes. */
 #define SOA_DATA(zone, minimum)                                                                    \
@@ -47,20 +42,7 @@
 #define F_OK 0x8180
 #define F_AD 0x81a0
 
-enum { AN = 1, NS, AR };
-
 #define MAX_RRS 12
-
-struct rr_spec {
-    int section; /* AN, NS or AR; 0 ends the list */
-    const char *owner;
-    size_t olen;
-    uint16_t type;
-    uint16_t rclass; /* 0 means IN */
-    uint32_t ttl;
-    const char *rdata;
-    size_t rdlen;
-};
 
 struct want {
     enum dns_outcome outcome;
@@ -77,7 +59,7 @@ struct row {
     const char *qwire; /* the question's name in wire form; NULL for no question */
     size_t qwlen;
     uint16_t qtype, qclass; /* qclass 0 means IN */
-    struct rr_spec rr[MAX_RRS];
+    struct dnsmsg_rr rr[MAX_RRS];
     unsigned extra_an; /* added to ANCOUNT beyond the records given */
     size_t cut;        /* bytes cut off the end of the message */
     const char *ask;   /* what was asked */
@@ -353,45 +335,11 @@ static const struct row rows[] = {
 /* Assemble a row's message: header id 0xd00d, the question, records in their sections. */
 static size_t assemble(const struct row *r, uint8_t *m)
 {
-    size_t p = DNS_HEADER_LEN;
-    unsigned counts[4] = {0, 0, 0, 0};
-    uint16_t qclass = r->qclass ? r->qclass : DNS_CLASS_IN;
+    size_t p = dnsmsg_question(m, r->flags, r->qwire, r->qwlen, r->qtype, r->qclass);
 
-    memset(m, 0, DNS_HEADER_LEN);
-    m[0] = 0xd0;
-    m[1] = 0x0d;
-    m[2] = (uint8_t)(r->flags >> 8);
-    m[3] = (uint8_t)r->flags;
-    if (r->qwire != NULL) {
-        m[5] = 1;
-        memcpy(m + p, r->qwire, r->qwlen);
-        p += r->qwlen;
-        m[p++] = (uint8_t)(r->qtype >> 8);
-        m[p++] = (uint8_t)r->qtype;
-        m[p++] = (uint8_t)(qclass >> 8);
-        m[p++] = (uint8_t)qclass;
-    }
-    /* Records are listed section by section, so one pass in order keeps them grouped. */
-    for (const struct rr_spec *s = r->rr; s < r->rr + MAX_RRS && s->section != 0; s++) {
-        uint16_t rclass = s->rclass ? s->rclass : DNS_CLASS_IN;
-
-        counts[s->section]++;
-        memcpy(m + p, s->owner, s->olen);
-        p += s->olen;
-        m[p++] = (uint8_t)(s->type >> 8);
-        m[p++] = (uint8_t)s->type;
-        m[p++] = (uint8_t)(rclass >> 8);
-        m[p++] = (uint8_t)rclass;
-        for (int sh = 24; sh >= 0; sh -= 8)
-            m[p++] = (uint8_t)(s->ttl >> sh);
-        m[p++] = (uint8_t)(s->rdlen >> 8);
-        m[p++] = (uint8_t)s->rdlen;
-        memcpy(m + p, s->rdata, s->rdlen);
-        p += s->rdlen;
-    }
-    counts[AN] += r->extra_an;
-    for (int i = AN; i <= AR; i++)
-        m[4 + 2 * i + 1] = (uint8_t)counts[i];
+    p = dnsmsg_records(m, p, r->rr, MAX_RRS);
+    /* An ANCOUNT claiming more records than the message holds. */
+    m[7] = (uint8_t)(m[7] + r->extra_an);
     return p - r->cut;
 }
 
@@ -422,8 +370,7 @@ static void check_row(const struct row *r)
 
     /* An exact-size copy, so AddressSanitizer sees any read past the end; *info starts
      * dirty, since it must be filled whatever happens. */
-    copy = malloc(len);
-    memcpy(copy, m, len);
+    copy = dnsmsg_copy(m, len);
     memset(&info, 0xA5, sizeof(info));
     got = dns_answer_classify(copy, len, r->ask, r->ask_type, &info);
     check_contract(r->label, got, &info);
@@ -446,8 +393,7 @@ static void check_row(const struct row *r)
     /* RFC 1035 4.2.1: a UDP answer can be cut anywhere. Every cut fails (a SERVFAIL may
      * still read as bogus once its question is whole). */
     for (size_t k = 0; k < len; k++) {
-        copy = malloc(k ? k : 1);
-        memcpy(copy, m, k);
+        copy = dnsmsg_copy(m, k);
         memset(&info, 0xA5, sizeof(info));
         got = dns_answer_classify(copy, k, r->ask, r->ask_type, &info);
         snprintf(label, sizeof(label), "%s, first %zu of %zu bytes", r->label, k, len);
