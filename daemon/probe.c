@@ -30,6 +30,7 @@
 
 #include "ehlo.h"
 #include "escape.h"
+#include "lru.h"
 #include "xalloc.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -42,7 +43,8 @@
 #define FAIL_TTL_MS (5u * 60 * 1000)
 /* After the result: how long the server gets to answer QUIT (RFC 5321 4.1.1.10). */
 #define QUIT_GRACE_MS 2000u
-/* Results kept at most; beyond it the oldest finished ones go first. */
+/* Entries kept at most; beyond it the least recently used idle ones go first (in-flight
+ * probes stay). 10,000 results are a few tens of megabytes at most. */
 #define CACHE_MAX 10000
 #define NBUCKETS 1024
 #define HOST_MAX 253
@@ -58,7 +60,8 @@ enum conn_state {
     ST_QUIT,      /* the result is out; waiting for the reply to QUIT */
 };
 
-enum entry_state { E_QUEUED, E_RUNNING, E_DONE };
+/* The probe of an entry; a cached result (res, expires) may be there in any state. */
+enum entry_state { E_IDLE, E_QUEUED, E_RUNNING };
 
 struct tlsa_rec {
     uint8_t usage, selector, mtype;
@@ -75,15 +78,16 @@ struct probe_req {
 };
 
 struct entry {
-    struct entry *hnext;               /* hash bucket */
-    struct entry *age_prev, *age_next; /* every entry, oldest first */
-    struct entry *q_prev, *q_next;     /* the queue, while E_QUEUED */
+    struct entry *hnext; /* hash bucket */
+    struct lru_link lru; /* svc->lru: every entry */
+    struct lru_link q;   /* svc->queue, while E_QUEUED */
     struct probe_svc *svc;
     enum entry_state state;
     struct probe_req *waiters;
-    struct conn *conn; /* while E_RUNNING */
-    uint64_t expires;  /* loop time in ms, E_DONE only */
-    uint64_t fp;       /* fingerprint of the TLSA set, part of the key */
+    struct conn *conn;   /* while E_RUNNING */
+    uint64_t expires;    /* loop time in ms: res is served until then; 0: no result yet */
+    uint64_t refresh_at; /* loop time in ms: a hit from then on also probes again */
+    uint64_t fp;         /* fingerprint of the TLSA set, part of the key */
     struct tlsa_rec tlsa[PROBE_MAX_TLSA];
     size_t ntlsa;
     uint8_t *tlsa_blob;
@@ -131,8 +135,8 @@ struct probe_svc {
     mbedtls_x509_crt ca;
     mbedtls_ssl_config conf;
     struct entry *buckets[NBUCKETS];
-    struct entry *age_head, *age_tail;
-    struct entry *q_head, *q_tail;
+    struct lru lru;   /* every entry; head: most recently used */
+    struct lru queue; /* E_QUEUED entries: in at the head, out at the tail */
     size_t nentries;
     unsigned running, queued;
     unsigned long started;
@@ -208,55 +212,17 @@ static struct entry *find(struct probe_svc *svc, const char *host, const char *a
     return NULL;
 }
 
-/* Lists. */
-
-static void age_unlink(struct probe_svc *svc, struct entry *e)
-{
-    if (e->age_prev)
-        e->age_prev->age_next = e->age_next;
-    else
-        svc->age_head = e->age_next;
-    if (e->age_next)
-        e->age_next->age_prev = e->age_prev;
-    else
-        svc->age_tail = e->age_prev;
-    e->age_prev = e->age_next = NULL;
-}
-
-static void age_append(struct probe_svc *svc, struct entry *e)
-{
-    e->age_next = NULL;
-    e->age_prev = svc->age_tail;
-    if (svc->age_tail)
-        svc->age_tail->age_next = e;
-    else
-        svc->age_head = e;
-    svc->age_tail = e;
-}
+/* The queue: first in, first out, on the same list code as the cache's LRU order. */
 
 static void queue_unlink(struct probe_svc *svc, struct entry *e)
 {
-    if (e->q_prev)
-        e->q_prev->q_next = e->q_next;
-    else
-        svc->q_head = e->q_next;
-    if (e->q_next)
-        e->q_next->q_prev = e->q_prev;
-    else
-        svc->q_tail = e->q_prev;
-    e->q_prev = e->q_next = NULL;
+    lru_unlink(&svc->queue, &e->q);
     svc->queued--;
 }
 
 static void queue_append(struct probe_svc *svc, struct entry *e)
 {
-    e->q_next = NULL;
-    e->q_prev = svc->q_tail;
-    if (svc->q_tail)
-        svc->q_tail->q_next = e;
-    else
-        svc->q_head = e;
-    svc->q_tail = e;
+    lru_push_front(&svc->queue, &e->q);
     svc->queued++;
 }
 
@@ -268,7 +234,7 @@ static void entry_free(struct probe_svc *svc, struct entry *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    age_unlink(svc, e);
+    lru_unlink(&svc->lru, &e->lru);
     if (e->state == E_QUEUED)
         queue_unlink(svc, e);
     while ((w = e->waiters) != NULL) {
@@ -282,15 +248,19 @@ static void entry_free(struct probe_svc *svc, struct entry *e)
     free(e);
 }
 
-/* Drop expired results from the old end, and the oldest finished ones over CACHE_MAX. */
+/*
+ * From the least recently used end: drop idle entries whose result has expired, and idle
+ * ones while over CACHE_MAX; stop at the first live one once under it. Expired entries
+ * further in are dropped when the sweep reaches them or probed again when asked for.
+ */
 static void sweep(struct probe_svc *svc)
 {
     uint64_t now = uv_now(svc->loop);
-    struct entry *e = svc->age_head, *next;
+    struct entry *e = lru_entry(svc->lru.tail, struct entry, lru), *next;
 
     for (; e != NULL; e = next) {
-        next = e->age_next;
-        if (e->state != E_DONE)
+        next = lru_entry(e->lru.prev, struct entry, lru);
+        if (e->state != E_IDLE)
             continue;
         if (e->expires <= now || svc->nentries > CACHE_MAX)
             entry_free(svc, e);
@@ -358,14 +328,17 @@ static void complete(struct conn *c)
     e->res = c->res;
     e->res.host = e->host;
     e->res.addr = e->addr;
-    e->state = E_DONE;
-    /* A probe that got no connection or ran out of time is remembered briefly. */
+    e->state = E_IDLE;
+    /*
+     * The result replaces what was cached, also after a background refresh and whatever
+     * it says: the host is as it was seen now. A probe that got no connection or ran out
+     * of time is remembered briefly. From half its lifetime on, a hit also refreshes it.
+     */
     ttl = svc->opts.ttl_ms;
     if ((!c->res.connected || c->res.timed_out) && ttl > FAIL_TTL_MS)
         ttl = FAIL_TTL_MS;
     e->expires = uv_now(svc->loop) + ttl;
-    age_unlink(svc, e);
-    age_append(svc, e);
+    e->refresh_at = uv_now(svc->loop) + ttl / 2;
     list = e->waiters;
     e->waiters = NULL;
     if (ttl == 0) {
@@ -1055,8 +1028,8 @@ static void conn_start(struct probe_svc *svc, struct entry *e)
 /* Start queued probes while there is room. */
 static void pump(struct probe_svc *svc)
 {
-    while (!svc->destroying && svc->running < svc->opts.max_concurrent && svc->q_head != NULL) {
-        struct entry *e = svc->q_head;
+    while (!svc->destroying && svc->running < svc->opts.max_concurrent && svc->queue.tail != NULL) {
+        struct entry *e = lru_entry(svc->queue.tail, struct entry, q);
 
         queue_unlink(svc, e);
         e->state = E_RUNNING;
@@ -1087,7 +1060,7 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
     unsigned char bin[16];
     struct entry *e;
     struct probe_req *w;
-    uint64_t fp;
+    uint64_t fp, now;
 
     if (svc->destroying)
         return NULL;
@@ -1120,10 +1093,27 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
     sweep(svc);
     fp = tlsa_fingerprint(tlsa, ntlsa);
     e = find(svc, host, norm, fp, tlsa, ntlsa);
-    if (e != NULL && e->state == E_DONE && e->expires > uv_now(svc->loop)) {
+    now = uv_now(svc->loop);
+    if (e != NULL && e->expires > now) {
         struct probe_result res = e->res;
+        char rhost[HOST_MAX + 1], raddr[ADDR_MAX];
 
+        /*
+         * A hit, also while a refresh runs. Past half its lifetime the result is probed
+         * again in the background (no waiter; the queue bounds it like any probe), so a
+         * host in use stays cached and its next asker does not wait.
+         */
+        lru_touch(&svc->lru, &e->lru);
+        if (e->state == E_IDLE && now >= e->refresh_at) {
+            e->state = E_QUEUED;
+            queue_append(svc, e);
+            pump(svc);
+        }
         /* The callback may destroy svc: nothing of it is touched afterwards. */
+        memcpy(rhost, e->host, sizeof(rhost));
+        memcpy(raddr, e->addr, sizeof(raddr));
+        res.host = rhost;
+        res.addr = raddr;
         res.from_cache = 1;
         cb(arg, &res);
         return NULL;
@@ -1150,11 +1140,13 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
             off += tlsa[i].len;
         }
         e->ntlsa = ntlsa;
-        e->state = E_DONE; /* not yet in a list: set below */
+        e->state = E_IDLE; /* not yet queued: below */
         e->hnext = svc->buckets[bucket(e->host, e->addr, fp)];
         svc->buckets[bucket(e->host, e->addr, fp)] = e;
         svc->nentries++;
-        age_append(svc, e);
+        lru_push_front(&svc->lru, &e->lru);
+    } else {
+        lru_touch(&svc->lru, &e->lru);
     }
 
     w = xcalloc(1, sizeof(*w));
@@ -1166,11 +1158,9 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
         w->next->pprev = &w->next;
     w->pprev = &e->waiters;
     e->waiters = w;
-    if (e->state == E_DONE) {
+    if (e->state == E_IDLE) {
         /* New, or an expired result: probe again, now or when a slot frees up. */
         e->state = E_QUEUED;
-        age_unlink(svc, e);
-        age_append(svc, e);
         queue_append(svc, e);
         pump(svc);
     }
@@ -1284,8 +1274,8 @@ void probe_svc_destroy(struct probe_svc *svc)
         return;
     svc->destroying = 1;
     /* Pending requests go without callbacks; entries go now, connections when closed. */
-    while (svc->age_head != NULL)
-        entry_free(svc, svc->age_head);
+    while (svc->lru.head != NULL)
+        entry_free(svc, lru_entry(svc->lru.head, struct entry, lru));
     while (svc->conns != NULL)
         conn_close(svc->conns);
     svc_maybe_free(svc);

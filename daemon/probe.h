@@ -6,6 +6,10 @@
  * records the caller passes, RFC 7672), sends EHLO again, reads whether REQUIRETLS is
  * advertised, and QUITs. libuv carries the bytes, mbedTLS does TLS over a memory BIO.
  * Results are cached per host, address and TLSA set; concurrent askers share one probe.
+ * A cached result past half its lifetime is still delivered at once, and the hit also
+ * starts a background probe whose result, success or failure, replaces it: a host in use
+ * stays cached and its askers do not wait. The cache keeps at most 10,000 entries and
+ * evicts the least recently used first.
  */
 #ifndef DAEMON_PROBE_H
 #define DAEMON_PROBE_H
@@ -26,7 +30,8 @@ struct probe_opts {
     const char *ca_file;     /* PEM bundle for PKIX; NULL or "": PROBE_SYSTEM_CA_FILE */
     const char *helo_name;   /* EHLO argument; NULL or "": gethostname() */
     unsigned timeout_ms;     /* one whole probe, connect to the EHLO after STARTTLS; 0: 10 s */
-    unsigned ttl_ms;         /* results are served from the cache this long; 0: not cached */
+    unsigned ttl_ms;         /* results are served from the cache this long (refreshed in the
+                                background when asked for after half of it); 0: not cached */
     unsigned max_concurrent; /* probes running at once, more wait in a queue; 0: 20 */
     unsigned port;           /* 25 except in tests; 0: 25 */
 };
@@ -87,7 +92,9 @@ void probe_svc_destroy(struct probe_svc *svc);
  * and the PKIX reference identity) at addr (a numeric IPv4 or IPv6 address) with the
  * host's usable TLSA records (ntlsa may be 0; at most PROBE_MAX_TLSA are used; copied).
  * A result cached for the same host, address and TLSA set, or a failure to start (bad
- * arguments), is delivered before this returns, and the result is NULL. Otherwise the
+ * arguments), is delivered before this returns, and the result is NULL; a cached result
+ * past half its lifetime also queues a background probe of the same key (without waiter,
+ * under max_concurrent like any probe) unless one is running or queued. Otherwise the
  * request is returned for probe_cancel(), valid until its callback runs; a probe of the same
  * host, address and TLSA set already running or queued is shared. NULL without a callback
  * when svc is being destroyed.

@@ -15,10 +15,17 @@
 
 #include "dns.h"
 #include "log.h"
+#include "lru.h"
 #include "metrics.h"
 #include "xalloc.h"
 
 /* Failures and bogus answers are not cached; in-flight sharing already bounds the load. */
+
+/*
+ * The cache is bounded by entries (dns_cache_size) and by the bytes of the replies it keeps:
+ * a TCP answer can be 64 KiB, and dns_cache_size of them would be gigabytes.
+ */
+#define CACHE_MAX_BYTES ((size_t)64 << 20)
 
 struct entry;
 
@@ -31,7 +38,7 @@ struct resolver_req {
 
 struct entry {
     struct entry *hnext;
-    struct entry *lru_prev, *lru_next;
+    struct lru_link lru; /* r->lru */
     struct resolver *r;
     struct resolver_req *waiters;
     int inflight;
@@ -59,7 +66,8 @@ struct resolver {
     struct poll_handle *polls;
     struct entry **buckets;
     size_t nbuckets, nentries, max_entries;
-    struct entry *lru_head, *lru_tail; /* head: most recently used */
+    size_t bytes; /* DNS messages kept, in bytes */
+    struct lru lru; /* every entry; head: most recently used */
     uint64_t min_ttl_ms, max_ttl_ms;
     unsigned long queries_sent;
     int destroying;
@@ -77,32 +85,6 @@ static uint32_t hash(const char *name, uint16_t type)
     return h;
 }
 
-/* The LRU list. */
-
-static void lru_unlink(struct resolver *r, struct entry *e)
-{
-    if (e->lru_prev)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        r->lru_head = e->lru_next;
-    if (e->lru_next)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        r->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
-}
-
-static void lru_front(struct resolver *r, struct entry *e)
-{
-    e->lru_next = r->lru_head;
-    e->lru_prev = NULL;
-    if (r->lru_head)
-        r->lru_head->lru_prev = e;
-    r->lru_head = e;
-    if (r->lru_tail == NULL)
-        r->lru_tail = e;
-}
-
 static void entry_free(struct resolver *r, struct entry *e)
 {
     struct entry **pp = &r->buckets[hash(e->qname, e->qtype) & (r->nbuckets - 1)];
@@ -110,8 +92,9 @@ static void entry_free(struct resolver *r, struct entry *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    lru_unlink(r, e);
+    lru_unlink(&r->lru, &e->lru);
     r->nentries--;
+    r->bytes -= e->len;
     free(e->msg);
     free(e);
 }
@@ -119,12 +102,12 @@ static void entry_free(struct resolver *r, struct entry *e)
 /* Evict from the cold end, skipping entries with a query in flight. */
 static void evict(struct resolver *r)
 {
-    struct entry *e = r->lru_tail;
+    struct entry *e = lru_entry(r->lru.tail, struct entry, lru);
 
-    while (r->nentries > r->max_entries && e != NULL) {
-        struct entry *prev = e->lru_prev;
+    while ((r->nentries > r->max_entries || r->bytes > CACHE_MAX_BYTES) && e != NULL) {
+        struct entry *prev = lru_entry(e->lru.prev, struct entry, lru);
 
-        if (!e->inflight) {
+        if (!e->inflight && !e->pinned) {
             entry_free(r, e);
             metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_EVICTION);
         }
@@ -175,6 +158,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     (void)timeouts;
     e->inflight = 0;
     free(e->msg);
+    r->bytes -= e->len;
     e->msg = NULL;
     e->len = 0;
     if (status == ARES_SUCCESS && abuf != NULL && alen > 0) {
@@ -182,6 +166,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
         e->msg = xmalloc((size_t)alen);
         memcpy(e->msg, abuf, (size_t)alen);
         e->len = (size_t)alen;
+        r->bytes += e->len;
     } else {
         memset(&e->info, 0, sizeof(e->info));
         snprintf(e->info.final, sizeof(e->info.final), "%s", e->qname);
@@ -245,8 +230,7 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
                                       .len = e->len,
                                       .from_cache = 1};
 
-        lru_unlink(r, e);
-        lru_front(r, e);
+        lru_touch(&r->lru, &e->lru);
         metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_HIT);
         cb(arg, &ans);
         return NULL;
@@ -254,8 +238,7 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
     metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_MISS);
     if (e != NULL) {
         /* In use again: away from the cold end, where eviction looks. */
-        lru_unlink(r, e);
-        lru_front(r, e);
+        lru_touch(&r->lru, &e->lru);
     } else {
         size_t n = strlen(qname) + 1;
         size_t b = hash(qname, qtype) & (r->nbuckets - 1);
@@ -267,7 +250,7 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
         e->hnext = r->buckets[b];
         r->buckets[b] = e;
         r->nentries++;
-        lru_front(r, e);
+        lru_push_front(&r->lru, &e->lru);
     }
 
     w = xcalloc(1, sizeof(*w));
@@ -471,8 +454,8 @@ void resolver_destroy(struct resolver *r)
     r->destroying = 1;
     /* Pending queries complete with ARES_EDESTRUCTION; their waiters get FAILED. */
     ares_destroy(r->channel);
-    while (r->lru_head)
-        entry_free(r, r->lru_head);
+    while (r->lru.head)
+        entry_free(r, lru_entry(r->lru.head, struct entry, lru));
     free(r->buckets);
     for (ph = r->polls; ph; ph = next) {
         next = ph->next;

@@ -4,7 +4,8 @@ with the verdict draft-ietf-uta-smtp-require-tls-06 / RFC 8689 4.2.1 asks for, a
 SMTP servers of this test's own on 127.0.50.N with a throwaway PKI (root, intermediate,
 leaves) for what the lab does not play: DANE-TA and DANE-EE variants, a refused STARTTLS,
 a silent server, plaintext injected after STARTTLS, over-long lines, shared in-flight
-probes, the result cache, the concurrency bound, and destroying the service mid-probe.
+probes, the result cache and its refresh in the background, the concurrency bound, and
+destroying the service mid-probe.
 Every run must exit without sanitizer reports and with its loop closed."""
 import hashlib
 import json
@@ -275,7 +276,8 @@ class Server(threading.Thread):
                 c.sendall(b"".join(b"250-" + x + b"\r\n" for x in caps[:-1]) +
                           b"250 " + caps[-1] + b"\r\n")
             elif cmd == b"STARTTLS" and not tls:
-                if b == "refuse":
+                # "fading": TLS in the first session only, then refused (the host changed).
+                if b == "refuse" or (b == "fading" and self.stats.conns > 1):
                     c.sendall(b"454 4.7.0 TLS not available\r\n")
                     continue
                 # "inject": plaintext after the 220, which the client must drop (RFC 3207 6).
@@ -304,7 +306,7 @@ def own_servers():
     root = os.path.join(tmp, "root.pem")
     addr = {n: f"127.0.50.{i}" for i, n in enumerate(
         ["good", "wrongname", "refuse", "silent", "badbanner", "longline", "inject",
-         "slow1", "slow2", "slow3", "slow4", "silent2"], start=1)}
+         "slow1", "slow2", "slow3", "slow4", "silent2", "fading"], start=1)}
     good = Server(addr["good"], "rtls", "good")
     Server(addr["wrongname"], "rtls", "wrong")
     Server(addr["refuse"], "refuse", "good")
@@ -313,6 +315,7 @@ def own_servers():
     Server(addr["badbanner"], "badbanner")
     Server(addr["longline"], "longline", "good")
     Server(addr["inject"], "inject", "good")
+    fading = Server(addr["fading"], "fading", "good")
     slow = Stats()
     for n in ("slow1", "slow2", "slow3", "slow4"):
         Server(addr[n], "slowbanner", "good", stats=slow)
@@ -413,6 +416,23 @@ def own_servers():
     check("own probe_ttl=0: two connections", good.stats.conns - before, 2)
     time.sleep(0.3)
     check("own: every session ended with QUIT", good.stats.quits, good.stats.conns)
+
+    # Refresh in the background (probe_ttl=4s, asked every 1.5 s): at 1.5 s the cached result
+    # is simply answered; at 3 s, past half its lifetime, it is answered at once and probed
+    # again behind the answer; at 4.5 s, after the first result expired, the cache has the
+    # refreshed one, here a failure, which replaced it (and is not refreshed yet itself).
+    rc, out, err, secs = probe(port + ["--connect", addr["fading"], "--wait", "1500"] +
+                               ["mx.own.test"] * 4, ["probe_ttl=4s"], ca=root)
+    hs = [d["hosts"][0] for d in out or []]
+    check("own refresh: probed, then answered from the cache three times",
+          [x["from_cache"] for x in hs], [False, True, True, True])
+    check("own refresh: the old result until the refresh, then the refreshed failure",
+          [(x["tls"], x["requiretls"], x["ok"]) for x in hs],
+          [(True, True, True)] * 3 + [(False, False, False)])
+    check_true("own refresh: the refreshed result says why",
+               len(hs) == 4 and "STARTTLS refused: 454" in hs[3]["why"], hs[3:])
+    check("own refresh: two connections, the probe and one refresh", fading.stats.conns, 2)
+    check("own refresh: exit status follows the last answer", rc, 1)
 
     # probe_max_concurrent bounds connections at once; the rest wait their turn.
     args = port + sum((["--connect", addr[n]] for n in ("slow1", "slow2", "slow3", "slow4")), [])
