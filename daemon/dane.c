@@ -7,6 +7,7 @@
  */
 #include "dane.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,13 +44,14 @@ struct dane_lookup {
     char domain[DANE_NAME_MAX];
     dane_cb cb;
     void *arg;
-    struct dane_facts f;
     struct slot mx;
     struct slot a[DANE_MAX_HOSTS], aaaa[DANE_MAX_HOSTS], tlsa[DANE_MAX_HOSTS];
     struct host_work work[DANE_MAX_HOSTS];
     unsigned pending, busy;
     int finished;         /* the state is decided (TEMP or NONE early); no more questions */
     char failed_why[320]; /* the first host whose lookups failed, and why */
+    /* Last: its host array (most of its size) is cleared entry by entry in add_host(). */
+    struct dane_facts f;
 };
 
 const char *dane_state_name(enum dane_state s)
@@ -170,7 +172,7 @@ static void summarise(struct dane_lookup *d)
     if (failed > 0 && with_addr == 0)
         decide(d, DANE_TEMP, "%.280s%s", d->failed_why, NULL);
     else if (failed > 0 && usable == 0)
-        decide(d, DANE_DEGRADED, "no usable TLSA on the MX hosts of %.100s that resolved; %.150s",
+        decide(d, DANE_DEGRADED, "no usable TLSA on the MX hosts of %.80s that resolved; %.150s",
                d->domain, d->failed_why);
     else if (with_addr == 0)
         decide(d, DANE_NONE, "no MX host of %s has an address%s", d->domain, NULL);
@@ -471,7 +473,10 @@ static void on_answer(void *arg, const struct resolver_answer *ans)
 
 struct dane_lookup *dane_start(struct resolver *r, const char *domain, dane_cb cb, void *arg)
 {
-    struct dane_lookup *d = xcalloc(1, sizeof(*d));
+    struct dane_lookup *d = xmalloc(sizeof(*d));
+
+    /* Everything but the host entries, which add_host() clears as it fills them. */
+    memset(d, 0, offsetof(struct dane_lookup, f) + offsetof(struct dane_facts, hosts));
 
     d->r = r;
     d->cb = cb;

@@ -6,6 +6,7 @@
  */
 #include "lookup.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,14 @@ struct flight {
     struct mtasts_lookup *sl;
     struct rtls_lookup *rl;
     unsigned started, done; /* ENGINE_NEED_* bits */
-    struct dane_facts dane;
-    struct mtasts_facts sts;
-    struct rtls_facts rtls;
     struct waiter *waiters;
     int advancing, again; /* see advance() */
     char domain[DOMAIN_MAX + 1];
+    /* The facts, each valid once its bit is in done; left uninitialised until then (they
+     * are tens of KiB, and a flight is made for every lookup that needs DNS). */
+    struct dane_facts dane;
+    struct mtasts_facts sts;
+    struct rtls_facts rtls;
 };
 
 struct waiter {
@@ -330,7 +333,8 @@ static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, co
         arm(svc);
 
     if (fl == NULL) {
-        fl = xcalloc(1, sizeof(*fl));
+        fl = xmalloc(sizeof(*fl));
+        memset(fl, 0, offsetof(struct flight, dane));
         fl->svc = svc;
         snprintf(fl->domain, sizeof(fl->domain), "%s", res->domain);
         fl->hnext = svc->flights[b];

@@ -18,6 +18,11 @@
 #   BENCH_DURATION (5), BENCH_WARMUP (1): seconds per measurement
 #   BENCH_DOMAINS (1000): entries in the overrides table
 #   BENCH_KEEP=1      keep the work directory (configuration, keys, logs)
+#   BENCH_KEYS=FILE   look these keys up instead of the overrides' (one domain a line):
+#                     e.g. DANE and MTA-STS domains of the lab, run inside it, with
+#                     BENCH_DAEMON_CONF_EXTRA pointing dns_servers at the lab resolver
+#                     (tests/bench/lab.sh does that). Each key is looked up once before
+#                     the measurements, so they measure cached answers.
 # Exits 0 when every measurement completed without errors, 1 otherwise.
 
 set -eu
@@ -104,6 +109,11 @@ awk -v n="$domains" -v table="$dir/overrides" -v keys="$dir/keys" 'BEGIN {
     }
 }'
 
+if [ -n "${BENCH_KEYS:-}" ]; then
+    [ -r "$BENCH_KEYS" ] || die "BENCH_KEYS: cannot read $BENCH_KEYS"
+    cp "$BENCH_KEYS" "$dir/keys"
+fi
+
 cat >"$dir/tlspolicyd.conf" <<EOF
 listen = unix:$dir/tlspolicyd.sock
 overrides = $dir/overrides
@@ -111,6 +121,8 @@ user =
 # Every key hits an override, so no DNS is asked; should one slip through, it goes to a
 # closed loopback port, never to the machine's resolvers.
 dns_servers = 127.0.0.1:9
+state_dir = $dir/state
+metrics_listen =
 ${BENCH_DAEMON_CONF_EXTRA:-}
 EOF
 
@@ -169,6 +181,16 @@ fi
 daemon_pid=${pids[-1]}
 wait_ready ceiling "$dir/ceiling.sock" "$ceiling_pid" "$dir/ceiling.log"
 wait_ready daemon "$dir/tlspolicyd.sock" "$daemon_pid" "$dir/daemon.log"
+if [ -n "${BENCH_KEYS:-}" ]; then
+    # Two passes over the keys: the first resolves (DNS, policy fetches), the second
+    # checks that every answer now comes from the caches.
+    nkeys=$(wc -l <"$dir/keys")
+    for pass in 1 2; do
+        "$loadgen" --connect "unix:$dir/tlspolicyd.sock" --connections 1 --requests "$nkeys" \
+            --warmup 0 --duration 30 --keys "$dir/keys" >>"$dir/loadgen.log" 2>&1 ||
+            die "warming the caches failed (pass $pass); see $dir/loadgen.log"
+    done
+fi
 
 # field JSON NAME: the number after "NAME": in bench_loadgen's one-line JSON.
 field() {
@@ -229,11 +251,15 @@ measure() {
         failed=1
         note="$note (loadgen exit $rc)"
     fi
-    # Every key is in the overrides table, so every daemon answer must be OK.
+    # Every key is in the overrides table, so every daemon answer must be OK; with BENCH_KEYS
+    # (domains with and without a policy) every answer must be OK or NOTFOUND.
     if [ "$server" = daemon ] && [ -n "$json" ]; then
         local ok n
         ok=$(field "$json" OK)
         n=$(field "$json" requests)
+        if [ -n "${BENCH_KEYS:-}" ]; then
+            ok=$((${ok:-0} + $(field "$json" NOTFOUND)))
+        fi
         if [ "${ok:-0}" != "${n:-0}" ]; then
             say "daemon gave $((n - ok)) answers other than OK: $json"
             failed=1
@@ -258,7 +284,12 @@ done
 printf '## tlspolicyd benchmark\n\n'
 printf '%s CPUs (%s%% busy with other work before the run), %s, %ss measured after %ss warm-up\n' \
     "$(nproc)" "$busy" "$(uname -sr)" "$duration" "$warmup"
-printf 'per row, unix sockets, %s overrides.\n' "$domains"
+if [ -n "${BENCH_KEYS:-}" ]; then
+    printf 'per row, unix sockets, the %s keys of %s answered from the caches.\n' \
+        "$(wc -l <"$dir/keys")" "${BENCH_KEYS##*/}"
+else
+    printf 'per row, unix sockets, %s overrides.\n' "$domains"
+fi
 if [ -n "$sanitized" ]; then
     printf '**Built with sanitizers (%s): not representative.**\n' "${sanitized# }"
 fi
