@@ -416,6 +416,12 @@ try:
          "X-RequireTLS: yes\nTLS-Required: No\n", "bounced", None, None, r"5\.7\.10"),
         ("ordinary mail, no policy, STARTTLS offered", "e@unsigned.test", "",
          "delivered", "mx.unsigned.test", True, r""),
+        # The daemon's MX probe decides these (draft 4.2.1): the host must advertise
+        # REQUIRETLS after STARTTLS with a certificate that authenticates it.
+        ("REQUIRETLS, MTA-STS MX that advertises REQUIRETLS: delivered", "f@charset.sts.test",
+         "X-RequireTLS: yes\n", "delivered", "mx1.charset.sts.test", True, r""),
+        ("REQUIRETLS, MTA-STS MX without REQUIRETLS: bounce 5.7.30", "g@enforce.sts.test",
+         "X-RequireTLS: yes\n", "bounced", None, None, r"5\.7\.30"),
     ]
     for i, (label, rcpt, hdrs, *_rest) in enumerate(TABLE):
         msg = (f"From: sender@sender.test\nTo: {rcpt}\nSubject: case {i}\n"
