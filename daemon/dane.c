@@ -54,6 +54,13 @@ struct dane_lookup {
     struct dane_facts f;
 };
 
+void dane_facts_copy(struct dane_facts *dst, const struct dane_facts *src)
+{
+    unsigned n = src->nhosts <= DANE_MAX_HOSTS ? src->nhosts : DANE_MAX_HOSTS;
+
+    memcpy(dst, src, offsetof(struct dane_facts, hosts) + n * sizeof(src->hosts[0]));
+}
+
 const char *dane_state_name(enum dane_state s)
 {
     static const char *const names[] = {"none", "all", "some", "unusable", "temp", "degraded"};

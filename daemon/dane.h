@@ -79,6 +79,9 @@ struct dane_lookup *dane_start(struct resolver *r, const char *domain, dane_cb c
 /* dane_cancel - stop a pending lookup; its callback will not run. */
 void dane_cancel(struct dane_lookup *d);
 
+/* dane_facts_copy - *dst = *src, but only the host entries in use (of DANE_MAX_HOSTS). */
+void dane_facts_copy(struct dane_facts *dst, const struct dane_facts *src);
+
 /* dane_state_name - "none", "all", "some", "unusable", "temp", "degraded". */
 const char *dane_state_name(enum dane_state s);
 

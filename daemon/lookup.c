@@ -152,7 +152,7 @@ static void unlink_waiter(struct lookup_svc *svc, struct waiter *w)
 static void waiter_facts(struct lookup_svc *svc, const struct waiter *w, struct lookup_result *res)
 {
     res->map = w->map;
-    snprintf(res->domain, sizeof(res->domain), "%s", w->fl->domain);
+    memcpy(res->domain, w->fl->domain, strlen(w->fl->domain) + 1); /* both DOMAIN_MAX + 1 */
     res->detail = NULL;
     res->ans.text[0] = '\0';
     local_facts(svc, res);
@@ -281,7 +281,7 @@ static void on_dane(void *arg, const struct dane_facts *f)
     struct flight *fl = arg;
 
     fl->dl = NULL;
-    fl->dane = *f;
+    dane_facts_copy(&fl->dane, f);
     fl->done |= ENGINE_NEED_DANE;
     advance(fl);
 }
@@ -291,7 +291,7 @@ static void on_sts(void *arg, const struct mtasts_facts *f)
     struct flight *fl = arg;
 
     fl->sl = NULL;
-    fl->sts = *f;
+    mtasts_facts_copy(&fl->sts, f);
     fl->done |= ENGINE_NEED_STS;
     advance(fl);
 }

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,14 @@ struct mtasts_svc {
 
 /* How often cached policies are looked over for renewal and expiry. */
 #define SWEEP_MS 60000
+
+void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src)
+{
+    unsigned n = src->policy.nmx <= STS_MAX_MX ? src->policy.nmx : STS_MAX_MX;
+
+    memcpy(dst, src, offsetof(struct mtasts_facts, policy) + offsetof(struct sts_policy, mx));
+    memcpy(dst->policy.mx, src->policy.mx, n * sizeof(src->policy.mx[0]));
+}
 
 static int64_t wall_now(void)
 {
@@ -159,7 +168,7 @@ static void work_done(struct work *w)
 
     /* The TXT record last seen stays with the entry, for query output. */
     snprintf(e->f.txt, sizeof(e->f.txt), "%s", w->txt);
-    f = e->f;
+    mtasts_facts_copy(&f, &e->f);
     f.cached = 0;
     free(w);
     e->work = NULL;
@@ -462,8 +471,9 @@ static int start_work(struct entry *e)
 
 static void deliver_now(struct entry *e, int cached, mtasts_cb cb, void *arg)
 {
-    struct mtasts_facts f = e->f;
+    struct mtasts_facts f;
 
+    mtasts_facts_copy(&f, &e->f);
     f.cached = cached;
     cb(arg, &f);
 }

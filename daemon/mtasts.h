@@ -33,14 +33,21 @@ enum mtasts_state {
 
 struct mtasts_facts {
     enum mtasts_state state;
-    struct sts_policy policy;
     char id[STS_ID_MAX + 1];
     int64_t fetched, expires; /* wall-clock seconds */
     int cached;               /* answered from the cache, not from a fetch just made */
     char txt[256];            /* the TXT record that was found, escaped, or "" */
     char fetch[32];           /* outcome of the last fetch ("ok", "tls", ...), or "" */
     char why[400];            /* one line: what decided the state */
+    /* Last, and its mx patterns last in it: mtasts_facts_copy() copies only those used. */
+    struct sts_policy policy;
 };
+
+/*
+ * mtasts_facts_copy - *dst = *src, without the unused part of the mx pattern array (most
+ * of the struct's 9 KiB): a lookup copies the facts once or twice.
+ */
+void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src);
 
 /* Called once per mtasts_start() that returned non-NULL unless cancelled; f valid during it. */
 typedef void (*mtasts_cb)(void *arg, const struct mtasts_facts *f);
