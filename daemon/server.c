@@ -167,6 +167,11 @@ static int needs_restart(const struct config *a, const struct config *b)
             return 1;
     if (strcmp(a->metrics_listen, b->metrics_listen) != 0)
         return 1;
+    if (strcmp(a->probe_ca_file, b->probe_ca_file) != 0 ||
+        strcmp(a->probe_helo_name, b->probe_helo_name) != 0 ||
+        a->probe_timeout_ms != b->probe_timeout_ms || a->probe_ttl_ms != b->probe_ttl_ms ||
+        a->probe_max_concurrent != b->probe_max_concurrent)
+        return 1;
     return 0;
 }
 
@@ -190,8 +195,9 @@ void server_reload(struct server *srv)
     }
     if (needs_restart(&srv->cfg, &cfg)) {
         log_warning("reload: listen, socket_mode, socket_group, user, metrics_listen, the "
-                    "dns_* keys, state_dir, sts_ca_file and the sts_*_timeout keys take effect "
-                    "only at restart; keeping the current listeners, resolver and fetcher");
+                    "dns_* keys, state_dir, sts_ca_file, the sts_*_timeout keys and the probe_* "
+                    "keys take effect only at restart; keeping the current listeners, resolver, "
+                    "fetcher and prober");
         /* Keep the start-up settings so the configuration shown matches what is in force. */
         struct endpoint *tmp = cfg.listen;
         size_t ntmp = cfg.nlisten;
@@ -207,6 +213,11 @@ void server_reload(struct server *srv)
         swap_str(&cfg.sts_ca_file, &srv->cfg.sts_ca_file);
         swap_str(&cfg.metrics_listen, &srv->cfg.metrics_listen);
         cfg.metrics_ep = srv->cfg.metrics_ep;
+        swap_str(&cfg.probe_ca_file, &srv->cfg.probe_ca_file);
+        swap_str(&cfg.probe_helo_name, &srv->cfg.probe_helo_name);
+        cfg.probe_timeout_ms = srv->cfg.probe_timeout_ms;
+        cfg.probe_ttl_ms = srv->cfg.probe_ttl_ms;
+        cfg.probe_max_concurrent = srv->cfg.probe_max_concurrent;
         cfg.sts_connect_timeout_ms = srv->cfg.sts_connect_timeout_ms;
         cfg.sts_fetch_timeout_ms = srv->cfg.sts_fetch_timeout_ms;
         cfg.dns_timeout_ms = srv->cfg.dns_timeout_ms;

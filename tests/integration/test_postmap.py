@@ -111,6 +111,15 @@ try:
     check_true("bad reload logged with file and line",
                d.wait_log(f"reload failed, keeping the configuration in force: {d.overrides}:2: unknown TLS security level"))
     check("after bad reload: old table answers", d.postmap("example.com", "policy")[1].strip(), "dane-only")
+    # A key that needs a restart: the reload says so and keeps serving.
+    with open(d.overrides, "w") as f:
+        f.write("example.com dane-only\nnew.example secure match=mx.new.example\n")
+    with open(d.conf, "a") as f:
+        f.write("probe_timeout = 3s\n")
+    d.signal(signal.SIGHUP)
+    check_true("restart-only key on reload: logged",
+               d.wait_log("the probe_* keys take effect only at restart"))
+    check("restart-only key on reload: still serving", d.postmap("new.example", "policy")[0], 0)
     with open(d.conf, "a") as f:
         f.write("no_such_key = 1\n")
     with open(d.conf) as f:
