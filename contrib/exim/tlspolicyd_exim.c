@@ -168,7 +168,9 @@ static int conn_open(const char *endpoint, double deadline, char *err, size_t er
         return -1;
     }
     rc = connect(fd, (struct sockaddr *)&ss, salen);
-    if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
+    /* On a unix socket EAGAIN means the daemon's backlog is full: no connection is under
+     * way, so it is a failure (deferred), not something to wait for. */
+    if (rc < 0 && (errno != EINPROGRESS || ss.ss_family == AF_UNIX)) {
         snprintf(err, errlen, "cannot connect to %s: %s", endpoint, strerror(errno));
         close(fd);
         return -1;
@@ -332,15 +334,15 @@ enum status { ST_OK, ST_NOTFOUND, ST_TEMP, ST_TIMEOUT, ST_PERM };
 
 struct answer {
     enum status st;
-    const char *text;  /* after the status word: the policy, or the reason */
-    char level[32];    /* OK: the level word */
-    int npat;          /* OK, verify/secure: the match list, already in Exim's host-list form */
+    const char *text; /* after the status word: the policy, or the reason */
+    char level[32];   /* OK: the level word */
+    int npat;         /* OK, verify/secure: the match list, already in Exim's host-list form */
     char pat[MAX_PATTERNS][256];
-    char bad[160];     /* non-empty: the answer cannot be expressed in Exim (the reason) */
+    char bad[160]; /* non-empty: the answer cannot be expressed in Exim (the reason) */
 };
 
-static const char *const levels[] = {"none", "may", "encrypt", "dane", "dane-only",
-                                     "fingerprint", "verify", "secure", NULL};
+static const char *const levels[] = {"none",        "may",    "encrypt", "dane", "dane-only",
+                                     "fingerprint", "verify", "secure",  NULL};
 
 /* Is s a host name pattern that is safe inside an Exim host list (no list or lookup syntax)? */
 static int safe_name(const char *s)
@@ -505,12 +507,14 @@ static int lookup(int argc, uschar *argv[], struct answer *a, char *err, size_t 
     static const struct {
         const char *word;
         enum status st;
-    } words[] = {{"OK", ST_OK}, {"NOTFOUND", ST_NOTFOUND}, {"TEMP", ST_TEMP},
-                 {"TIMEOUT", ST_TIMEOUT}, {"PERM", ST_PERM}};
+    } words[] = {{"OK", ST_OK},
+                 {"NOTFOUND", ST_NOTFOUND},
+                 {"TEMP", ST_TEMP},
+                 {"TIMEOUT", ST_TIMEOUT},
+                 {"PERM", ST_PERM}};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
         size_t wl = strlen(words[i].word);
-        if (dlen >= wl && memcmp(data, words[i].word, wl) == 0 &&
-            (dlen == wl || data[wl] == ' ')) {
+        if (dlen >= wl && memcmp(data, words[i].word, wl) == 0 && (dlen == wl || data[wl] == ' ')) {
             a->st = words[i].st;
             a->text = data + wl + (dlen > wl);
             if (a->st == ST_OK)
@@ -529,21 +533,27 @@ static int lookup(int argc, uschar *argv[], struct answer *a, char *err, size_t 
 static int give(uschar **yield, int rc, const char *fmt, ...) PRINTF_FUNCTION(3, 4);
 static int give(uschar **yield, int rc, const char *fmt, ...)
 {
-    va_list ap;
-    char tmp[SOCKMAP_MAX_TEXT + 256];
+    va_list ap, ap2;
     int n;
     uschar *s;
 
+    /*
+     * Sized, never cut: a host list cut short would let through hosts the policy excludes
+     * (ignore_target_hosts losing its final "*", a regex losing its "$").
+     */
     va_start(ap, fmt);
-    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_copy(ap2, ap);
+    n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof tmp)
-        n = sizeof tmp - 1;
+    if (n < 0) {
+        va_end(ap2);
+        log_write(0, LOG_MAIN, "tlspolicyd: cannot format a result");
+        *yield = US "tlspolicyd: cannot format a result";
+        return DEFER;
+    }
     s = store_get(n + 1, GET_UNTAINTED);
-    memcpy(s, tmp, (size_t)n);
-    s[n] = 0;
+    vsnprintf((char *)s, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
     *yield = s;
     return rc;
 }
@@ -577,6 +587,7 @@ static int is_level(const struct answer *a, const char *l)
  * Host-list functions share this frame: on any failure they log why and answer `strict`,
  * the list that gives the least away, instead of failing the expansion.
  */
+/* A host-list builder: the list, or NULL when it cannot be built whole. */
 typedef const char *(*hostlist_fn)(const struct answer *a, char *buf, size_t len);
 
 static int hostlist(uschar **yield, int argc, uschar *argv[], const char *name, const char *strict,
@@ -596,18 +607,28 @@ static int hostlist(uschar **yield, int argc, uschar *argv[], const char *name, 
                   strict);
         return give(yield, OK, "%s", strict);
     }
-    return give(yield, OK, "%s", fn(&a, buf, sizeof buf));
+    if ((u = fn(&a, buf, sizeof buf)) == NULL) {
+        log_write(0, LOG_MAIN, "tlspolicyd: %s{%s}: host list too long: using \"%s\"", name,
+                  (char *)argv[0], strict);
+        return give(yield, OK, "%s", strict);
+    }
+    return give(yield, OK, "%s", u);
 }
 
-/* The match list as an Exim host list: "p1 : p2". */
+/* The match list as an Exim host list: "p1 : p2"; NULL when it does not fit in buf. */
 static const char *pattern_list(const struct answer *a, char *buf, size_t len, int negate)
 {
     size_t off = 0;
 
     buf[0] = 0;
-    for (int i = 0; i < a->npat; i++)
-        off += (size_t)snprintf(buf + off, len - off, "%s%s%s", i ? " : " : "", negate ? "!" : "",
-                                a->pat[i]);
+    for (int i = 0; i < a->npat; i++) {
+        int n =
+            snprintf(buf + off, len - off, "%s%s%s", i ? " : " : "", negate ? "!" : "", a->pat[i]);
+
+        if (n < 0 || (size_t)n >= len - off)
+            return NULL; /* a partial list would admit what the rest excludes */
+        off += (size_t)n;
+    }
     return buf;
 }
 
@@ -738,9 +759,12 @@ static const char *fn_ignore_hosts(const struct answer *a, char *buf, size_t len
 {
     const char *v = fn_verify_hosts(a, buf, len);
 
+    if (v == NULL)
+        return NULL;
     if (!v[0] || strcmp(v, "*") == 0)
         return "";
-    pattern_list(a, buf, len - 4, 1);
+    if (pattern_list(a, buf, len - 4, 1) == NULL)
+        return NULL;
     strcat(buf, " : *");
     return buf;
 }
