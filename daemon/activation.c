@@ -89,9 +89,16 @@ size_t activation_take(struct activation *a)
         /* Meant for another process (a wrapper that did not exec us). */
         goto done;
     }
-    if (parse_ulong(fds_s, &n) < 0 || n > ACTIVATION_MAX) {
+    if (parse_ulong(fds_s, &n) < 0) {
+        log_warning("socket activation: LISTEN_FDS=%s ignored (not a number)", fds_s);
+        goto done;
+    }
+    if (n > ACTIVATION_MAX) {
         log_warning("socket activation: LISTEN_FDS=%s ignored (at most %d sockets)", fds_s,
                     ACTIVATION_MAX);
+        /* Passed but not used: they must not leak into anything the daemon starts. */
+        for (unsigned long i = 0; i < n && i < 1024; i++)
+            fcntl(ACTIVATION_FD_START + (int)i, F_SETFD, FD_CLOEXEC);
         goto done;
     }
     for (unsigned long i = 0; i < n; i++) {

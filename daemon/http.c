@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "httpreq.h"
 #include "log.h"
@@ -371,8 +372,10 @@ struct http_server *http_server_open(uv_loop_t *loop, const struct endpoint *ep,
     hs->handles_open = 1;
     if (fd >= 0) {
         rc = uv_tcp_open(&hs->tcp, fd);
-        if (rc < 0)
+        if (rc < 0) {
             snprintf(err, errlen, "%s: inherited socket %d: %s", ep->text, fd, uv_strerror(rc));
+            close(fd); /* not the handle's: uv_tcp_open() did not take it */
+        }
     } else {
         if (strchr(ep->host, ':'))
             rc = uv_ip6_addr(ep->host, ep->port, (struct sockaddr_in6 *)&ss);
