@@ -46,6 +46,15 @@
 /* Entries kept at most; beyond it the least recently used idle ones go first (in-flight
  * probes stay). 10,000 results are a few tens of megabytes at most. */
 #define CACHE_MAX 10000
+/*
+ * Probes waiting for a slot, as a multiple of max_concurrent: four rounds of probes. A
+ * probe usually takes well under probe_timeout (a few round trips and one handshake), so
+ * four rounds normally start within the queue's deadline (probe_timeout, below); an asker
+ * beyond them would only wait to be dropped, and a burst of new hosts must not grow the
+ * queue without bound. When full, askers get a failure at once (QUEUE_FULL_WHY).
+ */
+#define QUEUE_FACTOR 4u
+#define QUEUE_FULL_WHY "probe queue full"
 #define NBUCKETS 1024
 #define HOST_MAX 253
 #define ADDR_MAX 46 /* INET6_ADDRSTRLEN */
@@ -60,7 +69,11 @@ enum conn_state {
     ST_QUIT,      /* the result is out; waiting for the reply to QUIT */
 };
 
-/* The probe of an entry; a cached result (res, expires) may be there in any state. */
+/*
+ * The probe of an entry; a cached result (res, expires) may be there in any state. Only
+ * E_IDLE entries are in svc->lru (the eviction order): E_QUEUED ones are in svc->queue and
+ * E_RUNNING ones belong to their connection, and neither may be evicted.
+ */
 enum entry_state { E_IDLE, E_QUEUED, E_RUNNING };
 
 struct tlsa_rec {
@@ -79,7 +92,7 @@ struct probe_req {
 
 struct entry {
     struct entry *hnext; /* hash bucket */
-    struct lru_link lru; /* svc->lru: every entry */
+    struct lru_link lru; /* svc->lru, while E_IDLE */
     struct lru_link q;   /* svc->queue, while E_QUEUED */
     struct probe_svc *svc;
     enum entry_state state;
@@ -87,6 +100,7 @@ struct entry {
     struct conn *conn;   /* while E_RUNNING */
     uint64_t expires;    /* loop time in ms: res is served until then; 0: no result yet */
     uint64_t refresh_at; /* loop time in ms: a hit from then on also probes again */
+    uint64_t queued_at;  /* loop time in ms it joined the queue, while E_QUEUED */
     uint64_t fp;         /* fingerprint of the TLSA set, part of the key */
     struct tlsa_rec tlsa[PROBE_MAX_TLSA];
     size_t ntlsa;
@@ -115,6 +129,7 @@ struct conn {
     int closing;           /* uv_close called: callbacks arriving now only free memory */
     int tls;               /* ssl is set up and carries the session */
     int hungup;            /* QUIT answered: shutting down, nothing more is read */
+    int ehlo2_read;        /* the EHLO reply after STARTTLS was read and parsed */
     const char *sync_fail; /* a failure found while starting, reported from the timer */
     uint64_t started_ms;
     mbedtls_ssl_context ssl;
@@ -135,8 +150,10 @@ struct probe_svc {
     mbedtls_x509_crt ca;
     mbedtls_ssl_config conf;
     struct entry *buckets[NBUCKETS];
-    struct lru lru;   /* every entry; head: most recently used */
-    struct lru queue; /* E_QUEUED entries: in at the head, out at the tail */
+    struct lru lru;    /* E_IDLE entries; head: most recently used */
+    struct lru queue;  /* E_QUEUED entries: in at the head, out at the tail */
+    uv_timer_t qtimer; /* the deadline of the queue's oldest entry */
+    int qtimer_open;   /* qtimer not yet closed */
     size_t nentries;
     unsigned running, queued;
     unsigned long started;
@@ -150,6 +167,7 @@ static void conn_close(struct conn *c);
 static void process(struct conn *c);
 static void on_timer(uv_timer_t *t);
 static void pump(struct probe_svc *svc);
+static void on_queue_deadline(uv_timer_t *t);
 
 /* Keys. */
 
@@ -212,18 +230,52 @@ static struct entry *find(struct probe_svc *svc, const char *host, const char *a
     return NULL;
 }
 
-/* The queue: first in, first out, on the same list code as the cache's LRU order. */
+/*
+ * The queue: first in, first out, on the same list code as the cache's LRU order. Every
+ * entry waits at most timeout_ms in it; all wait equally long, so the oldest (the tail) has
+ * the first deadline, and one timer follows it.
+ */
+
+static unsigned queue_cap(const struct probe_svc *svc)
+{
+    return QUEUE_FACTOR * svc->opts.max_concurrent;
+}
+
+static void queue_arm(struct probe_svc *svc)
+{
+    struct entry *oldest = lru_entry(svc->queue.tail, struct entry, q);
+    uint64_t now = uv_now(svc->loop), due;
+
+    if (svc->destroying)
+        return;
+    if (oldest == NULL) {
+        uv_timer_stop(&svc->qtimer);
+        return;
+    }
+    due = oldest->queued_at + svc->opts.timeout_ms;
+    uv_timer_start(&svc->qtimer, on_queue_deadline, due > now ? due - now : 0, 0);
+}
 
 static void queue_unlink(struct probe_svc *svc, struct entry *e)
 {
+    int was_oldest = svc->queue.tail == &e->q;
+
     lru_unlink(&svc->queue, &e->q);
     svc->queued--;
+    if (was_oldest)
+        queue_arm(svc);
 }
 
+/* An idle entry (out of the LRU order from now on) joins the queue. */
 static void queue_append(struct probe_svc *svc, struct entry *e)
 {
+    lru_unlink(&svc->lru, &e->lru);
+    e->state = E_QUEUED;
+    e->queued_at = uv_now(svc->loop);
     lru_push_front(&svc->queue, &e->q);
     svc->queued++;
+    if (svc->queue.tail == &e->q)
+        queue_arm(svc);
 }
 
 static void entry_free(struct probe_svc *svc, struct entry *e)
@@ -234,8 +286,9 @@ static void entry_free(struct probe_svc *svc, struct entry *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    lru_unlink(&svc->lru, &e->lru);
-    if (e->state == E_QUEUED)
+    if (e->state == E_IDLE)
+        lru_unlink(&svc->lru, &e->lru);
+    else if (e->state == E_QUEUED)
         queue_unlink(svc, e);
     while ((w = e->waiters) != NULL) {
         e->waiters = w->next;
@@ -249,23 +302,20 @@ static void entry_free(struct probe_svc *svc, struct entry *e)
 }
 
 /*
- * From the least recently used end: drop idle entries whose result has expired, and idle
- * ones while over CACHE_MAX; stop at the first live one once under it. Expired entries
- * further in are dropped when the sweep reaches them or probed again when asked for.
+ * From the least recently used end: drop entries whose result has expired, and any while
+ * over CACHE_MAX; stop at the first live one once under it. Only idle entries are in the
+ * LRU order, so the sweep never steps over probes in flight. Expired entries further in
+ * are dropped when the sweep reaches them or probed again when asked for.
  */
 static void sweep(struct probe_svc *svc)
 {
     uint64_t now = uv_now(svc->loop);
-    struct entry *e = lru_entry(svc->lru.tail, struct entry, lru), *next;
+    struct entry *e;
 
-    for (; e != NULL; e = next) {
-        next = lru_entry(e->lru.prev, struct entry, lru);
-        if (e->state != E_IDLE)
-            continue;
-        if (e->expires <= now || svc->nentries > CACHE_MAX)
-            entry_free(svc, e);
-        else if (svc->nentries <= CACHE_MAX)
+    while ((e = lru_entry(svc->lru.tail, struct entry, lru)) != NULL) {
+        if (e->expires > now && svc->nentries <= CACHE_MAX)
             break;
+        entry_free(svc, e);
     }
 }
 
@@ -301,7 +351,7 @@ static void deliver(struct probe_svc *svc, struct probe_req *list, const struct 
 
 static void svc_maybe_free(struct probe_svc *svc)
 {
-    if (!svc->destroying || svc->nconns > 0 || svc->busy > 0)
+    if (!svc->destroying || svc->nconns > 0 || svc->busy > 0 || svc->qtimer_open)
         return;
     mbedtls_ssl_config_free(&svc->conf);
     mbedtls_x509_crt_free(&svc->ca);
@@ -312,49 +362,111 @@ static void svc_maybe_free(struct probe_svc *svc)
     free(svc);
 }
 
-/* The connection's result goes to its entry's waiters and into the cache. */
+/* A result worth keeping: authenticated TLS, by PKIX or by DANE. */
+static int result_good(const struct probe_result *r)
+{
+    return r->tls_ok && (r->pkix_ok || r->dane_ok);
+}
+
+/*
+ * A failure that comes with no answer from the server (uncached): to waiters of a probe
+ * that never started, or to an asker turned away.
+ */
+static void fail_result(struct probe_result *r, const char *host, const char *addr, const char *why)
+{
+    memset(r, 0, sizeof(*r));
+    r->host = host;
+    r->addr = addr;
+    r->timed_out = 1;
+    snprintf(r->why, sizeof(r->why), "%s", why);
+}
+
+/* The queue's deadline: probes still waiting for a slot after timeout_ms are dropped. */
+static void on_queue_deadline(uv_timer_t *t)
+{
+    struct probe_svc *svc = container_of(t, struct probe_svc, qtimer);
+    struct entry *e;
+    char why[sizeof(((struct probe_result *)0)->why)];
+
+    snprintf(why, sizeof(why), "waited in the probe queue longer than probe_timeout (%u ms)",
+             svc->opts.timeout_ms);
+    /* Each pass reads the queue afresh: a callback may have cancelled or queued probes. */
+    while (!svc->destroying && (e = lru_entry(svc->queue.tail, struct entry, q)) != NULL &&
+           e->queued_at + svc->opts.timeout_ms <= uv_now(svc->loop)) {
+        struct probe_req *list = e->waiters;
+        struct probe_result res;
+        char host[HOST_MAX + 1], addr[ADDR_MAX];
+
+        /*
+         * Back to idle: a background refresh keeps its result, and a hit after refresh_at
+         * queues it again; an entry without a live result goes.
+         */
+        e->waiters = NULL;
+        queue_unlink(svc, e);
+        e->state = E_IDLE;
+        lru_push_front(&svc->lru, &e->lru);
+        memcpy(host, e->host, sizeof(host));
+        memcpy(addr, e->addr, sizeof(addr));
+        if (e->expires <= uv_now(svc->loop))
+            entry_free(svc, e);
+        if (list == NULL)
+            continue;
+        fail_result(&res, host, addr, why);
+        deliver(svc, list, &res, 0);
+    }
+    if (svc->destroying)
+        svc_maybe_free(svc);
+}
+
+/*
+ * The connection's result goes to its entry's waiters and into the cache. It replaces what
+ * was cached, also after a background refresh: the host is as it was seen now. But when a
+ * good result is still live and the refresh did not get as far as an authenticated TLS
+ * session and the EHLO reply in it (no connection, time-out, no STARTTLS, a failed
+ * handshake or certificate), the old result stays until its own expiry, and is probed
+ * again after the failure lifetime: a host that is down for a while, or a path that strips
+ * STARTTLS, does not turn a known good host into a failure for the whole probe_ttl.
+ */
 static void complete(struct conn *c)
 {
     struct entry *e = c->e;
     struct probe_svc *svc = c->svc;
     struct probe_req *list;
-    uint64_t ttl;
+    struct probe_result res;
+    uint64_t ttl, fail_ttl, now;
 
     if (e == NULL)
         return;
     c->e = NULL;
     e->conn = NULL;
     c->res.elapsed_ms = uv_hrtime() / 1000000 - c->started_ms;
-    e->res = c->res;
-    e->res.host = e->host;
-    e->res.addr = e->addr;
+    res = c->res;
+    res.host = c->host; /* the entry's key, copied when the probe started */
+    res.addr = c->addr;
     e->state = E_IDLE;
-    /*
-     * The result replaces what was cached, also after a background refresh and whatever
-     * it says: the host is as it was seen now. A probe that got no connection or ran out
-     * of time is remembered briefly. From half its lifetime on, a hit also refreshes it.
-     */
+    lru_push_front(&svc->lru, &e->lru);
+    now = uv_now(svc->loop);
     ttl = svc->opts.ttl_ms;
-    if ((!c->res.connected || c->res.timed_out) && ttl > FAIL_TTL_MS)
-        ttl = FAIL_TTL_MS;
-    e->expires = uv_now(svc->loop) + ttl;
-    e->refresh_at = uv_now(svc->loop) + ttl / 2;
+    fail_ttl = ttl < FAIL_TTL_MS ? ttl : FAIL_TTL_MS;
+    if (e->expires > now && result_good(&e->res) && !(result_good(&c->res) && c->ehlo2_read)) {
+        e->refresh_at = now + fail_ttl;
+    } else {
+        /* A probe that got no connection or ran out of time is remembered briefly. From
+         * half its lifetime on, a hit also refreshes it. */
+        if (!c->res.connected || c->res.timed_out)
+            ttl = fail_ttl;
+        e->res = c->res;
+        e->res.host = e->host;
+        e->res.addr = e->addr;
+        e->expires = now + ttl;
+        e->refresh_at = now + ttl / 2;
+    }
     list = e->waiters;
     e->waiters = NULL;
-    if (ttl == 0) {
-        struct probe_result copy = e->res;
-        char host[HOST_MAX + 1], addr[ADDR_MAX];
-
-        /* Not cached: the entry goes now, the result from a copy. */
-        memcpy(host, e->host, sizeof(host));
-        memcpy(addr, e->addr, sizeof(addr));
-        copy.host = host;
-        copy.addr = addr;
+    /* Not cached: the entry goes now; the result is delivered from the connection's copy. */
+    if (ttl == 0)
         entry_free(svc, e);
-        deliver(svc, list, &copy, 0);
-    } else {
-        deliver(svc, list, &e->res, 0);
-    }
+    deliver(svc, list, &res, 0);
     svc_maybe_free(svc);
 }
 
@@ -718,6 +830,7 @@ static void on_reply(struct conn *c)
             snprintf(c->res.why + off, sizeof(c->res.why) - off,
                      "EHLO after STARTTLS refused: %d %s", r->code, esc);
         } else {
+            c->ehlo2_read = 1;
             c->res.caps = caps.flags;
             /* RFC 8689 4.2.1 step 5: REQUIRETLS in the EHLO reply after STARTTLS. */
             c->res.requiretls_advertised = (caps.flags & EHLO_CAP_REQUIRETLS) != 0;
@@ -1031,8 +1144,8 @@ static void pump(struct probe_svc *svc)
     while (!svc->destroying && svc->running < svc->opts.max_concurrent && svc->queue.tail != NULL) {
         struct entry *e = lru_entry(svc->queue.tail, struct entry, q);
 
-        queue_unlink(svc, e);
         e->state = E_RUNNING;
+        queue_unlink(svc, e);
         svc->running++;
         conn_start(svc, e);
     }
@@ -1100,14 +1213,16 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
 
         /*
          * A hit, also while a refresh runs. Past half its lifetime the result is probed
-         * again in the background (no waiter; the queue bounds it like any probe), so a
-         * host in use stays cached and its next asker does not wait.
+         * again in the background (no waiter; the queue bounds it like any probe, and when
+         * it is full a later hit tries again), so a host in use stays cached and its next
+         * asker does not wait.
          */
-        lru_touch(&svc->lru, &e->lru);
-        if (e->state == E_IDLE && now >= e->refresh_at) {
-            e->state = E_QUEUED;
-            queue_append(svc, e);
-            pump(svc);
+        if (e->state == E_IDLE) {
+            lru_touch(&svc->lru, &e->lru);
+            if (now >= e->refresh_at && svc->queued < queue_cap(svc)) {
+                queue_append(svc, e);
+                pump(svc);
+            }
         }
         /* The callback may destroy svc: nothing of it is touched afterwards. */
         memcpy(rhost, e->host, sizeof(rhost));
@@ -1115,6 +1230,21 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
         res.host = rhost;
         res.addr = raddr;
         res.from_cache = 1;
+        cb(arg, &res);
+        return NULL;
+    }
+    /*
+     * A probe that would have to queue behind a full queue: a failure at once, not cached
+     * (the next asker may find room). A probe already running or queued is joined instead.
+     */
+    if ((e == NULL || e->state == E_IDLE) && svc->queued >= queue_cap(svc)) {
+        struct probe_result res;
+        char why[sizeof(res.why)];
+
+        snprintf(why, sizeof(why),
+                 QUEUE_FULL_WHY ": %u probes wait behind %u running (probe_max_concurrent %u)",
+                 svc->queued, svc->running, svc->opts.max_concurrent);
+        fail_result(&res, host, norm, why);
         cb(arg, &res);
         return NULL;
     }
@@ -1145,8 +1275,6 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
         svc->buckets[bucket(e->host, e->addr, fp)] = e;
         svc->nentries++;
         lru_push_front(&svc->lru, &e->lru);
-    } else {
-        lru_touch(&svc->lru, &e->lru);
     }
 
     w = xcalloc(1, sizeof(*w));
@@ -1160,7 +1288,6 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
     e->waiters = w;
     if (e->state == E_IDLE) {
         /* New, or an expired result: probe again, now or when a slot frees up. */
-        e->state = E_QUEUED;
         queue_append(svc, e);
         pump(svc);
     }
@@ -1254,6 +1381,8 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
     /* RFC 8996: TLS 1.2 at least. */
     mbedtls_ssl_conf_min_version(&svc->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
+    uv_timer_init(loop, &svc->qtimer);
+    svc->qtimer_open = 1;
     return svc;
 
 fail:
@@ -1268,16 +1397,35 @@ fail_early:
     return NULL;
 }
 
+static void on_qtimer_closed(uv_handle_t *h)
+{
+    struct probe_svc *svc = container_of((uv_timer_t *)h, struct probe_svc, qtimer);
+
+    svc->qtimer_open = 0;
+    svc_maybe_free(svc);
+}
+
 void probe_svc_destroy(struct probe_svc *svc)
 {
     if (svc == NULL || svc->destroying)
         return;
     svc->destroying = 1;
-    /* Pending requests go without callbacks; entries go now, connections when closed. */
+    /*
+     * Pending requests go without callbacks; entries go now (queued ones, running ones
+     * through their connections, then the idle ones), connections and the queue's timer
+     * when closed.
+     */
+    while (svc->queue.head != NULL)
+        entry_free(svc, lru_entry(svc->queue.head, struct entry, q));
+    for (struct conn *c = svc->conns; c != NULL; c = c->next)
+        if (c->e != NULL)
+            entry_free(svc, c->e);
     while (svc->lru.head != NULL)
         entry_free(svc, lru_entry(svc->lru.head, struct entry, lru));
     while (svc->conns != NULL)
         conn_close(svc->conns);
+    uv_timer_stop(&svc->qtimer);
+    uv_close((uv_handle_t *)&svc->qtimer, on_qtimer_closed);
     svc_maybe_free(svc);
 }
 

@@ -7,9 +7,18 @@
  * advertised, and QUITs. libuv carries the bytes, mbedTLS does TLS over a memory BIO.
  * Results are cached per host, address and TLSA set; concurrent askers share one probe.
  * A cached result past half its lifetime is still delivered at once, and the hit also
- * starts a background probe whose result, success or failure, replaces it: a host in use
- * stays cached and its askers do not wait. The cache keeps at most 10,000 entries and
- * evicts the least recently used first.
+ * starts a background probe whose result replaces it: a host in use stays cached and its
+ * askers do not wait. One exception: when the cached result was good (TLS authenticated
+ * by PKIX or DANE) and the refresh did not get as far as an authenticated TLS session and
+ * the EHLO reply in it (no connection, time-out, no STARTTLS, a failed handshake or
+ * certificate), the good result stays until its own expiry and is probed again after the
+ * short failure lifetime (5 minutes, or probe_ttl when shorter); a refresh that did reach
+ * that point replaces it whatever it says (REQUIRETLS no longer advertised is a change).
+ * The cache keeps at most 10,000 entries and evicts the least recently used first.
+ * Probes beyond max_concurrent wait in a queue of at most 4 * max_concurrent probes, each
+ * for at most timeout_ms: an asker that finds the queue full, or whose probe is still
+ * queued after timeout_ms, gets an uncached failure with timed_out set ("probe queue
+ * full", "waited in the probe queue longer than probe_timeout").
  */
 #ifndef DAEMON_PROBE_H
 #define DAEMON_PROBE_H
@@ -29,10 +38,12 @@ struct probe_req;
 struct probe_opts {
     const char *ca_file;     /* PEM bundle for PKIX; NULL or "": PROBE_SYSTEM_CA_FILE */
     const char *helo_name;   /* EHLO argument; NULL or "": gethostname() */
-    unsigned timeout_ms;     /* one whole probe, connect to the EHLO after STARTTLS; 0: 10 s */
+    unsigned timeout_ms;     /* one whole probe, connect to the EHLO after STARTTLS, and the
+                                longest wait in the queue; 0: 10 s */
     unsigned ttl_ms;         /* results are served from the cache this long (refreshed in the
                                 background when asked for after half of it); 0: not cached */
-    unsigned max_concurrent; /* probes running at once, more wait in a queue; 0: 20 */
+    unsigned max_concurrent; /* probes running at once, at most 4 times as many more wait in
+                                a queue; 0: 20 */
     unsigned port;           /* 25 except in tests; 0: 25 */
 };
 
@@ -55,7 +66,8 @@ struct probe_result {
     int pkix_ok;               /* the certificate chains to the CA bundle and names host */
     int dane_ok;               /* the certificate matched one of the TLSA records */
     int requiretls_advertised; /* REQUIRETLS in the EHLO reply after STARTTLS */
-    int timed_out;             /* the probe ran out of time (why says in which step) */
+    int timed_out;             /* the probe ran out of time (why says in which step), or
+                                  never started: the queue was full or its wait too long */
     unsigned ntlsa;            /* TLSA records the DANE check had (0: DANE not tried) */
     unsigned caps;             /* EHLO_CAP_* of the last EHLO reply read */
     char tls_version[16];      /* "TLSv1.2"..., or "" */
@@ -82,8 +94,9 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
 
 /*
  * probe_svc_destroy - drop pending probes without callbacks (their probe_req pointers die
- * with them), close every connection; the memory goes from the last close callback (at once
- * when no connection is open). Safe at any time, also from a probe callback. NULL is ignored.
+ * with them), close every connection and the queue's timer; the memory goes from the last
+ * close callback, so the loop must run once more. Safe at any time, also from a probe
+ * callback. NULL is ignored.
  */
 void probe_svc_destroy(struct probe_svc *svc);
 
@@ -92,9 +105,10 @@ void probe_svc_destroy(struct probe_svc *svc);
  * and the PKIX reference identity) at addr (a numeric IPv4 or IPv6 address) with the
  * host's usable TLSA records (ntlsa may be 0; at most PROBE_MAX_TLSA are used; copied).
  * A result cached for the same host, address and TLSA set, or a failure to start (bad
- * arguments), is delivered before this returns, and the result is NULL; a cached result
- * past half its lifetime also queues a background probe of the same key (without waiter,
- * under max_concurrent like any probe) unless one is running or queued. Otherwise the
+ * arguments; a full queue: "probe queue full", timed_out set, not cached), is delivered
+ * before this returns, and the result is NULL; a cached result past half its lifetime also
+ * queues a background probe of the same key (without waiter, under max_concurrent like any
+ * probe; not when the queue is full) unless one is running or queued. Otherwise the
  * request is returned for probe_cancel(), valid until its callback runs; a probe of the same
  * host, address and TLSA set already running or queued is shared. NULL without a callback
  * when svc is being destroyed.

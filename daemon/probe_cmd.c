@@ -29,6 +29,9 @@
 /* Addresses probed per MX host (Postfix's smtp_mx_address_limit counts all of a domain's;
  * a few per host are enough to see how each behaves). */
 #define MAX_ADDRS 4
+/* --connect addresses: more than a host has, so tests can fill the probe queue (probe.c
+ * takes 4 * probe_max_concurrent waiting probes, 5 in all at probe_max_concurrent=1). */
+#define MAX_CONNECT 8
 /* --repeat: the same probe started this many times at once (shows the sharing). */
 #define MAX_REPEAT 8
 #define ADDR_LEN 46
@@ -59,10 +62,10 @@ struct host {
     struct probe_tlsa tlsa[DANE_MAX_TLSA + PROBE_MAX_TLSA];
     size_t ntlsa;
     struct aslot a, aaaa;
-    char addrs[MAX_ADDRS][ADDR_LEN];
+    char addrs[MAX_CONNECT][ADDR_LEN];
     unsigned naddrs;
     char why[200]; /* why it has no address to probe */
-    struct target t[MAX_ADDRS * MAX_REPEAT];
+    struct target t[MAX_CONNECT * MAX_REPEAT];
     unsigned nt;
 };
 
@@ -534,7 +537,7 @@ int probe_main(int argc, char **argv)
         {"wait", required_argument, NULL, 'W'},
         {NULL, 0, NULL, 0},
     };
-    const char *connect[MAX_ADDRS];
+    const char *connect[MAX_CONNECT];
     size_t nconnect = 0, ntlsa = 0;
     struct probe_tlsa tlsa[PROBE_MAX_TLSA];
     static uint8_t tlsa_buf[PROBE_MAX_TLSA][4096];
@@ -565,8 +568,8 @@ int probe_main(int argc, char **argv)
             }
             break;
         case 'C':
-            if (nconnect == MAX_ADDRS) {
-                fprintf(stderr, "tlspolicyd: at most %d --connect addresses\n", MAX_ADDRS);
+            if (nconnect == MAX_CONNECT) {
+                fprintf(stderr, "tlspolicyd: at most %d --connect addresses\n", MAX_CONNECT);
                 cmdline_free(&cl);
                 return 2;
             }

@@ -4,8 +4,9 @@ with the verdict draft-ietf-uta-smtp-require-tls-06 / RFC 8689 4.2.1 asks for, a
 SMTP servers of this test's own on 127.0.50.N with a throwaway PKI (root, intermediate,
 leaves) for what the lab does not play: DANE-TA and DANE-EE variants, a refused STARTTLS,
 a silent server, plaintext injected after STARTTLS, over-long lines, shared in-flight
-probes, the result cache and its refresh in the background, the concurrency bound, and
-destroying the service mid-probe.
+probes, the result cache and its refresh in the background (a failed refresh keeps a good
+result, a completed one replaces it), the concurrency bound, the probe queue's bound and
+deadline, and destroying the service mid-probe.
 Every run must exit without sanitizer reports and with its loop closed."""
 import hashlib
 import json
@@ -121,6 +122,30 @@ def lab_domains():
     check_true("lab text: mx1 not ok", len(lines) > 1 and "mx 10 mx1.mixed-rtls.sts.test "
                "[127.0.40.2]: REQUIRETLS not ok" in lines[1], lines)
     check_true("lab text: mx2 ok", len(lines) > 2 and "REQUIRETLS ok" in lines[2], lines)
+
+    # Lookups that give up on the probe (lookup_timeout < probe_timeout, one probe slot held
+    # by the stalling MX): the first abandons its running probe, the next ones theirs still
+    # queued, which go from the queue (lookup.c on_deadline, rtls_cancel). No sanitizer
+    # report, and the loop closes.
+    cmd = [TLSPOLICYD, "query", "--json", "--map", "requiretls"]
+    for o in BASE + [f"probe_ca_file={os.environ['LAB_CA_FILE']}",
+                     f"sts_ca_file={os.environ['LAB_CA_FILE']}", "sts_allow_private=yes",
+                     "lookup_timeout=1s", "probe_timeout=4s", "probe_max_concurrent=1"]:
+        cmd += ["-o", o]
+    t0 = time.time()
+    p = subprocess.run(cmd + ["stall.sts.test", "rtls.sts.test", "rtls.sts.test"],
+                       capture_output=True, text=True, timeout=60)
+    secs = time.time() - t0
+    check_true("lab query behind a stalled probe: no sanitizer report, loop closed",
+               "Sanitizer" not in p.stderr and "runtime error" not in p.stderr and
+               "handles left open" not in p.stderr, p.stderr[-2000:])
+    try:
+        answers = [d["answer"] for d in json.loads(p.stdout)]
+    except (ValueError, KeyError, TypeError):
+        answers = p.stdout[-500:]
+    check("lab query behind a stalled probe: each lookup times out",
+          answers, ["DNS lookups did not finish within lookup_timeout (1000 ms)"] * 3)
+    check_true("lab query behind a stalled probe: bounded", secs < 8, secs)
 
     # What smtplab.py saw: our EHLO name, SNI, and a QUIT in each session.
     log = open(os.environ["LAB_SMTP_LOG"], errors="replace").read()
@@ -255,6 +280,8 @@ class Server(threading.Thread):
             return
         if b == "slowbanner":
             time.sleep(0.4)
+        if b == "noquit":
+            time.sleep(0.3)
         if b == "badbanner":
             c.sendall(b"554 5.7.1 go away\r\n")
             c.recv(100)
@@ -272,7 +299,11 @@ class Server(threading.Thread):
                     c.sendall(b"250-own.test\r\n250-X" + b"y" * 600 + b"\r\n250 STARTTLS\r\n")
                     continue
                 caps = [b"own.test", b"PIPELINING", b"SIZE 1000"]
-                caps.append(b"REQUIRETLS" if tls else b"STARTTLS")
+                # "dropping": REQUIRETLS in the first session only (a real change of the host).
+                if not tls:
+                    caps.append(b"STARTTLS")
+                elif b != "dropping" or self.stats.conns == 1:
+                    caps.append(b"REQUIRETLS")
                 c.sendall(b"".join(b"250-" + x + b"\r\n" for x in caps[:-1]) +
                           b"250 " + caps[-1] + b"\r\n")
             elif cmd == b"STARTTLS" and not tls:
@@ -286,6 +317,10 @@ class Server(threading.Thread):
                 c = self.ctx.wrap_socket(c, server_side=True)
                 f = c.makefile("rb")
                 tls = True
+            elif cmd == b"QUIT" and b == "noquit":
+                # Holds the client's slot until its QUIT grace runs out.
+                time.sleep(5)
+                return
             elif cmd == b"QUIT":
                 with self.stats.lock:
                     self.stats.quits += 1
@@ -306,7 +341,8 @@ def own_servers():
     root = os.path.join(tmp, "root.pem")
     addr = {n: f"127.0.50.{i}" for i, n in enumerate(
         ["good", "wrongname", "refuse", "silent", "badbanner", "longline", "inject",
-         "slow1", "slow2", "slow3", "slow4", "silent2", "fading"], start=1)}
+         "slow1", "slow2", "slow3", "slow4", "silent2", "fading", "noquit", "dropping",
+         "queued1", "queued2"] + [f"stall{i}" for i in range(1, 9)], start=1)}
     good = Server(addr["good"], "rtls", "good")
     Server(addr["wrongname"], "rtls", "wrong")
     Server(addr["refuse"], "refuse", "good")
@@ -316,6 +352,10 @@ def own_servers():
     Server(addr["longline"], "longline", "good")
     Server(addr["inject"], "inject", "good")
     fading = Server(addr["fading"], "fading", "good")
+    dropping = Server(addr["dropping"], "dropping", "good")
+    Server(addr["noquit"], "noquit", "good")
+    queued = [Server(addr[n], "silent") for n in ("queued1", "queued2")]
+    stalls = [Server(addr[f"stall{i}"], "silent") for i in range(1, 9)]
     slow = Stats()
     for n in ("slow1", "slow2", "slow3", "slow4"):
         Server(addr[n], "slowbanner", "good", stats=slow)
@@ -417,22 +457,37 @@ def own_servers():
     time.sleep(0.3)
     check("own: every session ended with QUIT", good.stats.quits, good.stats.conns)
 
-    # Refresh in the background (probe_ttl=4s, asked every 1.5 s): at 1.5 s the cached result
-    # is simply answered; at 3 s, past half its lifetime, it is answered at once and probed
-    # again behind the answer; at 4.5 s, after the first result expired, the cache has the
-    # refreshed one, here a failure, which replaced it (and is not refreshed yet itself).
-    rc, out, err, secs = probe(port + ["--connect", addr["fading"], "--wait", "1500"] +
-                               ["mx.own.test"] * 4, ["probe_ttl=4s"], ca=root)
+    # Refresh in the background (probe_ttl=6s, asked every 1.7 s): at 1.7 s the cached result
+    # is simply answered; at 3.4 s, past half its lifetime, it is answered at once and probed
+    # again behind the answer, and that refresh fails (STARTTLS refused). The good result is
+    # not replaced by the failure: at 5.1 s it is still answered from the cache, until its own
+    # expiry; at 6.8 s, expired, the host is probed again and the failure goes to the asker.
+    rc, out, err, secs = probe(port + ["--connect", addr["fading"], "--wait", "1700"] +
+                               ["mx.own.test"] * 5, ["probe_ttl=6s"], ca=root)
     hs = [d["hosts"][0] for d in out or []]
-    check("own refresh: probed, then answered from the cache three times",
-          [x["from_cache"] for x in hs], [False, True, True, True])
-    check("own refresh: the old result until the refresh, then the refreshed failure",
+    check("own refresh failure: probed, answered from the cache three times, probed again",
+          [x["from_cache"] for x in hs], [False, True, True, True, False])
+    check("own refresh failure: the good result kept until its expiry, then the failure",
           [(x["tls"], x["requiretls"], x["ok"]) for x in hs],
-          [(True, True, True)] * 3 + [(False, False, False)])
-    check_true("own refresh: the refreshed result says why",
-               len(hs) == 4 and "STARTTLS refused: 454" in hs[3]["why"], hs[3:])
-    check("own refresh: two connections, the probe and one refresh", fading.stats.conns, 2)
-    check("own refresh: exit status follows the last answer", rc, 1)
+          [(True, True, True)] * 4 + [(False, False, False)])
+    check_true("own refresh failure: the new probe says why",
+               len(hs) == 5 and "STARTTLS refused: 454" in hs[4]["why"], hs[4:])
+    check("own refresh failure: three connections (probe, refresh, probe)",
+          fading.stats.conns, 3)
+    check("own refresh failure: exit status follows the last answer", rc, 1)
+
+    # A refresh that completes an authenticated TLS session replaces the result, whatever it
+    # says: here REQUIRETLS is no longer advertised.
+    rc, out, err, secs = probe(port + ["--connect", addr["dropping"], "--wait", "1700"] +
+                               ["mx.own.test"] * 4, ["probe_ttl=6s"], ca=root)
+    hs = [d["hosts"][0] for d in out or []]
+    check("own refresh change: probed, then answered from the cache three times",
+          [x["from_cache"] for x in hs], [False, True, True, True])
+    check("own refresh change: REQUIRETLS until the refresh, then the refreshed result",
+          [(x["tls"], x["pkix"], x["requiretls"]) for x in hs],
+          [(True, True, True)] * 3 + [(True, True, False)])
+    check("own refresh change: two connections, the probe and one refresh",
+          dropping.stats.conns, 2)
 
     # probe_max_concurrent bounds connections at once; the rest wait their turn.
     args = port + sum((["--connect", addr[n]] for n in ("slow1", "slow2", "slow3", "slow4")), [])
@@ -441,6 +496,47 @@ def own_servers():
     check("own concurrency: four results, all ok", [x["ok"] for x in h], [True] * 4)
     check("own concurrency: at most two at once", slow.max_active, 2)
     check_true("own concurrency: queued ones waited", secs >= 0.8, secs)
+
+    # The queue's bound: 4 * probe_max_concurrent probes wait; beyond them an asker is told at
+    # once, without a connection and without caching it.
+    args = port + sum((["--connect", addr[f"stall{i}"]] for i in range(1, 9)), [])
+    rc, out, err, secs = probe(args + ["mx.own.test"],
+                               ["probe_max_concurrent=1", "probe_timeout=1s"], ca=root)
+    h = out[0]["hosts"] if out else []
+    full = [x["address"] for x in h if "probe queue full" in x["why"]]
+    check("own queue full: the last three of eight are turned away", full,
+          [addr[f"stall{i}"] for i in (6, 7, 8)])
+    check("own queue full: a failure at once, counted as a time-out",
+          [(x["timed_out"], x["connected"], x["elapsed_ms"], x["from_cache"]) for x in h
+           if "probe queue full" in x["why"]], [(True, False, 0, False)] * 3)
+    time.sleep(0.3)
+    check("own queue full: no connection for them", [s.stats.conns for s in stalls[5:]],
+          [0, 0, 0])
+    check("own queue full: the first one ran", stalls[0].stats.conns, 1)
+    check_true("own queue full: the queued ones bounded by the queue deadline", secs < 6, secs)
+    rc, out, err, _ = probe(port + ["--connect", addr["good"], "--connect", addr["good"],
+                                    "mx.own.test"], ["probe_max_concurrent=1"], ca=root)
+    h = out[0]["hosts"] if out else []
+    check("own queue: the same probe twice is one, not a second queue place",
+          [x["ok"] for x in h], [True, True])
+
+    # The queue's deadline: with one slot, held by a probe whose server never answers QUIT
+    # (the slot is free only after the QUIT grace, here probe_timeout), the probes queued
+    # behind it are dropped after probe_timeout in the queue, without a connection.
+    args = port + ["--connect", addr["noquit"], "--connect", addr["queued1"],
+                   "--connect", addr["queued2"]]
+    rc, out, err, secs = probe(args + ["mx.own.test"],
+                               ["probe_max_concurrent=1", "probe_timeout=1s"], ca=root)
+    h = out[0]["hosts"] if out else []
+    check("own queue deadline: the running probe completes", [x["ok"] for x in h[:1]], [True])
+    check("own queue deadline: the queued ones time out without a connection",
+          [(x["timed_out"], x["connected"], x["from_cache"]) for x in h[1:]],
+          [(True, False, False)] * 2)
+    check_true("own queue deadline: why says so", len(h) == 3 and all(
+        "waited in the probe queue longer than probe_timeout (1000 ms)" in x["why"]
+        for x in h[1:]), [x["why"] for x in h])
+    check("own queue deadline: their servers saw nobody", [q.stats.conns for q in queued], [0, 0])
+    check_true("own queue deadline: answered after about probe_timeout", secs < 4, secs)
 
     # Destroying the service with probes in flight: no callbacks, no leaks, loop closed.
     rc, out, err, secs = probe(port + ["--connect", addr["silent2"], "--repeat", "3",
