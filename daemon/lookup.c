@@ -192,6 +192,27 @@ static void flight_free(struct lookup_svc *svc, struct flight *fl)
     free(fl);
 }
 
+static void advance(struct flight *fl);
+
+/*
+ * A flight nobody waits for any more (its last waiter timed out). The DANE walk and the
+ * MTA-STS discovery go on and fill their caches, each bounded by its own timeouts, and
+ * their completion frees the flight (advance()). The probe wait stops: rtls_cancel() drops
+ * the flight's probes still queued (a running one still fills the probe cache), and a later
+ * waiter starts it again. A flight with nothing left pending goes now, as no completion
+ * would come to free it.
+ */
+static void abandon(struct lookup_svc *svc, struct flight *fl)
+{
+    if (fl->rl != NULL) {
+        rtls_cancel(fl->rl);
+        fl->rl = NULL;
+        fl->started &= ~(unsigned)ENGINE_NEED_PROBE;
+    }
+    if (fl->dl == NULL && fl->sl == NULL && fl->rl == NULL)
+        flight_free(svc, fl);
+}
+
 static void on_deadline(uv_timer_t *t)
 {
     struct lookup_svc *svc = t->data;
@@ -202,10 +223,28 @@ static void on_deadline(uv_timer_t *t)
     snprintf(reason, sizeof(reason), "DNS lookups did not finish within lookup_timeout (%u ms)",
              svc->timeout_ms);
     while ((w = svc->deadline_head) != NULL && w->deadline <= now) {
-        /* The flight goes on without this waiter: its answers will still fill the cache. */
+        struct flight *fl = w->fl;
+        int nested = fl->advancing;
+
+        /*
+         * The flight goes on without this waiter. While the answer's callback runs the
+         * flight is held as advance() holds it: a lookup of the same domain started from
+         * the callback joins it and only marks it for another pass, so it cannot be freed
+         * under us. Then that pass runs, or the flight is abandoned when nobody is left.
+         */
         unlink_waiter(svc, w);
+        fl->advancing = 1;
         finish_waiter(svc, w, reason);
         free(w);
+        fl->advancing = nested;
+        if (nested)
+            continue; /* the pass on the stack sees to it */
+        if (fl->waiters != NULL) {
+            if (fl->again)
+                advance(fl);
+        } else {
+            abandon(svc, fl);
+        }
     }
     arm(svc);
 }
@@ -450,7 +489,7 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     if (svc->fetch == NULL)
         return -1;
     if (cfg->state_dir[0] != '\0') {
-        svc->store = store_open(cfg->state_dir, owner, group, err, errlen);
+        svc->store = store_open(svc->loop, cfg->state_dir, owner, group, err, errlen);
         if (svc->store == NULL)
             return -1;
     }
@@ -492,6 +531,7 @@ void lookup_mtasts_opts(const struct config *cfg, struct mtasts_opts *mo)
     mo->allow_private = cfg->sts_allow_private;
     mo->fail_ttl_s = cfg->sts_fail_ttl_ms / 1000;
     mo->recheck_s = cfg->sts_recheck_ms / 1000;
+    mo->cache_max = cfg->sts_cache_size;
 }
 
 void lookup_svc_close(struct lookup_svc *svc)
