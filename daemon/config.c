@@ -423,6 +423,12 @@ static int set_sts_recheck(struct config *cfg, const char *value, const char **w
     return set_duration(&cfg->sts_recheck_ms, value, 0, why);
 }
 
+static int set_sts_cache_size(struct config *cfg, const char *value, const char **why)
+{
+    return set_bounded(&cfg->sts_cache_size, value, 1, 10000000,
+                       "expected a number of entries from 1 to 10000000", why);
+}
+
 static int set_probe_ca_file(struct config *cfg, const char *value, const char **why)
 {
     (void)why;
@@ -571,6 +577,8 @@ static const struct key keys[] = {
      "a failed MTA-STS discovery or fetch is not retried for this long"},
     {"sts_recheck", "5m", set_sts_recheck,
      "a cached policy's TXT id is checked again, behind the answer, after this long"},
+    {"sts_cache_size", "20000", set_sts_cache_size,
+     "MTA-STS domains kept in memory; remembered failures go first, policies in force never"},
     {"requiretls_probe", "yes", set_requiretls_probe,
      "yes: REQUIRETLS answers name only MX hosts that the probe saw advertise REQUIRETLS "
      "after STARTTLS with an authenticated certificate"},
@@ -754,6 +762,7 @@ void config_print(const struct config *cfg, FILE *fp)
     fprintf(fp, "sts_fetch_timeout = %ums\n", cfg->sts_fetch_timeout_ms);
     fprintf(fp, "sts_fail_ttl = %ums\n", cfg->sts_fail_ttl_ms);
     fprintf(fp, "sts_recheck = %ums\n", cfg->sts_recheck_ms);
+    fprintf(fp, "sts_cache_size = %u\n", cfg->sts_cache_size);
     fprintf(fp, "requiretls_probe = %s\n", cfg->requiretls_probe ? "yes" : "no");
     fprintf(fp, "sts_enforce_testing = %s\n", cfg->sts_enforce_testing ? "yes" : "no");
     fprintf(fp, "sts_postfix_attributes = %s\n", cfg->sts_postfix_attributes ? "yes" : "no");

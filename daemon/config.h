@@ -45,6 +45,7 @@ struct config {
     unsigned sts_fetch_timeout_ms;   /* a whole policy fetch */
     unsigned sts_fail_ttl_ms;        /* a failed discovery or fetch is remembered this long */
     unsigned sts_recheck_ms;
+    unsigned sts_cache_size; /* MTA-STS cache entries; only remembered failures are evicted */
     int sts_enforce_testing; /* policy map: mode testing answered like enforce */
     int sts_postfix_attributes;
     /* Postfix 3.10+ TLSRPT attributes in STS answers */ /* a cached policy's TXT id is checked

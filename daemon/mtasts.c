@@ -4,6 +4,8 @@
  * policy host's addresses (vetted: SPEC 7), the fetch (3.3) and the parse (3.2). Lookups
  * that arrive while work runs wait on the entry; a cached policy answers at once and, when
  * its TXT id has not been checked for recheck_s, starts the work in the background.
+ * The cache is bounded by cache_max: remembered failures are evicted least recently used
+ * first, policies in force never (5.1). Records are written through to the store.
  */
 #include "mtasts.h"
 
@@ -20,6 +22,7 @@
 #include "escape.h"
 #include "fetch.h"
 #include "log.h"
+#include "lru.h"
 #include "metrics.h"
 #include "resolver.h"
 #include "store.h"
@@ -31,6 +34,9 @@
 #define POLICY_PATH "/.well-known/mta-sts.txt"
 /* TXT records longer than this are not STS records (the grammar's fields are short). */
 #define TXT_MAX 1024
+/* The hash table starts with this many buckets (a power of two) and doubles past one entry
+ * per bucket. */
+#define BUCKETS_MIN 1024
 
 struct entry;
 
@@ -64,6 +70,8 @@ struct entry {
     int used;              /* a lookup was answered from the policy since it was fetched */
     struct work *work;
     struct mtasts_lookup *waiters;
+    struct lru_link idle; /* on svc->idle while evictable (see idle_update) */
+    int on_idle;
     char domain[DOMAIN_MAX + 1];
 };
 
@@ -75,6 +83,11 @@ struct mtasts_svc {
     struct mtasts_opts opts;
     struct entry **buckets;
     size_t nbuckets;
+    /* Kept as entries come and go, so a scrape of /metrics walks nothing. */
+    unsigned long nentries, npolicies;
+    /* Entries that may be evicted, least recently used at the tail. */
+    struct lru idle;
+    int full_logged; /* the cap was passed by policies in force alone (logged once) */
     unsigned long completions, fetches;
     uv_timer_t sweep;
 };
@@ -118,26 +131,112 @@ static struct entry *find(struct mtasts_svc *svc, const char *domain)
     return e;
 }
 
+/* Every change of an entry's state goes through here, for the policies gauge. */
+static void set_state(struct entry *e, enum mtasts_state state)
+{
+    if (e->f.state == MTASTS_POLICY)
+        e->svc->npolicies--;
+    if (state == MTASTS_POLICY)
+        e->svc->npolicies++;
+    e->f.state = state;
+}
+
+/*
+ * An entry may be evicted when it holds no policy (RFC 8461 5.1: a policy in force is
+ * kept until it expires), no work and no waiters: then it only remembers a failure. Called
+ * whenever one of the three changes; keeps e on svc->idle exactly when it may go.
+ */
+static void idle_update(struct entry *e)
+{
+    int idle = e->f.state != MTASTS_POLICY && e->work == NULL && e->waiters == NULL;
+
+    if (idle && !e->on_idle)
+        lru_push_front(&e->svc->idle, &e->idle);
+    else if (!idle && e->on_idle)
+        lru_unlink(&e->svc->idle, &e->idle);
+    e->on_idle = idle;
+}
+
+static void entry_free(struct entry *e)
+{
+    struct mtasts_svc *svc = e->svc;
+    struct entry **pp = slot_of(svc, e->domain);
+
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    if (e->on_idle)
+        lru_unlink(&svc->idle, &e->idle);
+    if (e->f.state == MTASTS_POLICY)
+        svc->npolicies--;
+    svc->nentries--;
+    free(e);
+}
+
+/* Double the buckets, so chains stay short however many domains the cache holds. */
+static void grow(struct mtasts_svc *svc)
+{
+    size_t n = svc->nbuckets * 2;
+    struct entry **b = xcalloc(n, sizeof(*b));
+
+    for (size_t i = 0; i < svc->nbuckets; i++) {
+        struct entry *e, *next;
+
+        for (e = svc->buckets[i]; e != NULL; e = next) {
+            struct entry **slot = &b[hash(e->domain) & (n - 1)];
+
+            next = e->hnext;
+            e->hnext = *slot;
+            *slot = e;
+        }
+    }
+    free(svc->buckets);
+    svc->buckets = b;
+    svc->nbuckets = n;
+}
+
+/*
+ * Room for one more entry under sts_cache_size: the least recently used remembered
+ * failures go first. Policies in force are never evicted (RFC 8461 5.1); when they alone
+ * fill the cache it grows past the cap rather than drop one, and says so once.
+ */
+static void make_room(struct mtasts_svc *svc)
+{
+    unsigned long cap = svc->opts.cache_max ? svc->opts.cache_max : MTASTS_CACHE_MAX_DEFAULT;
+
+    while (svc->nentries >= cap && svc->idle.tail != NULL) {
+        struct entry *v = lru_entry(svc->idle.tail, struct entry, idle);
+
+        log_debug("mta-sts: cache full (sts_cache_size %lu): %s forgotten", cap, v->domain);
+        metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_EVICTION);
+        entry_free(v);
+    }
+    if (svc->nentries >= cap && !svc->full_logged) {
+        log_warning("mta-sts: %lu entries, %lu of them policies in force: the cache grows past "
+                    "sts_cache_size %lu rather than drop a policy (RFC 8461 5.1); logged once",
+                    svc->nentries, svc->npolicies, cap);
+        svc->full_logged = 1;
+    }
+}
+
+/* A new entry for domain, which the cache must not hold yet; no other entry is invalidated
+ * but evictable ones (idle: no work, no waiters, no policy). */
 static struct entry *create(struct mtasts_svc *svc, const char *domain)
 {
-    struct entry **b = slot_of(svc, domain), *e = xcalloc(1, sizeof(*e));
+    struct entry **b, *e;
 
+    make_room(svc);
+    if (svc->nentries >= svc->nbuckets)
+        grow(svc);
+    b = slot_of(svc, domain);
+    e = xcalloc(1, sizeof(*e));
     e->svc = svc;
     snprintf(e->domain, sizeof(e->domain), "%s", domain);
     e->f.state = MTASTS_NONE;
     e->hnext = *b;
     *b = e;
+    svc->nentries++;
     return e;
-}
-
-static void entry_free(struct entry *e)
-{
-    struct entry **pp = slot_of(e->svc, e->domain);
-
-    while (*pp != e)
-        pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    free(e);
 }
 
 static int has_policy(const struct entry *e, int64_t now)
@@ -154,8 +253,9 @@ static void expire(struct entry *e, int64_t now)
     metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_EVICTION);
     if (e->svc->store)
         store_delete(e->svc->store, e->domain);
-    e->f.state = MTASTS_NONE;
+    set_state(e, MTASTS_NONE);
     snprintf(e->f.why, sizeof(e->f.why), "the cached policy expired");
+    idle_update(e);
 }
 
 /* The work is over: answer every waiter with the entry's facts. */
@@ -184,6 +284,8 @@ static void work_done(struct work *w)
     if (e->f.state != MTASTS_POLICY && e->fail_until <= wall_now() && e->waiters == NULL &&
         e->work == NULL)
         entry_free(e);
+    else
+        idle_update(e);
 }
 
 /* The work ended without a new policy: keep the one in force (5.1), else remember why. */
@@ -208,7 +310,7 @@ static void no_new_policy(struct work *w, int remember, const char *fmt, ...)
                  "in %llds (RFC 8461 5.1)",
                  e->domain, why, e->f.id, (long long)(e->f.expires - now));
     } else {
-        e->f.state = MTASTS_NONE;
+        set_state(e, MTASTS_NONE);
         snprintf(e->f.why, sizeof(e->f.why), "%s", why);
         log_info("mta-sts: %s: no policy: %s", e->domain, why);
     }
@@ -239,7 +341,7 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     }
     metrics_fetch(METRICS_FETCH_OK);
     /* RFC 8461 3.3: the policy is associated with the id of the TXT record that led to it. */
-    e->f.state = MTASTS_POLICY;
+    set_state(e, MTASTS_POLICY);
     e->f.policy = pol;
     snprintf(e->f.id, sizeof(e->f.id), "%s", w->id);
     e->f.fetched = now;
@@ -251,8 +353,8 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     log_info("mta-sts: %s: policy id %s, mode %s, max_age %u, %u mx pattern%s", e->domain, w->id,
              sts_mode_name(pol.mode), (unsigned)pol.max_age, pol.nmx, pol.nmx == 1 ? "" : "s");
     if (svc->store) {
+        /* Written behind the answer, off the loop; the store logs and counts the outcome. */
         struct store_record rec;
-        char err[300];
 
         memset(&rec, 0, sizeof(rec));
         snprintf(rec.domain, sizeof(rec.domain), "%s", e->domain);
@@ -260,11 +362,7 @@ static void on_fetch(void *arg, const struct fetch_result *res)
         rec.fetched = e->f.fetched;
         rec.expires = e->f.expires;
         rec.policy = pol;
-        int stored = store_put(svc->store, &rec, err, sizeof(err)) == 0;
-
-        metrics_store(stored);
-        if (!stored)
-            log_error("mta-sts: %s: policy not persisted: %s", e->domain, err);
+        store_put(svc->store, &rec);
     }
     work_done(w);
 }
@@ -399,7 +497,7 @@ static void on_txt(void *arg, const struct resolver_answer *ans)
                 continue;
             if (dns_rdata_txt(&rr, txt, sizeof(txt), &len, &why) < 0) {
                 /* Too long to be an STS record unless it claims to be one. */
-                if (strncmp((const char *)rr.rdata + 1, "v=STSv1", 7) == 0 && rr.rdlen > 8) {
+                if (rr.rdlen > 8 && rr.rdata[0] >= 7 && memcmp(rr.rdata + 1, "v=STSv1", 7) == 0) {
                     nsts++;
                     bad = "an over-long v=STSv1 record";
                 }
@@ -457,6 +555,7 @@ static int start_work(struct entry *e)
 
     w->e = e;
     e->work = w;
+    idle_update(e);
     /* RFC 8461 3.1: the TXT record lives at _mta-sts.DOMAIN. */
     snprintf(name, sizeof(name), "_mta-sts.%s", e->domain);
     if (strlen(name) > DOMAIN_MAX) {
@@ -499,7 +598,9 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
             return NULL;
         }
         if (e->work == NULL && e->fail_until > now) {
-            /* A remembered failure answers too (negative caching). */
+            /* A remembered failure answers too (negative caching), and is kept longer. */
+            if (e->on_idle)
+                lru_touch(&svc->idle, &e->idle);
             metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_HIT);
             deliver_now(e, 1, cb, arg);
             return NULL;
@@ -517,6 +618,7 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
         l->next->pprev = &l->next;
     l->pprev = &e->waiters;
     e->waiters = l;
+    idle_update(e);
     if (e->work != NULL)
         return l;
     return start_work(e) ? NULL : l;
@@ -524,12 +626,16 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
 
 void mtasts_cancel(struct mtasts_lookup *l)
 {
+    struct entry *e;
+
     if (l == NULL)
         return;
+    e = l->e;
     *l->pprev = l->next;
     if (l->next)
         l->next->pprev = l->pprev;
     free(l);
+    idle_update(e);
 }
 
 static void on_loaded(void *arg, const struct store_record *rec)
@@ -539,13 +645,14 @@ static void on_loaded(void *arg, const struct store_record *rec)
 
     if (e == NULL)
         e = create(svc, rec->domain);
-    e->f.state = MTASTS_POLICY;
+    set_state(e, MTASTS_POLICY);
     e->f.policy = rec->policy;
     snprintf(e->f.id, sizeof(e->f.id), "%s", rec->id);
     e->f.fetched = rec->fetched;
     e->f.expires = rec->expires;
     snprintf(e->f.why, sizeof(e->f.why), "policy id %s from state_dir, fetched %lld", rec->id,
              (long long)rec->fetched);
+    idle_update(e);
     /* Checked long ago: the first lookup looks at the TXT id again, behind the answer. */
     e->checked = 0;
 }
@@ -600,7 +707,7 @@ struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct
     svc->fetch = fetch;
     svc->store = store;
     svc->opts = *opts;
-    svc->nbuckets = 1024;
+    svc->nbuckets = BUCKETS_MIN;
     svc->buckets = xcalloc(svc->nbuckets, sizeof(*svc->buckets));
     uv_timer_init(loop, &svc->sweep);
     svc->sweep.data = svc;
@@ -655,13 +762,6 @@ unsigned long mtasts_fetches_started(const struct mtasts_svc *svc)
 
 unsigned long mtasts_cache_entries(const struct mtasts_svc *svc, unsigned long *policies)
 {
-    unsigned long n = 0, p = 0;
-
-    for (size_t b = 0; b < svc->nbuckets; b++)
-        for (const struct entry *e = svc->buckets[b]; e != NULL; e = e->hnext) {
-            n++;
-            p += e->f.state == MTASTS_POLICY;
-        }
-    *policies = p;
-    return n;
+    *policies = svc->npolicies;
+    return svc->nentries;
 }

@@ -20,10 +20,18 @@ struct store;
 struct mtasts_svc;
 struct mtasts_lookup;
 
+/* sts_cache_size's default: an entry is about 9 KiB (its mx array), so some 180 MiB. */
+#define MTASTS_CACHE_MAX_DEFAULT 20000
+
 struct mtasts_opts {
     int allow_private;   /* sts_allow_private: policy hosts on special addresses */
     unsigned fail_ttl_s; /* a failed discovery or fetch is not retried for this long */
     unsigned recheck_s;  /* a cached policy's TXT id is checked again after this long */
+    /*
+     * sts_cache_size: entries kept; past it the least recently used remembered failures
+     * are evicted, never a policy in force (RFC 8461 5.1). 0: MTASTS_CACHE_MAX_DEFAULT.
+     */
+    unsigned cache_max;
 };
 
 enum mtasts_state {
@@ -80,7 +88,10 @@ void mtasts_cancel(struct mtasts_lookup *l);
 /* Counters for tests and metrics. */
 unsigned long mtasts_fetches_started(const struct mtasts_svc *svc);
 
-/* mtasts_cache_entries - domains the cache holds; *policies: how many have a policy. */
+/*
+ * mtasts_cache_entries - domains the cache holds; *policies: how many have a policy. Both
+ * are counters kept as entries change: constant time, for every scrape of /metrics.
+ */
 unsigned long mtasts_cache_entries(const struct mtasts_svc *svc, unsigned long *policies);
 
 #endif

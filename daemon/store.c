@@ -3,6 +3,8 @@
  * written through on every change. A record holds the parsed policy, not the raw body;
  * on load it is rebuilt as policy text and run through the RFC 8461 parser again, so a
  * record edited or damaged on disk is held to the same rules as one fetched from the web.
+ * Writes (put, delete) are jobs on the libuv threadpool, at most one per domain at a time;
+ * the store owns the jobs and lives until the last one's after-work callback has run.
  */
 #include "store.h"
 
@@ -10,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +20,57 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 /* A record file is small: a policy has at most STS_MAX_MX patterns of a domain name each. */
 #define STORE_FILE_MAX (64 * 1024)
 #define STORE_VERSION 1
+/* A record's fetched time may run ahead of this machine's clock by at most this much. */
+#define STORE_CLOCK_SKEW 300
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Buckets of the table of domains with a write in flight (a few at a time, usually). */
+#define JOB_BUCKETS 256
+
+enum op { OP_NONE, OP_PUT, OP_DELETE };
+
+/* Where a write failed, for the log line; with the errno the worker saw. */
+enum step {
+    STEP_OK,
+    STEP_OPEN,
+    STEP_WRITE,
+    STEP_SHORT,
+    STEP_FSYNC,
+    STEP_RENAME,
+    STEP_DIRSYNC,
+    STEP_UNLINK
+};
+
+/*
+ * One domain's writes. The worker thread reads domain, op and text and sets step and
+ * errnum; everything else is touched on the loop only, never while the worker runs.
+ */
+struct job {
+    uv_work_t req;
+    struct job *hnext;
+    struct store *st;
+    enum op op; /* running (or queued on the threadpool) */
+    char *text; /* the encoded record of OP_PUT, with its newline */
+    enum step step;
+    int errnum;
+    enum op next_op; /* the newest request made while op runs: last write wins */
+    char *next_text;
+    char domain[DOMAIN_MAX + 1];
+};
 
 struct store {
     char *dir; /* STATE_DIR/sts */
     int dirfd;
+    uv_loop_t *loop;
+    struct job *jobs[JOB_BUCKETS];
+    size_t njobs;
+    int closing; /* store_close() ran: freed when njobs reaches 0 */
 };
 
 static int make_dir(const char *path, uid_t owner, gid_t group, char *err, size_t errlen)
@@ -42,7 +87,8 @@ static int make_dir(const char *path, uid_t owner, gid_t group, char *err, size_
     return 0;
 }
 
-struct store *store_open(const char *dir, uid_t owner, gid_t group, char *err, size_t errlen)
+struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group, char *err,
+                         size_t errlen)
 {
     struct store *st;
     size_t n = strlen(dir) + sizeof("/sts");
@@ -64,16 +110,30 @@ struct store *store_open(const char *dir, uid_t owner, gid_t group, char *err, s
     st = xcalloc(1, sizeof(*st));
     st->dir = sub;
     st->dirfd = fd;
+    st->loop = loop;
     return st;
+}
+
+static void store_free(struct store *st)
+{
+    close(st->dirfd);
+    free(st->dir);
+    free(st);
 }
 
 void store_close(struct store *st)
 {
     if (st == NULL)
         return;
-    close(st->dirfd);
-    free(st->dir);
-    free(st);
+    /*
+     * Queued writes are finished rather than cancelled (uv_cancel): a policy dropped here
+     * would be missing after the restart, the downgrade persistence exists to prevent
+     * (RFC 8461 5.1). Each is one small file; the loop's last run waits for them.
+     */
+    if (st->njobs == 0)
+        store_free(st);
+    else
+        st->closing = 1;
 }
 
 /* Domains are normalised A-labels ([a-z0-9.-]), so they are safe file names as they are. */
@@ -86,17 +146,196 @@ static int file_name(const char *domain, const char *suffix, char *out, size_t o
     return snprintf(out, outlen, "%s%s", domain, suffix) < (int)outlen ? 0 : -1;
 }
 
-int store_put(struct store *st, const struct store_record *rec, char *err, size_t errlen)
+static uint32_t hash(const char *s)
 {
+    uint32_t h = 2166136261u;
+
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static struct job **job_slot(struct store *st, const char *domain)
+{
+    return &st->jobs[hash(domain) % JOB_BUCKETS];
+}
+
+/* Write all of len bytes; a write that makes no progress is a short write, not an errno. */
+static enum step write_all(int fd, const char *p, size_t len, int *errnum)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *errnum = errno;
+            return STEP_WRITE;
+        }
+        if (n == 0)
+            return STEP_SHORT;
+        p += n;
+        len -= (size_t)n;
+    }
+    return STEP_OK;
+}
+
+/* The threadpool side: the file operations of one write, and nothing of the loop's. */
+static void do_job(uv_work_t *req)
+{
+    struct job *j = container_of(req, struct job, req);
+    int dirfd = j->st->dirfd, fd;
     char name[DOMAIN_MAX + 16], tmp[DOMAIN_MAX + 16];
+
+    j->step = STEP_OK;
+    j->errnum = 0;
+    /* The domain was checked by file_name() before the job was made; these cannot fail. */
+    snprintf(name, sizeof(name), "%s.json", j->domain);
+    snprintf(tmp, sizeof(tmp), "%s.json.tmp", j->domain);
+    if (j->op == OP_DELETE) {
+        if (unlinkat(dirfd, name, 0) < 0) {
+            if (errno != ENOENT) {
+                j->step = STEP_UNLINK;
+                j->errnum = errno;
+            }
+        } else if (fsync(dirfd) < 0) {
+            j->step = STEP_DIRSYNC;
+            j->errnum = errno;
+        }
+        return;
+    }
+    /* Crash safety: the new file is complete and on disk before it replaces the old one. */
+    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0) {
+        j->step = STEP_OPEN;
+        j->errnum = errno;
+        return;
+    }
+    j->step = write_all(fd, j->text, strlen(j->text), &j->errnum);
+    if (j->step == STEP_OK && fsync(fd) < 0) {
+        j->step = STEP_FSYNC;
+        j->errnum = errno;
+    }
+    close(fd);
+    if (j->step == STEP_OK && renameat(dirfd, tmp, dirfd, name) < 0) {
+        j->step = STEP_RENAME;
+        j->errnum = errno;
+    }
+    if (j->step != STEP_OK) {
+        unlinkat(dirfd, tmp, 0);
+        return;
+    }
+    if (fsync(dirfd) < 0) {
+        j->step = STEP_DIRSYNC;
+        j->errnum = errno;
+    }
+}
+
+/* On the loop: log and count what the worker did. */
+static void report(const struct job *j, int status)
+{
+    static const char *const what[] = {
+        [STEP_OK] = "",
+        [STEP_OPEN] = "cannot create the temporary file",
+        [STEP_WRITE] = "cannot write the temporary file",
+        [STEP_SHORT] = "short write to the temporary file (the disk took no more bytes)",
+        [STEP_FSYNC] = "cannot fsync the temporary file",
+        [STEP_RENAME] = "cannot rename the temporary file over the record",
+        [STEP_DIRSYNC] = "cannot fsync the directory",
+        [STEP_UNLINK] = "cannot remove the record",
+    };
+    const char *verb = j->op == OP_PUT ? "policy not persisted" : "expired record not removed";
+
+    if (status != 0) {
+        log_error("state_dir: %s/%s.json: %s: %s", j->st->dir, j->domain, verb,
+                  uv_strerror(status));
+    } else if (j->step != STEP_OK) {
+        log_error("state_dir: %s/%s.json: %s: %s%s%s", j->st->dir, j->domain, verb, what[j->step],
+                  j->errnum ? ": " : "", j->errnum ? strerror(j->errnum) : "");
+    } else {
+        log_debug("state_dir: %s: %s", j->domain,
+                  j->op == OP_PUT ? "policy written" : "record removed");
+    }
+    metrics_store(status == 0 && j->step == STEP_OK);
+}
+
+static void queue_job(struct job *j);
+
+static void after_job(uv_work_t *req, int status)
+{
+    struct job *j = container_of(req, struct job, req);
+    struct store *st = j->st;
+    struct job **pp;
+
+    report(j, status);
+    free(j->text);
+    j->text = NULL;
+    /* The newest request made meanwhile runs next: writes of one domain stay in order. */
+    if (j->next_op != OP_NONE) {
+        j->op = j->next_op;
+        j->text = j->next_text;
+        j->next_op = OP_NONE;
+        j->next_text = NULL;
+        queue_job(j);
+        return;
+    }
+    for (pp = job_slot(st, j->domain); *pp != j; pp = &(*pp)->hnext)
+        ;
+    *pp = j->hnext;
+    free(j);
+    if (--st->njobs == 0 && st->closing)
+        store_free(st);
+}
+
+static void queue_job(struct job *j)
+{
+    /* uv_queue_work() fails only without a work callback; should it, write inline. */
+    if (uv_queue_work(j->st->loop, &j->req, do_job, after_job) != 0) {
+        do_job(&j->req);
+        after_job(&j->req, 0);
+    }
+}
+
+/* Hand op (and text, which the store then owns) to domain's job; start one if none runs. */
+static void submit(struct store *st, const char *domain, enum op op, char *text)
+{
+    struct job **slot = job_slot(st, domain), *j;
+
+    for (j = *slot; j != NULL; j = j->hnext)
+        if (strcmp(j->domain, domain) == 0)
+            break;
+    if (j != NULL) {
+        /* A write of this domain runs: this one replaces any that waits behind it. */
+        if (j->next_op != OP_NONE)
+            log_debug("state_dir: %s: a newer write replaces one not yet made", domain);
+        free(j->next_text);
+        j->next_op = op;
+        j->next_text = text;
+        return;
+    }
+    j = xcalloc(1, sizeof(*j));
+    j->st = st;
+    j->op = op;
+    j->text = text;
+    snprintf(j->domain, sizeof(j->domain), "%s", domain);
+    j->hnext = *slot;
+    *slot = j;
+    st->njobs++;
+    queue_job(j);
+}
+
+void store_put(struct store *st, const struct store_record *rec)
+{
+    char name[DOMAIN_MAX + 16];
     json_t *doc = NULL, *mx = json_array();
-    char *text = NULL;
-    int fd = -1, rc = -1;
+    char *text = NULL, *line;
     size_t len;
 
-    if (file_name(rec->domain, ".json", name, sizeof(name)) < 0 ||
-        file_name(rec->domain, ".json.tmp", tmp, sizeof(tmp)) < 0) {
-        snprintf(err, errlen, "store: %s: not a storable domain name", rec->domain);
+    if (st->closing)
+        goto done;
+    if (file_name(rec->domain, ".json.tmp", name, sizeof(name)) < 0) {
+        log_error("state_dir: %s: policy not persisted: not a storable domain name", rec->domain);
+        metrics_store(0);
         goto done;
     }
     for (unsigned i = 0; i < rec->policy.nmx; i++)
@@ -106,43 +345,41 @@ int store_put(struct store *st, const struct store_record *rec, char *err, size_
                     (json_int_t)rec->expires, "mode", sts_mode_name(rec->policy.mode), "max_age",
                     (json_int_t)rec->policy.max_age, "mx", mx);
     if (doc == NULL || (text = json_dumps(doc, JSON_COMPACT)) == NULL) {
-        snprintf(err, errlen, "store: %s: cannot encode the record", rec->domain);
+        log_error("state_dir: %s: policy not persisted: cannot encode the record", rec->domain);
+        metrics_store(0);
         goto done;
     }
+    /* The file ends with a newline; the worker writes the text as it is. */
     len = strlen(text);
-    /* Crash safety: the new file is complete and on disk before it replaces the old one. */
-    fd = openat(st->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0 || write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
-        fsync(fd) < 0) {
-        snprintf(err, errlen, "store: cannot write %s/%s: %s", st->dir, tmp, strerror(errno));
-        unlinkat(st->dirfd, tmp, 0);
-        goto done;
-    }
-    if (renameat(st->dirfd, tmp, st->dirfd, name) < 0 || fsync(st->dirfd) < 0) {
-        snprintf(err, errlen, "store: cannot replace %s/%s: %s", st->dir, name, strerror(errno));
-        unlinkat(st->dirfd, tmp, 0);
-        goto done;
-    }
-    rc = 0;
+    line = xmalloc(len + 2);
+    memcpy(line, text, len);
+    memcpy(line + len, "\n", 2);
+    submit(st, rec->domain, OP_PUT, line);
 done:
-    if (fd >= 0)
-        close(fd);
     free(text);
     json_decref(doc);
     json_decref(mx);
-    return rc;
 }
 
 void store_delete(struct store *st, const char *domain)
 {
     char name[DOMAIN_MAX + 16];
 
-    if (file_name(domain, ".json", name, sizeof(name)) == 0 && unlinkat(st->dirfd, name, 0) == 0)
-        fsync(st->dirfd);
+    if (!st->closing && file_name(domain, ".json.tmp", name, sizeof(name)) == 0)
+        submit(st, domain, OP_DELETE, NULL);
+}
+
+/* A control character would let a string start a line of its own in the rebuilt policy. */
+static int has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+            return 1;
+    return 0;
 }
 
 /* Read one record file; 0 with *rec filled, or -1 with a reason. */
-static int read_record(struct store *st, const char *fname, struct store_record *rec,
+static int read_record(struct store *st, const char *fname, int64_t now, struct store_record *rec,
                        const char **why)
 {
     char buf[STORE_FILE_MAX + 1], policy[STS_MAX_MX * (STS_PATTERN_MAX + 8) + 128];
@@ -150,23 +387,50 @@ static int read_record(struct store *st, const char *fname, struct store_record 
     json_int_t fetched, expires, max_age;
     json_t *doc, *mx, *v;
     json_error_t jerr;
-    size_t i, off;
-    ssize_t n;
+    struct stat sb;
+    size_t i, off, n = 0;
     int fd, rc = -1;
 
-    fd = openat(st->dirfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /*
+     * Not through a symlink, and never blocking: a FIFO or a device named like a record
+     * must not hang start-up, so the file is opened O_NONBLOCK and must be a regular one.
+     */
+    fd = openat(st->dirfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
-        *why = "cannot open";
+        *why = errno == ELOOP ? "a symbolic link" : "cannot open";
         return -1;
     }
-    n = read(fd, buf, sizeof(buf));
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        *why = "not a regular file";
+        return -1;
+    }
+    if (sb.st_size > STORE_FILE_MAX) {
+        close(fd);
+        *why = "larger than a record can be";
+        return -1;
+    }
+    while (n < sizeof(buf)) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            close(fd);
+            *why = "cannot read";
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
     close(fd);
-    if (n < 0 || n > STORE_FILE_MAX) {
-        *why = n < 0 ? "cannot read" : "larger than a record can be";
+    if (n > STORE_FILE_MAX) {
+        *why = "larger than a record can be";
         return -1;
     }
     buf[n] = '\0';
-    doc = json_loadb(buf, (size_t)n, 0, &jerr);
+    doc = json_loadb(buf, n, 0, &jerr);
     if (doc == NULL) {
         *why = "not JSON";
         return -1;
@@ -183,6 +447,10 @@ static int read_record(struct store *st, const char *fname, struct store_record 
         *why = "domain does not match the file name";
         goto done;
     }
+    if (has_control(id)) {
+        *why = "control character in id";
+        goto done;
+    }
     {
         char idcopy[STS_ID_MAX + 16], txt[STS_ID_MAX + 32];
         const char *twhy;
@@ -193,7 +461,11 @@ static int read_record(struct store *st, const char *fname, struct store_record 
             goto done;
         }
     }
-    /* Rebuild the policy text and hold it to RFC 8461 3.2 again. */
+    /* Rebuild the policy text and hold it to RFC 8461 3.2 again; one field, one line. */
+    if (has_control(mode)) {
+        *why = "control character in mode";
+        goto done;
+    }
     off = (size_t)snprintf(policy, sizeof(policy), "version: STSv1\nmode: %.10s\nmax_age: %lld\n",
                            mode, (long long)max_age);
     json_array_foreach(mx, i, v)
@@ -201,6 +473,10 @@ static int read_record(struct store *st, const char *fname, struct store_record 
         if (!json_is_string(v) || strlen(json_string_value(v)) > STS_PATTERN_MAX ||
             off + STS_PATTERN_MAX + 8 >= sizeof(policy)) {
             *why = "invalid mx list";
+            goto done;
+        }
+        if (has_control(json_string_value(v))) {
+            *why = "control character in mx list";
             goto done;
         }
         off +=
@@ -211,6 +487,11 @@ static int read_record(struct store *st, const char *fname, struct store_record 
     if (fetched < 0 || expires < fetched ||
         expires - fetched > (json_int_t)rec->policy.max_age + 1) {
         *why = "inconsistent times";
+        goto done;
+    }
+    /* A record from the future would extend the policy's life past its max_age. */
+    if (fetched > now + STORE_CLOCK_SKEW) {
+        *why = "fetched in the future";
         goto done;
     }
     snprintf(rec->domain, sizeof(rec->domain), "%s", domain);
@@ -250,13 +531,16 @@ size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg)
         if (n <= 5 || strcmp(de->d_name + n - 5, ".json") != 0)
             continue;
         memset(&rec, 0, sizeof(rec));
-        if (read_record(st, de->d_name, &rec, &why) < 0) {
+        if (read_record(st, de->d_name, now, &rec, &why) < 0) {
             char aside[DOMAIN_MAX + 32];
 
             snprintf(aside, sizeof(aside), "%.*s.corrupt", (int)(n - 5), de->d_name);
-            renameat(st->dirfd, de->d_name, st->dirfd, aside);
-            log_warning("state_dir: %s/%s: %s; set aside as %s", st->dir, de->d_name,
-                        why ? why : "unreadable", aside);
+            if (renameat(st->dirfd, de->d_name, st->dirfd, aside) < 0)
+                log_warning("state_dir: %s/%s: %s; skipped (cannot set it aside: %s)", st->dir,
+                            de->d_name, why ? why : "unreadable", strerror(errno));
+            else
+                log_warning("state_dir: %s/%s: %s; set aside as %s", st->dir, de->d_name,
+                            why ? why : "unreadable", aside);
             continue;
         }
         if (rec.expires <= now) {

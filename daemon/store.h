@@ -2,8 +2,9 @@
  * Write-through persistence of MTA-STS policies (SPEC section 7: nothing lost across a
  * restart or kill -9). One small JSON file per domain under STATE_DIR/sts/, replaced
  * atomically (write a temporary file, fsync, rename, fsync the directory), so a crash
- * leaves either the old record or the new one, never half of either. A file that cannot
- * be read back is renamed to NAME.corrupt and reported; it never stops the daemon.
+ * leaves either the old record or the new one, never half of either. The writes run on the
+ * libuv threadpool so that fsync never stalls the event loop. A file that cannot be read
+ * back is renamed to NAME.corrupt and reported; it never stops the daemon.
  */
 #ifndef DAEMON_STORE_H
 #define DAEMON_STORE_H
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <uv.h>
 
 #include "sts.h"
 
@@ -28,20 +30,37 @@ struct store_record {
 /*
  * store_open - use (and create, mode 0750) dir and dir/sts. When owner is not (uid_t)-1
  * and the process is root, both directories are given to owner/group so the daemon can
- * still write after dropping privileges. NULL with a one-line reason in err.
+ * still write after dropping privileges. Writes run on loop's threadpool (uv_queue_work),
+ * never on the loop itself. NULL with a one-line reason in err.
  */
-struct store *store_open(const char *dir, uid_t owner, gid_t group, char *err, size_t errlen);
+struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group, char *err,
+                         size_t errlen);
+
+/*
+ * store_close - no more store_put() or store_delete() after this. Writes already asked for
+ * are finished, not dropped (a policy handed to store_put() reaches the disk); the store is
+ * freed by the after-work callback of the last one, so the caller must run the loop until
+ * its active requests are gone (uv_run(UV_RUN_DEFAULT) does) before uv_loop_close().
+ * Without writes in flight the store is freed at once.
+ */
 void store_close(struct store *st);
 
-/* store_put - write rec through to disk. 0, or -1 with a reason in err (logged by caller). */
-int store_put(struct store *st, const struct store_record *rec, char *err, size_t errlen);
+/*
+ * store_put - write rec through to disk, behind the caller: the record is encoded now (rec
+ * is not kept) and written by the threadpool. Writes of one domain run one at a time, in
+ * order; a request made while one runs waits, and a newer request replaces a waiting one
+ * (the last write wins). The outcome is logged and counted (metrics_store) on the loop.
+ */
+void store_put(struct store *st, const struct store_record *rec);
 
-/* store_delete - forget domain's record (an expired policy). Missing is not an error. */
+/* store_delete - forget domain's record (an expired policy), as store_put(). Missing is fine. */
 void store_delete(struct store *st, const char *domain);
 
 /*
  * store_load - call cb for every record still valid at now; expired records are deleted,
- * unreadable ones set aside as NAME.corrupt (each logged). Returns the number loaded.
+ * unreadable ones (not a regular file, not a valid record, fetched in the future) set aside
+ * as NAME.corrupt (each logged). Synchronous: for start-up, before the loop runs. Returns
+ * the number loaded.
  */
 typedef void (*store_load_cb)(void *arg, const struct store_record *rec);
 size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg);

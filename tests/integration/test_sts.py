@@ -3,10 +3,12 @@ Python servers with a test CA, policy domains under the unsigned zone sts.test).
 case is asked through Postfix's own postmap and the answer compared with the RFC's rule;
 the slow cases are timed against the configured fetch timeout. Then: DANE precedence,
 private addresses refused by default, failures remembered, a TXT id change picked up by
-the background check, and a restart after SIGKILL with the web server gone."""
+the background check, the cache bound (sts_cache_size), and a restart after SIGKILL with
+the web server gone, with records on disk that must not be believed."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -168,6 +170,68 @@ finally:
     check("rotate daemon exits cleanly", d.stop(), 0)
     d.cleanup()
 
+
+def scrape(port):
+    """{series: value} from the daemon's /metrics."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    out = {}
+    for line in data.partition(b"\r\n\r\n")[2].decode().splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
+# The cache bound: remembered failures are evicted, least recently used first; a policy in
+# force never is (RFC 8461 5.1), even when policies alone pass sts_cache_size.
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    mport = s.getsockname()[1]
+d = Daemon(conf_lines=STS_CONF + ["sts_cache_size = 3", f"metrics_listen = inet:127.0.0.1:{mport}"])
+ENTRIES, POLICIES = 'tlspolicyd_cache_entries{cache="sts"}', "tlspolicyd_sts_policies"
+try:
+    d.start()
+    check("cap: enforce", d.ask("policy", "enforce.sts.test"), "OK " + ENFORCE)
+    failing = ["notfound", "ctype", "redirect", "syntax", "nomx", "wrongname", "untrusted",
+               "expired"]
+    for case in failing:
+        check(f"cap: {case} fails", d.ask("policy", f"{case}.sts.test"), "NOTFOUND ")
+    m = scrape(mport)
+    check("cap: entries held at sts_cache_size", (m[ENTRIES], m[POLICIES]), (3.0, 1.0))
+    check_true("cap: failures evicted", m['tlspolicyd_cache_evictions_total{cache="sts"}'] >= 6,
+               str(m))
+    check("cap: the policy stayed", d.ask("policy", "enforce.sts.test"), "OK " + ENFORCE)
+    check("cap: the policy was not fetched again",
+          d.log().count("mta-sts: enforce.sts.test: policy id"), 1)
+    before = d.log().count("mta-sts: expired.sts.test: no policy")
+    check("cap: the newest failure", d.ask("policy", "expired.sts.test"), "NOTFOUND ")
+    check("cap: the newest failure is still remembered",
+          d.log().count("mta-sts: expired.sts.test: no policy") - before, 0)
+    before = d.log().count("mta-sts: notfound.sts.test: no policy")
+    check("cap: the oldest failure", d.ask("policy", "notfound.sts.test"), "NOTFOUND ")
+    check("cap: the oldest failure was forgotten: fetched again",
+          d.log().count("mta-sts: notfound.sts.test: no policy") - before, 1)
+    for case in ["wildcard", "crlf", "split", "charset"]:
+        check_true(f"cap: {case} policy", d.ask("policy", f"{case}.sts.test").startswith("OK "))
+    m = scrape(mport)
+    check("cap: policies alone pass the cap", (m[ENTRIES], m[POLICIES]), (5.0, 5.0))
+    check_true("cap: growth past the cap logged once",
+               d.log().count("rather than drop a policy") == 1, d.log()[-800:])
+finally:
+    check("cap daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
+
+
+def record(domain, mx, fetched):
+    return json.dumps({"version": 1, "domain": domain, "id": "1", "fetched": fetched,
+                       "expires": fetched + 86400, "mode": "enforce", "max_age": 86400,
+                       "mx": mx})
+
+
 # Restart: policies cached, SIGKILL, web server gone, restart: enforce answers unchanged.
 d = Daemon(conf_lines=STS_CONF)
 try:
@@ -175,15 +239,43 @@ try:
     check("restart: before", d.ask("policy", "enforce.sts.test"), "OK " + ENFORCE)
     check("restart: wildcard before", d.ask("policy", "wildcard.sts.test"),
           "OK secure match=.wildcard.sts.test servername=hostname")
+    # The records are written off the event loop, just behind the answers.
+    for dom in ("enforce", "wildcard"):
+        check_true(f"restart: {dom} record written",
+                   d.wait_log(f"state_dir: {dom}.sts.test: policy written"), d.log()[-800:])
     d.proc.send_signal(signal.SIGKILL)
     d.proc.wait()
     d.logf.close()
     subprocess.run([os.environ["LAB_CTL"], "--https-stop"], check=True, timeout=30)
-    with open(os.path.join(d.dir, "state", "sts", "junk.test.json"), "w") as f:
+    sts_dir = os.path.join(d.dir, "state", "sts")
+    with open(os.path.join(sts_dir, "junk.test.json"), "w") as f:
         f.write("{not json")
+    # A FIFO named like a record: opened without blocking, refused as not a regular file.
+    os.mkfifo(os.path.join(sts_dir, "fifo.test.json"))
+    # A line break in an mx pattern would add a line of its own to the rebuilt policy text.
+    now = int(time.time())
+    with open(os.path.join(sts_dir, "ctl.test.json"), "w") as f:
+        f.write(record("ctl.test", ["mx1.ctl.test\nmx: evil.example"], now))
+    with open(os.path.join(sts_dir, "ctl2.test.json"), "w") as f:
+        f.write(record("ctl2.test", ["mx1.ctl2\u0001.test"], now))
+    # A record from the future would stretch the policy's life past max_age.
+    with open(os.path.join(sts_dir, "future.test.json"), "w") as f:
+        f.write(record("future.test", ["mx1.future.test"], now + 30 * 86400))
+    t0 = time.monotonic()
     d.start()
+    check_true("restart: a FIFO does not hang start-up", time.monotonic() - t0 < 10)
     check_true("restart: policies loaded", d.wait_log("2 MTA-STS policies loaded"), d.log()[-800:])
     check_true("restart: corrupt record set aside", d.wait_log("set aside as junk.test.corrupt"))
+    check_true("restart: FIFO set aside",
+               d.wait_log("fifo.test.json: not a regular file; set aside as fifo.test.corrupt"),
+               d.log()[-800:])
+    check_true("restart: line break in mx set aside",
+               d.wait_log("ctl.test.json: control character in mx list; set aside"))
+    check_true("restart: control character in mx set aside",
+               d.wait_log("ctl2.test.json: control character in mx list; set aside"))
+    check_true("restart: record from the future set aside",
+               d.wait_log("future.test.json: fetched in the future; set aside"))
+    check("restart: no policy from a refused record", d.ask("policy", "ctl.test"), "NOTFOUND ")
     check("restart: enforce unchanged", d.ask("policy", "enforce.sts.test"), "OK " + ENFORCE)
     check("restart: wildcard unchanged", d.ask("policy", "wildcard.sts.test"),
           "OK secure match=.wildcard.sts.test servername=hostname")
