@@ -237,11 +237,12 @@ static int good(enum rtls_path path, const struct rtls_host *h)
 
 struct tally {
     unsigned candidates, good, good_pkix, authenticated; /* authenticated: TLS + auth ok */
+    unsigned transient;                                  /* no definite probe result */
 };
 
 static struct tally count(const struct engine_facts *f, enum rtls_path path)
 {
-    struct tally t = {0, 0, 0, 0};
+    struct tally t = {0, 0, 0, 0, 0};
 
     for (unsigned i = 0; f->rtls && i < f->rtls->nhosts; i++) {
         const struct rtls_host *h = &f->rtls->hosts[i];
@@ -249,6 +250,7 @@ static struct tally count(const struct engine_facts *f, enum rtls_path path)
         if (!candidate(f, path, h->name))
             continue;
         t.candidates++;
+        t.transient += h->transient;
         if (h->probed && h->tls && (path == PATH_DANE ? h->dane : h->pkix))
             t.authenticated++;
         if (good(path, h)) {
@@ -316,6 +318,30 @@ static int rtls_sts(const struct engine_facts *f)
 static int rtls_mx(const struct engine_facts *f)
 {
     return rtls_path(f) == PATH_MX && (unprobed(f) || count(f, PATH_MX).good > 0);
+}
+
+/*
+ * A validated path, no good host yet, and a host the probe could not judge (no connection,
+ * a timeout, a full probe queue): the message waits and is tried again, as for any
+ * temporary failure, rather than bounce on what may be a passing outage.
+ */
+static int rtls_pending(const struct engine_facts *f)
+{
+    int path = rtls_path(f);
+    struct tally t;
+
+    if (path < 0 || unprobed(f))
+        return 0;
+    t = count(f, (enum rtls_path)path);
+    return t.good == 0 && t.transient > 0;
+}
+
+static void answer_rtls_pending(const struct engine_facts *f, struct engine_answer *a)
+{
+    a->status = SOCKMAP_TEMP;
+    snprintf(a->text, sizeof(a->text),
+             "4.4.1 REQUIRETLS: MX hosts of %s could not be checked yet; trying again later",
+             f->domain);
 }
 
 /* A validated path, hosts that authenticate, and none that advertises REQUIRETLS: 5.7.30. */
@@ -420,6 +446,7 @@ static const struct row rows[] = {
      answer_rtls_dane_pkix},
     {ENGINE_MAP_REQUIRETLS, "requiretls/sts", rtls_sts, answer_rtls_sts},
     {ENGINE_MAP_REQUIRETLS, "requiretls/mx-dnssec", rtls_mx, answer_rtls_mx},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/probe-pending", rtls_pending, answer_rtls_pending},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unsupported", rtls_unsupported, answer_rtls_unsupported},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
 };

@@ -67,6 +67,8 @@ static void on_probe(void *arg, const struct probe_result *res)
                       : res->requiretls_advertised ? METRICS_PROBE_REQUIRETLS
                                                    : METRICS_PROBE_NO_REQUIRETLS);
     h->probed = res->connected;
+    /* Nothing definite was learnt: the host may serve the message on a later try. */
+    h->transient = !res->connected || res->timed_out;
     h->tls = res->tls_ok;
     h->pkix = res->pkix_ok;
     h->dane = res->dane_ok;

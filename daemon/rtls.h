@@ -21,12 +21,13 @@ struct rtls_lookup;
 
 struct rtls_host {
     char name[DANE_NAME_MAX];
-    int probed;      /* a probe result exists (else: no address, or the probe failed early) */
-    int tls;         /* STARTTLS and the TLS handshake succeeded */
-    int pkix;        /* the certificate verified for the host name against the CA bundle */
-    int dane;        /* the certificate matched the host's usable TLSA records */
-    int requiretls;  /* REQUIRETLS advertised in the EHLO reply after STARTTLS */
-    char why[320];   /* one line: what the probe saw */
+    int probed;     /* a probe result exists (else: no address, or the probe failed early) */
+    int tls;        /* STARTTLS and the TLS handshake succeeded */
+    int pkix;       /* the certificate verified for the host name against the CA bundle */
+    int dane;       /* the certificate matched the host's usable TLSA records */
+    int requiretls; /* REQUIRETLS advertised in the EHLO reply after STARTTLS */
+    int transient;  /* no answer to judge: no connection, a timeout, the probe queue full */
+    char why[320];  /* one line: what the probe saw */
 };
 
 struct rtls_facts {
