@@ -290,13 +290,10 @@ static void on_mx(struct dane_lookup *d, const struct resolver_answer *ans)
             decide(d, DANE_TEMP, "MX lookup for %s: %s", d->domain, why);
             return;
         }
-        while ((rc = dns_iter_next(&it, &rr, &why)) == 1) {
+        while ((rc = dns_answer_next(&it, in->final, DNS_TYPE_MX, &rr, &why)) == 1) {
             char host[DNS_NAME_MAX + 1];
             uint16_t pref;
 
-            if (rr.section != DNS_SECTION_ANSWER || rr.type != DNS_TYPE_MX ||
-                !dns_name_equal(rr.owner, in->final))
-                continue;
             if (dns_rdata_mx(ans->msg, ans->len, &rr, &pref, host, &why) < 0)
                 break;
             records++;
@@ -415,14 +412,11 @@ static void on_tlsa(struct dane_lookup *d, int h, const struct resolver_answer *
         host_failed(d, x, "TLSA", why);
         return;
     }
-    while ((rc = dns_iter_next(&it, &rr, &why)) == 1) {
+    while ((rc = dns_answer_next(&it, in->final, DNS_TYPE_TLSA, &rr, &why)) == 1) {
         uint8_t u, s, m;
         const uint8_t *data;
         size_t dlen;
 
-        if (rr.section != DNS_SECTION_ANSWER || rr.type != DNS_TYPE_TLSA ||
-            !dns_name_equal(rr.owner, in->final))
-            continue;
         if (dns_rdata_tlsa(&rr, &u, &s, &m, &data, &dlen, &why) < 0) {
             x->tlsa_unusable++; /* a malformed record is present but cannot be used */
             why = NULL;

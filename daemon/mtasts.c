@@ -400,13 +400,12 @@ static void take_addresses(struct work *w, const struct resolver_answer *ans)
     }
     if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0)
         return;
-    while (dns_iter_next(&it, &rr, &why) == 1) {
+    while (dns_answer_next(&it, ans->info.final, ans->qtype, &rr, &why) == 1) {
         uint8_t a[16];
         size_t alen;
         const char *special;
 
-        if (rr.section != DNS_SECTION_ANSWER || rr.type != ans->qtype ||
-            !dns_name_equal(rr.owner, ans->info.final) || dns_rdata_addr(&rr, a, &alen, &why) < 0)
+        if (dns_rdata_addr(&rr, a, &alen, &why) < 0)
             continue;
         if (w->naddrs == MAX_ADDRS)
             break;
@@ -487,14 +486,11 @@ static void on_txt(void *arg, const struct resolver_answer *ans)
         break;
     }
     if (dns_iter_init(&it, ans->msg, ans->len, &why) == 0) {
-        while (dns_iter_next(&it, &rr, &why) == 1) {
+        while (dns_answer_next(&it, ans->info.final, DNS_TYPE_TXT, &rr, &why) == 1) {
             char txt[TXT_MAX + 1], id[STS_ID_MAX + 1];
             size_t len;
             int rc;
 
-            if (rr.section != DNS_SECTION_ANSWER || rr.type != DNS_TYPE_TXT ||
-                !dns_name_equal(rr.owner, ans->info.final))
-                continue;
             if (dns_rdata_txt(&rr, txt, sizeof(txt), &len, &why) < 0) {
                 /* Too long to be an STS record unless it claims to be one. */
                 if (rr.rdlen > 8 && rr.rdata[0] >= 7 && memcmp(rr.rdata + 1, "v=STSv1", 7) == 0) {

@@ -161,13 +161,12 @@ static void on_addr(void *arg, const struct resolver_answer *ans)
         const char *why = NULL;
 
         if (dns_iter_init(&it, ans->msg, ans->len, &why) == 0) {
-            while (dns_iter_next(&it, &rr, &why) == 1) {
+            while (dns_answer_next(&it, in->final, type, &rr, &why) == 1) {
                 uint8_t a[16];
                 size_t alen;
                 char text[ADDR_LEN];
 
-                if (rr.section != DNS_SECTION_ANSWER || rr.type != type ||
-                    !dns_name_equal(rr.owner, in->final) || dns_rdata_addr(&rr, a, &alen, &why) < 0)
+                if (dns_rdata_addr(&rr, a, &alen, &why) < 0)
                     continue;
                 inet_ntop(alen == 4 ? AF_INET : AF_INET6, a, text, sizeof(text));
                 if (h->naddrs < MAX_ADDRS)
@@ -254,13 +253,11 @@ static void on_mx(void *arg, const struct resolver_answer *ans)
     case DNS_OUT_RECORDS:
         if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0)
             break;
-        while (dns_iter_next(&it, &rr, &why) == 1) {
+        while (dns_answer_next(&it, in->final, DNS_TYPE_MX, &rr, &why) == 1) {
             char host[DNS_NAME_MAX + 1];
             uint16_t pref;
 
-            if (rr.section != DNS_SECTION_ANSWER || rr.type != DNS_TYPE_MX ||
-                !dns_name_equal(rr.owner, in->final) ||
-                dns_rdata_mx(ans->msg, ans->len, &rr, &pref, host, &why) < 0)
+            if (dns_rdata_mx(ans->msg, ans->len, &rr, &pref, host, &why) < 0)
                 continue;
             records++;
             if (host[0] == '\0')

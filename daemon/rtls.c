@@ -112,13 +112,11 @@ static void on_addr(void *arg, const struct resolver_answer *ans)
         s->aaaa_done = 1;
     }
     if (ans->info.outcome == DNS_OUT_RECORDS && dns_iter_init(&it, ans->msg, ans->len, &why) == 0) {
-        while (dns_iter_next(&it, &rr, &why) == 1) {
+        while (dns_answer_next(&it, ans->info.final, ans->qtype, &rr, &why) == 1) {
             uint8_t a[16];
             size_t alen;
 
-            if (rr.section != DNS_SECTION_ANSWER || rr.type != ans->qtype ||
-                !dns_name_equal(rr.owner, ans->info.final) ||
-                dns_rdata_addr(&rr, a, &alen, &why) < 0)
+            if (dns_rdata_addr(&rr, a, &alen, &why) < 0)
                 continue;
             /* An A answer replaces an AAAA one: IPv4 first, as Postfix's inet_protocols. */
             if (s->addr[0] == '\0' || ans->qtype == DNS_TYPE_A)
@@ -206,13 +204,11 @@ static void on_mx(void *arg, const struct resolver_answer *ans)
     case DNS_OUT_RECORDS:
         if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0)
             break;
-        while (dns_iter_next(&it, &rr, &why) == 1) {
+        while (dns_answer_next(&it, ans->info.final, DNS_TYPE_MX, &rr, &why) == 1) {
             char host[DNS_NAME_MAX + 1];
             uint16_t pref;
 
-            if (rr.section != DNS_SECTION_ANSWER || rr.type != DNS_TYPE_MX ||
-                !dns_name_equal(rr.owner, ans->info.final) ||
-                dns_rdata_mx(ans->msg, ans->len, &rr, &pref, host, &why) < 0)
+            if (dns_rdata_mx(ans->msg, ans->len, &rr, &pref, host, &why) < 0)
                 continue;
             /* RFC 7505: a null MX has nothing to probe. */
             if (host[0] != '\0' && strlen(host) < DANE_NAME_MAX)

@@ -506,3 +506,15 @@ int dns_name_equal(const char *a, const char *b)
             return 1;
     }
 }
+
+int dns_answer_next(struct dns_iter *it, const char *owner, uint16_t type, struct dns_rr *rr,
+                    const char **why)
+{
+    int rc;
+
+    while ((rc = dns_iter_next(it, rr, why)) == 1)
+        if (rr->section == DNS_SECTION_ANSWER && rr->type == type &&
+            dns_name_equal(rr->owner, owner))
+            return 1;
+    return rc;
+}

@@ -113,6 +113,13 @@ int dns_iter_init(struct dns_iter *it, const uint8_t *msg, size_t len, const cha
 int dns_iter_next(struct dns_iter *it, struct dns_rr *rr, const char **why);
 
 /*
+ * dns_answer_next - like dns_iter_next, but only answer-section records of type at owner
+ * (case ignored), the records an answer is about once its CNAME chain ends at owner.
+ */
+int dns_answer_next(struct dns_iter *it, const char *owner, uint16_t type, struct dns_rr *rr,
+                    const char **why);
+
+/*
  * Rdata decoders; each checks the record's type and rdlen exactly and returns DNS_EOK or a
  * negative code (DNS_ERDATA also for a record of another type).
  */

@@ -995,8 +995,46 @@ static void check_header_short(void)
               dns_question(twelve, 12, qname, &qtype, &qclass, &why), DNS_ESHORT);
 }
 
+/*
+ * dns_answer_next: only answer-section records of the type at the owner (case ignored);
+ * authority and additional records, other types and other owners are passed over.
+ */
+static void check_answer_next(void)
+{
+    static const struct dnsmsg_rr rr[] = {
+        {AN, S("\002mx\007example\000"), DNS_TYPE_A, 0, 60, S("\300\000\002\001")},
+        {AN, S("\002MX\007Example\000"), DNS_TYPE_A, 0, 60, S("\300\000\002\002")},
+        {AN, S("\002mx\007example\000"), DNS_TYPE_AAAA, 0, 60,
+         S("\040\001\015\270\000\000\000\000\000\000\000\000\000\000\000\001")},
+        {AN, S("\003mx2\007example\000"), DNS_TYPE_A, 0, 60, S("\300\000\002\003")},
+        {NS, S("\002mx\007example\000"), DNS_TYPE_A, 0, 60, S("\300\000\002\004")},
+        {AR, S("\002mx\007example\000"), DNS_TYPE_A, 0, 60, S("\300\000\002\005")},
+        {0, NULL, 0, 0, 0, 0, NULL, 0},
+    };
+    uint8_t m[512], addr[16];
+    size_t len, alen;
+    struct dns_iter it;
+    struct dns_rr r;
+    const char *why = NULL;
+    unsigned n = 0, last = 0;
+    int rc;
+
+    len = dnsmsg_question(m, 0x8180, S("\002mx\007example\000"), DNS_TYPE_A, DNS_CLASS_IN);
+    len = dnsmsg_records(m, len, rr, sizeof(rr) / sizeof(rr[0]));
+    check_int("answer_next", "init", dns_iter_init(&it, m, len, &why), DNS_EOK);
+    while ((rc = dns_answer_next(&it, "mx.example", DNS_TYPE_A, &r, &why)) == 1) {
+        n++;
+        if (dns_rdata_addr(&r, addr, &alen, &why) == DNS_EOK && alen == 4)
+            last = addr[3];
+    }
+    check_int("answer_next", "end", rc, 0);
+    check_int("answer_next", "records of the type at the owner, any case", n, 2);
+    check_int("answer_next", "the second is the upper-case owner's", last, 2);
+}
+
 int main(void)
 {
+    check_answer_next();
     for (size_t i = 0; i < sizeof(msg_rows) / sizeof(msg_rows[0]); i++)
         check_msg_row(&msg_rows[i]);
     for (size_t i = 0; i < sizeof(chain_rows) / sizeof(chain_rows[0]); i++)
