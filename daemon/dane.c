@@ -230,8 +230,10 @@ static void add_host(struct dane_lookup *d, const char *name, uint16_t pref)
 {
     struct dane_host *x;
 
-    if (strlen(name) >= DANE_NAME_MAX)
+    if (strlen(name) >= DANE_NAME_MAX) {
+        log_info("dane: %s: MX host name longer than a domain name not examined", d->domain);
         return;
+    }
     for (unsigned h = 0; h < d->f.nhosts; h++)
         if (dns_name_equal(d->f.hosts[h].name, name))
             return;
@@ -242,8 +244,14 @@ static void add_host(struct dane_lookup *d, const char *name, uint16_t pref)
         for (unsigned h = 1; h < d->f.nhosts; h++)
             if (d->f.hosts[h].preference > d->f.hosts[worst].preference)
                 worst = h;
-        if (d->f.hosts[worst].preference <= pref)
+        /* Postfix tries at most smtp_mx_address_limit hosts anyway; say what was left out. */
+        if (d->f.hosts[worst].preference <= pref) {
+            log_info("dane: %s: MX host %s (preference %u) not examined: more than %d hosts",
+                     d->domain, name, (unsigned)pref, DANE_MAX_HOSTS);
             return;
+        }
+        log_info("dane: %s: MX host %s (preference %u) not examined: more than %d hosts", d->domain,
+                 d->f.hosts[worst].name, (unsigned)d->f.hosts[worst].preference, DANE_MAX_HOSTS);
         x = &d->f.hosts[worst];
     } else {
         x = &d->f.hosts[d->f.nhosts++];
