@@ -66,7 +66,7 @@ struct resolver {
     struct poll_handle *polls;
     struct entry **buckets;
     size_t nbuckets, nentries, max_entries;
-    size_t bytes; /* DNS messages kept, in bytes */
+    size_t bytes;   /* DNS messages kept, in bytes */
     struct lru lru; /* every entry; head: most recently used */
     uint64_t min_ttl_ms, max_ttl_ms;
     unsigned long queries_sent;
