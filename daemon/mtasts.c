@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "resolver.h"
 #include "store.h"
+#include "waitlist.h"
 #include "xalloc.h"
 
 /* Policy host addresses pinned for one fetch. */
@@ -41,7 +42,7 @@
 struct entry;
 
 struct mtasts_lookup {
-    struct mtasts_lookup *next, **pprev;
+    struct waitlist_link link; /* on the entry's waiters */
     struct entry *e;
     mtasts_cb cb;
     void *arg;
@@ -69,7 +70,7 @@ struct entry {
     int64_t fail_until;    /* no new work before this after a failure */
     int used;              /* a lookup was answered from the policy since it was fetched */
     struct work *work;
-    struct mtasts_lookup *waiters;
+    struct waitlist_link *waiters;
     struct lru_link idle; /* on svc->idle while evictable (see idle_update) */
     int on_idle;
     char domain[DOMAIN_MAX + 1];
@@ -263,7 +264,7 @@ static void work_done(struct work *w)
 {
     struct entry *e = w->e;
     struct mtasts_svc *svc = e->svc;
-    struct mtasts_lookup *l;
+    struct waitlist_link *list, *ln;
     struct mtasts_facts f;
 
     /* The TXT record last seen stays with the entry, for query output. */
@@ -273,10 +274,11 @@ static void work_done(struct work *w)
     free(w);
     e->work = NULL;
     svc->completions++;
-    while ((l = e->waiters) != NULL) {
-        e->waiters = l->next;
-        if (e->waiters)
-            e->waiters->pprev = &e->waiters;
+    /* Lookups that arrive during the answers wait for the work they start, not this one. */
+    waitlist_take(&e->waiters, &list);
+    while ((ln = waitlist_pop(&list)) != NULL) {
+        struct mtasts_lookup *l = waitlist_entry(ln, struct mtasts_lookup, link);
+
         l->cb(l->arg, &f);
         free(l);
     }
@@ -609,11 +611,7 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
     l->e = e;
     l->cb = cb;
     l->arg = arg;
-    l->next = e->waiters;
-    if (l->next)
-        l->next->pprev = &l->next;
-    l->pprev = &e->waiters;
-    e->waiters = l;
+    waitlist_push(&e->waiters, &l->link);
     idle_update(e);
     if (e->work != NULL)
         return l;
@@ -627,9 +625,7 @@ void mtasts_cancel(struct mtasts_lookup *l)
     if (l == NULL)
         return;
     e = l->e;
-    *l->pprev = l->next;
-    if (l->next)
-        l->next->pprev = l->pprev;
+    waitlist_remove(&l->link);
     free(l);
     idle_update(e);
 }
@@ -730,12 +726,10 @@ void mtasts_svc_destroy(struct mtasts_svc *svc)
         struct entry *e;
 
         while ((e = svc->buckets[b]) != NULL) {
-            struct mtasts_lookup *l;
+            struct waitlist_link *l;
 
-            while ((l = e->waiters) != NULL) {
-                e->waiters = l->next;
-                free(l);
-            }
+            while ((l = waitlist_pop(&e->waiters)) != NULL)
+                free(waitlist_entry(l, struct mtasts_lookup, link));
             if (e->work) {
                 resolver_cancel(e->work->txt_req);
                 resolver_cancel(e->work->a_req);

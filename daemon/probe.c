@@ -31,6 +31,7 @@
 #include "ehlo.h"
 #include "escape.h"
 #include "lru.h"
+#include "waitlist.h"
 #include "xalloc.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -83,8 +84,8 @@ struct tlsa_rec {
 };
 
 struct probe_req {
-    struct probe_req *next, **pprev;
-    struct entry *e; /* NULL once delivery has begun */
+    struct waitlist_link link; /* on the entry's waiters, or on a list being delivered */
+    struct entry *e;           /* NULL once delivery has begun */
     probe_cb cb;
     void *arg;
     int delivering;
@@ -96,7 +97,7 @@ struct entry {
     struct lru_link q;   /* svc->queue, while E_QUEUED */
     struct probe_svc *svc;
     enum entry_state state;
-    struct probe_req *waiters;
+    struct waitlist_link *waiters;
     struct conn *conn;   /* while E_RUNNING */
     uint64_t expires;    /* loop time in ms: res is served until then; 0: no result yet */
     uint64_t refresh_at; /* loop time in ms: a hit from then on also probes again */
@@ -281,7 +282,7 @@ static void queue_append(struct probe_svc *svc, struct entry *e)
 static void entry_free(struct probe_svc *svc, struct entry *e)
 {
     struct entry **pp = &svc->buckets[bucket(e->host, e->addr, e->fp)];
-    struct probe_req *w;
+    struct waitlist_link *l;
 
     while (*pp != e)
         pp = &(*pp)->hnext;
@@ -290,10 +291,8 @@ static void entry_free(struct probe_svc *svc, struct entry *e)
         lru_unlink(&svc->lru, &e->lru);
     else if (e->state == E_QUEUED)
         queue_unlink(svc, e);
-    while ((w = e->waiters) != NULL) {
-        e->waiters = w->next;
-        free(w);
-    }
+    while ((l = waitlist_pop(&e->waiters)) != NULL)
+        free(waitlist_entry(l, struct probe_req, link));
     if (e->conn)
         e->conn->e = NULL;
     svc->nentries--;
@@ -320,27 +319,24 @@ static void sweep(struct probe_svc *svc)
 }
 
 /* Delivery: every waiter of e, from a copy of the result (a callback may destroy svc). */
-static void deliver(struct probe_svc *svc, struct probe_req *list, const struct probe_result *r,
-                    int from_cache)
+static void deliver(struct probe_svc *svc, struct waitlist_link **list,
+                    const struct probe_result *r, int from_cache)
 {
     struct probe_result res = *r;
     char host[HOST_MAX + 1], addr[ADDR_MAX];
-    struct probe_req *w;
+    struct waitlist_link *l;
 
     snprintf(host, sizeof(host), "%s", r->host);
     snprintf(addr, sizeof(addr), "%s", r->addr);
     res.host = host;
     res.addr = addr;
     res.from_cache = from_cache;
-    for (w = list; w; w = w->next)
-        w->e = NULL;
+    for (l = *list; l; l = l->next)
+        waitlist_entry(l, struct probe_req, link)->e = NULL;
     svc->busy++;
-    if (list)
-        list->pprev = &list;
-    while ((w = list) != NULL) {
-        list = w->next;
-        if (list)
-            list->pprev = &list;
+    while ((l = waitlist_pop(list)) != NULL) {
+        struct probe_req *w = waitlist_entry(l, struct probe_req, link);
+
         w->delivering = 1;
         if (!svc->destroying)
             w->cb(w->arg, &res);
@@ -393,7 +389,7 @@ static void on_queue_deadline(uv_timer_t *t)
     /* Each pass reads the queue afresh: a callback may have cancelled or queued probes. */
     while (!svc->destroying && (e = lru_entry(svc->queue.tail, struct entry, q)) != NULL &&
            e->queued_at + svc->opts.timeout_ms <= uv_now(svc->loop)) {
-        struct probe_req *list = e->waiters;
+        struct waitlist_link *list;
         struct probe_result res;
         char host[HOST_MAX + 1], addr[ADDR_MAX];
 
@@ -401,7 +397,7 @@ static void on_queue_deadline(uv_timer_t *t)
          * Back to idle: a background refresh keeps its result, and a hit after refresh_at
          * queues it again; an entry without a live result goes.
          */
-        e->waiters = NULL;
+        waitlist_take(&e->waiters, &list);
         queue_unlink(svc, e);
         e->state = E_IDLE;
         lru_push_front(&svc->lru, &e->lru);
@@ -412,7 +408,7 @@ static void on_queue_deadline(uv_timer_t *t)
         if (list == NULL)
             continue;
         fail_result(&res, host, addr, why);
-        deliver(svc, list, &res, 0);
+        deliver(svc, &list, &res, 0);
     }
     if (svc->destroying)
         svc_maybe_free(svc);
@@ -431,7 +427,7 @@ static void complete(struct conn *c)
 {
     struct entry *e = c->e;
     struct probe_svc *svc = c->svc;
-    struct probe_req *list;
+    struct waitlist_link *list;
     struct probe_result res;
     uint64_t ttl, fail_ttl, now;
 
@@ -461,12 +457,11 @@ static void complete(struct conn *c)
         e->expires = now + ttl;
         e->refresh_at = now + ttl / 2;
     }
-    list = e->waiters;
-    e->waiters = NULL;
+    waitlist_take(&e->waiters, &list);
     /* Not cached: the entry goes now; the result is delivered from the connection's copy. */
     if (ttl == 0)
         entry_free(svc, e);
-    deliver(svc, list, &res, 0);
+    deliver(svc, &list, &res, 0);
     svc_maybe_free(svc);
 }
 
@@ -1281,11 +1276,7 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
     w->e = e;
     w->cb = cb;
     w->arg = arg;
-    w->next = e->waiters;
-    if (w->next)
-        w->next->pprev = &w->next;
-    w->pprev = &e->waiters;
-    e->waiters = w;
+    waitlist_push(&e->waiters, &w->link);
     if (e->state == E_IDLE) {
         /* New, or an expired result: probe again, now or when a slot frees up. */
         queue_append(svc, e);
@@ -1301,9 +1292,7 @@ void probe_cancel(struct probe_req *w)
     if (w == NULL || w->delivering)
         return;
     e = w->e;
-    *w->pprev = w->next;
-    if (w->next)
-        w->next->pprev = w->pprev;
+    waitlist_remove(&w->link);
     free(w);
     /* Nobody waits for a queued probe any more: drop it. */
     if (e != NULL && e->state == E_QUEUED && e->waiters == NULL)

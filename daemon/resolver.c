@@ -16,6 +16,7 @@
 #include "dns.h"
 #include "log.h"
 #include "lru.h"
+#include "waitlist.h"
 #include "metrics.h"
 #include "xalloc.h"
 
@@ -30,7 +31,7 @@
 struct entry;
 
 struct resolver_req {
-    struct resolver_req *next, **pprev;
+    struct waitlist_link link; /* on the entry's waiters */
     struct entry *e;
     resolver_cb cb;
     void *arg;
@@ -40,7 +41,7 @@ struct entry {
     struct entry *hnext;
     struct lru_link lru; /* r->lru */
     struct resolver *r;
-    struct resolver_req *waiters;
+    struct waitlist_link *waiters;
     int inflight;
     int pinned;               /* inside ares_send(): not to be evicted */
     unsigned long deliveries; /* answers delivered to waiters so far */
@@ -134,16 +135,13 @@ static void deliver(struct entry *e, int from_cache)
                                   .msg = e->msg,
                                   .len = e->len,
                                   .from_cache = from_cache};
-    struct resolver_req *list = e->waiters, *w;
+    struct waitlist_link *list, *l;
 
     e->deliveries++;
-    e->waiters = NULL;
-    if (list)
-        list->pprev = &list;
-    while ((w = list) != NULL) {
-        list = w->next;
-        if (list)
-            list->pprev = &list;
+    waitlist_take(&e->waiters, &list);
+    while ((l = waitlist_pop(&list)) != NULL) {
+        struct resolver_req *w = waitlist_entry(l, struct resolver_req, link);
+
         w->cb(w->arg, &ans);
         free(w);
     }
@@ -257,11 +255,7 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
     w->e = e;
     w->cb = cb;
     w->arg = arg;
-    w->next = e->waiters;
-    if (w->next)
-        w->next->pprev = &w->next;
-    w->pprev = &e->waiters;
-    e->waiters = w;
+    waitlist_push(&e->waiters, &w->link);
     if (e->inflight)
         return w;
 
@@ -300,9 +294,7 @@ void resolver_cancel(struct resolver_req *w)
 {
     if (w == NULL)
         return;
-    *w->pprev = w->next;
-    if (w->next)
-        w->next->pprev = w->pprev;
+    waitlist_remove(&w->link);
     free(w);
 }
 
