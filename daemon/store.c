@@ -382,14 +382,10 @@ static int has_control(const char *s)
 static int read_record(struct store *st, const char *fname, int64_t now, struct store_record *rec,
                        const char **why)
 {
-    char buf[STORE_FILE_MAX + 1], policy[STS_MAX_MX * (STS_PATTERN_MAX + 8) + 128];
-    const char *domain, *id, *mode;
-    json_int_t fetched, expires, max_age;
-    json_t *doc, *mx, *v;
-    json_error_t jerr;
+    char buf[STORE_FILE_MAX + 1];
     struct stat sb;
-    size_t i, off, n = 0;
-    int fd, rc = -1;
+    size_t n = 0;
+    int fd;
 
     /*
      * Not through a symlink, and never blocking: a FIFO or a device named like a record
@@ -429,7 +425,24 @@ static int read_record(struct store *st, const char *fname, int64_t now, struct 
         *why = "larger than a record can be";
         return -1;
     }
-    buf[n] = '\0';
+    return store_record_parse(buf, n, fname, now, rec, why);
+}
+
+int store_record_parse(const char *buf, size_t n, const char *fname, int64_t now,
+                       struct store_record *rec, const char **why)
+{
+    char policy[STS_MAX_MX * (STS_PATTERN_MAX + 8) + 128];
+    const char *domain, *id, *mode;
+    json_int_t fetched, expires, max_age;
+    json_t *doc, *mx, *v;
+    json_error_t jerr;
+    size_t i, off;
+    int rc = -1;
+
+    if (n > STORE_FILE_MAX) {
+        *why = "larger than a record can be";
+        return -1;
+    }
     doc = json_loadb(buf, n, 0, &jerr);
     if (doc == NULL) {
         *why = "not JSON";

@@ -62,6 +62,15 @@ void store_delete(struct store *st, const char *domain);
  * as NAME.corrupt (each logged). Synchronous: for start-up, before the loop runs. Returns
  * the number loaded.
  */
+/*
+ * store_record_parse - read one record file's text buf[0..len) (no I/O; the fuzzer's entry
+ * point): JSON with the policy's fields, held to RFC 8461 3.2 again by rebuilding the policy
+ * text, the domain equal to the file name fname minus ".json", no control characters, times
+ * consistent and not in the future of now. 0 with *rec filled, or -1 with a reason.
+ */
+int store_record_parse(const char *buf, size_t len, const char *fname, int64_t now,
+                       struct store_record *rec, const char **why);
+
 typedef void (*store_load_cb)(void *arg, const struct store_record *rec);
 size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg);
 

@@ -1,0 +1,43 @@
+/*
+ * Fuzzer for store_record_parse() (daemon/store.c): the text of an MTA-STS record file in
+ * state_dir, which a damaged disk, a crash or a hand edit may leave in any shape. The file
+ * is taken to be example.com.json. What parses must be a record a fetch could have
+ * produced: the file's domain, a valid id, a policy valid by RFC 8461 3.2 with its
+ * max_age, and times that neither run backwards nor lie in the future.
+ */
+#include <string.h>
+
+#include "fuzz_check.h"
+#include "store.h"
+
+/* A fixed "now", so the same input always gives the same answer. */
+#define NOW 1800000000
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct store_record rec;
+    const char *why = NULL;
+    char txt[STS_ID_MAX + 16], id[STS_ID_MAX + 1], list[STS_MAX_MX * (STS_PATTERN_MAX + 1)];
+    const char *twhy;
+
+    memset(&rec, 0, sizeof(rec));
+    if (store_record_parse((const char *)data, size, "example.com.json", NOW, &rec, &why) != 0) {
+        CHECK(why != NULL && *why != '\0');
+        return 0;
+    }
+    CHECK(strcmp(rec.domain, "example.com") == 0);
+    snprintf(txt, sizeof(txt), "v=STSv1; id=%s", rec.id);
+    CHECK(sts_txt_parse(txt, strlen(txt), id, &twhy) == STS_TXT_OK);
+    CHECK(rec.fetched >= 0 && rec.expires >= rec.fetched);
+    CHECK(rec.expires - rec.fetched <= (int64_t)rec.policy.max_age + 1);
+    CHECK(rec.fetched <= NOW + 300);
+    CHECK(rec.policy.max_age <= STS_MAX_AGE_MAX);
+    CHECK(rec.policy.nmx <= STS_MAX_MX);
+    CHECK(rec.policy.mode == STS_MODE_NONE || rec.policy.nmx >= 1);
+    for (unsigned i = 0; i < rec.policy.nmx; i++)
+        for (const char *c = rec.policy.mx[i]; *c; c++)
+            CHECK((unsigned char)*c > 0x20 && (unsigned char)*c < 0x7f);
+    if (rec.policy.mode != STS_MODE_NONE && sts_match_list(&rec.policy, list, sizeof(list)) >= 0)
+        CHECK(strchr(list, '*') == NULL);
+    return 0;
+}
