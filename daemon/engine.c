@@ -333,7 +333,7 @@ static int rtls_pending(const struct engine_facts *f)
     if (path < 0 || unprobed(f))
         return 0;
     t = count(f, (enum rtls_path)path);
-    return t.good == 0 && t.transient > 0;
+    return t.good == 0 && (t.transient > 0 || (f->rtls && f->rtls->transient));
 }
 
 static void answer_rtls_pending(const struct engine_facts *f, struct engine_answer *a)

@@ -24,6 +24,7 @@ struct host_slot {
     struct resolver_req *a, *aaaa;
     struct probe_req *probe;
     int a_done, aaaa_done;
+    int dns_failed; /* an address lookup failed (timeout, SERVFAIL): nothing definite */
     char addr[INET6_ADDRSTRLEN];
     struct probe_tlsa tlsa[DANE_MAX_TLSA];
     struct dane_tlsa tlsa_data[DANE_MAX_TLSA];
@@ -86,7 +87,11 @@ static void addresses_done(struct host_slot *s)
     struct probe_req *req;
 
     if (s->addr[0] == '\0') {
-        snprintf(h->why, sizeof(h->why), "no address for the MX host");
+        /* A failed lookup may work next time; a name without addresses will not. */
+        h->transient = s->dns_failed;
+        snprintf(h->why, sizeof(h->why), "%s",
+                 s->dns_failed ? "the MX host's address lookup failed"
+                               : "no address for the MX host");
         l->pending--;
         return;
     }
@@ -111,6 +116,8 @@ static void on_addr(void *arg, const struct resolver_answer *ans)
         s->aaaa = NULL;
         s->aaaa_done = 1;
     }
+    if (ans->info.outcome == DNS_OUT_FAILED || ans->info.outcome == DNS_OUT_BOGUS)
+        s->dns_failed = 1;
     if (ans->info.outcome == DNS_OUT_RECORDS && dns_iter_init(&it, ans->msg, ans->len, &why) == 0) {
         while (dns_answer_next(&it, ans->info.final, ans->qtype, &rr, &why) == 1) {
             uint8_t a[16];
@@ -219,6 +226,7 @@ static void on_mx(void *arg, const struct resolver_answer *ans)
         add_host(l, l->domain, 0, NULL); /* RFC 5321 5.1: the implicit MX */
         break;
     default:
+        l->f.transient = 1; /* no hosts known yet; a later try may learn them */
         snprintf(l->f.why, sizeof(l->f.why), "MX lookup for %s: %s", l->domain,
                  ans->info.why ? ans->info.why : dns_outcome_name(ans->info.outcome));
         break;

@@ -34,6 +34,7 @@ struct rtls_facts {
     unsigned nhosts;
     struct rtls_host hosts[RTLS_MAX_HOSTS];
     char why[400]; /* a reason when no host could be probed at all */
+    int transient; /* the MX lookup itself failed: the hosts are not known yet */
 };
 
 /* Called once per rtls_start() that returned non-NULL, unless cancelled. */

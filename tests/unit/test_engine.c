@@ -305,6 +305,10 @@ static const struct rtls_row rtls_rows[] = {
     {"sts, one host timed out, the other good: use the good one", DANE_NONE, 0, STS_ENFORCE,
      P_MX1 ":x " P_MX2 ":ptkr", SOCKMAP_OK, "secure match=" P_MX2 " servername=hostname",
      "requiretls/sts"},
+    {"sts, the MX lookup failed (no hosts known): wait", DANE_NONE, 0, STS_ENFORCE, "",
+     SOCKMAP_TEMP,
+     "4.4.1 REQUIRETLS: MX hosts of example.com could not be checked yet; trying again later",
+     "requiretls/probe-pending"},
     {"dane, unreachable: wait", DANE_ALL, 1, STS_UNRESOLVED, P_MX1 ":ux", SOCKMAP_TEMP,
      "4.4.1 REQUIRETLS: MX hosts of example.com could not be checked yet; trying again later",
      "requiretls/probe-pending"},
@@ -334,6 +338,8 @@ static void check_rtls_row(const struct rtls_row *r, enum engine_map map)
     memset(&rf, 0, sizeof(rf));
     df.state = (enum dane_state)r->dane_state;
     df.mx_secure = r->mx_secure;
+    /* No hosts at all stands for a failed MX lookup (rtls_facts.transient). */
+    rf.transient = r->hosts[0] == '\0';
     snprintf(list, sizeof(list), "%s", r->hosts);
     for (char *tok = strtok_r(list, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
         char *colon = strchr(tok, ':');
