@@ -73,6 +73,7 @@ struct entry {
     struct waitlist_link *waiters;
     struct lru_link idle; /* on svc->idle while evictable (see idle_update) */
     int on_idle;
+    int answering; /* work_done() is calling back: the entry must outlive the calls */
     char domain[DOMAIN_MAX + 1];
 };
 
@@ -149,7 +150,8 @@ static void set_state(struct entry *e, enum mtasts_state state)
  */
 static void idle_update(struct entry *e)
 {
-    int idle = e->f.state != MTASTS_POLICY && e->work == NULL && e->waiters == NULL;
+    int idle =
+        e->f.state != MTASTS_POLICY && e->work == NULL && e->waiters == NULL && e->answering == 0;
 
     if (idle && !e->on_idle)
         lru_push_front(&e->svc->idle, &e->idle);
@@ -276,12 +278,19 @@ static void work_done(struct work *w)
     svc->completions++;
     /* Lookups that arrive during the answers wait for the work they start, not this one. */
     waitlist_take(&e->waiters, &list);
+    e->answering++;
     while ((ln = waitlist_pop(&list)) != NULL) {
         struct mtasts_lookup *l = waitlist_entry(ln, struct mtasts_lookup, link);
 
         l->cb(l->arg, &f);
         free(l);
     }
+    /*
+     * A callback may have started new work on this entry that already finished: that
+     * inner work_done() left the entry alone, and the outermost one decides for both.
+     */
+    if (--e->answering > 0)
+        return;
     /* Nothing worth keeping: no policy and no failure to remember. */
     if (e->f.state != MTASTS_POLICY && e->fail_until <= wall_now() && e->waiters == NULL &&
         e->work == NULL)
