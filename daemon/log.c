@@ -112,7 +112,11 @@ static void add_json_string(struct line *l, const char *s)
     adds(l, "\"");
 }
 
-/* Text values: quoted when they hold a space, a quote or '=', with '"' escaped. */
+/*
+ * Text values: quoted when they hold a space, a quote or '=', with '"' escaped. Values are
+ * escape_log() output already (a backslash there starts an escape, a client's own
+ * backslash is doubled), so a backslash needs nothing more.
+ */
 static void add_text_value(struct line *l, const char *v)
 {
     if (*v != '\0' && strpbrk(v, " \"=") == NULL) {
@@ -167,9 +171,12 @@ void log_msg(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    /* A message is one line, whatever its arguments held. */
+    /*
+     * A message is one line, whatever its arguments held, and no control byte (an escape
+     * sequence in a file name, say) reaches a terminal or a log file.
+     */
     for (char *p = line; *p; p++)
-        if (*p == '\n' || *p == '\r')
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = ' ';
     if (json) {
         struct line l;

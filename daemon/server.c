@@ -94,6 +94,7 @@ static void finish_drain(struct server *srv)
     http_server_close(srv->http);
     srv->http = NULL;
     lookup_svc_close(&srv->svc);
+    srv->svc_open = 0;
     log_notice("stopped");
 }
 
