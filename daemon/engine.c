@@ -88,6 +88,30 @@ static int sts_enforce(const struct engine_facts *f)
            (f->sts->policy.mode == STS_MODE_TESTING && (f->sts_flags & ENGINE_STS_ENFORCE_TESTING));
 }
 
+/*
+ * DANE on some MX hosts (or DANE lookups failed for some and the rest have none) beside an
+ * MTA-STS enforce policy. "dane" would give the hosts without TLSA unauthenticated TLS,
+ * which the MTA-STS policy forbids; "secure" would let MTA-STS override a failing DANE
+ * check (RFC 8461 2 says it must not). "dane-only" does neither: the DANE hosts are used,
+ * the others skipped, and no host is reached unauthenticated.
+ */
+static int dane_partial_sts_enforce(const struct engine_facts *f)
+{
+    return f->dane && (f->dane->state == DANE_SOME || f->dane->state == DANE_DEGRADED) &&
+           sts_enforce(f);
+}
+
+/*
+ * TLSA records exist but none is usable (RFC 7672 2.2: mandatory TLS, nothing to check),
+ * beside an MTA-STS enforce policy: no DANE check takes place that MTA-STS could override,
+ * so the policy's "secure" (PKIX for the policy's MX patterns) applies; it is stricter than
+ * the "dane" answer, never weaker.
+ */
+static int dane_unusable_sts_enforce(const struct engine_facts *f)
+{
+    return f->dane && f->dane->state == DANE_UNUSABLE && sts_enforce(f);
+}
+
 /* draft-ietf-uta-smtp-require-tls-06 4.2.1: an MTA-STS policy in any mode but none
  * validates the MX for a REQUIRETLS message. */
 static int sts_validates_mx(const struct engine_facts *f)
@@ -237,25 +261,31 @@ static int good(enum rtls_path path, const struct rtls_host *h)
 
 struct tally {
     unsigned candidates, good, good_pkix, authenticated; /* authenticated: TLS + auth ok */
-    unsigned transient;                                  /* no definite probe result */
+    unsigned transient; /* no definite probe result */
+    unsigned leaky;     /* authenticates, definitely without REQUIRETLS: must not be used */
+    unsigned unjudged;  /* transient and not good: nothing is known about it yet */
 };
 
 static struct tally count(const struct engine_facts *f, enum rtls_path path)
 {
-    struct tally t = {0, 0, 0, 0, 0};
+    struct tally t = {0, 0, 0, 0, 0, 0, 0};
 
     for (unsigned i = 0; f->rtls && i < f->rtls->nhosts; i++) {
         const struct rtls_host *h = &f->rtls->hosts[i];
+        int auth = h->probed && h->tls && (path == PATH_DANE ? h->dane : h->pkix);
 
         if (!candidate(f, path, h->name))
             continue;
         t.candidates++;
         t.transient += h->transient;
-        if (h->probed && h->tls && (path == PATH_DANE ? h->dane : h->pkix))
-            t.authenticated++;
+        t.authenticated += auth;
         if (good(path, h)) {
             t.good++;
             t.good_pkix += h->pkix;
+        } else if (h->transient) {
+            t.unjudged++;
+        } else if (auth) {
+            t.leaky++;
         }
     }
     return t;
@@ -284,6 +314,14 @@ static int unprobed(const struct engine_facts *f)
     return !f->rtls_probe;
 }
 
+/*
+ * "dane-only" lets Postfix deliver to every MX host that authenticates by DANE, and to no
+ * other. So it is safe for a REQUIRETLS message when some host qualifies and every DANE
+ * candidate that would authenticate also advertises REQUIRETLS. Hosts that fail the DANE
+ * check, offer no TLS or have no address are harmless: Postfix cannot use them either. A
+ * host the probe could not judge (no connection, a timeout) may still authenticate without
+ * advertising REQUIRETLS, so it keeps "dane-only" off until it is judged.
+ */
 static int rtls_dane_only(const struct engine_facts *f)
 {
     struct tally t;
@@ -293,7 +331,7 @@ static int rtls_dane_only(const struct engine_facts *f)
     if (unprobed(f))
         return 1;
     t = count(f, PATH_DANE);
-    return t.candidates > 0 && t.good == t.candidates;
+    return t.good > 0 && t.leaky == 0 && t.unjudged == 0;
 }
 
 /*
@@ -333,7 +371,10 @@ static int rtls_pending(const struct engine_facts *f)
     if (path < 0 || unprobed(f))
         return 0;
     t = count(f, (enum rtls_path)path);
-    return t.good == 0 && (t.transient > 0 || (f->rtls && f->rtls->transient));
+    if (t.good == 0)
+        return t.transient > 0 || (f->rtls && f->rtls->transient);
+    /* DANE: good hosts, none known to be unfit, some not judged yet (rtls_dane_only). */
+    return path == PATH_DANE && t.leaky == 0 && t.unjudged > 0;
 }
 
 static void answer_rtls_pending(const struct engine_facts *f, struct engine_answer *a)
@@ -342,6 +383,44 @@ static void answer_rtls_pending(const struct engine_facts *f, struct engine_answ
     snprintf(a->text, sizeof(a->text),
              "4.4.1 REQUIRETLS: MX hosts of %s could not be checked yet; trying again later",
              f->domain);
+}
+
+/*
+ * DANE: some hosts qualify, but others authenticate and do not advertise REQUIRETLS, and
+ * "dane-only" cannot keep Postfix off them (the good hosts' certificates do not verify by
+ * PKIX, so no match list can name them alone): 5.7.30, naming the hosts at fault.
+ */
+static int rtls_dane_mixed(const struct engine_facts *f)
+{
+    struct tally t;
+
+    if (rtls_path(f) != PATH_DANE || unprobed(f))
+        return 0;
+    t = count(f, PATH_DANE);
+    return t.good > 0 && t.leaky > 0;
+}
+
+static void answer_rtls_dane_mixed(const struct engine_facts *f, struct engine_answer *a)
+{
+    size_t len;
+    unsigned n = 0;
+
+    a->status = SOCKMAP_TEMP;
+    len = (size_t)snprintf(a->text, sizeof(a->text), "5.7.30 REQUIRETLS support required: ");
+    for (unsigned i = 0; i < f->rtls->nhosts && len < sizeof(a->text); i++) {
+        const struct rtls_host *h = &f->rtls->hosts[i];
+
+        if (!candidate(f, PATH_DANE, h->name) || good(PATH_DANE, h) || h->transient ||
+            !(h->probed && h->tls && h->dane))
+            continue;
+        len += (size_t)snprintf(a->text + len, sizeof(a->text) - len, "%s%s", n++ ? ", " : "",
+                                h->name);
+    }
+    if (len < sizeof(a->text))
+        snprintf(a->text + len, sizeof(a->text) - len,
+                 " of %s authenticate%s by DANE without advertising REQUIRETLS, and the hosts "
+                 "that advertise it cannot be chosen alone (no PKIX certificate)",
+                 f->domain, n == 1 ? "s" : "");
 }
 
 /* A validated path, hosts that authenticate, and none that advertises REQUIRETLS: 5.7.30. */
@@ -431,6 +510,8 @@ static const struct row rows[] = {
     {ENGINE_MAP_POLICY, "policy/override", has_override, answer_override},
     {ENGINE_MAP_POLICY, "policy/dnssec-temp", dane_temp, answer_dane_temp},
     {ENGINE_MAP_POLICY, "policy/dane-only", dane_all, answer_dane_only},
+    {ENGINE_MAP_POLICY, "policy/dane-only-sts", dane_partial_sts_enforce, answer_dane_only},
+    {ENGINE_MAP_POLICY, "policy/sts-unusable-dane", dane_unusable_sts_enforce, answer_sts_secure},
     {ENGINE_MAP_POLICY, "policy/dane", dane_partial, answer_dane},
     {ENGINE_MAP_POLICY, "policy/sts-enforce", sts_enforce, answer_sts_secure},
     {ENGINE_MAP_POLICY, "policy/none", always, answer_no_policy},
@@ -447,6 +528,7 @@ static const struct row rows[] = {
     {ENGINE_MAP_REQUIRETLS, "requiretls/sts", rtls_sts, answer_rtls_sts},
     {ENGINE_MAP_REQUIRETLS, "requiretls/mx-dnssec", rtls_mx, answer_rtls_mx},
     {ENGINE_MAP_REQUIRETLS, "requiretls/probe-pending", rtls_pending, answer_rtls_pending},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/dane-mixed", rtls_dane_mixed, answer_rtls_dane_mixed},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unsupported", rtls_unsupported, answer_rtls_unsupported},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
 };
@@ -476,7 +558,8 @@ unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
     if (dane_temp(f))
         return 0;
     if (map == ENGINE_MAP_POLICY)
-        return dane_all(f) || dane_partial(f) || f->sts ? 0 : ENGINE_NEED_STS;
+        /* Partial DANE still needs MTA-STS: an enforce policy makes it "dane-only". */
+        return dane_all(f) || f->sts ? 0 : ENGINE_NEED_STS;
     /* REQUIRETLS: a validated path first (DANE, MTA-STS, DNSSEC MX), then the probe. */
     if (!dane_usable(f) && f->sts == NULL)
         return ENGINE_NEED_STS;

@@ -147,6 +147,28 @@ def lab_domains():
           answers, ["DNS lookups did not finish within lookup_timeout (1000 ms)"] * 3)
     check_true("lab query behind a stalled probe: bounded", secs < 8, secs)
 
+    # Issue 10.2: two DANE hosts, mx1 good (its AAAA refuses), mx2's TLSA matches nothing.
+    # dane-only keeps Postfix off mx2, so the REQUIRETLS answer is dane-only, not a 5.7.30
+    # that says no authenticating host advertises REQUIRETLS (mx1 does).
+    cmd = [TLSPOLICYD, "query", "--json"]
+    for o in BASE + [f"probe_ca_file={os.environ['LAB_CA_FILE']}"]:
+        cmd += ["-o", o]
+    got = {}
+    for m in ("requiretls", "policy"):
+        p = subprocess.run(cmd + ["--map", m, "rtls-dane-two.test"], capture_output=True,
+                           text=True, timeout=60)
+        check_true(f"lab rtls-dane-two {m}: no sanitizer report", "Sanitizer" not in p.stderr
+                   and "runtime error" not in p.stderr, p.stderr[-2000:])
+        try:
+            d = json.loads(p.stdout)[0]
+            got[m] = (d["status"], d["answer"], d["rule"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            got[m] = p.stdout[-500:]
+    check("lab rtls-dane-two requiretls: dane-only (mx1 qualifies, mx2 cannot authenticate)",
+          got["requiretls"], ("OK", "dane-only", "requiretls/dane-only"))
+    check("lab rtls-dane-two policy: dane-only", got["policy"],
+          ("OK", "dane-only", "policy/dane-only"))
+
     # What smtplab.py saw: our EHLO name, SNI, and a QUIT in each session.
     log = open(os.environ["LAB_SMTP_LOG"], errors="replace").read()
     check_true("lab log: EHLO with probe_helo_name", f"C: EHLO {HELO}" in log)

@@ -84,6 +84,13 @@ try:
     check("dane-all.test also has STS: DANE wins", d.ask("policy", "dane-all.test"),
           "OK dane-only")
 
+    # Issue 10.5: DANE on some MX hosts beside an MTA-STS enforce policy: "dane" would give
+    # the host without TLSA unauthenticated TLS, which the policy forbids: dane-only.
+    check("dane-some-sts.test: DANE on one host, STS enforce: dane-only",
+          d.ask("policy", "dane-some-sts.test"), "OK dane-only")
+    check_true("dane-some-sts.test: the decision names its rule",
+               d.wait_log("policy/dane-only-sts"), d.log()[-1500:])
+
     # A failed fetch is remembered: asking again costs no second fetch.
     before = d.log().count("mta-sts: notfound.sts.test: no policy")
     check("notfound again", d.ask("policy", "notfound.sts.test"), "NOTFOUND ")

@@ -46,7 +46,7 @@ LAB_FAIL=125
 wait_s=${DNSLAB_WAIT:-10}
 # The delegated children of test.; all but unsigned.test and sts.test are signed.
 SIGNED="dane-all dane-mixed mx-cname nullmx nomx-tlsa noaddr unusable bogus-mx bogus badds expired
-    rtls-dane tlsonly-dane bogus-some"
+    rtls-dane tlsonly-dane bogus-some rtls-dane-two dane-some-sts"
 UNSIGNED="unsigned sts"
 # MTA-STS policy hosts: nginx serves every case at HTTPS but these three, which
 # stslab.py plays, each on an address of its own.
@@ -60,6 +60,8 @@ STS_PATH=/.well-known/mta-sts.txt
 # mx1.C.sts.test get 127.0.20.101... in this order. See README.md.
 STS_CASES="enforce wildcard testing none crlf split twotxt notxt badtxt redirect ctype charset
     big bigchunked slow notls nohttp notfound syntax nomx wrongname untrusted expired rotate"
+# Signed zones that publish an MTA-STS policy too (policy host mta-sts.ZONE, on nginx).
+DANE_STS="dane-all dane-some-sts"
 # The main server certificate names every policy host but these (their own certificates
 # are the point), so that a client sending no SNI fails on them too.
 STS_OWN_CERT="wrongname untrusted expired"
@@ -524,6 +526,28 @@ zone_records() {
         echo "mx A ${smtp_addr[${1%-dane}]}"
         echo "_25._tcp.mx TLSA 3 1 1 ${spki[${1%-dane}]}"
         ;;
+    dane-some-sts)
+        # DANE on one MX host of two, beside an MTA-STS enforce policy naming both: no host
+        # may be reached unauthenticated, so the answer is dane-only (issue 10.5).
+        echo "@ MX 10 mx"
+        echo "@ MX 20 mx.unsigned.test."
+        echo "mx A 127.0.20.10"
+        echo "_25._tcp.mx TLSA 3 1 1 ${hex[mx.dane-some-sts.test]}"
+        echo "_mta-sts TXT \"v=STSv1; id=20261203\""
+        echo "mta-sts A $HTTPS"
+        ;;
+    rtls-dane-two)
+        # Two DANE hosts: mx1 is the rtls server (its real key; its AAAA refuses connections),
+        # mx2 the tlsonly server with a TLSA record that matches nothing. dane-only keeps a
+        # sender off mx2, so REQUIRETLS mail may go to mx1 (issue 10.2).
+        echo "@ MX 10 mx1"
+        echo "@ MX 20 mx2"
+        echo "mx1 A ${smtp_addr[rtls]}"
+        echo "mx1 AAAA ::1"
+        echo "_25._tcp.mx1 TLSA 3 1 1 ${spki[rtls]}"
+        echo "mx2 A ${smtp_addr[tlsonly]}"
+        echo "_25._tcp.mx2 TLSA 3 1 1 ${hex[mx2.rtls-dane-two.test]}"
+        ;;
     mx-cname)
         echo "@ MX 10 alias"
         echo "alias CNAME host"
@@ -743,7 +767,7 @@ commonName = supplied
 EOF
 make_pki() {
     local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes) c from until j
-    local -a p=() names=(mta-sts.dane-all.test)
+    local -a p=() names=(mta-sts.dane-all.test mta-sts.dane-some-sts.test)
     export LAB_PKI=$pki OPENSSL_CONF=$pki/openssl.cnf LAB_SAN=DNS:unused.test
     # leaf NAME CA DNSNAME...: NAME.key and NAME.pem for the DNSNAMEs, from CA, for 30 days
     # (with the key NAME.key if it exists: the SMTP servers')
@@ -810,7 +834,7 @@ for b in rtls tlsonly; do
 done
 make_pki > "$logs/pki.log" 2>&1 &
 pki_pid=$!
-make_hex mx1.dane-all.test mx2.dane-all.test mx.dane-mixed.test host.mx-cname.test \
+make_hex mx2.rtls-dane-two.test mx.dane-some-sts.test mx1.dane-all.test mx2.dane-all.test mx.dane-mixed.test host.mx-cname.test \
     nomx-tlsa.test pkix-ta.unusable.test pkix-ee.unusable.test selector7.unusable.test \
     mtype9.unusable.test mx.bogus.test mx.badds.test mx.expired.test mx1.bogus-some.test
 for z in test $SIGNED $UNSIGNED; do write_zone "$z"; done
@@ -979,11 +1003,11 @@ big_policy() {
 }
 www=$LAB_DIR/www
 dirs=()
-for c in $STS_CASES $STS_SMTP_CASES dane-all; do
+for c in $STS_CASES $STS_SMTP_CASES $DANE_STS; do
     [ "$c" = bigchunked ] || dirs+=("$www/$c/.well-known")
 done
 mkdir -p "${dirs[@]}"
-for c in $STS_CASES $STS_SMTP_CASES dane-all; do
+for c in $STS_CASES $STS_SMTP_CASES $DANE_STS; do
     f=$www/$c/.well-known/mta-sts.txt
     case $c in
     enforce) policy enforce mx1.enforce.sts.test '*.backup.sts.test' > "$f" ;;
@@ -1002,6 +1026,7 @@ for c in $STS_CASES $STS_SMTP_CASES dane-all; do
         policy enforce mx2.rotate.sts.test > "$LAB_DIR/stslab/rotate.next"
         ;;
     dane-all) policy enforce mx1.dane-all.test mx2.dane-all.test > "$f" ;;
+    dane-some-sts) policy enforce mx.dane-some-sts.test mx.unsigned.test > "$f" ;;
     mixed-rtls) policy enforce mx1.mixed-rtls.sts.test mx2.mixed-rtls.sts.test > "$f" ;;
     rtls | tlsonly | wrongcert | stall | endless) policy enforce "mx.$c.sts.test" > "$f" ;;
     *) policy enforce "mx1.$c.sts.test" > "$f" ;;
@@ -1037,10 +1062,10 @@ http {
         ssl_reject_handshake on;
     }
 EOF
-    for c in $STS_CASES $STS_SMTP_CASES dane-all; do
+    for c in $STS_CASES $STS_SMTP_CASES $DANE_STS; do
         case $c in notls | nohttp | slow) continue ;; esac
         host=mta-sts.$c.sts.test
-        [ "$c" != dane-all ] || host=mta-sts.dane-all.test
+        [[ " $DANE_STS " != *" $c "* ]] || host=mta-sts.$c.test
         cert=server
         [[ " $STS_OWN_CERT " != *" $c "* ]] || cert=$c
         printf '    server {\n        listen %s:%s ssl;\n        server_name %s;\n' \

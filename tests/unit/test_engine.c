@@ -53,8 +53,16 @@ static const struct row rows[] = {
      "policy/none"},
     {"policy: some hosts failed, the rest without TLSA: Postfix judges each host",
      ENGINE_MAP_POLICY, 0, NULL, 0, DANE_DEGRADED, SOCKMAP_OK, "dane", "policy/dane"},
-    {"policy: degraded DANE still wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_DEGRADED,
-     SOCKMAP_OK, "dane", "policy/dane", STS_ENFORCE},
+    {"policy: degraded DANE beside STS enforce: no host unauthenticated", ENGINE_MAP_POLICY, 0,
+     NULL, 0, DANE_DEGRADED, SOCKMAP_OK, "dane-only", "policy/dane-only-sts", STS_ENFORCE},
+    {"policy: degraded DANE beside STS testing stays dane", ENGINE_MAP_POLICY, 0, NULL, 0,
+     DANE_DEGRADED, SOCKMAP_OK, "dane", "policy/dane", STS_TESTING},
+    {"policy: DANE on some hosts beside STS enforce: dane-only", ENGINE_MAP_POLICY, 0, NULL, 0,
+     DANE_SOME, SOCKMAP_OK, "dane-only", "policy/dane-only-sts", STS_ENFORCE},
+    {"policy: DANE on some hosts, no STS policy: dane", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_SOME,
+     SOCKMAP_OK, "dane", "policy/dane", STS_NOPOLICY},
+    {"policy: DANE on some hosts, STS mode none: dane", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_SOME,
+     SOCKMAP_OK, "dane", "policy/dane", STS_MODENONE},
     {"requiretls: degraded DANE is no DANE path", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_DEGRADED,
      SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
      "requiretls/unvalidated"},
@@ -72,8 +80,10 @@ static const struct row rows[] = {
      "policy/none", STS_NOPOLICY},
     {"policy: DANE wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_ALL, SOCKMAP_OK, "dane-only",
      "policy/dane-only", STS_ENFORCE},
-    {"policy: partial DANE wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_UNUSABLE, SOCKMAP_OK,
-     "dane", "policy/dane", STS_ENFORCE},
+    {"policy: unusable TLSA beside STS enforce: the policy's PKIX check", ENGINE_MAP_POLICY, 0,
+     NULL, 0, DANE_UNUSABLE, SOCKMAP_OK, STS_MATCH, "policy/sts-unusable-dane", STS_ENFORCE},
+    {"policy: unusable TLSA, STS testing: dane", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_UNUSABLE,
+     SOCKMAP_OK, "dane", "policy/dane", STS_TESTING},
     {"policy: bogus DNSSEC wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
      "DNSSEC: why", "policy/dnssec-temp", STS_ENFORCE},
     {"policy: override wins over STS", ENGINE_MAP_POLICY, 1, "may", TLSPOLICY_MAY, NODANE,
@@ -232,7 +242,16 @@ static void check_needs(void)
     df.state = DANE_ALL;
     check_int("needs: policy, DANE all", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
     df.state = DANE_UNUSABLE;
-    check_int("needs: policy, DANE unusable", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
+    check_int("needs: policy, DANE unusable", "sts", engine_needs(ENGINE_MAP_POLICY, &f),
+              ENGINE_NEED_STS);
+    df.state = DANE_SOME;
+    check_int("needs: policy, DANE some", "sts", engine_needs(ENGINE_MAP_POLICY, &f),
+              ENGINE_NEED_STS);
+    f.sts = &sf;
+    check_int("needs: policy, DANE some, STS known", "nothing",
+              engine_needs(ENGINE_MAP_POLICY, &f), 0);
+    f.sts = NULL;
+    df.state = DANE_UNUSABLE;
     check_int("needs: requiretls, DANE unusable", "sts", engine_needs(ENGINE_MAP_REQUIRETLS, &f),
               ENGINE_NEED_STS);
     df.state = DANE_TEMP;
@@ -268,9 +287,42 @@ static const struct rtls_row rtls_rows[] = {
      "requiretls/dane-some-pkix"},
     {"dane, one host lacks REQUIRETLS, good one DANE only", DANE_ALL, 1, STS_UNRESOLVED,
      P_MX1 ":uptdr " P_MX2 ":uptd", SOCKMAP_TEMP,
-     "5.7.30 REQUIRETLS support required: no MX host of example.com that authenticates "
-     "advertises REQUIRETLS",
-     "requiretls/unsupported"},
+     "5.7.30 REQUIRETLS support required: " P_MX2 " of example.com authenticates by DANE "
+     "without advertising REQUIRETLS, and the hosts that advertise it cannot be chosen alone "
+     "(no PKIX certificate)",
+     "requiretls/dane-mixed"},
+    {"dane, two hosts lack REQUIRETLS, good one DANE only", DANE_ALL, 1, STS_UNRESOLVED,
+     P_MX1 ":uptdr " P_MX2 ":uptd mx3.example.com:uptd", SOCKMAP_TEMP,
+     "5.7.30 REQUIRETLS support required: " P_MX2 ", mx3.example.com of example.com "
+     "authenticate by DANE without advertising REQUIRETLS, and the hosts that advertise it "
+     "cannot be chosen alone (no PKIX certificate)",
+     "requiretls/dane-mixed"},
+    /* Issue 10.2: mx2's TLSA matches nothing, so dane-only keeps Postfix off it anyway. */
+    {"dane, good host and one failing DANE: dane-only", DANE_ALL, 1, STS_UNRESOLVED,
+     P_MX1 ":uptdr " P_MX2 ":upt", SOCKMAP_OK, "dane-only", "requiretls/dane-only"},
+    {"dane, good host and one failing DANE that advertises: dane-only", DANE_ALL, 1,
+     STS_UNRESOLVED, P_MX1 ":uptdr " P_MX2 ":uptr", SOCKMAP_OK, "dane-only",
+     "requiretls/dane-only"},
+    {"dane, good host and one without STARTTLS: dane-only", DANE_ALL, 1, STS_UNRESOLVED,
+     P_MX1 ":uptdr " P_MX2 ":up", SOCKMAP_OK, "dane-only", "requiretls/dane-only"},
+    {"dane, good host and one without an address: dane-only", DANE_ALL, 1, STS_UNRESOLVED,
+     P_MX1 ":uptdr " P_MX2 ":u", SOCKMAP_OK, "dane-only", "requiretls/dane-only"},
+    {"dane, good host and a host without TLSA: dane-only skips it", DANE_SOME, 1,
+     STS_UNRESOLVED, P_MX1 ":uptdr " P_MX2 ":ptk", SOCKMAP_OK, "dane-only",
+     "requiretls/dane-only"},
+    {"dane, good host, another not judged yet: wait", DANE_ALL, 1, STS_UNRESOLVED,
+     P_MX1 ":uptdr " P_MX2 ":ux", SOCKMAP_TEMP,
+     "4.4.1 REQUIRETLS: MX hosts of example.com could not be checked yet; trying again later",
+     "requiretls/probe-pending"},
+    {"dane, good PKIX host, another not judged yet: only the good one", DANE_ALL, 1,
+     STS_UNRESOLVED, P_MX1 ":uptkdr " P_MX2 ":ux", SOCKMAP_OK,
+     "secure match=" P_MX1 " servername=hostname", "requiretls/dane-some-pkix"},
+    {"dane, good host, one unfit and one not judged: the unfit one decides", DANE_ALL, 1,
+     STS_UNRESOLVED, P_MX1 ":uptdr " P_MX2 ":uptd mx3.example.com:ux", SOCKMAP_TEMP,
+     "5.7.30 REQUIRETLS support required: " P_MX2 " of example.com authenticates by DANE "
+     "without advertising REQUIRETLS, and the hosts that advertise it cannot be chosen alone "
+     "(no PKIX certificate)",
+     "requiretls/dane-mixed"},
     {"dane, no host advertises", DANE_ALL, 1, STS_UNRESOLVED, P_MX1 ":uptd " P_MX2 ":uptd",
      SOCKMAP_TEMP,
      "5.7.30 REQUIRETLS support required: no MX host of example.com that authenticates "
