@@ -88,6 +88,16 @@ static int sts_enforce(const struct engine_facts *f)
            (f->sts->policy.mode == STS_MODE_TESTING && (f->sts_flags & ENGINE_STS_ENFORCE_TESTING));
 }
 
+/*
+ * The TXT record announced a policy and the fetch failed on our side (our CA bundle,
+ * memory, descriptors), with no policy in force: RFC 8461's "no policy" is for failures of
+ * the policy host, not ours (issue 10 section 3).
+ */
+static int sts_local_fault(const struct engine_facts *f)
+{
+    return f->sts && f->sts->state != MTASTS_POLICY && f->sts->local_fault;
+}
+
 /* draft-ietf-uta-smtp-require-tls-06 4.2.1: an MTA-STS policy in any mode but none
  * validates the MX for a REQUIRETLS message. */
 static int sts_validates_mx(const struct engine_facts *f)
@@ -137,6 +147,13 @@ static void answer_dane_temp(const struct engine_facts *f, struct engine_answer 
 {
     a->status = SOCKMAP_TEMP;
     snprintf(a->text, sizeof(a->text), "DNSSEC: %s", f->dane->why);
+}
+
+/* SPEC 7: in doubt, TEMP; the reason names the local fault so the administrator can fix it. */
+static void answer_sts_local_fault(const struct engine_facts *f, struct engine_answer *a)
+{
+    a->status = SOCKMAP_TEMP;
+    snprintf(a->text, sizeof(a->text), "MTA-STS policy of %s unknown: %s", f->domain, f->sts->why);
 }
 
 /*
@@ -433,6 +450,7 @@ static const struct row rows[] = {
     {ENGINE_MAP_POLICY, "policy/dane-only", dane_all, answer_dane_only},
     {ENGINE_MAP_POLICY, "policy/dane", dane_partial, answer_dane},
     {ENGINE_MAP_POLICY, "policy/sts-enforce", sts_enforce, answer_sts_secure},
+    {ENGINE_MAP_POLICY, "policy/sts-local-fault", sts_local_fault, answer_sts_local_fault},
     {ENGINE_MAP_POLICY, "policy/none", always, answer_no_policy},
 
     /* tlsoptional: the recipient's policy is waived, STARTTLS still attempted (RFC 8689 5). */
@@ -448,6 +466,7 @@ static const struct row rows[] = {
     {ENGINE_MAP_REQUIRETLS, "requiretls/mx-dnssec", rtls_mx, answer_rtls_mx},
     {ENGINE_MAP_REQUIRETLS, "requiretls/probe-pending", rtls_pending, answer_rtls_pending},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unsupported", rtls_unsupported, answer_rtls_unsupported},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/sts-local-fault", sts_local_fault, answer_sts_local_fault},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
 };
 
