@@ -488,12 +488,17 @@ static int load_ca(struct cafile **slot, const char *key, const char *path, stru
         snprintf(err, errlen, "%s: %s", key, why);
         return -1;
     }
-    if (cafile_unparsed(*slot) > 0)
-        log_warning("%s: %u CA certificates from %s; %u more could not be parsed", key,
-                    cafile_count(*slot), file, cafile_unparsed(*slot));
-    else
-        log_info("%s: %u CA certificates from %s", key, cafile_count(*slot), file);
     return 0;
+}
+
+/* Said once both are in, so a bad second file is the only line a failed start-up prints. */
+static void log_ca(const char *key, const struct cafile *ca)
+{
+    if (cafile_unparsed(ca) > 0)
+        log_warning("%s: %u CA certificates from %s; %u more could not be parsed", key,
+                    cafile_count(ca), cafile_path(ca), cafile_unparsed(ca));
+    else
+        log_info("%s: %u CA certificates from %s", key, cafile_count(ca), cafile_path(ca));
 }
 
 int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owner, gid_t group,
@@ -514,6 +519,8 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     if (load_ca(&svc->sts_ca, "sts_ca_file", cfg->sts_ca_file, NULL, err, errlen) < 0 ||
         load_ca(&svc->probe_ca, "probe_ca_file", cfg->probe_ca_file, svc->sts_ca, err, errlen) < 0)
         return -1;
+    log_ca("sts_ca_file", svc->sts_ca);
+    log_ca("probe_ca_file", svc->probe_ca);
     fo.ca = svc->sts_ca;
     svc->resolver = resolver_create(svc->loop, cfg, err, errlen);
     if (svc->resolver == NULL)

@@ -203,7 +203,7 @@ static int reload_ca_files(struct server *srv, struct config *cfg)
         rc = -1;
         log_error("reload: %s: %s; keeping the CA bundle read from %s%s", f[i].key, why,
                   (*f[i].now)[0] ? *f[i].now : CAFILE_SYSTEM,
-                  geteuid() != 0 && access(file, F_OK) == 0 && access(file, R_OK) < 0
+                  geteuid() != 0 && access(file, R_OK) < 0 && errno == EACCES
                       ? " (the daemon no longer runs as root: restart it to read this file)"
                       : "");
         swap_str(f[i].now, f[i].want);
@@ -235,9 +235,9 @@ void server_reload(struct server *srv)
     }
     if (needs_restart(&srv->cfg, &cfg)) {
         log_warning("reload: listen, socket_mode, socket_group, user, metrics_listen, the "
-                    "dns_* keys, state_dir, the sts_*_timeout keys and the probe_* keys but "
-                    "probe_ca_file take effect only at restart; keeping the current listeners, "
-                    "resolver, fetcher and prober");
+                    "dns_* keys, state_dir, the sts_*_timeout keys and the probe_* keys take "
+                    "effect only at restart (sts_ca_file and probe_ca_file are read again now); "
+                    "keeping the current listeners, resolver, fetcher and prober");
         /* Keep the start-up settings so the configuration shown matches what is in force. */
         struct endpoint *tmp = cfg.listen;
         size_t ntmp = cfg.nlisten;
