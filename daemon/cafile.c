@@ -45,7 +45,8 @@ static int read_file(struct cafile *ca, char *err, size_t errlen)
     size_t cap, got = 0;
     int fd, rc = -1;
 
-    fd = open(ca->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO named by mistake must not hang start-up; it is refused below. */
+    fd = open(ca->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         snprintf(err, errlen, "CA file %s: cannot open: %s", ca->path, strerror(errno));
         return -1;

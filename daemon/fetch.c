@@ -283,13 +283,18 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-/* socket() for a pinned address; a failure (no descriptor, no memory) is ours, not the host's. */
+/*
+ * socket() for a pinned address. Running out of descriptors or memory is our fault, not
+ * the host's; other errors (EAFNOSUPPORT on a host without IPv6) are a route we do not
+ * have to that address, and stay "no connection".
+ */
 static curl_socket_t open_pinned(struct fetch_req *req, const struct curl_sockaddr *sa)
 {
     int fd = socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
 
-    if (fd < 0 && req->socket_errno == 0)
-        req->socket_errno = errno ? errno : EMFILE;
+    if (fd < 0 && req->socket_errno == 0 &&
+        (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
+        req->socket_errno = errno;
     return fd < 0 ? CURL_SOCKET_BAD : fd;
 }
 

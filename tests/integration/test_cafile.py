@@ -5,6 +5,7 @@ holds no certificate with one line naming it; SIGHUP re-reads the files and keep
 in memory when the new one is bad; and a fetch that fails on our side (a bundle libcurl
 cannot read) answers TEMP for a domain whose TXT record announces a policy, counts
 outcome="local" in /metrics and is not remembered, so the domain recovers at once."""
+import json
 import os
 import re
 import shutil
@@ -231,6 +232,15 @@ try:
               d.ask("policy", "notxt.sts.test"), "NOTFOUND ")
         check("local fault: tlsoptional still waives", d.ask("tlsoptional", "enforce.sts.test"),
               "OK may")
+        # query --json shows the fact the engine read (the command fetches for itself).
+        p = subprocess.run([TLSPOLICYD, "query", "-c", d.conf, "-o", "state_dir=",
+                            "-o", "metrics_listen=", "--json", "enforce.sts.test"],
+                           capture_output=True, text=True, timeout=30)
+        doc = json.loads(p.stdout or "[{}]")[0]
+        sts = (doc.get("facts") or {}).get("sts") or {}
+        check("query --json: rule, fetch outcome, local_fault, exit",
+              (doc.get("rule"), sts.get("fetch"), sts.get("local_fault"), p.returncode),
+              ("policy/sts-local-fault", "local", True, 1))
         n, text = metric(port, local)
         if shutil.which("promtool"):
             p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,

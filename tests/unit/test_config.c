@@ -219,6 +219,8 @@ static const struct ca_row ca_rows[] = {
     {"CA: a PEM block that is not a certificate", "sts_ca_file=@/garbage.pem",
      "sts_ca_file: CA file @/garbage.pem: holds no usable certificate"},
     {"CA: a directory", "sts_ca_file=@", "sts_ca_file: CA file @: not a regular file"},
+    {"CA: a FIFO does not hang -t", "probe_ca_file=@/fifo.pem",
+     "probe_ca_file: CA file @/fifo.pem: not a regular file"},
     {"CA: a NUL byte", "sts_ca_file=@/nul.pem",
      "sts_ca_file: CA file @/nul.pem: holds no PEM certificate"},
 };
@@ -289,6 +291,13 @@ static void check_ca_files(void)
     write_file(dir, "text.pem", "not a bundle\n", 13);
     write_file(dir, "garbage.pem", garbage, sizeof(garbage) - 1);
     write_file(dir, "nul.pem", nul, sizeof(nul) - 1);
+    {
+        char fifo[512];
+
+        snprintf(fifo, sizeof(fifo), "%s/fifo.pem", dir);
+        if (mkfifo(fifo, 0600) < 0)
+            perror(fifo);
+    }
 
     for (size_t i = 0; i < sizeof(ca_rows) / sizeof(ca_rows[0]); i++) {
         const struct ca_row *r = &ca_rows[i];
@@ -317,8 +326,8 @@ static void check_ca_files(void)
     }
     free(one);
     {
-        const char *names[] = {"one.pem",  "mixed.pem",   "empty.pem",
-                               "text.pem", "garbage.pem", "nul.pem"};
+        const char *names[] = {"one.pem",     "mixed.pem", "empty.pem", "text.pem",
+                               "garbage.pem", "nul.pem",   "fifo.pem"};
         char path[600];
 
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
