@@ -566,7 +566,8 @@ static const struct key keys[] = {
     {"state_dir", "state", set_state_dir,
      "where MTA-STS policies persist across restarts (empty: nowhere, not advised)"},
     {"sts_ca_file", "", set_sts_ca_file,
-     "CA bundle (PEM) for MTA-STS policy fetches (empty: the system bundle)"},
+     "CA bundle (PEM) for MTA-STS policy fetches, read into memory before the privilege drop "
+     "and on SIGHUP (empty: the system bundle)"},
     {"sts_allow_private", "no", set_sts_allow_private,
      "yes: fetch policies from loopback, private and other special addresses (test labs)"},
     {"sts_connect_timeout", "3s", set_sts_connect_timeout,
@@ -588,8 +589,8 @@ static const struct key keys[] = {
      "yes: add policy_type, policy_domain, mx_host_pattern and policy_string for TLSRPT "
      "(Postfix 3.10 or later only; earlier versions reject them)"},
     {"probe_ca_file", "", set_probe_ca_file,
-     "CA bundle (PEM) for verifying MX hosts' certificates in REQUIRETLS probes (empty: the "
-     "system bundle /etc/ssl/certs/ca-certificates.crt)"},
+     "CA bundle (PEM) for verifying MX hosts' certificates in REQUIRETLS probes, read like "
+     "sts_ca_file (empty: the system bundle /etc/ssl/certs/ca-certificates.crt)"},
     {"probe_timeout", "10s", set_probe_timeout,
      "one whole MX probe (connect, EHLO, STARTTLS, TLS handshake, EHLO, QUIT)"},
     {"probe_ttl", "1h", set_probe_ttl, "MX probe results are kept this long"},

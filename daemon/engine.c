@@ -112,6 +112,16 @@ static int dane_unusable_sts_enforce(const struct engine_facts *f)
     return f->dane && f->dane->state == DANE_UNUSABLE && sts_enforce(f);
 }
 
+/*
+ * The TXT record announced a policy and the fetch failed on our side (our CA bundle,
+ * memory, descriptors), with no policy in force: RFC 8461's "no policy" is for failures of
+ * the policy host, not ours (issue 10 section 3).
+ */
+static int sts_local_fault(const struct engine_facts *f)
+{
+    return f->sts && f->sts->state != MTASTS_POLICY && f->sts->local_fault;
+}
+
 /* draft-ietf-uta-smtp-require-tls-06 4.2.1: an MTA-STS policy in any mode but none
  * validates the MX for a REQUIRETLS message. */
 static int sts_validates_mx(const struct engine_facts *f)
@@ -161,6 +171,13 @@ static void answer_dane_temp(const struct engine_facts *f, struct engine_answer 
 {
     a->status = SOCKMAP_TEMP;
     snprintf(a->text, sizeof(a->text), "DNSSEC: %s", f->dane->why);
+}
+
+/* SPEC 7: in doubt, TEMP; the reason names the local fault so the administrator can fix it. */
+static void answer_sts_local_fault(const struct engine_facts *f, struct engine_answer *a)
+{
+    a->status = SOCKMAP_TEMP;
+    snprintf(a->text, sizeof(a->text), "MTA-STS policy of %s unknown: %s", f->domain, f->sts->why);
 }
 
 /*
@@ -512,6 +529,9 @@ static const struct row rows[] = {
     {ENGINE_MAP_POLICY, "policy/dane-only", dane_all, answer_dane_only},
     {ENGINE_MAP_POLICY, "policy/dane-only-sts", dane_partial_sts_enforce, answer_dane_only},
     {ENGINE_MAP_POLICY, "policy/sts-unusable-dane", dane_unusable_sts_enforce, answer_sts_secure},
+    /* Before "dane": a partial DANE domain whose MTA-STS policy we failed to learn could be
+     * one that dane-only-sts would answer. */
+    {ENGINE_MAP_POLICY, "policy/sts-local-fault", sts_local_fault, answer_sts_local_fault},
     {ENGINE_MAP_POLICY, "policy/dane", dane_partial, answer_dane},
     {ENGINE_MAP_POLICY, "policy/sts-enforce", sts_enforce, answer_sts_secure},
     {ENGINE_MAP_POLICY, "policy/none", always, answer_no_policy},
@@ -530,6 +550,7 @@ static const struct row rows[] = {
     {ENGINE_MAP_REQUIRETLS, "requiretls/probe-pending", rtls_pending, answer_rtls_pending},
     {ENGINE_MAP_REQUIRETLS, "requiretls/dane-mixed", rtls_dane_mixed, answer_rtls_dane_mixed},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unsupported", rtls_unsupported, answer_rtls_unsupported},
+    {ENGINE_MAP_REQUIRETLS, "requiretls/sts-local-fault", sts_local_fault, answer_sts_local_fault},
     {ENGINE_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
 };
 

@@ -5,12 +5,19 @@
  * transfers are collected with curl_multi_info_read() after each curl_multi_socket_action().
  * The service owns the multi handle, its handles and every request; a request owns its easy
  * handle, its private DNS share (the CURLOPT_RESOLVE pins live and die with it) and its body.
- * The service's memory goes from the last close callback after fetch_svc_destroy().
+ * Service and requests each hold a reference to the CA bundle in memory (cafile.h), which
+ * libcurl reads without copying (CURLOPT_CAINFO_BLOB). The service's memory goes from the
+ * last close callback after fetch_svc_destroy().
+ *
+ * Outcomes are split by whose fault they are: the policy host's (RFC 8461 3.3: the domain
+ * is treated as having no policy) or ours (FETCH_LOCAL: our CA bundle, memory, descriptors,
+ * libcurl set-up), which the caller must never read as the domain's.
  */
 #include "fetch.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -22,6 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cafile.h"
 #include "escape.h"
 #include "xalloc.h"
 
@@ -60,6 +68,8 @@ struct fetch_req {
     size_t npins;
     unsigned port;
     int refused_unpinned; /* the open-socket callback refused an address */
+    int socket_errno;     /* socket() failed in the open-socket callback: our fault */
+    struct cafile *ca;    /* the bundle libcurl reads without copying: held until freed */
     char *body;           /* xmalloc'd, grown up to max_body */
     size_t len, cap;
     int status;     /* status of the response whose headers are being read */
@@ -84,7 +94,7 @@ struct fetch_svc {
     uv_timer_t defer; /* reports the requests that failed in fetch_start */
     struct sock *socks;
     struct fetch_req *active, *deferred;
-    char *ca_file; /* NULL: the system bundle */
+    struct cafile *ca; /* the bundle new fetches use (a reference) */
     struct fetch_opts opts;
     unsigned open_handles;
     int destroying;
@@ -109,6 +119,8 @@ const char *fetch_outcome_name(enum fetch_outcome o)
         return "timeout";
     case FETCH_ERROR:
         return "error";
+    case FETCH_LOCAL:
+        return "local";
     }
     return "error";
 }
@@ -143,6 +155,7 @@ static void req_free(struct fetch_req *req)
     if (req->share)
         curl_share_cleanup(req->share);
     curl_slist_free_all(req->resolve);
+    cafile_unref(req->ca);
     free(req->body);
     free(req);
 }
@@ -270,6 +283,21 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/*
+ * socket() for a pinned address. Running out of descriptors or memory is our fault, not
+ * the host's; other errors (EAFNOSUPPORT on a host without IPv6) are a route we do not
+ * have to that address, and stay "no connection".
+ */
+static curl_socket_t open_pinned(struct fetch_req *req, const struct curl_sockaddr *sa)
+{
+    int fd = socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
+
+    if (fd < 0 && req->socket_errno == 0 &&
+        (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
+        req->socket_errno = errno;
+    return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
 /* Defence in depth beside CURLOPT_RESOLVE: connect to the pinned addresses only. */
 static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *sa)
 {
@@ -287,13 +315,13 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
 
             if (ntohs(s4->sin_port) == req->port &&
                 memcmp(&s4->sin_addr, &p->a.v4, sizeof(p->a.v4)) == 0)
-                return socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
+                return open_pinned(req, sa);
         } else if (sa->family == AF_INET6 && sa->addrlen >= sizeof(struct sockaddr_in6)) {
             const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&sa->addr;
 
             if (ntohs(s6->sin6_port) == req->port &&
                 memcmp(&s6->sin6_addr, &p->a.v6, sizeof(p->a.v6)) == 0)
-                return socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
+                return open_pinned(req, sa);
         }
     }
     req->refused_unpinned = 1;
@@ -305,6 +333,22 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
 static enum fetch_outcome curl_outcome(CURLcode rc)
 {
     switch (rc) {
+    /*
+     * Ours, whatever the policy host does: the CA bundle libcurl could not read (a PEM
+     * block OpenSSL refuses makes the whole blob fail), memory, libcurl's own set-up.
+     */
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_FAILED_INIT:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_UNKNOWN_OPTION:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return FETCH_LOCAL;
     case CURLE_OPERATION_TIMEDOUT:
         return FETCH_TIMEOUT;
     case CURLE_COULDNT_CONNECT:
@@ -339,6 +383,8 @@ static const char *outcome_prefix(enum fetch_outcome o)
         return "TLS failed";
     case FETCH_TOO_BIG:
         return "body too big";
+    case FETCH_LOCAL:
+        return "local fault";
     default:
         return "fetch failed";
     }
@@ -358,6 +404,12 @@ static void judge(struct fetch_req *req, CURLcode rc, struct fetch_result *res)
     if (req->rejected) {
         res->outcome = req->outcome;
         snprintf(res->why, sizeof(res->why), "%s%s", req->why, via);
+        return;
+    }
+    if (rc == CURLE_COULDNT_CONNECT && req->socket_errno != 0) {
+        res->outcome = FETCH_LOCAL;
+        snprintf(res->why, sizeof(res->why), "local fault: cannot create a socket: %s",
+                 strerror(req->socket_errno));
         return;
     }
     if (rc != CURLE_OK) {
@@ -425,7 +477,7 @@ static void drain(struct fetch_svc *svc)
 static void svc_unref(struct fetch_svc *svc)
 {
     if (--svc->open_handles == 0 && svc->destroying) {
-        free(svc->ca_file);
+        cafile_unref(svc->ca);
         free(svc);
     }
 }
@@ -500,8 +552,6 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     struct fetch_svc *svc = userp;
     struct sock *s = socketp;
     int events = 0;
-
-    (void)easy;
     if (what == CURL_POLL_REMOVE) {
         if (s != NULL) {
             sock_close(s);
@@ -518,8 +568,18 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
             ;
     }
     if (s == NULL) {
+        int uerr;
+
         s = xcalloc(1, sizeof(*s));
-        if (uv_poll_init_socket(svc->loop, &s->poll, fd) < 0) {
+        uerr = uv_poll_init_socket(svc->loop, &s->poll, fd);
+        if (uerr < 0) {
+            char *priv = NULL;
+
+            /* libcurl aborts the transfer; say that the fault is ours. */
+            curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+            if (priv != NULL)
+                reject((struct fetch_req *)priv, FETCH_LOCAL,
+                       "local fault: cannot watch the socket: %s", uv_strerror(uerr));
             free(s);
             return -1;
         }
@@ -552,7 +612,7 @@ static void on_defer(uv_timer_t *t)
 
         req_unlink(req);
         memset(&res, 0, sizeof(res));
-        res.outcome = FETCH_ERROR;
+        res.outcome = req->outcome;
         snprintf(res.why, sizeof(res.why), "%s", req->why);
         deliver(req, &res);
     }
@@ -578,22 +638,24 @@ struct fetch_svc *fetch_svc_create(uv_loop_t *loop, const struct fetch_opts *opt
         snprintf(err, errlen, "libcurl: %s", curl_easy_strerror(curl_init_rc));
         return NULL;
     }
-    if (opts->ca_file != NULL && opts->ca_file[0] != '\0' && access(opts->ca_file, R_OK) < 0) {
-        snprintf(err, errlen, "CA file %s: %m", opts->ca_file);
+    svc = xcalloc(1, sizeof(*svc));
+    /* The bundle is read here, before the daemon gives up root, and kept in memory. */
+    svc->ca = opts->ca ? cafile_ref(opts->ca) : cafile_load(opts->ca_file, err, errlen);
+    if (svc->ca == NULL) {
+        free(svc);
         return NULL;
     }
-    svc = xcalloc(1, sizeof(*svc));
     svc->multi = curl_multi_init();
     if (svc->multi == NULL) {
         snprintf(err, errlen, "libcurl: cannot create a multi handle");
+        cafile_unref(svc->ca);
         free(svc);
         return NULL;
     }
     svc->loop = loop;
     svc->opts = *opts;
-    if (opts->ca_file != NULL && opts->ca_file[0] != '\0')
-        svc->ca_file = xstrdup(opts->ca_file);
-    svc->opts.ca_file = svc->ca_file;
+    svc->opts.ca = NULL;
+    svc->opts.ca_file = NULL;
     if (svc->opts.port == 0)
         svc->opts.port = 443;
     curl_multi_setopt(svc->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
@@ -606,6 +668,13 @@ struct fetch_svc *fetch_svc_create(uv_loop_t *loop, const struct fetch_opts *opt
     svc->defer.data = svc;
     svc->open_handles = 2;
     return svc;
+}
+
+void fetch_set_ca(struct fetch_svc *svc, struct cafile *ca)
+{
+    cafile_ref(ca);
+    cafile_unref(svc->ca);
+    svc->ca = ca;
 }
 
 void fetch_svc_destroy(struct fetch_svc *svc)
@@ -695,7 +764,7 @@ static int pin(struct fetch_req *req, const char *host, const char *const *addrs
     req->npins = naddrs;
     req->resolve = curl_slist_append(NULL, entry);
     if (req->resolve == NULL) {
-        reject(req, FETCH_ERROR, "libcurl: out of memory");
+        reject(req, FETCH_LOCAL, "local fault: libcurl: out of memory");
         goto done;
     }
     rc = 0;
@@ -710,6 +779,7 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
     struct fetch_svc *svc = req->svc;
     const struct fetch_opts *o = &svc->opts;
     char url[300 + 1024];
+    struct curl_blob blob;
     CURLcode rc = CURLE_OK;
     int n;
 
@@ -725,7 +795,7 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
     req->easy = curl_easy_init();
     req->share = curl_share_init();
     if (req->easy == NULL || req->share == NULL) {
-        reject(req, FETCH_ERROR, "libcurl: cannot create a transfer");
+        reject(req, FETCH_LOCAL, "local fault: libcurl: cannot create a transfer");
         return -1;
     }
 
@@ -736,7 +806,7 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
      * skip the open-socket check.
      */
     if (curl_share_setopt(req->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
-        reject(req, FETCH_ERROR, "libcurl: cannot share a DNS cache");
+        reject(req, FETCH_LOCAL, "local fault: libcurl: cannot share a DNS cache");
         return -1;
     }
 #define SET(opt, val)                                                                              \
@@ -765,11 +835,20 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (o->ca_file != NULL) {
-        /* Only the configured bundle: Debian's libcurl also has a default CA directory. */
-        SET(CURLOPT_CAINFO, o->ca_file);
-        SET(CURLOPT_CAPATH, (char *)NULL);
-    }
+    /*
+     * Only the bundle in memory, read before the daemon gave up root: libcurl (7.77+) reads
+     * the blob instead of CURLOPT_CAINFO, but Debian's libcurl also has a default CA
+     * directory (CURLOPT_CAPATH), which would be read as the daemon's user at every
+     * handshake. The blob is not copied: the request holds a reference to the bundle. A
+     * blob also keeps libcurl's CA cache (CURLOPT_CA_CACHE_TIMEOUT, 7.87+) out of the way,
+     * so a bundle replaced on SIGHUP is used by the very next fetch.
+     */
+    req->ca = cafile_ref(svc->ca);
+    blob.data = (void *)cafile_pem(req->ca, &blob.len);
+    blob.flags = CURL_BLOB_NOCOPY;
+    SET(CURLOPT_CAINFO_BLOB, &blob);
+    SET(CURLOPT_CAINFO, (char *)NULL);
+    SET(CURLOPT_CAPATH, (char *)NULL);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, (long)o->total_timeout_ms);
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -780,7 +859,7 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
     SET(CURLOPT_WRITEDATA, req);
 #undef SET
     if (rc != CURLE_OK) {
-        reject(req, FETCH_ERROR, "libcurl: %s", curl_easy_strerror(rc));
+        reject(req, FETCH_LOCAL, "local fault: libcurl set-up: %s", curl_easy_strerror(rc));
         return -1;
     }
     return 0;
@@ -811,7 +890,7 @@ struct fetch_req *fetch_start(struct fetch_svc *svc, const char *host, const cha
         goto failed;
     mrc = curl_multi_add_handle(svc->multi, req->easy);
     if (mrc != CURLM_OK) {
-        reject(req, FETCH_ERROR, "libcurl: %s", curl_multi_strerror(mrc));
+        reject(req, FETCH_LOCAL, "local fault: libcurl: %s", curl_multi_strerror(mrc));
         goto failed;
     }
     req->state = REQ_ACTIVE;

@@ -12,9 +12,11 @@
 
 struct fetch_svc;
 struct fetch_req;
+struct cafile;
 
 struct fetch_opts {
-    const char *ca_file;         /* PEM bundle; NULL or "": the system bundle */
+    struct cafile *ca;           /* the CA bundle in memory (a reference is taken); NULL: */
+    const char *ca_file;         /* load this PEM bundle (NULL or "": the system bundle) */
     unsigned connect_timeout_ms; /* TCP + TLS handshake */
     unsigned total_timeout_ms;   /* the whole fetch */
     size_t max_body;             /* bytes; more is FETCH_TOO_BIG */
@@ -30,6 +32,12 @@ enum fetch_outcome {
     FETCH_CONNECT,      /* no connection to any pinned address */
     FETCH_TIMEOUT,      /* connect or total timeout */
     FETCH_ERROR,        /* anything else */
+    /*
+     * Our side failed, not the policy host: the CA bundle unusable by libcurl, no memory,
+     * no file descriptor or socket, a transfer that could not be set up. RFC 8461's "no
+     * policy" does not apply to it: the caller must not read it as the domain's failure.
+     */
+    FETCH_LOCAL,
 };
 
 struct fetch_result {
@@ -49,12 +57,19 @@ struct fetch_result {
 typedef void (*fetch_cb)(void *arg, const struct fetch_result *res);
 
 /*
- * fetch_svc_create - a fetch service on loop; opts is copied (ca_file too). Calls
- * curl_global_init() once per process. NULL with a one-line reason in err (libcurl cannot
- * start, or ca_file is not readable).
+ * fetch_svc_create - a fetch service on loop; opts is copied, and a reference to opts->ca
+ * taken (without one, opts->ca_file is read now, into memory). Calls curl_global_init()
+ * once per process. NULL with a one-line reason in err (libcurl cannot start, or the CA
+ * file is missing, unreadable or holds no certificate).
  */
 struct fetch_svc *fetch_svc_create(uv_loop_t *loop, const struct fetch_opts *opts, char *err,
                                    size_t errlen);
+
+/*
+ * fetch_set_ca - fetches started from now on verify against ca (a reference is taken);
+ * fetches in flight finish with the bundle they started with. For SIGHUP.
+ */
+void fetch_set_ca(struct fetch_svc *svc, struct cafile *ca);
 /*
  * fetch_svc_destroy - drop pending fetches without callbacks (their fetch_req pointers die
  * with them) and close every handle; the memory goes when the loop has run the close
@@ -66,7 +81,7 @@ void fetch_svc_destroy(struct fetch_svc *svc);
  * fetch_start - GET https://host[:port]/path, connecting only to addrs (numeric IPv4/IPv6
  * strings, 1 to 16 of them; copied). host must be an A-label name, path printable ASCII
  * (a leading '/' is added if missing). Never calls cb before returning: invalid arguments
- * and libcurl set-up failures are reported as FETCH_ERROR from the loop. Returns the
+ * are reported as FETCH_ERROR, libcurl set-up failures as FETCH_LOCAL, from the loop. Returns the
  * request for fetch_cancel(), valid until its callback returns; NULL only when svc is
  * being destroyed (then cb never runs).
  */
@@ -75,7 +90,7 @@ struct fetch_req *fetch_start(struct fetch_svc *svc, const char *host, const cha
 /* fetch_cancel - cb of req will not run. NULL, or req whose callback is running: no-op. */
 void fetch_cancel(struct fetch_req *req);
 
-/* fetch_outcome_name - "ok", "http-status", "content-type", "too-big", "tls", ... */
+/* fetch_outcome_name - "ok", "http-status", "content-type", "too-big", "tls", ..., "local" */
 const char *fetch_outcome_name(enum fetch_outcome o);
 
 #endif

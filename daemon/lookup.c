@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cafile.h"
 #include "dane.h"
 #include "escape.h"
 #include "fetch.h"
@@ -471,10 +472,39 @@ static void on_timer_closed(uv_handle_t *h)
     (void)h;
 }
 
+/* One CA bundle for key (path "" : the system's); the same file as same is shared. */
+static int load_ca(struct cafile **slot, const char *key, const char *path, struct cafile *same,
+                   char *err, size_t errlen)
+{
+    const char *file = path[0] ? path : CAFILE_SYSTEM;
+    char why[400];
+
+    if (same != NULL && strcmp(cafile_path(same), file) == 0) {
+        *slot = cafile_ref(same);
+        return 0;
+    }
+    *slot = cafile_load(file, why, sizeof(why));
+    if (*slot == NULL) {
+        snprintf(err, errlen, "%s: %s", key, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Said once both are in, so a bad second file is the only line a failed start-up prints. */
+static void log_ca(const char *key, const struct cafile *ca)
+{
+    if (cafile_unparsed(ca) > 0)
+        log_warning("%s: %u CA certificates from %s; %u more could not be parsed", key,
+                    cafile_count(ca), cafile_path(ca), cafile_unparsed(ca));
+    else
+        log_info("%s: %u CA certificates from %s", key, cafile_count(ca), cafile_path(ca));
+}
+
 int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owner, gid_t group,
                     char *err, size_t errlen)
 {
-    struct fetch_opts fo = {.ca_file = cfg->sts_ca_file,
+    struct fetch_opts fo = {.ca = NULL,
                             .connect_timeout_ms = cfg->sts_connect_timeout_ms,
                             .total_timeout_ms = cfg->sts_fetch_timeout_ms,
                             .max_body = STS_BODY_MAX,
@@ -482,6 +512,16 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     struct mtasts_opts mo;
 
     lookup_apply_config(svc, cfg);
+    /*
+     * The CA bundles are read now, while the daemon may still be root, and kept in memory:
+     * a file readable by root only stays usable after the switch to user (issue 10 s. 3).
+     */
+    if (load_ca(&svc->sts_ca, "sts_ca_file", cfg->sts_ca_file, NULL, err, errlen) < 0 ||
+        load_ca(&svc->probe_ca, "probe_ca_file", cfg->probe_ca_file, svc->sts_ca, err, errlen) < 0)
+        return -1;
+    log_ca("sts_ca_file", svc->sts_ca);
+    log_ca("probe_ca_file", svc->probe_ca);
+    fo.ca = svc->sts_ca;
     svc->resolver = resolver_create(svc->loop, cfg, err, errlen);
     if (svc->resolver == NULL)
         return -1;
@@ -494,7 +534,7 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
             return -1;
     }
     {
-        struct probe_opts po = {.ca_file = cfg->probe_ca_file,
+        struct probe_opts po = {.ca = svc->probe_ca,
                                 .helo_name = cfg->probe_helo_name,
                                 .timeout_ms = cfg->probe_timeout_ms,
                                 .ttl_ms = cfg->probe_ttl_ms,
@@ -511,6 +551,24 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
         log_info("state_dir %s: %zu MTA-STS policies loaded", cfg->state_dir,
                  mtasts_load(svc->mtasts));
     return 0;
+}
+
+void lookup_set_ca(struct lookup_svc *svc, struct cafile *sts, struct cafile *probe)
+{
+    if (sts != NULL) {
+        cafile_ref(sts);
+        cafile_unref(svc->sts_ca);
+        svc->sts_ca = sts;
+        if (svc->fetch)
+            fetch_set_ca(svc->fetch, sts);
+    }
+    if (probe != NULL) {
+        cafile_ref(probe);
+        cafile_unref(svc->probe_ca);
+        svc->probe_ca = probe;
+        if (svc->probe)
+            probe_set_ca(svc->probe, probe);
+    }
 }
 
 void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg)
@@ -561,5 +619,9 @@ void lookup_svc_close(struct lookup_svc *svc)
     svc->store = NULL;
     resolver_destroy(svc->resolver);
     svc->resolver = NULL;
+    cafile_unref(svc->sts_ca);
+    svc->sts_ca = NULL;
+    cafile_unref(svc->probe_ca);
+    svc->probe_ca = NULL;
     uv_close((uv_handle_t *)&svc->timer, on_timer_closed);
 }

@@ -19,6 +19,7 @@
 #include "sockmap.h"
 
 struct overrides;
+struct cafile;
 struct resolver;
 struct fetch_svc;
 struct probe_svc;
@@ -35,6 +36,8 @@ struct lookup_svc {
     struct fetch_svc *fetch;     /* policy fetches */
     struct probe_svc *probe;     /* MX probes for REQUIRETLS */
     struct store *store;         /* NULL without state_dir */
+    struct cafile *sts_ca;       /* sts_ca_file in memory (a reference), for the fetcher */
+    struct cafile *probe_ca;     /* probe_ca_file in memory (a reference), for the prober */
     unsigned timeout_ms;         /* lookup_timeout */
     unsigned sts_flags;          /* ENGINE_STS_* */
     int rtls_probe;              /* requiretls_probe */
@@ -68,13 +71,22 @@ typedef void (*lookup_done_fn)(void *arg, const struct lookup_result *res);
 void lookup_svc_init(struct lookup_svc *svc, uv_loop_t *loop);
 
 /*
- * lookup_svc_open - create what lookups consult beyond the overrides table: the resolver,
- * the policy fetcher, the store in state_dir (given to owner/group when root; (uid_t)-1
- * keeps it), and MTA-STS with the store's policies loaded. -1 with a reason in err; the
- * caller then still calls lookup_svc_close().
+ * lookup_svc_open - create what lookups consult beyond the overrides table: the CA bundles
+ * of sts_ca_file and probe_ca_file read into memory (so call it before giving up root), the
+ * resolver, the policy fetcher, the store in state_dir (given to owner/group when root;
+ * (uid_t)-1 keeps it), and MTA-STS with the store's policies loaded. -1 with a one-line
+ * reason in err (a CA file's names its key and path); the caller then still calls
+ * lookup_svc_close().
  */
 int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owner, gid_t group,
                     char *err, size_t errlen);
+
+/*
+ * lookup_set_ca - put a CA bundle loaded on SIGHUP in force: sts (for policy fetches) and
+ * probe (for MX probes), each NULL to keep the one in force. References are taken; work in
+ * flight finishes with the bundle it started with.
+ */
+void lookup_set_ca(struct lookup_svc *svc, struct cafile *sts, struct cafile *probe);
 
 /* lookup_apply_config - the keys that a reload may change: timeouts, MTA-STS options. */
 void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "cafile.h"
 #include "config.h"
 #include "log.h"
 #include "overrides.h"
@@ -48,6 +49,13 @@ static int check_only(const char *file, char **opts, size_t nopts, int print)
     ov = cfg.overrides[0] ? overrides_load(cfg.overrides, err, sizeof(err)) : overrides_empty();
     if (ov == NULL) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
+    /* The CA files start-up reads into memory: missing, unreadable, or no certificate. */
+    if (!print && cafile_check_config(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tlspolicyd: %s\n", err);
+        overrides_free(ov);
         config_free(&cfg);
         return 1;
     }

@@ -59,7 +59,7 @@ static const char *const bucket_le[] = {"5e-05", "0.0001", "0.00025", "0.0005", 
 
 static const char *const fetch_outcomes[METRICS_FETCH_N] = {
     "ok",      "http_status", "content_type", "too_big", "tls",
-    "connect", "timeout",     "error",        "invalid"};
+    "connect", "timeout",     "error",        "local",   "invalid"};
 static const char *const probe_outcomes[METRICS_PROBE_N] = {
     "requiretls",    "no_requiretls", "no_starttls", "tls_error",
     "connect_error", "smtp_error",    "timeout",     "error"};
@@ -73,7 +73,7 @@ static const int http_codes[] = {200, 400, 404, 405, 408, 431, 503, 505};
 /* The enums of fetch.h and metrics.h must agree (metrics_fetch takes either). */
 _Static_assert(METRICS_FETCH_OK == (int)FETCH_OK && METRICS_FETCH_ERROR == (int)FETCH_ERROR &&
                    METRICS_FETCH_TIMEOUT == (int)FETCH_TIMEOUT &&
-                   METRICS_FETCH_TLS == (int)FETCH_TLS,
+                   METRICS_FETCH_TLS == (int)FETCH_TLS && METRICS_FETCH_LOCAL == (int)FETCH_LOCAL,
                "enum metrics_fetch follows enum fetch_outcome");
 
 static struct {
@@ -307,7 +307,9 @@ static void render_upstreams(struct out *o)
             put(o, "tlspolicyd_dns_queries_total{type=\"%s\",outcome=\"%s\"} %llu\n",
                 dns_types[t].name, dns_outcomes[r], (unsigned long long)m.dns[t][r]);
 
-    family(o, "tlspolicyd_sts_fetches_total", "counter", "MTA-STS policy fetches by outcome.");
+    family(o, "tlspolicyd_sts_fetches_total", "counter",
+           "MTA-STS policy fetches by outcome (local: the daemon's own fault, such as its CA "
+           "bundle or file descriptors).");
     for (int f = 0; f < METRICS_FETCH_N; f++)
         put(o, "tlspolicyd_sts_fetches_total{outcome=\"%s\"} %llu\n", fetch_outcomes[f],
             (unsigned long long)m.fetch[f]);

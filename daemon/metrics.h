@@ -33,6 +33,7 @@ enum metrics_fetch {
     METRICS_FETCH_CONNECT,
     METRICS_FETCH_TIMEOUT,
     METRICS_FETCH_ERROR,
+    METRICS_FETCH_LOCAL, /* our fault (CA bundle, memory, descriptors): not the domain's */
     METRICS_FETCH_INVALID,
     METRICS_FETCH_N
 };

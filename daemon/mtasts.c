@@ -257,6 +257,7 @@ static void expire(struct entry *e, int64_t now)
     if (e->svc->store)
         store_delete(e->svc->store, e->domain);
     set_state(e, MTASTS_NONE);
+    e->f.local_fault = 0;
     snprintf(e->f.why, sizeof(e->f.why), "the cached policy expired");
     idle_update(e);
 }
@@ -314,6 +315,7 @@ static void no_new_policy(struct work *w, int remember, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     e->checked = now;
+    e->f.local_fault = 0;
     if (remember)
         e->fail_until = now + e->svc->opts.fail_ttl_s;
     if (has_policy(e, now)) {
@@ -324,6 +326,39 @@ static void no_new_policy(struct work *w, int remember, const char *fmt, ...)
         set_state(e, MTASTS_NONE);
         snprintf(e->f.why, sizeof(e->f.why), "%s", why);
         log_info("mta-sts: %s: no policy: %s", e->domain, why);
+    }
+    work_done(w);
+}
+
+/*
+ * The fetch failed on our side (FETCH_LOCAL). RFC 8461's "no policy" is for failures of the
+ * policy host; this one says nothing about the domain. A policy in force stays and answers
+ * (5.1); without one the entry says local_fault and the engine answers TEMP. Nothing is
+ * remembered for fail_ttl, so the first lookup after the fault is fixed fetches again.
+ */
+static void local_fault(struct work *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void local_fault(struct work *w, const char *fmt, ...)
+{
+    struct entry *e = w->e;
+    int64_t now = wall_now();
+    char why[sizeof(e->f.why)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+
+    if (has_policy(e, now)) {
+        /* The next background check of the TXT id waits for sts_recheck again. */
+        e->checked = now;
+        log_error("mta-sts: %s: %s; the cached policy (id %s) stays in force", e->domain, why,
+                  e->f.id);
+    } else {
+        set_state(e, MTASTS_NONE);
+        e->f.local_fault = 1;
+        snprintf(e->f.why, sizeof(e->f.why), "%s", why);
+        log_error("mta-sts: %s: %s; answering TEMP until a fetch succeeds", e->domain, why);
     }
     work_done(w);
 }
@@ -339,6 +374,11 @@ static void on_fetch(void *arg, const struct fetch_result *res)
 
     w->fetch = NULL;
     snprintf(e->f.fetch, sizeof(e->f.fetch), "%s", fetch_outcome_name(res->outcome));
+    if (res->outcome == FETCH_LOCAL) {
+        metrics_fetch(res->outcome);
+        local_fault(w, "policy fetch from %s failed: %s", w->host, res->why);
+        return;
+    }
     if (res->outcome != FETCH_OK) {
         metrics_fetch(res->outcome);
         no_new_policy(w, 1, "policy fetch from %s failed: %s", w->host, res->why);
@@ -361,6 +401,7 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     e->checked = now;
     e->fail_until = 0;
     e->used = 0;
+    e->f.local_fault = 0;
     log_info("mta-sts: %s: policy id %s, mode %s, max_age %u, %u mx pattern%s", e->domain, w->id,
              sts_mode_name(pol.mode), (unsigned)pol.max_age, pol.nmx, pol.nmx == 1 ? "" : "s");
     if (svc->store) {

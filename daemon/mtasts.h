@@ -46,7 +46,13 @@ struct mtasts_facts {
     int cached;               /* answered from the cache, not from a fetch just made */
     char txt[256];            /* the TXT record that was found, escaped, or "" */
     char fetch[32];           /* outcome of the last fetch ("ok", "tls", ...), or "" */
-    char why[400];            /* one line: what decided the state */
+    /*
+     * state NONE because a fetch failed on our side (FETCH_LOCAL: our CA bundle, memory,
+     * descriptors) after the TXT record announced a policy: not the domain's failure, so
+     * not RFC 8461's "no policy" (the engine answers TEMP), and not remembered.
+     */
+    int local_fault;
+    char why[400]; /* one line: what decided the state */
     /* Last, and its mx patterns last in it: mtasts_facts_copy() copies only those used. */
     struct sts_policy policy;
 };

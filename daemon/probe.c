@@ -19,6 +19,8 @@
 #include <mbedtls/sha512.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
+
+#include "cafile.h"
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -145,10 +147,10 @@ struct conn {
 struct probe_svc {
     uv_loop_t *loop;
     struct probe_opts opts;
-    char *ca_file, *helo_name;
+    char *helo_name;
+    struct cafile *ca; /* the bundle the configuration verifies against (a reference) */
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    mbedtls_x509_crt ca;
     mbedtls_ssl_config conf;
     struct entry *buckets[NBUCKETS];
     struct lru lru;    /* E_IDLE entries; head: most recently used */
@@ -350,10 +352,9 @@ static void svc_maybe_free(struct probe_svc *svc)
     if (!svc->destroying || svc->nconns > 0 || svc->busy > 0 || svc->qtimer_open)
         return;
     mbedtls_ssl_config_free(&svc->conf);
-    mbedtls_x509_crt_free(&svc->ca);
+    cafile_unref(svc->ca);
     mbedtls_ctr_drbg_free(&svc->drbg);
     mbedtls_entropy_free(&svc->entropy);
-    free(svc->ca_file);
     free(svc->helo_name);
     free(svc);
 }
@@ -1304,7 +1305,6 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
 {
     static const char pers[] = "tlspolicyd probe";
     struct probe_svc *svc = xcalloc(1, sizeof(*svc));
-    const char *ca = opts->ca_file && opts->ca_file[0] ? opts->ca_file : PROBE_SYSTEM_CA_FILE;
     char host[256], msg[160];
     int rc;
 
@@ -1316,8 +1316,8 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
         svc->opts.max_concurrent = 20;
     if (svc->opts.port == 0)
         svc->opts.port = 25;
-    svc->ca_file = xstrdup(ca);
-    svc->opts.ca_file = svc->ca_file;
+    svc->opts.ca = NULL;
+    svc->opts.ca_file = NULL;
     if (opts->helo_name && opts->helo_name[0]) {
         svc->helo_name = xstrdup(opts->helo_name);
     } else {
@@ -1333,7 +1333,6 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
 
     mbedtls_entropy_init(&svc->entropy);
     mbedtls_ctr_drbg_init(&svc->drbg);
-    mbedtls_x509_crt_init(&svc->ca);
     mbedtls_ssl_config_init(&svc->conf);
     rc = mbedtls_ctr_drbg_seed(&svc->drbg, mbedtls_entropy_func, &svc->entropy,
                                (const unsigned char *)pers, sizeof(pers) - 1);
@@ -1342,16 +1341,13 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
         snprintf(err, errlen, "mbedTLS random generator: %s", msg);
         goto fail;
     }
-    /* A bundle may hold certificates mbedTLS cannot parse (rc > 0 counts them); one is enough. */
-    rc = mbedtls_x509_crt_parse_file(&svc->ca, svc->ca_file);
-    if (rc < 0 || svc->ca.raw.p == NULL) {
-        if (rc < 0)
-            mbedtls_strerror(rc, msg, sizeof(msg));
-        else
-            snprintf(msg, sizeof(msg), "no certificate in it");
-        snprintf(err, errlen, "CA file %s: %s", svc->ca_file, msg);
+    /* The bundle is parsed once (cafile.c), before the daemon gives up root. */
+    svc->ca = opts->ca ? cafile_ref(opts->ca)
+                       : cafile_load(opts->ca_file && opts->ca_file[0] ? opts->ca_file
+                                                                       : PROBE_SYSTEM_CA_FILE,
+                                     err, errlen);
+    if (svc->ca == NULL)
         goto fail;
-    }
     rc = mbedtls_ssl_config_defaults(&svc->conf, MBEDTLS_SSL_IS_CLIENT,
                                      MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
     if (rc != 0) {
@@ -1365,7 +1361,7 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
      * EHLO after STARTTLS) whichever fails.
      */
     mbedtls_ssl_conf_authmode(&svc->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
-    mbedtls_ssl_conf_ca_chain(&svc->conf, &svc->ca, NULL);
+    mbedtls_ssl_conf_ca_chain(&svc->conf, cafile_chain(svc->ca), NULL);
     mbedtls_ssl_conf_rng(&svc->conf, mbedtls_ctr_drbg_random, &svc->drbg);
     /* RFC 8996: TLS 1.2 at least. */
     mbedtls_ssl_conf_min_version(&svc->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
@@ -1376,14 +1372,27 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
 
 fail:
     mbedtls_ssl_config_free(&svc->conf);
-    mbedtls_x509_crt_free(&svc->ca);
+    cafile_unref(svc->ca);
     mbedtls_ctr_drbg_free(&svc->drbg);
     mbedtls_entropy_free(&svc->entropy);
 fail_early:
-    free(svc->ca_file);
     free(svc->helo_name);
     free(svc);
     return NULL;
+}
+
+void probe_set_ca(struct probe_svc *svc, struct cafile *ca)
+{
+    /*
+     * Connections point at svc->conf, which points at the chain; mbedTLS 2.28 reads the
+     * chain only within the handshake step that verifies the peer (no restartable ECC in
+     * Debian's build), and the loop runs one step at a time, so no step sees the old chain
+     * after this returns and the old one may go.
+     */
+    cafile_ref(ca);
+    mbedtls_ssl_conf_ca_chain(&svc->conf, cafile_chain(ca), NULL);
+    cafile_unref(svc->ca);
+    svc->ca = ca;
 }
 
 static void on_qtimer_closed(uv_handle_t *h)

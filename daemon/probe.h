@@ -29,6 +29,7 @@
 
 struct probe_svc;
 struct probe_req;
+struct cafile;
 
 /* Used when probe_opts.ca_file is NULL or "": Debian's bundle of the system's CAs. */
 #define PROBE_SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
@@ -36,7 +37,9 @@ struct probe_req;
 #define PROBE_MAX_TLSA 16
 
 struct probe_opts {
-    const char *ca_file;     /* PEM bundle for PKIX; NULL or "": PROBE_SYSTEM_CA_FILE */
+    struct cafile *ca;       /* the CA bundle in memory, parsed once (a reference is taken) */
+    const char *ca_file;     /* without ca: PEM bundle for PKIX, loaded at creation; NULL or
+                                "": PROBE_SYSTEM_CA_FILE */
     const char *helo_name;   /* EHLO argument; NULL or "": gethostname() */
     unsigned timeout_ms;     /* one whole probe, connect to the EHLO after STARTTLS, and the
                                 longest wait in the queue; 0: 10 s */
@@ -85,12 +88,20 @@ struct probe_result {
 typedef void (*probe_cb)(void *arg, const struct probe_result *res);
 
 /*
- * probe_svc_create - a probe service on loop; opts is copied (strings too). Loads the CA
- * bundle and seeds mbedTLS's random generator. NULL with a one-line reason in err (CA file
- * unreadable or without a certificate, no host name for EHLO, mbedTLS set-up failure).
+ * probe_svc_create - a probe service on loop; opts is copied (strings too) and a reference
+ * to opts->ca taken (without one, opts->ca_file is loaded now). Seeds mbedTLS's random
+ * generator. NULL with a one-line reason in err (CA file unreadable or without a
+ * certificate, no host name for EHLO, mbedTLS set-up failure).
  */
 struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opts, char *err,
                                    size_t errlen);
+
+/*
+ * probe_set_ca - handshakes from now on verify against ca (a reference is taken; the old
+ * bundle's goes). Safe between handshake steps: mbedTLS reads the CA chain only inside the
+ * step that verifies the certificate. Cached results stay until they expire. For SIGHUP.
+ */
+void probe_set_ca(struct probe_svc *svc, struct cafile *ca);
 
 /*
  * probe_svc_destroy - drop pending probes without callbacks (their probe_req pointers die

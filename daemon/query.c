@@ -60,9 +60,10 @@ static json_t *facts_json(const struct lookup_result *res)
     }
     if (res->facts.sts) {
         const struct mtasts_facts *m = res->facts.sts;
-        json_t *sts = json_pack("{s:s, s:s, s:s, s:s, s:b}", "state",
-                                m->state == MTASTS_POLICY ? "policy" : "none", "why", m->why, "txt",
-                                m->txt, "fetch", m->fetch, "cached", m->cached);
+        json_t *sts =
+            json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "state",
+                      m->state == MTASTS_POLICY ? "policy" : "none", "why", m->why, "txt", m->txt,
+                      "fetch", m->fetch, "cached", m->cached, "local_fault", m->local_fault);
 
         if (m->state == MTASTS_POLICY) {
             json_t *mx = json_array();

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "cafile.h"
 #include "conn.h"
 #include "http.h"
 #include "listener.h"
@@ -155,7 +156,7 @@ static int needs_restart(const struct config *a, const struct config *b)
     if (a->nlisten != b->nlisten || a->socket_mode != b->socket_mode ||
         strcmp(a->socket_group, b->socket_group) != 0 || strcmp(a->user, b->user) != 0)
         return 1;
-    if (strcmp(a->state_dir, b->state_dir) != 0 || strcmp(a->sts_ca_file, b->sts_ca_file) != 0 ||
+    if (strcmp(a->state_dir, b->state_dir) != 0 ||
         a->sts_connect_timeout_ms != b->sts_connect_timeout_ms ||
         a->sts_fetch_timeout_ms != b->sts_fetch_timeout_ms)
         return 1;
@@ -168,12 +169,49 @@ static int needs_restart(const struct config *a, const struct config *b)
             return 1;
     if (strcmp(a->metrics_listen, b->metrics_listen) != 0)
         return 1;
-    if (strcmp(a->probe_ca_file, b->probe_ca_file) != 0 ||
-        strcmp(a->probe_helo_name, b->probe_helo_name) != 0 ||
+    if (strcmp(a->probe_helo_name, b->probe_helo_name) != 0 ||
         a->probe_timeout_ms != b->probe_timeout_ms || a->probe_ttl_ms != b->probe_ttl_ms ||
         a->probe_max_concurrent != b->probe_max_concurrent)
         return 1;
     return 0;
+}
+
+/*
+ * SIGHUP: read the CA files again (a changed bundle takes effect without a restart). One
+ * that is now missing, unreadable or without a certificate is logged and the bundle in
+ * memory stays, with its path in cfg so the configuration shown is the one in force. After
+ * the switch to user, a file readable by root only cannot be read again: the copy read at
+ * start-up stays until the next restart. Returns 0 when every file was loaded.
+ */
+static int reload_ca_files(struct server *srv, struct config *cfg)
+{
+    struct {
+        const char *key;
+        char **now, **want;
+        struct cafile *ca;
+    } f[] = {{"sts_ca_file", &srv->cfg.sts_ca_file, &cfg->sts_ca_file, NULL},
+             {"probe_ca_file", &srv->cfg.probe_ca_file, &cfg->probe_ca_file, NULL}};
+    char why[512];
+    int rc = 0;
+
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        const char *file = (*f[i].want)[0] ? *f[i].want : CAFILE_SYSTEM;
+
+        f[i].ca = cafile_load(file, why, sizeof(why));
+        if (f[i].ca != NULL)
+            continue;
+        rc = -1;
+        log_error("reload: %s: %s; keeping the CA bundle read from %s%s", f[i].key, why,
+                  (*f[i].now)[0] ? *f[i].now : CAFILE_SYSTEM,
+                  geteuid() != 0 && access(file, R_OK) < 0 && errno == EACCES
+                      ? " (the daemon no longer runs as root: restart it to read this file)"
+                      : "");
+        swap_str(f[i].now, f[i].want);
+    }
+    lookup_set_ca(&srv->svc, f[0].ca, f[1].ca);
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+        cafile_unref(f[i].ca);
+    return rc;
 }
 
 void server_reload(struct server *srv)
@@ -181,6 +219,7 @@ void server_reload(struct server *srv)
     struct config cfg;
     struct overrides *ov;
     char err[512];
+    int ca_ok;
 
     if (config_load(&cfg, srv->config_file, srv->opts, srv->nopts, err, sizeof(err)) < 0) {
         log_error("reload failed, keeping the configuration in force: %s", err);
@@ -196,9 +235,9 @@ void server_reload(struct server *srv)
     }
     if (needs_restart(&srv->cfg, &cfg)) {
         log_warning("reload: listen, socket_mode, socket_group, user, metrics_listen, the "
-                    "dns_* keys, state_dir, sts_ca_file, the sts_*_timeout keys and the probe_* "
-                    "keys take effect only at restart; keeping the current listeners, resolver, "
-                    "fetcher and prober");
+                    "dns_* keys, state_dir, the sts_*_timeout keys and the probe_* keys take "
+                    "effect only at restart (sts_ca_file and probe_ca_file are read again now); "
+                    "keeping the current listeners, resolver, fetcher and prober");
         /* Keep the start-up settings so the configuration shown matches what is in force. */
         struct endpoint *tmp = cfg.listen;
         size_t ntmp = cfg.nlisten;
@@ -211,10 +250,8 @@ void server_reload(struct server *srv)
         cfg.user = srv->cfg.user;
         swap_str(&cfg.dns_servers, &srv->cfg.dns_servers);
         swap_str(&cfg.state_dir, &srv->cfg.state_dir);
-        swap_str(&cfg.sts_ca_file, &srv->cfg.sts_ca_file);
         swap_str(&cfg.metrics_listen, &srv->cfg.metrics_listen);
         cfg.metrics_ep = srv->cfg.metrics_ep;
-        swap_str(&cfg.probe_ca_file, &srv->cfg.probe_ca_file);
         swap_str(&cfg.probe_helo_name, &srv->cfg.probe_helo_name);
         cfg.probe_timeout_ms = srv->cfg.probe_timeout_ms;
         cfg.probe_ttl_ms = srv->cfg.probe_ttl_ms;
@@ -230,6 +267,7 @@ void server_reload(struct server *srv)
         srv->cfg.socket_group = group;
         srv->cfg.user = user;
     }
+    ca_ok = reload_ca_files(srv, &cfg) == 0;
     config_free(&srv->cfg);
     srv->cfg = cfg;
     /* Waiting lookups read the overrides table when they answer, never an old pointer. */
@@ -239,7 +277,8 @@ void server_reload(struct server *srv)
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_set_format(srv->cfg.log_json);
     log_set_decisions(srv->cfg.log_decisions);
-    metrics_reload(1);
+    /* A CA file kept from before counts as a failed reload: the change did not take. */
+    metrics_reload(ca_ok);
     log_notice("reloaded configuration%s%s; %zu overrides", srv->config_file ? " from " : "",
                srv->config_file ? srv->config_file : "", overrides_count(ov));
 }

@@ -6,11 +6,18 @@
  *
  *   fetch_driver [--ca FILE] [--port N] [--connect-timeout MS] [--timeout MS]
  *                [--max-body N] [--parallel N] [--cancel-after MS] [--destroy-after MS]
- *                [--cancel-now] [--print-body] HOST PATH ADDR...
+ *                [--cancel-now] [--print-body] [--exhaust-fds] HOST PATH ADDR...
+ *
+ * --exhaust-fds: after the service is created, take every file descriptor left (as a busy
+ * daemon at its RLIMIT_NOFILE would have none), so the fetch's socket() fails with EMFILE:
+ * a local fault, never the policy host's (issue 10 section 3).
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "fetch.h"
@@ -28,7 +35,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: fetch_driver [--ca FILE] [--port N] [--connect-timeout MS] "
                     "[--timeout MS] [--max-body N] [--parallel N] [--cancel-after MS] "
-                    "[--destroy-after MS] [--cancel-now] [--print-body] HOST PATH ADDR...\n");
+                    "[--destroy-after MS] [--cancel-now] [--print-body] [--exhaust-fds] HOST "
+                    "PATH ADDR...\n");
     exit(2);
 }
 
@@ -102,7 +110,7 @@ int main(int argc, char **argv)
     struct driver d = {.n = 1};
     struct slot slots[MAX_PARALLEL];
     unsigned long cancel_after = 0, destroy_after = 0;
-    int cancel_now = 0;
+    int cancel_now = 0, exhaust = 0, held[256], nheld = 0;
     uv_loop_t loop;
     char err[256];
     int i = 1, rc;
@@ -116,6 +124,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(o, "--cancel-now") == 0) {
             cancel_now = 1;
+            continue;
+        }
+        if (strcmp(o, "--exhaust-fds") == 0) {
+            exhaust = 1;
             continue;
         }
         if (i + 1 >= argc)
@@ -146,10 +158,22 @@ int main(int argc, char **argv)
     d.svc = fetch_svc_create(&loop, &opts, err, sizeof(err));
     if (d.svc == NULL) {
         fprintf(stderr, "fetch_driver: %s\n", err);
+        uv_loop_close(&loop);
         return 2;
     }
     uv_timer_init(&loop, &d.timer);
     d.timer.data = &d;
+    if (exhaust) {
+        /* A low limit, then descriptors until none is left. */
+        struct rlimit rl = {.rlim_cur = 64, .rlim_max = 64};
+        int fd;
+
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            perror("setrlimit");
+        while (nheld < (int)(sizeof(held) / sizeof(held[0])) &&
+               (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+            held[nheld++] = fd;
+    }
     for (int k = 0; k < d.n; k++) {
         slots[k].d = &d;
         slots[k].i = k;
@@ -164,6 +188,8 @@ int main(int argc, char **argv)
     else if (destroy_after)
         uv_timer_start(&d.timer, on_destroy, destroy_after, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
+    while (nheld > 0)
+        close(held[--nheld]);
 
     /* STYLE "Async lifetimes" 8: every handle closed, nothing left on the loop. */
     rc = uv_loop_close(&loop);

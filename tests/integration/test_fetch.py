@@ -281,6 +281,24 @@ try:
     case("system bundle does not trust the test CA", "tls", 0, P, "/ok", "127.0.0.1",
          opts=("--ca", ""))
 
+    # Local faults (issue 10 section 3) are ours, not the policy host's: outcome "local".
+    # A bundle with the CA and one corrupt PEM block: mbedTLS (the daemon's check) keeps the
+    # good certificate, libcurl's OpenSSL refuses the whole blob (CURLE_SSL_CACERT_BADFILE).
+    mixed = os.path.join(tmp, "mixed.pem")
+    with open(CA) as f, open(mixed, "w") as g:
+        g.write(f.read() + "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+                "-----END CERTIFICATE-----\n")
+    good.hits.clear()
+    case("CA bundle libcurl cannot read: local", "local", 0, P, "/ok", "127.0.0.1",
+         opts=("--ca", mixed), why_has="local fault")
+    check("CA bundle libcurl cannot read: no request reached the server", len(good.hits), 0)
+    # No descriptor left for socket(): EMFILE is ours, not "no connection" to the host.
+    case("no file descriptor left: local", "local", 0, P, "/ok", "127.0.0.1",
+         opts=("--exhaust-fds",), why_has="Too many open files")
+    rc, res, out, _ = fetch(P, "/ok", "127.0.0.1", opts=("--ca", os.path.join(tmp, "nope.pem")))
+    check("missing CA file: the service refuses to start", rc, 2)
+    check("missing CA file: no fetch", res, [])
+
     # Addresses: only the pinned ones, in order, with fallback.
     case("pinned address refuses", "connect", 0, closed, "/ok", "127.0.0.1", max_s=3.0)
     good.hits.clear()

@@ -1,12 +1,15 @@
 /*
  * Configuration (daemon/config.c): endpoint syntax, each key's checks, the order defaults
  * < file < -o, one-line errors with file and line, and that -p prints every known key.
+ * Also the CA files start-up loads (cafile_check_config, what "tlspolicyd -t" runs).
  */
+#include "cafile.h"
 #include "check.h"
 #include "config.h"
 
 #include <stdlib.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct ep_row {
@@ -190,6 +193,151 @@ static void check_print_covers_keys(void)
     config_free(&cfg);
 }
 
+/*
+ * CA files (issue 10 section 3): -t must refuse what start-up cannot use, with one line
+ * naming the key and the file. "@" in opt and want stands for a scratch directory.
+ */
+struct ca_row {
+    const char *label;
+    const char *opt;
+    const char *want_err; /* prefix; NULL: accepted */
+};
+
+static const struct ca_row ca_rows[] = {
+    {"CA: the system bundle by default", "log_level=info", NULL},
+    {"CA: a bundle of one certificate", "sts_ca_file=@/one.pem", NULL},
+    {"CA: one good, one corrupt block: mbedTLS keeps the good one", "probe_ca_file=@/mixed.pem",
+     NULL},
+    {"CA: sts_ca_file missing", "sts_ca_file=@/nonexistent",
+     "sts_ca_file: CA file @/nonexistent: cannot open: No such file or directory"},
+    {"CA: probe_ca_file missing", "probe_ca_file=@/nonexistent",
+     "probe_ca_file: CA file @/nonexistent: cannot open: No such file or directory"},
+    {"CA: empty file", "sts_ca_file=@/empty.pem",
+     "sts_ca_file: CA file @/empty.pem: holds no PEM certificate"},
+    {"CA: text without a certificate", "probe_ca_file=@/text.pem",
+     "probe_ca_file: CA file @/text.pem: holds no PEM certificate"},
+    {"CA: a PEM block that is not a certificate", "sts_ca_file=@/garbage.pem",
+     "sts_ca_file: CA file @/garbage.pem: holds no usable certificate"},
+    {"CA: a directory", "sts_ca_file=@", "sts_ca_file: CA file @: not a regular file"},
+    {"CA: a FIFO does not hang -t", "probe_ca_file=@/fifo.pem",
+     "probe_ca_file: CA file @/fifo.pem: not a regular file"},
+    {"CA: a NUL byte", "sts_ca_file=@/nul.pem",
+     "sts_ca_file: CA file @/nul.pem: holds no PEM certificate"},
+};
+
+static void subst(char *out, size_t n, const char *in, const char *dir)
+{
+    size_t len = 0;
+
+    for (; *in && len + 1 < n; in++) {
+        if (*in == '@')
+            len += (size_t)snprintf(out + len, n - len, "%s", dir);
+        else
+            out[len++] = *in;
+        if (len >= n)
+            len = n - 1;
+    }
+    out[len] = '\0';
+}
+
+static void write_file(const char *dir, const char *name, const char *data, size_t len)
+{
+    char path[512];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fp = fopen(path, "w");
+    if (fp == NULL || fwrite(data, 1, len, fp) != len)
+        perror(path);
+    if (fp)
+        fclose(fp);
+}
+
+static void check_ca_files(void)
+{
+    char dir[] = "/tmp/test_config_ca_XXXXXX", *one = NULL;
+    static const char garbage[] = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+                                  "-----END CERTIFICATE-----\n";
+    static const char nul[] = "-----BEGIN CERTIFICATE-----\n\0\n-----END CERTIFICATE-----\n";
+    char err[512];
+    struct cafile *sys;
+    size_t len;
+    const char *pem, *end;
+
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return;
+    }
+    /* One real certificate: the first of the system bundle. */
+    sys = cafile_load(NULL, err, sizeof(err));
+    if (!check_true("CA: system bundle", "loads", sys != NULL)) {
+        printf("  %s\n", err);
+        return;
+    }
+    pem = cafile_pem(sys, &len);
+    end = strstr(pem, "-----END CERTIFICATE-----\n");
+    if (end != NULL) {
+        size_t n = (size_t)(end - pem) + 26;
+
+        one = malloc(n + sizeof(garbage));
+        memcpy(one, pem, n);
+        write_file(dir, "one.pem", one, n);
+        memcpy(one + n, garbage, sizeof(garbage) - 1);
+        write_file(dir, "mixed.pem", one, n + sizeof(garbage) - 1);
+    }
+    check_true("CA: system bundle", "holds certificates", cafile_count(sys) > 0);
+    cafile_unref(sys);
+    write_file(dir, "empty.pem", "", 0);
+    write_file(dir, "text.pem", "not a bundle\n", 13);
+    write_file(dir, "garbage.pem", garbage, sizeof(garbage) - 1);
+    write_file(dir, "nul.pem", nul, sizeof(nul) - 1);
+    {
+        char fifo[512];
+
+        snprintf(fifo, sizeof(fifo), "%s/fifo.pem", dir);
+        if (mkfifo(fifo, 0600) < 0)
+            perror(fifo);
+    }
+
+    for (size_t i = 0; i < sizeof(ca_rows) / sizeof(ca_rows[0]); i++) {
+        const struct ca_row *r = &ca_rows[i];
+        char opt[600], want[600];
+        char *opts[1] = {opt};
+        struct config cfg;
+        int rc;
+
+        subst(opt, sizeof(opt), r->opt, dir);
+        if (!check_int(r->label, "config loads", config_load(&cfg, NULL, opts, 1, err, sizeof(err)),
+                       0))
+            continue;
+        err[0] = '\0';
+        rc = cafile_check_config(&cfg, err, sizeof(err));
+        config_free(&cfg);
+        if (r->want_err == NULL) {
+            if (!check_int(r->label, "accepted", rc, 0))
+                printf("  error: %s\n", err);
+            continue;
+        }
+        subst(want, sizeof(want), r->want_err, dir);
+        check_int(r->label, "rejected", rc, -1);
+        if (!check_true(r->label, "message", strncmp(err, want, strlen(want)) == 0))
+            printf("  got \"%s\", want prefix \"%s\"\n", err, want);
+        check_true(r->label, "one line", strchr(err, '\n') == NULL);
+    }
+    free(one);
+    {
+        const char *names[] = {"one.pem",     "mixed.pem", "empty.pem", "text.pem",
+                               "garbage.pem", "nul.pem",   "fifo.pem"};
+        char path[600];
+
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+            unlink(path);
+        }
+        rmdir(dir);
+    }
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof(ep_rows) / sizeof(ep_rows[0]); i++)
@@ -198,5 +346,6 @@ int main(void)
         check_opt(&opt_rows[i]);
     check_defaults_file_and_opts();
     check_print_covers_keys();
+    check_ca_files();
     return check_summary("test_config");
 }

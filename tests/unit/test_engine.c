@@ -26,8 +26,22 @@ struct row {
     int sts; /* STS_* below; rows without it leave MTA-STS unresolved */
 };
 
-/* MTA-STS facts shapes: unresolved (NULL), no policy, or a policy in one mode. */
-enum { STS_UNRESOLVED, STS_NOPOLICY, STS_ENFORCE, STS_TESTING, STS_MODENONE };
+/*
+ * MTA-STS facts shapes: unresolved (NULL), no policy, or a policy in one mode; then no
+ * policy because the fetch failed on our side (local_fault), and an enforce policy still
+ * in force beside such a fault (issue 10 section 3).
+ */
+enum {
+    STS_UNRESOLVED,
+    STS_NOPOLICY,
+    STS_ENFORCE,
+    STS_TESTING,
+    STS_MODENONE,
+    STS_LOCAL,
+    STS_ENFORCE_LOCAL
+};
+#define LOCAL_WHY "policy fetch from mta-sts.example.com failed: local fault: CA bundle"
+#define LOCAL_TEMP "MTA-STS policy of example.com unknown: " LOCAL_WHY
 #define STS_MATCH "secure match=mx1.example.com:.backup.example.net servername=hostname"
 
 static const struct row rows[] = {
@@ -99,6 +113,29 @@ static const struct row rows[] = {
      SOCKMAP_OK, "dane-only", "requiretls/dane-only", STS_ENFORCE},
     {"requiretls: unusable TLSA, STS enforce", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_UNUSABLE,
      SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_ENFORCE},
+
+    /* A local fault (our CA, memory, descriptors) is not RFC 8461's "no policy". */
+    {"policy: STS local fault is TEMP", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_TEMP,
+     LOCAL_TEMP, "policy/sts-local-fault", STS_LOCAL},
+    {"policy: STS local fault, DANE unresolved", ENGINE_MAP_POLICY, 0, NULL, 0, NODANE,
+     SOCKMAP_TEMP, LOCAL_TEMP, "policy/sts-local-fault", STS_LOCAL},
+    {"policy: STS local fault beside a policy in force", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE,
+     SOCKMAP_OK, STS_MATCH, "policy/sts-enforce", STS_ENFORCE_LOCAL},
+    {"policy: DANE wins over an STS local fault", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_ALL,
+     SOCKMAP_OK, "dane-only", "policy/dane-only", STS_LOCAL},
+    {"policy: DANE on some hosts and an STS local fault: it could be dane-only-sts, so TEMP",
+     ENGINE_MAP_POLICY, 0, NULL, 0, DANE_SOME, SOCKMAP_TEMP, LOCAL_TEMP, "policy/sts-local-fault",
+     STS_LOCAL},
+    {"policy: override wins over an STS local fault", ENGINE_MAP_POLICY, 1, "may", TLSPOLICY_MAY,
+     NODANE, SOCKMAP_OK, "may", "policy/override", STS_LOCAL},
+    {"requiretls: STS local fault is TEMP, not 5.7.10", ENGINE_MAP_REQUIRETLS, 0, NULL, 0,
+     DANE_NONE, SOCKMAP_TEMP, LOCAL_TEMP, "requiretls/sts-local-fault", STS_LOCAL},
+    {"requiretls-access: STS local fault stays TEMP, no REJECT", ENGINE_MAP_REQUIRETLS_ACCESS, 0,
+     NULL, 0, DANE_NONE, SOCKMAP_TEMP, LOCAL_TEMP, "requiretls/sts-local-fault", STS_LOCAL},
+    {"requiretls: STS local fault beside a policy in force", ENGINE_MAP_REQUIRETLS, 0, NULL, 0,
+     DANE_NONE, SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_ENFORCE_LOCAL},
+    {"tlsoptional: STS local fault waived", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_NONE,
+     SOCKMAP_OK, "may", "tlsoptional/may", STS_LOCAL},
     {"tlsoptional: STS enforce waived", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_NONE, SOCKMAP_OK,
      "may", "tlsoptional/may", STS_ENFORCE},
 
@@ -166,10 +203,14 @@ static void check_row(const struct row *r)
             [STS_TESTING] = "version: STSv1\nmode: testing\nmx: mx1.example.com\n"
                             "mx: *.backup.example.net\nmax_age: 86400\n",
             [STS_MODENONE] = "version: STSv1\nmode: none\nmax_age: 86400\n",
+            [STS_ENFORCE_LOCAL] = "version: STSv1\nmode: enforce\nmx: mx1.example.com\n"
+                                  "mx: *.backup.example.net\nmax_age: 86400\n",
         };
 
         memset(&sf, 0, sizeof(sf));
-        sf.state = r->sts == STS_NOPOLICY ? MTASTS_NONE : MTASTS_POLICY;
+        sf.state = r->sts == STS_NOPOLICY || r->sts == STS_LOCAL ? MTASTS_NONE : MTASTS_POLICY;
+        sf.local_fault = r->sts == STS_LOCAL || r->sts == STS_ENFORCE_LOCAL;
+        snprintf(sf.why, sizeof(sf.why), "%s", sf.local_fault ? LOCAL_WHY : "why");
         if (sf.state == MTASTS_POLICY &&
             sts_policy_parse(bodies[r->sts], strlen(bodies[r->sts]), &sf.policy, &why) != 0)
             printf("FAIL %s: test policy does not parse: %s\n", r->label, why);

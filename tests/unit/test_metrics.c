@@ -135,6 +135,8 @@ int main(void)
     metrics_dns(99, DNS_OUT_FAILED, 0);
     metrics_fetch(METRICS_FETCH_TLS);
     metrics_fetch(METRICS_FETCH_INVALID);
+    metrics_fetch(METRICS_FETCH_LOCAL);
+    metrics_fetch(METRICS_FETCH_LOCAL);
     metrics_fetch(1000);
     metrics_probe(METRICS_PROBE_REQUIRETLS);
     metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_HIT);
@@ -177,6 +179,7 @@ int main(void)
         {"tlspolicyd_dns_queries_total{type=\"other\",outcome=\"error\"}", 1},
         {"tlspolicyd_sts_fetches_total{outcome=\"tls\"}", 1},
         {"tlspolicyd_sts_fetches_total{outcome=\"invalid\"}", 1},
+        {"tlspolicyd_sts_fetches_total{outcome=\"local\"}", 2},
         {"tlspolicyd_sts_fetches_total{outcome=\"error\"}", 1},
         {"tlspolicyd_probes_total{outcome=\"requiretls\"}", 1},
         {"tlspolicyd_cache_hits_total{cache=\"dns\"}", 1},
