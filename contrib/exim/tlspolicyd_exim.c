@@ -12,12 +12,19 @@
  * per question) and translates the answer, a Postfix TLS policy such as
  * "secure match=mx1.example.com:.example.net servername=hostname", into Exim terms.
  *
+ * decide() is what contrib/exim/debian uses: one question per address, at routing time (as
+ * root), answered as a record the routers and the transports read from a router variable,
+ * so the transports (as Debian-exim) never ask; it never fails its expansion (a deferral
+ * with the reason instead, which keeps Exim's paniclog empty).
+ *
  * It keeps one connection per Exim process for the life of the process (a forked child
  * opens its own), waits at most TLSPOLICYD_EXIM_TIMEOUT seconds for an answer, retries once
  * on a connection the daemon closed, and fails closed: when the daemon cannot be asked, or
- * answers TEMP/TIMEOUT/PERM, the decision functions return DEFER and the host-list
- * functions return their strictest list (Exim treats a failed host-list expansion as "not
- * in the list", which for hosts_require_tls would mean "TLS not required").
+ * answers TEMP/TIMEOUT/PERM, decide() defers, the other decision functions return DEFER and
+ * the host-list functions return their strictest list (Exim treats a failed host-list
+ * expansion as "not in the list", which for hosts_require_tls would mean "TLS not
+ * required"; but "*" for hosts_require_dane is a bounce for a host without DNSSEC, so they
+ * do not belong in a transport).
  *
  * Links only proto/ (netstring, sockmap); no event loop.
  */
@@ -627,7 +634,8 @@ static const char *pattern_list_sep(const struct answer *a, char *buf, size_t le
 
     buf[0] = 0;
     for (int i = 0; i < a->npat; i++) {
-        int n = snprintf(buf + off, len - off, "%s%s%s", i ? sep : "", negate ? "!" : "", a->pat[i]);
+        int n =
+            snprintf(buf + off, len - off, "%s%s%s", i ? sep : "", negate ? "!" : "", a->pat[i]);
 
         if (n < 0 || (size_t)n >= len - off)
             return NULL; /* a partial list would admit what the rest excludes */
@@ -793,7 +801,6 @@ int stats(uschar **yield, int argc, uschar *argv[])
                 n_questions);
 }
 
-
 /* ------------------------------------------------------------------------------------------ */
 /* decide: the whole routing decision in one question, for a router's "set" option. */
 
@@ -873,14 +880,11 @@ static int give_record(uschar **yield, const char *action, const char *cls, cons
                        const char *ignore, const char *why)
 {
     static char rec[MAX_PATTERNS * 270 + SOCKMAP_MAX_TEXT * 2 + 512];
-    size_t off = 0;
-    int n = snprintf(rec, sizeof rec, "action=%s", action);
+    /* action, class and level are short words of this file: they always fit. */
+    int n = snprintf(rec, sizeof rec, "action=%s%s%s%s%s", action, cls ? " class=" : "",
+                     cls ? cls : "", lvl ? " level=" : "", lvl ? lvl : "");
+    size_t off = n < 0 ? 0 : (size_t)n;
 
-    off = (size_t)n;
-    if (cls)
-        off += (size_t)snprintf(rec + off, sizeof rec - off, " class=%s", cls);
-    if (lvl)
-        off += (size_t)snprintf(rec + off, sizeof rec - off, " level=%s", lvl);
     if ((ignore && put_quoted(rec, sizeof rec, &off, "ignore", ignore) < 0) ||
         (why && put_quoted(rec, sizeof rec, &off, "why", why) < 0)) {
         log_write(0, LOG_MAIN, "tlspolicyd: decision record too long: deferring");
@@ -922,9 +926,10 @@ int decide(uschar **yield, int argc, uschar *argv[])
     const char *u, *cls, *lvl, *tag, *ignore = "";
     int rtls;
 
-    if (lookup(argc, argv, &a, err, sizeof err) < 0)
-        return give_record(yield, "defer", NULL, NULL, NULL,
-                           (snprintf(why, sizeof why, "tlspolicyd: %s", err), why));
+    if (lookup(argc, argv, &a, err, sizeof err) < 0) {
+        snprintf(why, sizeof why, "tlspolicyd: %s", err);
+        return give_record(yield, "defer", NULL, NULL, NULL, why);
+    }
     tag = argc > 1 && argv[1][0] ? (const char *)argv[1] : "policy";
     rtls = strcmp(tag, "requiretls") == 0;
     if ((a.st == ST_TEMP || a.st == ST_PERM) &&

@@ -350,6 +350,8 @@ try:
          'action=deliver class=waived level=may ignore=""'),
         ("decide dane-only (lab resolv.conf has trust-ad)", "decide", "dane-all.test", "policy",
          'action=deliver class=daneonly level=dane-only ignore=""'),
+        ("decide dane-only, implicit MX (NODATA carries AD)", "decide", "nomx-tlsa.test",
+         "policy", 'action=deliver class=daneonly level=dane-only ignore=""'),
         ("decide dane", "decide", "dane-mixed.test", "policy",
          'action=deliver class=dane level=dane ignore=""'),
         ("decide REQUIRETLS refused", "decide", "unsigned.test", "requiretls",
