@@ -515,6 +515,45 @@ try:
     check_true("the tlspolicyd transports are in the configuration",
                "tlspolicyd_waived" in p.stdout and "tlspolicyd_verify" in p.stdout, p.stdout)
 
+    # (6) The unsplit configuration, as the README says: the same files pasted into
+    #     exim4.conf.template (main piece before "begin acl", the ACL after it, the routers
+    #     before dnslookup_relay_to_domains, the transports after "begin transports"). Only
+    #     generated and read here; the deliveries below use the split configuration.
+    tmpl = open("/etc/exim4/exim4.conf.template").read()
+
+    def piece(p):
+        with open(os.path.join(DEB, "conf.d", p)) as f:
+            return f.read()
+
+    i = tmpl.index("\nbegin acl\n")
+    tmpl = tmpl[:i] + "\n" + piece("main/05_tlspolicyd") + tmpl[i:]
+    i = tmpl.index("\nbegin acl\n") + len("\nbegin acl\n")
+    tmpl = tmpl[:i] + piece("acl/50_tlspolicyd_tag") + tmpl[i:]
+    i = tmpl.index("\ndnslookup_relay_to_domains:\n")
+    tmpl = tmpl[:i] + "\n" + piece("router/190_tlspolicyd") + tmpl[i:]
+    i = tmpl.index("\nbegin transports\n") + len("\nbegin transports\n")
+    tmpl = tmpl[:i] + piece("transport/30_tlspolicyd") + tmpl[i:]
+    unsplit = os.path.join(WORK, "unsplit")
+    shutil.copytree("/etc/exim4", unsplit)
+    with open(os.path.join(unsplit, "exim4.conf.template"), "w") as f:
+        f.write(tmpl)
+    with open(os.path.join(unsplit, "update-exim4.conf.conf")) as f:
+        ue = f.read().replace("dc_use_split_config='true'", "dc_use_split_config='false'")
+    with open(os.path.join(unsplit, "update-exim4.conf.conf"), "w") as f:
+        f.write(ue)
+    out = os.path.join(WORK, "unsplit.conf")
+    p = subprocess.run([UPDATE, "--confdir", unsplit, "--output", out], capture_output=True,
+                       text=True, timeout=60)
+    check_true("unsplit template: update-exim4.conf builds it", p.returncode == 0,
+               p.stdout[-500:] + p.stderr[-500:])
+    p = exim(["-C", out, "-bP", "router_list", "transport_list", "acl_not_smtp"])
+    check_true("unsplit template: the routers come before Debian's",
+               re.search(r"tlspolicyd_decide.*tlspolicyd_nomatch.*dnslookup_relay_to_domains",
+                         p.stdout.replace("\n", " ")), p.stdout + p.stderr)
+    check_true("unsplit template: the transports and the tagging ACL",
+               "tlspolicyd_requiretls_verify" in p.stdout
+               and "acl_not_smtp = acl_tlspolicyd_tag" in p.stdout, p.stdout + p.stderr)
+
     def mainlog():
         try:
             with open(MAINLOG) as f:
