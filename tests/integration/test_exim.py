@@ -639,6 +639,34 @@ try:
                     check(f"e2e {label}: TLS used", hit[0][1][1] is not None, tls)
         elif want != "delivered":
             check(f"e2e {label}: no sink got it", [n for n, _ in hit], [])
+    check("e2e: X-RequireTLS never leaves this host",
+          [n for n, s_ in S.items() for r in s_.received if "x-requiretls" in r[2].lower()], [])
+    clear_queue()
+
+    # 3a'. Over SMTP (exim -bs, as from a relay_from_hosts client at 127.0.0.1): the tag
+    # comes through acl_check_data (CHECK_DATA_LOCAL_ACL_FILE).
+    def smtp_submit(rcpt, hdrs, tag):
+        msg = (f"From: nobody@sender.test\r\nTo: {rcpt}\r\nMessage-Id: <{tag}@sender.test>\r\n"
+               f"{hdrs}\r\n{tag}\r\n")
+        dialogue = (f"EHLO client.sender.test\r\nMAIL FROM:<nobody@sender.test>\r\n"
+                    f"RCPT TO:<{rcpt}>\r\nDATA\r\n{msg}.\r\nQUIT\r\n")
+        p = exim(["-bs", "-odqs", "-oMa", "127.0.0.1"], stdin=dialogue)
+        check_true(f"SMTP {tag}: accepted", "250 OK id=" in p.stdout, p.stdout[-500:])
+        m = re.search(r" (\S{6}-\S{6}-\S{2}) <= .* id=" + re.escape(tag) + "@sender", mainlog())
+        return m.group(1) if m else "?"
+
+    sm = [(smtp_submit("s1@unsigned.test", "X-RequireTLS: yes\r\n", "smtp-rtls"),
+           "s1@unsigned.test", "bounced", r"5\.7\.10"),
+          (smtp_submit("s2@charset.sts.test", "X-RequireTLS: yes\r\n", "smtp-rtls-ok"),
+           "s2@charset.sts.test", "delivered", r"T=tlspolicyd_requiretls_verify")]
+    exim(["-qf"], timeout=120)
+    for mid, rcpt, want, rx in sm:
+        got, line, _ = outcome(mid, rcpt)
+        check(f"SMTP REQUIRETLS {rcpt}", got, want)
+        check_true(f"SMTP REQUIRETLS {rcpt}: log says why", re.search(rx, line), line)
+    hit = sink_got("s2@charset.sts.test")
+    check_true("SMTP REQUIRETLS: the header is removed",
+               hit and "x-requiretls" not in hit[0][1][2].lower(), str(hit)[:300])
     clear_queue()
 
     # 3b. Connection reuse never downgrades: the waived message and an ordinary one to the
