@@ -783,6 +783,33 @@ try:
         for l in failures_so_far[:40]:
             print("   ", l)
 
+    # The systemd pieces for an Exim host: the drop-ins load with the units (an unknown key
+    # would be reported on stderr), and the configuration they go with passes -t.
+    if shutil.which("systemd-analyze"):
+        units = os.path.join(WORK, "units")
+        os.mkdir(units)
+        for unit in ("tlspolicyd.service", "tlspolicyd.socket"):
+            with open(os.path.join(TOP, "contrib", "systemd", unit)) as f:
+                text = f.read().replace("/usr/local/sbin/tlspolicyd", os.path.abspath(TLSPOLICYD))
+            with open(os.path.join(units, unit), "w") as f:
+                f.write(text)
+        for dropin in ("tlspolicyd.socket.d", "tlspolicyd.service.d"):
+            shutil.copytree(os.path.join(TOP, "contrib", "systemd", "exim", dropin),
+                            os.path.join(units, dropin))
+        p = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                            os.path.join(units, "tlspolicyd.socket"),
+                            os.path.join(units, "tlspolicyd.service")],
+                           capture_output=True, text=True, timeout=120)
+        check_true("systemd-analyze verify with the Exim drop-ins",
+                   p.returncode == 0 and not p.stderr.strip(), p.stdout + p.stderr)
+    else:
+        print("note: systemd-analyze not installed; the Exim drop-ins were not verified")
+    p = subprocess.run([TLSPOLICYD, "-c", os.path.join(TOP, "contrib", "systemd", "exim",
+                                                       "tlspolicyd.conf"), "-t"],
+                       capture_output=True, text=True, timeout=30)
+    check_true("contrib/systemd/exim/tlspolicyd.conf passes -t", p.returncode == 0,
+               p.stdout + p.stderr)
+
     check("no sanitizer reports from the module inside exim", sanitizer_reports, [])
     if ASAN:
         print("(the module ran under AddressSanitizer and UBSan inside exim -be)")
