@@ -1,8 +1,10 @@
 #!/bin/bash
 # Give the tests an Exim binary without installing Exim: Exim and Postfix both provide
 # mail-transport-agent, so installing exim4-daemon-heavy would remove Postfix. Instead the
-# two packages are downloaded with apt and unpacked (dpkg-deb -x) into a directory of
-# their own; nothing under /usr or /etc changes.
+# packages are downloaded with apt and unpacked (dpkg-deb -x) into a directory of their
+# own; nothing under /usr or /etc changes. exim4-config gives Debian's stock configuration
+# (/etc/exim4 and update-exim4.conf), from which integration_exim builds what an
+# administrator following the README would have.
 #
 #   scripts/exim-extract.sh [DIR]     default DIR: /var/cache/tlspolicyd-exim
 #
@@ -15,12 +17,13 @@ set -euo pipefail
 dir=${1:-/var/cache/tlspolicyd-exim}
 root="$dir/root"
 exim="$root/usr/sbin/exim4"
+pkgs=(exim4-daemon-heavy exim4-base exim4-config)
 
 libs_missing() {
     ldd "$exim" 2>/dev/null | awk '/not found/ {print $1}'
 }
 
-if [ ! -x "$exim" ]; then
+if [ ! -x "$exim" ] || [ ! -x "$root/usr/sbin/update-exim4.conf" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "exim-extract.sh: $exim is missing; run as root to fetch it" >&2
         exit 1
@@ -29,13 +32,15 @@ if [ ! -x "$exim" ]; then
     # apt-get download writes into the current directory, as the _apt user when it can:
     # give that user the directory so apt does not warn about sandboxing.
     chown _apt "$dir/debs" 2>/dev/null || true
-    if ! (cd "$dir/debs" && apt-get download -q exim4-daemon-heavy exim4-base >&2); then
+    if ! (cd "$dir/debs" && apt-get download -q "${pkgs[@]}" >&2); then
         echo "exim-extract.sh: apt-get download failed; running apt-get update once" >&2
         apt-get update -q >&2
-        (cd "$dir/debs" && apt-get download -q exim4-daemon-heavy exim4-base >&2)
+        (cd "$dir/debs" && apt-get download -q "${pkgs[@]}" >&2)
     fi
-    for deb in "$dir"/debs/exim4-daemon-heavy_*.deb "$dir"/debs/exim4-base_*.deb; do
-        dpkg-deb -x "$deb" "$root"
+    for p in "${pkgs[@]}"; do
+        for deb in "$dir"/debs/"$p"_*.deb; do
+            dpkg-deb -x "$deb" "$root"
+        done
     done
 fi
 

@@ -12,12 +12,19 @@
  * per question) and translates the answer, a Postfix TLS policy such as
  * "secure match=mx1.example.com:.example.net servername=hostname", into Exim terms.
  *
+ * decide() is what contrib/exim/debian uses: one question per address, at routing time (as
+ * root), answered as a record the routers and the transports read from a router variable,
+ * so the transports (as Debian-exim) never ask; it never fails its expansion (a deferral
+ * with the reason instead, which keeps Exim's paniclog empty).
+ *
  * It keeps one connection per Exim process for the life of the process (a forked child
  * opens its own), waits at most TLSPOLICYD_EXIM_TIMEOUT seconds for an answer, retries once
  * on a connection the daemon closed, and fails closed: when the daemon cannot be asked, or
- * answers TEMP/TIMEOUT/PERM, the decision functions return DEFER and the host-list
- * functions return their strictest list (Exim treats a failed host-list expansion as "not
- * in the list", which for hosts_require_tls would mean "TLS not required").
+ * answers TEMP/TIMEOUT/PERM, decide() defers, the other decision functions return DEFER and
+ * the host-list functions return their strictest list (Exim treats a failed host-list
+ * expansion as "not in the list", which for hosts_require_tls would mean "TLS not
+ * required"; but "*" for hosts_require_dane is a bounce for a host without DNSSEC, so they
+ * do not belong in a transport).
  *
  * Links only proto/ (netstring, sockmap); no event loop.
  */
@@ -26,8 +33,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/nameser.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +67,7 @@ int try_dane(uschar **yield, int argc, uschar *argv[]);
 int avoid_tls(uschar **yield, int argc, uschar *argv[]);
 int ignore_hosts(uschar **yield, int argc, uschar *argv[]);
 int stats(uschar **yield, int argc, uschar *argv[]);
+int decide(uschar **yield, int argc, uschar *argv[]);
 
 /* ------------------------------------------------------------------------------------------ */
 /* The connection: one per process. */
@@ -616,20 +627,26 @@ static int hostlist(uschar **yield, int argc, uschar *argv[], const char *name, 
 }
 
 /* The match list as an Exim host list: "p1 : p2"; NULL when it does not fit in buf. */
-static const char *pattern_list(const struct answer *a, char *buf, size_t len, int negate)
+static const char *pattern_list_sep(const struct answer *a, char *buf, size_t len, int negate,
+                                    const char *sep)
 {
     size_t off = 0;
 
     buf[0] = 0;
     for (int i = 0; i < a->npat; i++) {
         int n =
-            snprintf(buf + off, len - off, "%s%s%s", i ? " : " : "", negate ? "!" : "", a->pat[i]);
+            snprintf(buf + off, len - off, "%s%s%s", i ? sep : "", negate ? "!" : "", a->pat[i]);
 
         if (n < 0 || (size_t)n >= len - off)
             return NULL; /* a partial list would admit what the rest excludes */
         off += (size_t)n;
     }
     return buf;
+}
+
+static const char *pattern_list(const struct answer *a, char *buf, size_t len, int negate)
+{
+    return pattern_list_sep(a, buf, len, negate, " : ");
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -782,4 +799,195 @@ int stats(uschar **yield, int argc, uschar *argv[])
 {
     return give(yield, OK, "pid=%ld connections=%lu questions=%lu", (long)getpid(), n_connects,
                 n_questions);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* decide: the whole routing decision in one question, for a router's "set" option. */
+
+/*
+ * Does the resolver Exim uses (glibc's, /etc/resolv.conf) hand over DNSSEC-validated answers
+ * for domain? Exim's DANE trusts only the AD bit of glibc's answers, and glibc 2.31 and later
+ * clear that bit unless /etc/resolv.conf has "options trust-ad". Without it Exim finds
+ * nothing secure, and treats "DANE required, lookup not DNSSEC" as a permanent error (a
+ * bounce). Asks for the MX RRset the way Exim does (EDNS0, DO) and looks at AD; a NODATA
+ * answer (implicit MX) carries AD as well when validated. Returns 1 when AD is set, else 0
+ * with why filled in.
+ */
+static int resolver_validates(const char *domain, char *why, size_t len)
+{
+    struct __res_state rs;
+    unsigned char ans[4096];
+    int n, ok = 0;
+
+    memset(&rs, 0, sizeof rs);
+    if (res_ninit(&rs) != 0) {
+        snprintf(why, len, "cannot read the resolver configuration (/etc/resolv.conf)");
+        return 0;
+    }
+    if (!(rs.options & RES_TRUSTAD)) {
+        snprintf(why, len,
+                 "/etc/resolv.conf lacks \"options trust-ad\": glibc drops the DNSSEC AD bit, so "
+                 "Exim's DANE would see no validated answer");
+        goto done;
+    }
+    rs.options |= RES_USE_EDNS0 | RES_USE_DNSSEC;
+    n = res_nquery(&rs, domain, ns_c_in, ns_t_mx, ans, sizeof ans);
+    /* NODATA comes back as -1 with h_errno NO_DATA but the answer in ans: look at it too. */
+    if (n < 0 && rs.res_h_errno == NO_DATA)
+        n = NS_HFIXEDSZ;
+    if (n < NS_HFIXEDSZ) {
+        snprintf(why, len, "the MX lookup of %s through /etc/resolv.conf failed", domain);
+        goto done;
+    }
+    if (!(ans[3] & 0x20)) { /* RFC 4035 3.2.3: the AD bit, byte 3 of the header */
+        snprintf(why, len,
+                 "the resolver in /etc/resolv.conf does not validate %s (no AD bit): Exim's "
+                 "DANE needs a validating resolver on this host",
+                 domain);
+        goto done;
+    }
+    ok = 1;
+done:
+    res_nclose(&rs);
+    return ok;
+}
+
+/* Append `s` to the record as a double-quoted value for ${extract}: '\' and '"' escaped. */
+static int put_quoted(char *buf, size_t len, size_t *off, const char *key, const char *s)
+{
+    size_t o = *off;
+    int n = snprintf(buf + o, len - o, " %s=\"", key);
+
+    if (n < 0 || (size_t)n >= len - o)
+        return -1;
+    o += (size_t)n;
+    for (; *s; s++) {
+        if (o + 3 >= len)
+            return -1;
+        if (*s == '\\' || *s == '"')
+            buf[o++] = '\\';
+        buf[o++] = *s == '\n' ? ' ' : *s;
+    }
+    if (o + 2 >= len)
+        return -1;
+    buf[o++] = '"';
+    buf[o] = 0;
+    *off = o;
+    return 0;
+}
+
+static int give_record(uschar **yield, const char *action, const char *cls, const char *lvl,
+                       const char *ignore, const char *why)
+{
+    static char rec[MAX_PATTERNS * 270 + SOCKMAP_MAX_TEXT * 2 + 512];
+    /* action, class and level are short words of this file: they always fit. */
+    int n = snprintf(rec, sizeof rec, "action=%s%s%s%s%s", action, cls ? " class=" : "",
+                     cls ? cls : "", lvl ? " level=" : "", lvl ? lvl : "");
+    size_t off = n < 0 ? 0 : (size_t)n;
+
+    if ((ignore && put_quoted(rec, sizeof rec, &off, "ignore", ignore) < 0) ||
+        (why && put_quoted(rec, sizeof rec, &off, "why", why) < 0)) {
+        log_write(0, LOG_MAIN, "tlspolicyd: decision record too long: deferring");
+        return give(yield, OK, "action=defer why=\"tlspolicyd: decision record too long\"");
+    }
+    return give(yield, OK, "%s", rec);
+}
+
+/*
+ * decide: everything routing and delivery need, asked once (as root, at routing time), as a
+ * record for ${extract}. It never fails the expansion: an unreachable daemon is a deferral
+ * with its reason, logged by Exim as such (a failed expansion would also be a deferral, but
+ * one that Exim writes to its paniclog).
+ *
+ *   action=deliver class=CLASS level=LEVEL ignore="HOSTLIST"
+ *   action=defer why="REASON"
+ *   action=fail why="5.7.x REASON"
+ *
+ * CLASS names the transport (tlspolicyd_CLASS), one per kind of promise a connection makes,
+ * because Exim sends further messages over a connection only within the transport that
+ * opened it and does not re-check the certificate requirement for them:
+ *   waived              TAG tlsoptional: TLS-Required: No / RequireTLS: NO
+ *   opportunistic       no policy, none, may, encrypt: no authentication
+ *   dane                dane: Exim's DANE where the host has usable TLSA
+ *   daneonly            dane-only: DANE or nothing
+ *   verify              verify, secure (MTA-STS enforce): PKIX, name of the MX host
+ *   requiretls_dane     TAG requiretls answered dane-only
+ *   requiretls_verify   TAG requiretls answered secure or verify
+ * LEVEL is the daemon's level ("nopolicy" for NOTFOUND). HOSTLIST is for the dnslookup
+ * router's ignore_target_hosts, ";"-separated for appending to a "<;" list: empty, or
+ * "!P1 ; !P2 ; *" where the policy names the MX hosts.
+ * For the classes that rely on Exim's DANE, the decision defers unless this host's resolver
+ * (glibc, /etc/resolv.conf) returns validated answers for the domain (see resolver_validates).
+ */
+int decide(uschar **yield, int argc, uschar *argv[])
+{
+    struct answer a;
+    char err[600], why[SOCKMAP_MAX_TEXT + 300], buf[MAX_PATTERNS * 260 + 8];
+    const char *u, *cls, *lvl, *tag, *ignore = "";
+    int rtls;
+
+    if (lookup(argc, argv, &a, err, sizeof err) < 0) {
+        snprintf(why, sizeof why, "tlspolicyd: %s", err);
+        return give_record(yield, "defer", NULL, NULL, NULL, why);
+    }
+    tag = argc > 1 && argv[1][0] ? (const char *)argv[1] : "policy";
+    rtls = strcmp(tag, "requiretls") == 0;
+    if ((a.st == ST_TEMP || a.st == ST_PERM) &&
+        (strncmp(a.text, "5.7.30 ", 7) == 0 || strncmp(a.text, "5.7.10 ", 7) == 0))
+        return give_record(yield, "fail", NULL, NULL, NULL, a.text);
+    if ((u = unusable(&a, why, sizeof why)) != NULL) {
+        char w2[sizeof why + 16];
+        snprintf(w2, sizeof w2, "tlspolicyd: %s", u);
+        return give_record(yield, "defer", NULL, NULL, NULL, w2);
+    }
+    lvl = a.st == ST_NOTFOUND ? "nopolicy" : a.level;
+
+    /* The transport: the promise the connection makes (see above). */
+    if (strcmp(tag, "tlsoptional") == 0)
+        cls = "waived";
+    else if (rtls && is_level(&a, "dane-only"))
+        cls = "requiretls_dane";
+    else if (rtls && (is_level(&a, "secure") || is_level(&a, "verify")))
+        cls = "requiretls_verify";
+    else if (rtls) {
+        /* The daemon never answers a REQUIRETLS question with a weaker level; should it,
+         * the message waits rather than leave without authentication. */
+        snprintf(why, sizeof why,
+                 "tlspolicyd: level %s does not authenticate the server: not a REQUIRETLS "
+                 "delivery",
+                 lvl);
+        return give_record(yield, "defer", NULL, NULL, NULL, why);
+    } else if (is_level(&a, "dane-only"))
+        cls = "daneonly";
+    else if (is_level(&a, "dane"))
+        cls = "dane";
+    else if (is_level(&a, "secure") || is_level(&a, "verify"))
+        cls = "verify";
+    else
+        cls = "opportunistic";
+
+    /* MX hosts outside the policy's match list are not used (RFC 8461 4.1). */
+    if (is_level(&a, "secure") || is_level(&a, "verify")) {
+        const char *v = fn_verify_hosts(&a, buf, sizeof buf);
+        if (v && strcmp(v, "*") != 0) {
+            if (pattern_list_sep(&a, buf, sizeof buf - 4, 1, " ; ") == NULL)
+                return give_record(yield, "defer", NULL, NULL, NULL,
+                                   "tlspolicyd: match list too long for Exim");
+            strcat(buf, " ; *");
+            ignore = buf;
+        }
+    }
+
+    /* Exim does DANE itself, from glibc's answers: without validated answers a dane-only
+     * domain would bounce and a dane one lose its authentication. Defer, saying why. */
+    if (strcmp(cls, "dane") == 0 || strcmp(cls, "daneonly") == 0 ||
+        strcmp(cls, "requiretls_dane") == 0) {
+        char rwhy[400];
+        if (!resolver_validates((const char *)argv[0], rwhy, sizeof rwhy)) {
+            snprintf(why, sizeof why, "tlspolicyd: %s is %s but %s", (const char *)argv[0], lvl,
+                     rwhy);
+            return give_record(yield, "defer", NULL, NULL, NULL, why);
+        }
+    }
+    return give_record(yield, "deliver", cls, lvl, ignore, NULL);
 }
