@@ -621,6 +621,11 @@ try:
          "X-RequireTLS: yes\n", "bounced", None, None, r"5\.7\.30"),
         ("DANE-only, the server's key matches TLSA: delivered by DANE", "h@rtls-dane.test", "",
          "delivered", None, None, r"T=tlspolicyd_daneonly.*CV=dane"),
+        # Issue 10.5: DANE on one host beside an MTA-STS enforce policy answers dane-only; the
+        # DANE host refuses connections and the other (mx.unsigned.test, insecure, a sink
+        # here) must not be used: deferred, never delivered unauthenticated, never bounced.
+        ("DANE on some hosts beside MTA-STS enforce: dane-only, the insecure host unused",
+         "i@dane-some-sts.test", "", "deferred", None, None, r"T=tlspolicyd_daneonly defer"),
     ]
     mids = [submit(rcpt, hdrs, f"case{i}") for i, (label, rcpt, hdrs, *_r) in enumerate(TABLE)]
     p = exim(["-qff"], timeout=300)
