@@ -50,6 +50,17 @@ static void raise_fd_limit(unsigned want)
                     (unsigned long)rl.rlim_cur, want);
 }
 
+int server_check_user(const struct config *cfg, char *err, size_t errlen)
+{
+    if (geteuid() != 0 || cfg->user[0] == '\0' || getpwnam(cfg->user) != NULL)
+        return 0;
+    snprintf(err, errlen,
+             "user = %s: no such user; create it (adduser --system --group --no-create-home "
+             "--home /nonexistent %s) or set user to another one",
+             cfg->user, cfg->user);
+    return -1;
+}
+
 /* After binding: a root daemon becomes cfg->user (SPEC 7, security defaults). */
 static int drop_privileges(const struct config *cfg, char *err, size_t errlen)
 {
@@ -334,6 +345,10 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     metrics_init();
     activation_take(&srv->act);
     if (config_load(&srv->cfg, config_file, opts, nopts, err, sizeof(err)) < 0)
+        goto fail;
+    /* What binding and the switch of user need, before anything is created or loaded. */
+    if (server_check_user(&srv->cfg, err, sizeof(err)) < 0 ||
+        listener_check_all(&srv->cfg, err, sizeof(err)) < 0)
         goto fail;
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_set_format(srv->cfg.log_json);
