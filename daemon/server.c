@@ -319,6 +319,16 @@ static int open_listeners(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* Endpoints to bind, checked before anything is created; systemd's sockets need no binding. */
+static int check_endpoints(const struct server *srv, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < srv->cfg.nlisten; i++)
+        if (!activation_has(&srv->act, &srv->cfg.listen[i]) &&
+            listener_check(&srv->cfg.listen[i], &srv->cfg, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
 /* Finish closing handles, then free what the server owns. 0 when nothing was left open. */
 static int teardown(struct server *srv)
 {
@@ -348,7 +358,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
         goto fail;
     /* What binding and the switch of user need, before anything is created or loaded. */
     if (server_check_user(&srv->cfg, err, sizeof(err)) < 0 ||
-        listener_check_all(&srv->cfg, err, sizeof(err)) < 0)
+        check_endpoints(srv, err, sizeof(err)) < 0)
         goto fail;
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_set_format(srv->cfg.log_json);
