@@ -3,8 +3,11 @@
 ordinary, REQUIRETLS-tagged and "TLS-Required: No" messages to domains with DANE, with
 MTA-STS and with neither, and where each one went: delivered to which server, deferred, or
 bounced with which status code. Runs inside the lab (tests/lab/dnslab.sh)."""
+import grp
 import os
 import re
+import shutil
+import stat
 import time
 
 from harness import Daemon, check, check_true, finish
@@ -76,16 +79,54 @@ def delivered_to(server, mid):
     return None
 
 
-d = Daemon(conf_lines=["socket_mode = 0666", f"sts_ca_file = {CA}", "sts_allow_private = yes",
-                       f"probe_ca_file = {CA}", "probe_timeout = 5s", "lookup_timeout = 8s"])
-pf = None
+def admin_conf(queue_dir):
+    """The daemon's configuration as the README installs it (contrib/systemd/tlspolicyd.conf):
+    the socket in the queue directory's private/, group postfix, user tlspolicyd. Only the
+    queue directory is this instance's; state_dir, dns_servers and metrics_listen are the
+    harness's (the lab's resolver, a temporary state directory, no metrics port)."""
+    lines = []
+    with open(os.path.join(HERE, "..", "..", "contrib", "systemd", "tlspolicyd.conf")) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.split("=")[0].strip() in ("state_dir", "dns_servers", "metrics_listen"):
+                continue
+            lines.append(line.replace("/var/spool/postfix", queue_dir))
+    return lines
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+d = pf = None
 try:
-    d.start()
-    pf = Postfix(d.sock, ca_file=CA, main_extra=[
+    pf = Postfix(ca_file=CA, main_extra=[
         "virtual_alias_domains = lists.lab.test",
         "virtual_alias_maps = inline:{ { team@lists.lab.test = bob@rtls.sts.test, carol@tlsonly.sts.test } }",
     ])
+    # The README's setup edits Debian's files in place: no "overriding earlier entry".
+    check("postfix check after tlspolicyd-postfix-setup: no warnings", pf.check(), "")
+    # The lab's CA where user tlspolicyd can read it after the switch from root.
+    ca = os.path.join(pf.dir, "lab-ca.pem")
+    shutil.copy(CA, ca)
+    os.chmod(ca, 0o644)
+    d = Daemon(user="tlspolicyd", conf_lines=admin_conf(pf.queue) + [
+        f"sts_ca_file = {ca}", "sts_allow_private = yes", f"probe_ca_file = {ca}",
+        "probe_timeout = 5s", "lookup_timeout = 8s"])
+    d.start()
+    sock = os.path.join(pf.queue, "private", "tlspolicyd")
+    st = os.stat(sock)
+    check("socket in the queue directory's private/: group postfix, mode 0660",
+          (grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode)), ("postfix", 0o660))
+    check_true("daemon runs as tlspolicyd", "running as user tlspolicyd" in d.log(), d.log())
+    # The README's check with postmap, by the socket's absolute path.
+    rc, out, err = d.postmap("rtls-dane.test", "policy", endpoint=f"unix:{sock}")
+    check("postmap -q through private/tlspolicyd", (rc, out.strip()), (0, "dane-only"))
     pf.start()
+    master = pf.postconf("-Mf")
+    check_true("smtp runs chrooted as shipped",
+               re.search(r"^smtp\s+unix\s+-\s+-\s+y\s", master, re.M), master)
+    check_true("tlsoptional has a syslog_name",
+               "-o syslog_name=postfix/tlsoptional" in master, master)
     sent = []
     # RFC 7960 / draft 4.1 and 6: a mediator inside this Postfix (a virtual alias) expands
     # a REQUIRETLS message; every expanded recipient keeps the tag.
@@ -129,6 +170,7 @@ finally:
         if os.environ.get("KEEP_POSTFIX_LOG"):
             print(pf.log())
         pf.cleanup()
-    check("daemon exits cleanly", d.stop(), 0)
-    d.cleanup()
+    if d is not None:
+        check("daemon exits cleanly", d.stop(), 0)
+        d.cleanup()
 finish()
