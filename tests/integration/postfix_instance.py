@@ -172,10 +172,19 @@ class Postfix:
                 if service.startswith("requiretls-gate") and status == "sent":
                     continue
                 final = (status, detail)
+                self.last_line = m.group(0)
             if final:
                 return final
             time.sleep(0.2)
         return None, "no delivery status logged for " + rcpt
+
+    def release_held(self):
+        """Release every held message and run the queue once (postsuper -H, postqueue -f)."""
+        for args in (["postsuper", "-c", self.etc, "-H", "ALL"],
+                     ["postqueue", "-c", self.etc, "-f"]):
+            p = subprocess.run(args, capture_output=True, text=True, timeout=30)
+            if p.returncode != 0:
+                raise RuntimeError(" ".join(args) + ": " + p.stdout + p.stderr)
 
     def cleanup(self):
         self.stop()

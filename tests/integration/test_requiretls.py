@@ -165,6 +165,53 @@ try:
         status, detail = pf.fate(alias_mid, rcpt, timeout=60)
         check(f"alias expansion keeps REQUIRETLS: {rcpt}", status, fate)
         print(f"# alias team@lists.lab.test -> {rcpt}: {status} ({(detail or '')[:100]})")
+
+    # Postfix's connection cache never carries a message over a connection opened for a
+    # weaker requirement (README, "Connection reuse"): the cache keys start with the
+    # master.cf service name, so a tlsoptional connection is not found by smtp. Caching on
+    # for wrongcert.sts.test (MTA-STS enforce, certificate for another name), TLS
+    # connections cached too (tlsproxy), one delivery at a time, cached for 60 s.
+    pf.postconf("-e", "smtp_tls_connection_reuse = yes",
+                "smtp_connection_cache_destinations = wrongcert.sts.test",
+                "smtp_connection_cache_time_limit = 60s", "connection_cache_ttl_limit = 60s",
+                "tlsoptional_destination_concurrency_limit = 1",
+                "smtpd_sender_restrictions = check_sender_access "
+                "inline:{{reuse@rtls.sts.test = HOLD}}")
+    pf.postconf("-M", "tlsproxy/unix=tlsproxy unix - - y - 0 tlsproxy")
+    check("postfix reload with connection caching", pf.postfix("reload").returncode, 0)
+    time.sleep(1)
+    rcpt = "bob@wrongcert.sts.test"
+    # Two waived messages in one queue run: the second rides the first one's connection.
+    waived = [pf.send(10025, "reuse@rtls.sts.test", [rcpt], headers=("TLS-Required: No",),
+                      subject=f"reuse waived {i}") for i in (1, 2)]
+    time.sleep(0.5)
+    pf.release_held()
+    uses = []
+    for i, mid in enumerate(waived, 1):
+        status, detail = pf.fate(mid, rcpt, timeout=60)
+        check(f"reuse: waived message {i} to wrongcert.sts.test sent", status, "sent")
+        m = re.search(r"conn_use=(\d+)", pf.last_line if status else "")
+        uses.append(int(m.group(1)) if m else 1)
+    check("reuse: the second waived message reused the first one's connection", uses, [1, 2])
+    # While that connection waits in the cache, an ordinary message to the same MX: the
+    # smtp service must open its own and refuse the certificate (MTA-STS enforce).
+    ordinary = pf.send(10025, SENDER, [rcpt], subject="reuse ordinary")
+    status, detail = pf.fate(ordinary, rcpt, timeout=60)
+    ordinary_line = pf.last_line if status else detail
+    check("reuse: ordinary message not carried by the waived connection", status, "deferred")
+    check_true("reuse: ordinary message used no cached connection",
+               "conn_use=" not in (pf.last_line if status else ""), pf.last_line)
+    check_true("reuse: ordinary message never reached the server",
+               delivered_to("wrongcert", ordinary) is None)
+    # The waived connection was in the cache all along: a third waived message finds it.
+    third = pf.send(10025, "reuse@rtls.sts.test", [rcpt], headers=("TLS-Required: No",),
+                    subject="reuse waived 3")
+    pf.release_held()
+    status, detail = pf.fate(third, rcpt, timeout=60)
+    m = re.search(r"conn_use=(\d+)", pf.last_line if status else "")
+    check("reuse: the waived connection stayed cached meanwhile (third use)",
+          (status, m.group(1) if m else None), ("sent", "3"))
+    print(f"# reuse: waived conn_use {uses} then 3; ordinary: {ordinary_line[-140:]}")
 finally:
     if pf is not None:
         if os.environ.get("KEEP_POSTFIX_LOG"):
