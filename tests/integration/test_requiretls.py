@@ -8,10 +8,11 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import time
 
 from harness import Daemon, check, check_true, finish
-from postfix_instance import Postfix
+from postfix_instance import SETUP, Postfix
 
 if "LAB_SMTP_DIR" not in os.environ:
     raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_requiretls.py")
@@ -105,6 +106,26 @@ try:
     ])
     # The README's setup edits Debian's files in place: no "overriding earlier entry".
     check("postfix check after tlspolicyd-postfix-setup: no warnings", pf.check(), "")
+    # Running it again, or with --dry-run, changes nothing; --dry-run prints the commands.
+    def files():
+        return [open(os.path.join(pf.etc, n)).read() for n in ("main.cf", "master.cf")]
+    before = files()
+    dry = subprocess.run([SETUP, "-c", pf.etc, "--dry-run"], capture_output=True, text=True,
+                         timeout=60)
+    check("setup --dry-run changes nothing", files(), before)
+    check_true("setup --dry-run prints the postconf commands",
+               dry.returncode == 0 and "postconf -c " + pf.etc + " -M 'tlsoptional/unix=" in
+               dry.stdout and "'smtp_tls_policy_maps = socketmap:unix:private/tlspolicyd:"
+               "policy'" in dry.stdout, dry.stdout + dry.stderr)
+    again = subprocess.run([SETUP, "-c", pf.etc], capture_output=True, text=True, timeout=60)
+    check("setup run twice: exit", again.returncode, 0)
+    check("setup run twice: same main.cf and master.cf", files(), before)
+    # An administrator's own header_checks stay, after ours.
+    other = Postfix(main_extra=["header_checks = regexp:/etc/postfix/local_header_checks"])
+    check("setup keeps existing header_checks",
+          other.postconf("-h", "header_checks").strip(),
+          f"regexp:{other.etc}/tlspolicyd_header_checks, regexp:/etc/postfix/local_header_checks")
+    shutil.rmtree(other.dir, ignore_errors=True)
     # The lab's CA where user tlspolicyd can read it after the switch from root.
     ca = os.path.join(pf.dir, "lab-ca.pem")
     shutil.copy(CA, ca)
