@@ -169,6 +169,14 @@ int activation_claim(struct activation *a, const struct endpoint *ep, const char
     return -1;
 }
 
+int activation_has(const struct activation *a, const struct endpoint *ep)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (!a->fds[i].used && same_address(&a->fds[i].ep, ep))
+            return 1;
+    return 0;
+}
+
 void activation_close_unused(struct activation *a)
 {
     for (size_t i = 0; i < a->n; i++) {

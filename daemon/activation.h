@@ -44,6 +44,9 @@ size_t activation_take(struct activation *a);
  */
 int activation_claim(struct activation *a, const struct endpoint *ep, const char *name);
 
+/* activation_has - 1 when an unused inherited socket is bound to ep's address, else 0. */
+int activation_has(const struct activation *a, const struct endpoint *ep);
+
 /* activation_close_unused - close every inherited socket nobody claimed. */
 void activation_close_unused(struct activation *a);
 

@@ -541,7 +541,7 @@ static const struct key keys[] = {
     {"socket_mode", "0660", set_socket_mode, "permissions of unix sockets (octal)"},
     {"socket_group", "", set_socket_group,
      "group of unix sockets, e.g. postfix (empty: the daemon's group)"},
-    {"user", "nobody", set_user,
+    {"user", "tlspolicyd", set_user,
      "user to switch to after binding when started as root (empty: stay root, not advised)"},
     {"overrides", "", set_overrides,
      "local policy table consulted first: KEY VALUE lines, KEY a domain or .parent"},

@@ -65,12 +65,66 @@ static int clear_stale_socket(const char *path, char *err, size_t errlen, const 
     return 0;
 }
 
+int listener_check(const struct endpoint *ep, const struct config *cfg, char *err, size_t errlen)
+{
+    char dir[sizeof(ep->path)];
+    const char *slash;
+    struct stat st;
+
+    if (ep->kind != ENDPOINT_UNIX)
+        return 0;
+    /* The directory the socket goes in: "." for a bare name, "/" for one under the root. */
+    slash = strrchr(ep->path, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == ep->path)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - ep->path), ep->path);
+    if (stat(dir, &st) < 0) {
+        if (errno == ENOENT)
+            snprintf(err, errlen, "%s: directory %s does not exist", ep->text, dir);
+        else if (errno == ENOTDIR)
+            snprintf(err, errlen, "%s: %s is not a directory", ep->text, dir);
+        else
+            snprintf(err, errlen, "%s: directory %s: %s", ep->text, dir, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: %s is not a directory", ep->text, dir);
+        return -1;
+    }
+    if (access(dir, W_OK | X_OK) < 0) {
+        snprintf(err, errlen, "%s: cannot create a socket in %s (uid %ld): %s", ep->text, dir,
+                 (long)geteuid(), strerror(errno));
+        return -1;
+    }
+    if (lstat(ep->path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s: %s exists and is not a socket", ep->text, ep->path);
+        return -1;
+    }
+    if (cfg->socket_group[0] != '\0' && getgrnam(cfg->socket_group) == NULL) {
+        snprintf(err, errlen, "%s: socket_group %s: no such group", ep->text, cfg->socket_group);
+        return -1;
+    }
+    return 0;
+}
+
+int listener_check_all(const struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (listener_check(&cfg->listen[i], cfg, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
 static int open_unix(struct listener *l, const struct config *cfg, char *err, size_t errlen)
 {
     const char *path = l->ep.path;
     int rc;
 
-    if (clear_stale_socket(path, err, errlen, l->ep.text) < 0)
+    if (listener_check(&l->ep, cfg, err, errlen) < 0 ||
+        clear_stale_socket(path, err, errlen, l->ep.text) < 0)
         return -1;
     uv_pipe_init(l->srv->loop, &l->h.pipe, 0);
     l->open = 1;

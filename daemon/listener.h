@@ -40,6 +40,17 @@ int listener_open(struct server *srv, struct listener *l, const struct endpoint 
 int listener_adopt(struct server *srv, struct listener *l, int fd, const struct endpoint *ep,
                    char *err, size_t errlen);
 
+/*
+ * listener_check - what binding ep will need, checked without binding: for a unix socket, a
+ * directory that exists (libuv reports a missing one as "permission denied"), a path that
+ * is absent or a socket, and a socket_group that names a group; nothing for TCP. Returns 0,
+ * or -1 with "ENDPOINT: reason" in err.
+ */
+int listener_check(const struct endpoint *ep, const struct config *cfg, char *err, size_t errlen);
+
+/* listener_check_all - listener_check() on every listen endpoint of cfg. */
+int listener_check_all(const struct config *cfg, char *err, size_t errlen);
+
 /* listener_close - stop accepting; a unix socket's path is removed where permitted. */
 void listener_close(struct listener *l);
 

@@ -14,6 +14,7 @@
 
 #include "cafile.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "overrides.h"
 #include "probe_cmd.h"
@@ -35,7 +36,7 @@ static void usage(FILE *fp)
                 "  -V            print the version\n");
 }
 
-/* -t: everything start-up checks short of binding. */
+/* -t: everything start-up checks short of binding; -p: print the configuration. */
 static int check_only(const char *file, char **opts, size_t nopts, int print)
 {
     struct config cfg;
@@ -44,6 +45,13 @@ static int check_only(const char *file, char **opts, size_t nopts, int print)
 
     if (config_load(&cfg, file, opts, nopts, err, sizeof(err)) < 0) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
+        return 1;
+    }
+    /* What start-up will need beyond the configuration: the user, the socket directories. */
+    if (!print && (server_check_user(&cfg, err, sizeof(err)) < 0 ||
+                   listener_check_all(&cfg, err, sizeof(err)) < 0)) {
+        fprintf(stderr, "tlspolicyd: %s\n", err);
+        config_free(&cfg);
         return 1;
     }
     ov = cfg.overrides[0] ? overrides_load(cfg.overrides, err, sizeof(err)) : overrides_empty();

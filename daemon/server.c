@@ -51,6 +51,17 @@ static void raise_fd_limit(unsigned want)
                     (unsigned long)rl.rlim_cur, want);
 }
 
+int server_check_user(const struct config *cfg, char *err, size_t errlen)
+{
+    if (geteuid() != 0 || cfg->user[0] == '\0' || getpwnam(cfg->user) != NULL)
+        return 0;
+    snprintf(err, errlen,
+             "user = %s: no such user; create it (adduser --system --group --no-create-home "
+             "--home /nonexistent %s) or set user to another one",
+             cfg->user, cfg->user);
+    return -1;
+}
+
 /* After binding: a root daemon becomes cfg->user (SPEC 7, security defaults). */
 static int drop_privileges(const struct config *cfg, char *err, size_t errlen)
 {
@@ -347,6 +358,16 @@ static int open_listeners(struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* Endpoints to bind, checked before anything is created; systemd's sockets need no binding. */
+static int check_endpoints(const struct server *srv, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < srv->cfg.nlisten; i++)
+        if (!activation_has(&srv->act, &srv->cfg.listen[i]) &&
+            listener_check(&srv->cfg.listen[i], &srv->cfg, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
 /* Finish closing handles, then free what the server owns. 0 when nothing was left open. */
 static int teardown(struct server *srv)
 {
@@ -373,6 +394,10 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     metrics_init();
     activation_take(&srv->act);
     if (config_load(&srv->cfg, config_file, opts, nopts, err, sizeof(err)) < 0)
+        goto fail;
+    /* What binding and the switch of user need, before anything is created or loaded. */
+    if (server_check_user(&srv->cfg, err, sizeof(err)) < 0 ||
+        check_endpoints(srv, err, sizeof(err)) < 0)
         goto fail;
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_set_format(srv->cfg.log_json);

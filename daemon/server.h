@@ -50,6 +50,12 @@ struct server {
 int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, char *const *opts,
                 size_t nopts);
 
+/*
+ * server_check_user - when this process runs as root, that cfg->user (if set) names a user
+ * to switch to. Returns 0, or -1 with a one-line reason in err. Used by start-up and -t.
+ */
+int server_check_user(const struct config *cfg, char *err, size_t errlen);
+
 /* server_run - serve until SIGTERM/SIGINT has drained every connection; returns 0 on success. */
 int server_run(struct server *srv);
 

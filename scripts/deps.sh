@@ -6,8 +6,9 @@
 set -euo pipefail
 
 want=${1:-build}
+# adduser: the daemon's system user (below).
 pkgs=(build-essential cmake pkg-config libuv1-dev libc-ares-dev libcurl4-openssl-dev
-      libjansson-dev libmbedtls-dev libidn2-dev)
+      libjansson-dev libmbedtls-dev libidn2-dev adduser)
 if [ "$want" = test ]; then
     # postfix: postmap is the real socketmap client; python3: the bad-input clients;
     # clang and its runtime: libFuzzer builds of the fuzzers.
@@ -29,6 +30,14 @@ for p in "${pkgs[@]}"; do
         missing+=("$p")
     fi
 done
+# The system user the daemon switches to when started as root (the "user" key's default),
+# created the Debian way when missing; as another user there is nothing to switch from.
+ensure_user() {
+    if [ "$(id -u)" -eq 0 ] && ! getent passwd tlspolicyd >/dev/null; then
+        echo "deps.sh: creating system user tlspolicyd" >&2
+        adduser --system --group --no-create-home --home /nonexistent --quiet tlspolicyd
+    fi
+}
 # The tests' exim binary (exim4-daemon-heavy and exim4-base unpacked, not installed).
 extract_exim() {
     if [ "$want" = test ]; then
@@ -36,6 +45,7 @@ extract_exim() {
     fi
 }
 if [ ${#missing[@]} -eq 0 ]; then
+    ensure_user
     extract_exim
     exit 0
 fi
@@ -62,4 +72,5 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+ensure_user
 extract_exim

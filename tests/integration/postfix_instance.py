@@ -1,8 +1,14 @@
-"""A throwaway Postfix instance for end-to-end tests: its own configuration, queue and
-log directories under a temporary directory, Debian's stock master.cf with chroot off and
-the SMTP server on 127.0.0.1:10025, plus the services of contrib/postfix/ with the
-daemon's socket path filled in. Started and stopped by the test; the mail log is a file
-(maillog_file), read to see what happened to each message."""
+"""A throwaway Postfix instance for end-to-end tests, set up the way an administrator's
+Debian 12 Postfix is: Debian's stock main.cf and master.cf as its postinst installs them
+(main.cf.debian plus main.cf.tls, then the "Internet Site" postconf edits), smtp and smtpd
+chrooted as shipped, the chroot filled by Debian's own configure-instance.sh, and then
+exactly what the README tells the administrator: contrib/postfix/tlspolicyd-postfix-setup.
+
+Only what makes it a private instance differs from a real one, each step named below: its
+own configuration, queue, data and log directories under a temporary directory, the SMTP
+server on 127.0.0.1:10025, the lab's CA, and the lab's short timers. Started and stopped by
+the test; the mail log is a file (maillog_file), read to see what happened to each
+message. Nothing touches the machine's own Postfix (/etc/postfix, /var/spool/postfix)."""
 import os
 import re
 import shutil
@@ -13,13 +19,32 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONTRIB = os.path.join(HERE, "..", "..", "contrib", "postfix")
-MASTER_DIST = "/usr/share/postfix/master.cf.dist"
-PIPE_SERVICES = {"maildrop", "uucp", "ifmail", "bsmtp", "scalemail-backend", "mailman"}
+SETUP = os.path.join(CONTRIB, "tlspolicyd-postfix-setup")
+STOCK = "/usr/share/postfix"
+CONFIGURE_INSTANCE = "/usr/lib/postfix/configure-instance.sh"
+
+# What Debian's postinst sets with postconf -e on a fresh "Internet Site" install.
+POSTINST_INTERNET_SITE = [
+    "smtpd_relay_restrictions=permit_mynetworks permit_sasl_authenticated "
+    "defer_unauth_destination",
+    "myhostname=client.lab.test",
+    "alias_maps=hash:/etc/aliases",
+    "alias_database=hash:/etc/aliases",
+    "myorigin=/etc/mailname",
+    "mydestination=$myhostname, client.lab.test, localhost.lab.test, localhost",
+    "relayhost=",
+    "mynetworks=127.0.0.0/8 [::ffff:127.0.0.0]/104 [::1]/128",
+    "mailbox_size_limit=0",
+    "recipient_delimiter=+",
+    "inet_interfaces=all",
+    "inet_protocols=all",
+]
 
 
 class Postfix:
-    def __init__(self, socket_path, main_extra=(), ca_file=None):
-        """main_extra: further main.cf lines; ca_file: replaces the system CA bundle."""
+    def __init__(self, main_extra=(), ca_file=None, setup_args=()):
+        """main_extra: further main.cf settings (postconf -e); ca_file: the lab's CA, added
+        as smtp_tls_CAfile; setup_args: extra arguments for tlspolicyd-postfix-setup."""
         self.dir = tempfile.mkdtemp(prefix="tlspolicyd-postfix-")
         os.chmod(self.dir, 0o755)
         self.etc = os.path.join(self.dir, "etc")
@@ -29,79 +54,69 @@ class Postfix:
         for d in (self.etc, self.queue, self.data):
             os.mkdir(d)
         shutil.chown(self.data, "postfix", "postfix")
-        sock = f"socketmap:unix:{socket_path}"
-        with open(os.path.join(CONTRIB, "main.cf.tlspolicyd")) as f:
-            contrib_main = f.read().replace("socketmap:unix:/run/tlspolicyd/tlspolicyd.sock", sock)
-        contrib_main = contrib_main.replace("/etc/postfix/tlspolicyd_header_checks",
-                                            os.path.join(self.etc, "tlspolicyd_header_checks"))
-        if ca_file:
-            contrib_main = contrib_main.replace("/etc/ssl/certs/ca-certificates.crt", ca_file)
-        for table in ("tlspolicyd_header_checks", "tlspolicyd_requiretls_command_filter"):
-            shutil.copy(os.path.join(CONTRIB, table), self.etc)
-        main = [
-            "compatibility_level = 3.6",
-            f"queue_directory = {self.queue}",
-            f"data_directory = {self.data}",
-            "mail_owner = postfix",
-            "setgid_group = postdrop",
-            "myhostname = client.lab.test",
-            "mydomain = lab.test",
-            "myorigin = $myhostname",
-            "mydestination =",
-            "inet_interfaces = 127.0.0.1",
-            "inet_protocols = ipv4",
-            "mynetworks = 127.0.0.0/8",
-            f"maillog_file = {self.maillog}",
-            f"maillog_file_prefixes = {self.dir}",
-            "alias_maps =",
-            "alias_database =",
-            "local_recipient_maps =",
-            "smtputf8_enable = no",
-            "biff = no",
-            # One delivery attempt is what the tests look at; no fallback relay.
-            "smtp_connect_timeout = 5s",
-            "smtp_helo_timeout = 10s",
-            "queue_run_delay = 300s",
-            "bounce_queue_lifetime = 0",
-            "smtp_tls_loglevel = 1",
-            "smtp_tls_session_cache_database =",
+        # The stock files, as Debian's postinst installs them.
+        shutil.copy(os.path.join(STOCK, "master.cf.dist"), os.path.join(self.etc, "master.cf"))
+        with open(os.path.join(self.etc, "main.cf"), "w") as out:
+            for name in ("main.cf.debian", "main.cf.tls"):
+                with open(os.path.join(STOCK, name)) as f:
+                    out.write(f.read())
+        self.postconf("-e", *POSTINST_INTERNET_SITE)
+        # A private instance: its own directories, loopback only, no local delivery, and
+        # the SMTP server on 127.0.0.1:10025 (chroot column as shipped).
+        self.postconf(
+            "-e", f"queue_directory={self.queue}", f"data_directory={self.data}",
+            f"maillog_file={self.maillog}", f"maillog_file_prefixes={self.dir}",
+            "inet_interfaces=127.0.0.1", "inet_protocols=ipv4", "mynetworks=127.0.0.0/8",
+            "mydestination=", "myorigin=$myhostname", "alias_maps=", "alias_database=",
+            "local_recipient_maps=", "smtputf8_enable=no",
+            # The lab's timers: one delivery attempt is what the tests look at.
+            "smtp_connect_timeout=5s", "smtp_helo_timeout=10s", "queue_run_delay=300s",
+            "bounce_queue_lifetime=0", "smtp_tls_loglevel=1",
             # The lab resolver refuses the root zone, where Postfix's DNSSEC self-test looks.
-            "dnssec_probe = ns:test.",
-        ] + list(main_extra)
-        with open(os.path.join(self.etc, "main.cf"), "w") as f:
-            f.write("\n".join(main) + "\n\n" + contrib_main)
-        lines = []
-        skip = False
-        with open(MASTER_DIST) as f:
-            for line in f:
-                if line.startswith("#") or not line.strip():
-                    continue
-                if line[0].isspace():
-                    if not skip:
-                        lines.append(line.rstrip("\n"))
-                    continue
-                fields = line.split()
-                skip = fields[0] in PIPE_SERVICES
-                if skip:
-                    continue
-                if fields[0] == "smtp" and fields[1] == "inet":
-                    fields[0] = "127.0.0.1:10025"
-                fields[4] = "n"  # chroot off: the daemon's socket is outside any chroot
-                lines.append(" ".join(fields))
-        with open(os.path.join(CONTRIB, "master.cf.tlspolicyd")) as f:
-            contrib_master = f.read().replace("socketmap:unix:/run/tlspolicyd/tlspolicyd.sock", sock)
-        contrib_master = contrib_master.replace("/etc/postfix/", self.etc + "/")
-        with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write("\n".join(lines) + "\n\n" + contrib_master)
+            "dnssec_probe=ns:test.",
+            *([f"smtp_tls_CAfile={ca_file}"] if ca_file else []),
+            *main_extra)
+        smtpd = " ".join(self.postconf("-Mf", "smtp/inet").split()[1:])
+        self.postconf("-MX", "smtp/inet")
+        self.postconf("-M", f"127.0.0.1:10025/inet=127.0.0.1:10025 {smtpd}")
+        # What the README tells the administrator to run.
+        p = subprocess.run([SETUP, "-c", self.etc, *setup_args], capture_output=True,
+                           text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("tlspolicyd-postfix-setup: " + p.stdout + p.stderr)
+        self.setup_output = p.stdout + p.stderr
+
+    def postconf(self, *args):
+        p = subprocess.run(["postconf", "-c", self.etc, *args], capture_output=True, text=True,
+                           timeout=30)
+        if p.returncode != 0:
+            raise RuntimeError(f"postconf {' '.join(args)}: {p.stdout}{p.stderr}")
+        return p.stdout
+
+    def check(self):
+        """postfix check: creates the queue directories; returns what it printed."""
+        p = self.postfix("check")
+        if p.returncode != 0:
+            raise RuntimeError("postfix check: " + p.stdout + p.stderr)
+        return p.stdout + p.stderr
+
+    def chroot_setup(self):
+        """What Debian does before every start (postfix@.service, init script): copy
+        resolv.conf, hosts, services, the CA directory and a few libraries into the queue
+        directory, for the chrooted services."""
+        env = dict(os.environ, MAIL_CONFIG=self.etc)
+        p = subprocess.run([CONFIGURE_INSTANCE, "-"], capture_output=True, text=True,
+                           timeout=120, env=env)
+        if p.returncode != 0:
+            raise RuntimeError("configure-instance.sh: " + p.stdout + p.stderr)
 
     def postfix(self, *args):
         return subprocess.run(["postfix", "-c", self.etc] + list(args), capture_output=True,
                               text=True, timeout=60)
 
     def start(self):
-        p = self.postfix("check")
-        if p.returncode != 0:
-            raise RuntimeError("postfix check: " + p.stdout + p.stderr)
+        self.check()
+        self.chroot_setup()
         p = self.postfix("start")
         if p.returncode != 0:
             raise RuntimeError("postfix start: " + p.stdout + p.stderr + self.log())
@@ -157,10 +172,19 @@ class Postfix:
                 if service.startswith("requiretls-gate") and status == "sent":
                     continue
                 final = (status, detail)
+                self.last_line = m.group(0)
             if final:
                 return final
             time.sleep(0.2)
         return None, "no delivery status logged for " + rcpt
+
+    def release_held(self):
+        """Release every held message and run the queue once (postsuper -H, postqueue -f)."""
+        for args in (["postsuper", "-c", self.etc, "-H", "ALL"],
+                     ["postqueue", "-c", self.etc, "-f"]):
+            p = subprocess.run(args, capture_output=True, text=True, timeout=30)
+            if p.returncode != 0:
+                raise RuntimeError(" ".join(args) + ": " + p.stdout + p.stderr)
 
     def cleanup(self):
         self.stop()

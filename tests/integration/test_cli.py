@@ -75,8 +75,29 @@ try:
     # Unusable endpoints at start-up: one line, non-zero exit.
     rc, out, err = run("-c", d.conf, "-o", "listen=unix:/nonexistent-dir/s.sock", timeout=10)
     check("socket in a missing directory: exit", rc, 1)
-    check_true("socket in a missing directory: message",
-               "fatal: unix:/nonexistent-dir/s.sock: bind:" in err, err)
+    check_true("socket in a missing directory: message names the directory",
+               "fatal: unix:/nonexistent-dir/s.sock: directory /nonexistent-dir does not exist"
+               in err, err)
+    check("socket in a missing directory: one line", err.count("\n"), 1)
+    # -t checks what start-up will need: the socket's directory, the path, the group.
+    for label, opt, want in (
+            ("-t: socket in a missing directory", "listen=unix:/nonexistent-dir/s.sock",
+             "unix:/nonexistent-dir/s.sock: directory /nonexistent-dir does not exist"),
+            ("-t: socket under a file", f"listen=unix:{d.conf}/s.sock",
+             f"unix:{d.conf}/s.sock: {d.conf} is not a directory"),
+            ("-t: socket path is a file", f"listen=unix:{d.conf}",
+             f"unix:{d.conf}: {d.conf} exists and is not a socket"),
+            ("-t: relative socket in a missing directory", "listen=unix:no-such-dir/s.sock",
+             "unix:no-such-dir/s.sock: directory no-such-dir does not exist"),
+            ("-t: unknown socket_group", "socket_group=no-such-group-here",
+             "socket_group no-such-group-here: no such group")):
+        rc, out, err = run("-t", "-c", d.conf, "-o", opt)
+        check(f"{label}: exit", rc, 1)
+        check_true(f"{label}: message", want in err, err)
+        check(f"{label}: one line", err.count("\n"), 1)
+    # The default user is the daemon's own (not the shared nobody).
+    rc, out, err = run("-p")
+    check_true("-p: default user is tlspolicyd", "\nuser = tlspolicyd\n" in out, out)
     blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     blocker.bind(("127.0.0.1", 0))
     blocker.listen(1)
@@ -85,10 +106,20 @@ try:
     check("TCP port in use: exit", rc, 1)
     check_true("TCP port in use: message", "address already in use" in err, err)
     blocker.close()
-    rc, out, err = run("-c", d.conf, "-o", "user=no-such-user-here", timeout=10)
+    fresh_state = os.path.join(d.dir, "state-for-unknown-user")
+    rc, out, err = run("-c", d.conf, "-o", "user=no-such-user-here", "-o",
+                       f"state_dir={fresh_state}", timeout=10)
     if os.geteuid() == 0:
         check("unknown user: exit", rc, 1)
         check_true("unknown user: message", "user = no-such-user-here: no such user" in err, err)
+        check("unknown user: one line", err.count("\n"), 1)
+        # Refused before anything is created for that user.
+        check("unknown user: state_dir not created", os.path.exists(fresh_state), False)
+        rc, out, err = run("-t", "-c", d.conf, "-o", "user=no-such-user-here")
+        check("-t: unknown user: exit", rc, 1)
+        check_true("-t: unknown user: message",
+                   "user = no-such-user-here: no such user" in err, err)
+        check("-t: unknown user: one line", err.count("\n"), 1)
 
     # A stale socket file is replaced; a live one is never stolen.
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -350,6 +350,41 @@ try:
 finally:
     d.cleanup()
 
+# A socket systemd passes needs no binding, so the start-up check of the socket's directory
+# (which a daemon under User= may not even see, e.g. Postfix's private/, mode 0700) must not
+# refuse it. Here the directory is gone altogether once the socket is bound.
+d = Daemon(overrides=OVERRIDES)
+try:
+    gone = os.path.join(d.dir, "gone")
+    os.mkdir(gone)
+    path = os.path.join(gone, "activated.sock")
+    us = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    us.bind(path)
+    us.listen(16)
+    os.unlink(path)
+    os.rmdir(gone)
+
+    def place_unix():
+        f = os.dup(us.fileno())
+        os.dup2(f, 3)
+        os.set_inheritable(3, True)
+
+    logf = open(d.log_path, "ab")
+    env = dict(os.environ, LISTEN_FDS="1", LISTEN_FDNAMES="socketmap")
+    proc = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', TLSPOLICYD, "-c", d.conf,
+                             "-o", f"listen=unix:{path}"],
+                            stdout=logf, stderr=logf, env=env, preexec_fn=place_unix,
+                            close_fds=False)
+    d.proc, d.logf = proc, logf
+    check_true("activated socket in a directory start-up cannot see: ready",
+               d.wait_log(" ready;", 15), d.log()[-600:])
+    check_true("activated socket in a directory start-up cannot see: taken from systemd",
+               f"listening on unix:{path} (socket from systemd)" in d.log(), d.log()[-600:])
+    check("clean exit (activated, directory gone)", d.stop(), 0)
+    us.close()
+finally:
+    d.cleanup()
+
 d = Daemon(overrides=OVERRIDES)
 try:
     mport = free_port()

@@ -3,12 +3,16 @@
 ordinary, REQUIRETLS-tagged and "TLS-Required: No" messages to domains with DANE, with
 MTA-STS and with neither, and where each one went: delivered to which server, deferred, or
 bounced with which status code. Runs inside the lab (tests/lab/dnslab.sh)."""
+import grp
 import os
 import re
+import shutil
+import stat
+import subprocess
 import time
 
 from harness import Daemon, check, check_true, finish
-from postfix_instance import Postfix
+from postfix_instance import SETUP, Postfix
 
 if "LAB_SMTP_DIR" not in os.environ:
     raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_requiretls.py")
@@ -76,16 +80,74 @@ def delivered_to(server, mid):
     return None
 
 
-d = Daemon(conf_lines=["socket_mode = 0666", f"sts_ca_file = {CA}", "sts_allow_private = yes",
-                       f"probe_ca_file = {CA}", "probe_timeout = 5s", "lookup_timeout = 8s"])
-pf = None
+def admin_conf(queue_dir):
+    """The daemon's configuration as the README installs it (contrib/systemd/tlspolicyd.conf):
+    the socket in the queue directory's private/, group postfix, user tlspolicyd. Only the
+    queue directory is this instance's; state_dir, dns_servers and metrics_listen are the
+    harness's (the lab's resolver, a temporary state directory, no metrics port)."""
+    lines = []
+    with open(os.path.join(HERE, "..", "..", "contrib", "systemd", "tlspolicyd.conf")) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.split("=")[0].strip() in ("state_dir", "dns_servers", "metrics_listen"):
+                continue
+            lines.append(line.replace("/var/spool/postfix", queue_dir))
+    return lines
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+d = pf = None
 try:
-    d.start()
-    pf = Postfix(d.sock, ca_file=CA, main_extra=[
+    pf = Postfix(ca_file=CA, main_extra=[
         "virtual_alias_domains = lists.lab.test",
         "virtual_alias_maps = inline:{ { team@lists.lab.test = bob@rtls.sts.test, carol@tlsonly.sts.test } }",
     ])
+    # The README's setup edits Debian's files in place: no "overriding earlier entry".
+    check("postfix check after tlspolicyd-postfix-setup: no warnings", pf.check(), "")
+    # Running it again, or with --dry-run, changes nothing; --dry-run prints the commands.
+    def files():
+        return [open(os.path.join(pf.etc, n)).read() for n in ("main.cf", "master.cf")]
+    before = files()
+    dry = subprocess.run([SETUP, "-c", pf.etc, "--dry-run"], capture_output=True, text=True,
+                         timeout=60)
+    check("setup --dry-run changes nothing", files(), before)
+    check_true("setup --dry-run prints the postconf commands",
+               dry.returncode == 0 and "postconf -c " + pf.etc + " -M 'tlsoptional/unix=" in
+               dry.stdout and "'smtp_tls_policy_maps = socketmap:unix:private/tlspolicyd:"
+               "policy'" in dry.stdout, dry.stdout + dry.stderr)
+    again = subprocess.run([SETUP, "-c", pf.etc], capture_output=True, text=True, timeout=60)
+    check("setup run twice: exit", again.returncode, 0)
+    check("setup run twice: same main.cf and master.cf", files(), before)
+    # An administrator's own header_checks stay, after ours.
+    other = Postfix(main_extra=["header_checks = regexp:/etc/postfix/local_header_checks"])
+    check("setup keeps existing header_checks",
+          other.postconf("-h", "header_checks").strip(),
+          f"regexp:{other.etc}/tlspolicyd_header_checks, regexp:/etc/postfix/local_header_checks")
+    shutil.rmtree(other.dir, ignore_errors=True)
+    # The lab's CA where user tlspolicyd can read it after the switch from root.
+    ca = os.path.join(pf.dir, "lab-ca.pem")
+    shutil.copy(CA, ca)
+    os.chmod(ca, 0o644)
+    d = Daemon(user="tlspolicyd", conf_lines=admin_conf(pf.queue) + [
+        f"sts_ca_file = {ca}", "sts_allow_private = yes", f"probe_ca_file = {ca}",
+        "probe_timeout = 5s", "lookup_timeout = 8s"])
+    d.start()
+    sock = os.path.join(pf.queue, "private", "tlspolicyd")
+    st = os.stat(sock)
+    check("socket in the queue directory's private/: group postfix, mode 0660",
+          (grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode)), ("postfix", 0o660))
+    check_true("daemon runs as tlspolicyd", "running as user tlspolicyd" in d.log(), d.log())
+    # The README's check with postmap, by the socket's absolute path.
+    rc, out, err = d.postmap("rtls-dane.test", "policy", endpoint=f"unix:{sock}")
+    check("postmap -q through private/tlspolicyd", (rc, out.strip()), (0, "dane-only"))
     pf.start()
+    master = pf.postconf("-Mf")
+    check_true("smtp runs chrooted as shipped",
+               re.search(r"^smtp\s+unix\s+-\s+-\s+y\s", master, re.M), master)
+    check_true("tlsoptional has a syslog_name",
+               "-o syslog_name=postfix/tlsoptional" in master, master)
     sent = []
     # RFC 7960 / draft 4.1 and 6: a mediator inside this Postfix (a virtual alias) expands
     # a REQUIRETLS message; every expanded recipient keeps the tag.
@@ -124,11 +186,61 @@ try:
         status, detail = pf.fate(alias_mid, rcpt, timeout=60)
         check(f"alias expansion keeps REQUIRETLS: {rcpt}", status, fate)
         print(f"# alias team@lists.lab.test -> {rcpt}: {status} ({(detail or '')[:100]})")
+
+    # Postfix's connection cache never carries a message over a connection opened for a
+    # weaker requirement (README, "Connection reuse"): the cache keys start with the
+    # master.cf service name, so a tlsoptional connection is not found by smtp. Caching on
+    # for wrongcert.sts.test (MTA-STS enforce, certificate for another name), TLS
+    # connections cached too (tlsproxy), one delivery at a time, cached for 60 s.
+    pf.postconf("-e", "smtp_tls_connection_reuse = yes",
+                "smtp_connection_cache_destinations = wrongcert.sts.test",
+                "smtp_connection_cache_time_limit = 60s", "connection_cache_ttl_limit = 60s",
+                "tlsoptional_destination_concurrency_limit = 1",
+                "smtpd_sender_restrictions = check_sender_access "
+                "inline:{{reuse@rtls.sts.test = HOLD}}")
+    pf.postconf("-M", "tlsproxy/unix=tlsproxy unix - - y - 0 tlsproxy")
+    check("postfix reload with connection caching", pf.postfix("reload").returncode, 0)
+    time.sleep(1)
+    rcpt = "bob@wrongcert.sts.test"
+    # Two waived messages in one queue run: the second rides the first one's connection.
+    waived = [pf.send(10025, "reuse@rtls.sts.test", [rcpt], headers=("TLS-Required: No",),
+                      subject=f"reuse waived {i}") for i in (1, 2)]
+    time.sleep(0.5)
+    pf.release_held()
+    uses = []
+    for i, mid in enumerate(waived, 1):
+        status, detail = pf.fate(mid, rcpt, timeout=60)
+        check(f"reuse: waived message {i} to wrongcert.sts.test sent", status, "sent")
+        m = re.search(r"conn_use=(\d+)", pf.last_line if status else "")
+        uses.append(int(m.group(1)) if m else 1)
+    # The queue manager picks the order; whichever went second rode the first's connection.
+    check("reuse: the second waived message reused the first one's connection",
+          sorted(uses), [1, 2])
+    # While that connection waits in the cache, an ordinary message to the same MX: the
+    # smtp service must open its own and refuse the certificate (MTA-STS enforce).
+    ordinary = pf.send(10025, SENDER, [rcpt], subject="reuse ordinary")
+    status, detail = pf.fate(ordinary, rcpt, timeout=60)
+    ordinary_line = pf.last_line if status else detail
+    check("reuse: ordinary message not carried by the waived connection", status, "deferred")
+    check_true("reuse: ordinary message used no cached connection",
+               "conn_use=" not in (pf.last_line if status else ""), pf.last_line)
+    check_true("reuse: ordinary message never reached the server",
+               delivered_to("wrongcert", ordinary) is None)
+    # The waived connection was in the cache all along: a third waived message finds it.
+    third = pf.send(10025, "reuse@rtls.sts.test", [rcpt], headers=("TLS-Required: No",),
+                    subject="reuse waived 3")
+    pf.release_held()
+    status, detail = pf.fate(third, rcpt, timeout=60)
+    m = re.search(r"conn_use=(\d+)", pf.last_line if status else "")
+    check("reuse: the waived connection stayed cached meanwhile (third use)",
+          (status, m.group(1) if m else None), ("sent", "3"))
+    print(f"# reuse: waived conn_use {uses} then 3; ordinary: {ordinary_line[-140:]}")
 finally:
     if pf is not None:
         if os.environ.get("KEEP_POSTFIX_LOG"):
             print(pf.log())
         pf.cleanup()
-    check("daemon exits cleanly", d.stop(), 0)
-    d.cleanup()
+    if d is not None:
+        check("daemon exits cleanly", d.stop(), 0)
+        d.cleanup()
 finish()

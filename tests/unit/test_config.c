@@ -137,7 +137,7 @@ static void check_defaults_file_and_opts(void)
     check_int("defaults", "load", config_load(&cfg, NULL, NULL, 0, err, sizeof(err)), 0);
     check_str("defaults", "listen", cfg.listen[0].text, "unix:run/tlspolicyd.sock");
     check_int("defaults", "socket_mode", cfg.socket_mode, 0660);
-    check_str("defaults", "user", cfg.user, "nobody");
+    check_str("defaults", "user", cfg.user, "tlspolicyd");
     check_int("defaults", "idle above Postfix's 100 s", cfg.idle_timeout_ms > 100000, 1);
     config_free(&cfg);
 
