@@ -123,13 +123,16 @@ try:
            ("sts_ca_file", empty, "holds no PEM certificate"),
            ("probe_ca_file", text, "holds no PEM certificate"),
            ("sts_ca_file", cadir, "not a regular file")]
+    # -t also checks the socket's directory: one that exists, so the CA file decides.
+    listen = f"listen=unix:{os.path.join(cadir, 't.sock')}"
     for key, path, why in bad:
-        rc, out, err = run("-t", "-o", f"{key}={path}")
+        rc, out, err = run("-t", "-o", listen, "-o", f"{key}={path}")
         check(f"-t {key}={path}: exit", rc, 1)
         check_true(f"-t {key}={path}: names key and file",
                    err.startswith(f"tlspolicyd: {key}: CA file {path}: {why}"), err)
         check(f"-t {key}={path}: one line", err.count("\n"), 1)
-    rc, out, err = run("-t", "-o", f"sts_ca_file={private}", "-o", f"probe_ca_file={private}")
+    rc, out, err = run("-t", "-o", listen, "-o", f"sts_ca_file={private}",
+                       "-o", f"probe_ca_file={private}")
     check("-t with a root-only CA file, as root: OK", (rc, "configuration OK" in err), (0, True))
 
     for key, path, why in bad[2:4]:

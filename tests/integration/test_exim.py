@@ -809,9 +809,16 @@ try:
                    p.returncode == 0 and not p.stderr.strip(), p.stdout + p.stderr)
     else:
         print("note: systemd-analyze not installed; the Exim drop-ins were not verified")
+    # -t checks that the socket's directory exists; /run/tlspolicyd is made by systemd (the
+    # socket unit's DirectoryMode=, the service's RuntimeDirectory=), not here: the same
+    # path under a directory of the test's own stands for it.
+    rundir = tempfile.mkdtemp(prefix="tlspolicyd-run-")
+    os.mkdir(os.path.join(rundir, "tlspolicyd"))
     p = subprocess.run([TLSPOLICYD, "-c", os.path.join(TOP, "contrib", "systemd", "exim",
-                                                       "tlspolicyd.conf"), "-t"],
+                                                       "tlspolicyd.conf"), "-t", "-o",
+                        f"listen=unix:{rundir}/tlspolicyd/tlspolicyd.sock"],
                        capture_output=True, text=True, timeout=30)
+    shutil.rmtree(rundir)
     check_true("contrib/systemd/exim/tlspolicyd.conf passes -t", p.returncode == 0,
                p.stdout + p.stderr)
 
