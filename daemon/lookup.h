@@ -69,12 +69,19 @@ void lookup_svc_init(struct lookup_svc *svc, uv_loop_t *loop);
 
 /*
  * lookup_svc_open - create what lookups consult beyond the overrides table: the resolver,
- * the policy fetcher, the store in state_dir (given to owner/group when root; (uid_t)-1
- * keeps it), and MTA-STS with the store's policies loaded. -1 with a reason in err; the
- * caller then still calls lookup_svc_close().
+ * the policy fetcher, the store in state_dir (given to owner/group when root, and refused
+ * unless owned by owner, or by the effective user when owner is (uid_t)-1; see store_open())
+ * and MTA-STS, with no policies loaded yet. -1 with a reason in err; the caller then still
+ * calls lookup_svc_close().
  */
 int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owner, gid_t group,
                     char *err, size_t errlen);
+
+/*
+ * lookup_svc_load - load the persisted MTA-STS policies of state_dir (logged with their
+ * number). A daemon started as root calls this after dropping privileges.
+ */
+void lookup_svc_load(struct lookup_svc *svc, const struct config *cfg);
 
 /* lookup_apply_config - the keys that a reload may change: timeouts, MTA-STS options. */
 void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg);

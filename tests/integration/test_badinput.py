@@ -3,8 +3,12 @@ closed, costs bounded memory, and never disturbs a well-behaved client that quer
 whole time. Run under ASan/UBSan by the test command; a clean SIGTERM exit at the end
 means no sanitizer report and no leak."""
 import os
+import pwd
 import resource
+import shutil
 import socket
+import stat
+import tempfile
 import threading
 import time
 
@@ -231,6 +235,126 @@ try:
     for c in held:
         c.close()
     check("daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+# A hostile state_dir (the daemon's user owns it and may plant anything in it): started as
+# root with user = nobody, the daemon must never follow a symbolic link there, never hand a
+# file or directory of someone else's to its user, and never unlink or rename inside one.
+# It refuses to start with one line instead.
+NOBODY = pwd.getpwnam("nobody")
+
+
+def snapshot(path):
+    """(uid, gid, mode) of path itself and {name: (uid, gid, mode, bytes)} of its entries."""
+    st = os.lstat(path)
+    entries = {}
+    if stat.S_ISDIR(st.st_mode):
+        for name in sorted(os.listdir(path)):
+            est = os.lstat(os.path.join(path, name))
+            data = b"(not a regular file)"
+            if stat.S_ISREG(est.st_mode):
+                with open(os.path.join(path, name), "rb") as f:
+                    data = f.read()
+            entries[name] = (est.st_uid, est.st_gid, stat.S_IMODE(est.st_mode), data)
+    return (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), entries
+
+
+def victim_dir():
+    """A root-owned directory holding what store_load() would unlink or rename."""
+    v = tempfile.mkdtemp(prefix="tlspolicyd-victim-")
+    os.chmod(v, 0o700)
+    for name, text in (("a.json.tmp", "half a write"), ("junk.json", "{not json"),
+                       ("old.json", '{"domain":"old","id":"1","fetched":1,"expires":2,'
+                                    '"mode":"none","max_age":0,"mx":[]}')):
+        with open(os.path.join(v, name), "w") as f:
+            f.write(text)
+    return v
+
+
+def hostile_state(label, plant, refusal, user="nobody"):
+    """plant(state_dir) sets the trap and returns the paths whose state must not change."""
+    d = Daemon(overrides=OVERRIDES, user=user)
+    victims = []
+    try:
+        state = os.path.join(d.dir, "state")
+        victims = plant(state)
+        before = [snapshot(v) for v in victims]
+        try:
+            d.start()
+            started = True
+        except RuntimeError:
+            started = False
+        check_true(f"state_dir {label}: refused to start", not started, d.log()[-400:])
+        check_true(f"state_dir {label}: one clear line", refusal in d.log(), d.log()[-400:])
+        for v, b in zip(victims, before):
+            check(f"state_dir {label}: {v} untouched (owner, mode, entries)", snapshot(v), b)
+    finally:
+        d.stop()
+        d.cleanup()
+        for v in victims:
+            if os.path.isdir(v) and not os.path.islink(v):
+                shutil.rmtree(v, ignore_errors=True)
+            elif os.path.lexists(v):
+                os.unlink(v)
+
+
+def own_state(state):
+    os.mkdir(state, 0o750)
+    os.chown(state, NOBODY.pw_uid, NOBODY.pw_gid)
+
+
+def sts_link_to_dir(state):
+    own_state(state)
+    v = victim_dir()
+    os.symlink(v, os.path.join(state, "sts"))
+    os.lchown(os.path.join(state, "sts"), NOBODY.pw_uid, NOBODY.pw_gid)
+    return [v]
+
+
+def sts_link_to_file(state):
+    own_state(state)
+    fd, v = tempfile.mkstemp(prefix="tlspolicyd-victim-")
+    os.write(fd, b"root's secret\n")
+    os.close(fd)
+    os.chmod(v, 0o600)
+    os.symlink(v, os.path.join(state, "sts"))
+    return [v]
+
+
+def state_link_to_dir(state):
+    v = victim_dir()
+    os.symlink(v, state)
+    return [v]
+
+
+def sts_not_a_dir(state):
+    own_state(state)
+    with open(os.path.join(state, "sts"), "w") as f:
+        f.write("a file\n")
+    os.chown(os.path.join(state, "sts"), NOBODY.pw_uid, NOBODY.pw_gid)
+    return [os.path.join(state, "sts")]
+
+
+hostile_state("sts symlink to a root directory", sts_link_to_dir, "/state/sts is a symbolic link")
+hostile_state("sts symlink to a root file", sts_link_to_file, "/state/sts is a symbolic link")
+hostile_state("state_dir symlink to a root directory", state_link_to_dir,
+              "/state is a symbolic link")
+hostile_state("sts a regular file", sts_not_a_dir, "/state/sts is not a directory")
+# A daemon that stays root (user empty) does not use a directory another user can write.
+hostile_state("owned by another user", lambda state: own_state(state) or [state],
+              f"/state is owned by uid {NOBODY.pw_uid}, not by the daemon's user (uid 0)", user="")
+
+# The ordinary case: created for the daemon's user, mode 0750, and the daemon serves.
+d = Daemon(overrides=OVERRIDES, user="nobody")
+try:
+    d.start()
+    for sub in ("state", "state/sts"):
+        st = os.lstat(os.path.join(d.dir, sub))
+        check(f"state_dir: {sub} made for nobody, 0750",
+              (stat.S_ISDIR(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode)),
+              (True, NOBODY.pw_uid, 0o750))
+    check("state_dir: the daemon serves", d.ask("policy", "example.com"), GOOD_ANSWER)
+    check("state_dir: daemon exits cleanly", d.stop(), 0)
 finally:
     d.cleanup()
 finish()
