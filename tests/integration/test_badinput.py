@@ -5,6 +5,7 @@ means no sanitizer report and no leak."""
 import os
 import pwd
 import resource
+import select
 import shutil
 import socket
 import stat
@@ -43,6 +44,14 @@ class GoodClient(threading.Thread):
                 self.errors.append(repr(e))
                 kept = None
             time.sleep(0.005)
+
+
+def ask_or_error(d, name, key):
+    """d.ask() on a new connection; a reset or EOF is the answer "error: ..."."""
+    try:
+        return d.ask(name, key)
+    except OSError as e:
+        return f"error: {e!r}"
 
 
 def closed_by_daemon(s, timeout=5.0):
@@ -218,25 +227,177 @@ try:
 finally:
     d.cleanup()
 
-# Over max_connections: refused at once, logged, and the daemon keeps serving.
+# At max_connections, the oldest idle (or trickling) connection makes room for a new
+# client; a connection whose request is being answered is never dropped, so when every
+# slot has one, the new client is refused at once, logged, and the daemon keeps serving.
 d = Daemon(overrides=OVERRIDES, conf_lines=["max_connections = 5"])
 try:
     d.start()
-    held = [d.connect() for _ in range(5)]
-    for c in held:
-        check("held connection answered", d.ask("policy", "example.com", c), GOOD_ANSWER)
-    extra = d.connect()
-    check_true("sixth connection closed at once", closed_by_daemon(extra))
-    extra.close()
-    check_true("refusal logged", d.wait_log("refusing connections: max_connections (5) are open"))
-    held.pop().close()
-    time.sleep(0.2)
-    check("after one closes, a new connection is served", d.ask("policy", "example.com"), GOOD_ANSWER)
+    held = []
+    for _ in range(5):
+        held.append(d.connect())
+        check("held connection answered", d.ask("policy", "example.com", held[-1]), GOOD_ANSWER)
+        time.sleep(0.02)   # an order of age the daemon can see
+    check("sixth connection served: the oldest idle one made room",
+          ask_or_error(d, "policy", "example.com"), GOOD_ANSWER)
+    check_true("the oldest idle connection was closed", closed_by_daemon(held[0], timeout=2))
+    check_true("and the others kept", not any(closed_by_daemon(c, timeout=0.1) for c in held[1:]))
+    check_true("making room logged",
+               d.wait_log("closing connection to make room for a new one (max_connections 5 "
+                          "open): idle for"), d.log()[-600:])
     for c in held:
         c.close()
     check("daemon exits cleanly", d.stop(), 0)
 finally:
     d.cleanup()
+
+# Lookups that stay pending: a resolver that never answers (a UDP socket nobody reads).
+blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+blackhole.bind(("127.0.0.1", 0))
+d = Daemon(overrides=OVERRIDES, conf_lines=["max_connections = 5", "request_timeout = 1s"],
+           opts=[f"dns_servers = 127.0.0.1:{blackhole.getsockname()[1]}"])
+try:
+    d.start()
+    # A request being answered and half of the next one, left there past request_timeout:
+    # the half is dropped, the answer still comes, then the connection closes.
+    s = d.connect(timeout=15)
+    s.sendall(netstring(b"policy pending.example.net") + b"18:policy exa")
+    check_true("pending answer, then half a request: timed out and logged",
+               d.wait_log("closing connection after 1 pending answers: incomplete request "
+                          "(13 bytes) for 1000 ms", 5), d.log()[-400:])
+    a = read_netstring(s, timeout=15)
+    check_true("pending answer, then half a request: the answer still comes",
+               a is not None and a.startswith(b"TEMP "), repr(a))
+    check("pending answer, then half a request: then EOF", read_netstring(s, timeout=5), None)
+    s.close()
+    held = [d.connect(timeout=15) for _ in range(5)]
+    for c in held:
+        c.sendall(netstring(b"policy pending.example.net"))
+    time.sleep(0.3)
+    extra = d.connect()
+    check_true("every slot answering a request: sixth connection closed at once",
+               closed_by_daemon(extra))
+    extra.close()
+    check_true("refusal logged", d.wait_log("refusing connections: max_connections (5) are open"))
+    answers = [read_netstring(c, timeout=15) for c in held]
+    check("the pending requests were answered, not dropped",
+          [a is not None and a.startswith(b"TEMP ") for a in answers], [True] * 5)
+    for c in held:
+        c.close()
+    time.sleep(0.2)
+    check("after they close, a new connection is served",
+          ask_or_error(d, "policy", "example.com"), GOOD_ANSWER)
+    check("daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+    blackhole.close()
+
+
+# Slowloris: clients trickling a request that never ends, one byte every TRICKLE_S, more of
+# them than there are slots. Each must be closed within request_timeout of its first byte
+# (the deadline does not move with every byte), and Postfix's postmap, a new client, is
+# answered while the tricklers hold every slot.
+REQUEST_TIMEOUT, TRICKLE_S, TRICKLERS, SLOTS = 2.0, 0.25, 8, 5
+
+
+class Trickler(threading.Thread):
+    def __init__(self, d):
+        super().__init__(daemon=True)
+        self.d, self.stop_flag = d, threading.Event()
+        self.lives = []   # seconds from the first byte to the daemon's close
+        self.open_at_stop = []   # the age of connections the test itself ended
+
+    def run(self):
+        data = netstring(b"policy " + b"a" * 5000)
+        while not self.stop_flag.is_set():
+            try:
+                s = self.d.connect()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            t0, i, closed = None, 0, False
+            try:
+                while not self.stop_flag.is_set():
+                    s.send(data[i:i + 1])
+                    i += 1
+                    if t0 is None:
+                        t0 = time.monotonic()
+                    r, _, _ = select.select([s], [], [], TRICKLE_S)
+                    if r and not s.recv(100):
+                        closed = True
+                        break
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            finally:
+                s.close()
+            if t0 is not None:
+                (self.lives if closed else self.open_at_stop).append(time.monotonic() - t0)
+            time.sleep(0.05)
+
+
+def trickle(d, n, seconds):
+    """n tricklers for seconds; returns the lifetimes of the connections the daemon closed
+    and the ages of those still open at the end."""
+    ts = [Trickler(d) for _ in range(n)]
+    for t in ts:
+        t.start()
+    time.sleep(seconds)
+    for t in ts:
+        t.stop_flag.set()
+    for t in ts:
+        t.join(5)
+    return [x for t in ts for x in t.lives], [x for t in ts for x in t.open_at_stop]
+
+
+d = Daemon(overrides=OVERRIDES, conf_lines=[f"max_connections = {SLOTS}",
+                                            f"request_timeout = {int(REQUEST_TIMEOUT)}s",
+                                            "idle_timeout = 60s"])
+try:
+    d.start()
+    # Fewer tricklers than slots: each is closed by request_timeout, counted from its first
+    # byte, however many bytes follow.
+    lives, left = trickle(d, SLOTS - 2, 2 * REQUEST_TIMEOUT + 1.5)
+    print(f"# slowloris, {SLOTS - 2} tricklers: lifetimes {sorted(round(x, 2) for x in lives)}"
+          f", still open at the end after {sorted(round(x, 2) for x in left)}")
+    check_true("slowloris: each trickler closed by request_timeout from its first byte",
+               len(lives) >= SLOTS - 2
+               and all(REQUEST_TIMEOUT - 0.3 <= x <= REQUEST_TIMEOUT + 1.0 for x in lives)
+               and all(x <= REQUEST_TIMEOUT + 1.0 for x in left), f"{lives} {left}")
+    check_true("slowloris: the time-out is logged",
+               d.wait_log("incomplete request (", 1) and
+               f"bytes) for {int(REQUEST_TIMEOUT * 1000)} ms" in d.log(), d.log()[-400:])
+
+    # More tricklers than slots: they hold every slot, and postmap is answered each time.
+    ts = [Trickler(d) for _ in range(TRICKLERS)]
+    for t in ts:
+        t.start()
+    time.sleep(1.0)
+    results = []
+    t_end = time.monotonic() + 3 * REQUEST_TIMEOUT
+    while time.monotonic() < t_end:
+        rc, out, err = d.postmap("example.com", "policy")
+        results.append((rc, out.strip(), err.strip()))
+        time.sleep(0.3)
+    for t in ts:
+        t.stop_flag.set()
+    for t in ts:
+        t.join(5)
+    lives = [x for t in ts for x in t.lives + t.open_at_stop]
+    check_true("slowloris: postmap answered every time while tricklers hold every slot",
+               all(r[:2] == (0, GOOD_ANSWER[3:]) for r in results) and len(results) >= 10,
+               f"{[r for r in results if r[:2] != (0, GOOD_ANSWER[3:])][:3]} of {len(results)}")
+    print(f"# slowloris, {TRICKLERS} tricklers: {len(results)} postmap answers; {len(lives)} "
+          f"trickling connections, longest lived {max(lives, default=0):.2f}s")
+    check_true("slowloris: every trickler closed within request_timeout of its first byte",
+               len(lives) >= TRICKLERS and max(lives) <= REQUEST_TIMEOUT + 1.0,
+               f"{len(lives)} closed, longest {max(lives, default=0):.2f}s")
+    check_true("slowloris: making room for a new client is logged",
+               "closing connection to make room for a new one (max_connections 5 open): "
+               "incomplete request" in d.log())
+    check("slowloris: daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+
 # A hostile state_dir (the daemon's user owns it and may plant anything in it): started as
 # root with user = nobody, the daemon must never follow a symbolic link there, never hand a
 # file or directory of someone else's to its user, and never unlink or rename inside one.
