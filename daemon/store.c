@@ -549,7 +549,7 @@ int store_record_parse(const char *buf, size_t n, const char *fname, int64_t now
     if (sts_policy_parse(policy, off, &rec->policy, why) != 0)
         goto done;
     if (fetched < 0 || expires < fetched ||
-        expires - fetched > (json_int_t)rec->policy.max_age + 1) {
+        expires - fetched > (json_int_t)sts_cache_lifetime(rec->policy.max_age) + 1) {
         *why = "inconsistent times";
         goto done;
     }
