@@ -2,6 +2,7 @@
 closed, costs bounded memory, and never disturbs a well-behaved client that queries the
 whole time. Run under ASan/UBSan by the test command; a clean SIGTERM exit at the end
 means no sanitizer report and no leak."""
+import grp
 import os
 import pwd
 import resource
@@ -9,6 +10,7 @@ import select
 import shutil
 import socket
 import stat
+import subprocess
 import tempfile
 import threading
 import time
@@ -518,4 +520,78 @@ try:
     check("state_dir: daemon exits cleanly", d.stop(), 0)
 finally:
     d.cleanup()
+
+# The socket's directory writable by someone else: they may swap the new socket for a
+# symbolic link between bind and whatever the daemon does next. A preloaded bind() plays
+# that race and always wins it (the link is in place when bind returns); the daemon must
+# not chmod or chown the link's target, a root-owned file, and must refuse to start.
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    int (*real)(int, const struct sockaddr *, socklen_t) = dlsym(RTLD_NEXT, "bind");
+    const char *path = getenv("SHIM_SOCKET"), *target = getenv("SHIM_TARGET");
+    int rc = real(fd, sa, len);
+    if (rc == 0 && sa->sa_family == AF_UNIX && path && target &&
+        strcmp(((const struct sockaddr_un *)sa)->sun_path, path) == 0) {
+        unlink(path);
+        symlink(target, path);
+    }
+    return rc;
+}
+"""
+shimdir = tempfile.mkdtemp(prefix="tlspolicyd-shim-")
+try:
+    with open(os.path.join(shimdir, "shim.c"), "w") as f:
+        f.write(SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(shimdir, "shim.so"),
+                    os.path.join(shimdir, "shim.c"), "-ldl"], check=True, timeout=60)
+    fd, target = tempfile.mkstemp(prefix="tlspolicyd-victim-")
+    os.write(fd, b"root's secret\n")
+    os.close(fd)
+    os.chmod(target, 0o600)
+    before = snapshot(target)
+    d = Daemon(overrides=OVERRIDES, user="nobody", conf_lines=["socket_group = nogroup",
+                                                               "socket_mode = 0666"],
+               env={"LD_PRELOAD": os.path.join(shimdir, "shim.so"),
+                    "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0",
+                    "SHIM_TARGET": target})
+    d.env["SHIM_SOCKET"] = d.sock
+    try:
+        try:
+            d.start()
+            started = True
+        except RuntimeError:
+            started = False
+        check("socket swapped for a link after bind: target's owner, group and mode unchanged",
+              snapshot(target), before)
+        check_true("socket swapped for a link after bind: refused to start", not started,
+                   d.log()[-400:])
+        check_true("socket swapped for a link after bind: one clear line",
+                   "was replaced after bind (now a symbolic link)" in d.log(), d.log()[-400:])
+    finally:
+        d.stop()
+        d.cleanup()
+        os.unlink(target)
+
+    # Without the race: the socket is born with socket_mode and socket_group.
+    d = Daemon(overrides=OVERRIDES, user="nobody", conf_lines=["socket_group = nogroup",
+                                                               "socket_mode = 0640"])
+    try:
+        d.start()
+        st = os.lstat(d.sock)
+        check("socket made with socket_mode and socket_group",
+              (stat.S_ISSOCK(st.st_mode), stat.S_IMODE(st.st_mode), st.st_gid),
+              (True, 0o640, grp.getgrnam("nogroup").gr_gid))
+        check("socket daemon exits cleanly", d.stop(), 0)
+    finally:
+        d.cleanup()
+finally:
+    shutil.rmtree(shimdir, ignore_errors=True)
 finish()
