@@ -576,6 +576,7 @@ void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
                            "%u open): idle for %llu ms",
                            old->peer, srv->cfg.max_connections,
                            (unsigned long long)(now - old->last_activity));
+            metrics_conn(METRICS_CONN_EVICTED);
             conn_close(old);
         }
     }

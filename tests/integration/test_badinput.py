@@ -229,10 +229,27 @@ try:
 finally:
     d.cleanup()
 
+def metric(port, series):
+    """One series' value from the daemon's /metrics (None when absent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    for line in data.partition(b"\r\n\r\n")[2].decode().splitlines():
+        if line.startswith(series + " "):
+            return float(line.rpartition(" ")[2])
+    return None
+
+
 # At max_connections, the oldest idle (or trickling) connection makes room for a new
 # client; a connection whose request is being answered is never dropped, so when every
 # slot has one, the new client is refused at once, logged, and the daemon keeps serving.
-d = Daemon(overrides=OVERRIDES, conf_lines=["max_connections = 5"])
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    mport = s.getsockname()[1]
+d = Daemon(overrides=OVERRIDES, conf_lines=["max_connections = 5",
+                                            f"metrics_listen = inet:127.0.0.1:{mport}"])
 try:
     d.start()
     held = []
@@ -247,6 +264,9 @@ try:
     check_true("making room logged",
                d.wait_log("closing connection to make room for a new one (max_connections 5 "
                           "open): idle for"), d.log()[-600:])
+    check("making room counted",
+          (metric(mport, "tlspolicyd_connections_evicted_total"),
+           metric(mport, "tlspolicyd_connections_refused_total")), (1.0, 0.0))
     for c in held:
         c.close()
     check("daemon exits cleanly", d.stop(), 0)
