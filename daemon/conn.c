@@ -63,7 +63,12 @@ struct conn {
     char *wbuf; /* answers handed to uv_write */
     size_t wlen, woff, wcap;
 
-    uint64_t last_read, last_activity, write_started, timer_due;
+    /*
+     * req_started: when the partial request in rbuf began to count against request_timeout:
+     * its first byte, or the moment reading resumed after a pause (the client could send
+     * nothing meanwhile). Later bytes never move it (slowloris).
+     */
+    uint64_t req_started, last_activity, write_started, timer_due;
     unsigned long served;
     unsigned handles_open;
     unsigned reading : 1, writing : 1, eof : 1, fatal : 1, draining : 1, closing : 1, in_input : 1,
@@ -138,7 +143,7 @@ static uint64_t deadline(const struct conn *c)
     if (c->writing)
         return c->write_started + cfg->request_timeout_ms;
     if (c->rlen > 0 && c->count < c->cap && !c->fatal)
-        return c->last_read + cfg->request_timeout_ms;
+        return c->req_started + cfg->request_timeout_ms;
     return c->last_activity + cfg->idle_timeout_ms;
 }
 
@@ -171,6 +176,16 @@ static void on_timer(uv_timer_t *t)
         log_notice("%s: closing connection: the client has not read its answers for %u ms", c->peer,
                    c->srv->cfg.request_timeout_ms);
     } else if (c->rlen > 0 && c->count < c->cap && !c->fatal) {
+        /* SPEC 4: never drop a request being answered; the rest of the input is dropped. */
+        if (c->count > 0 || c->inflight > 0) {
+            log_notice("%s: closing connection after %u pending answers: incomplete request "
+                       "(%zu bytes) for %u ms",
+                       c->peer, c->count, c->rlen, c->srv->cfg.request_timeout_ms);
+            c->fatal = 1;
+            c->rlen = 0;
+            process_input(c);
+            return;
+        }
         log_notice("%s: closing connection: incomplete request (%zu bytes) for %u ms", c->peer,
                    c->rlen, c->srv->cfg.request_timeout_ms);
     } else if (c->count > 0 || c->inflight > 0) {
@@ -373,8 +388,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
+    /* The whole request must arrive within request_timeout of its first byte. */
+    if (c->rlen == 0)
+        c->req_started = uv_now(c->srv->loop);
     c->rlen += (size_t)nread;
-    c->last_read = c->last_activity = uv_now(c->srv->loop);
+    c->last_activity = uv_now(c->srv->loop);
     process_input(c);
 }
 
@@ -413,6 +431,8 @@ static void process_input(struct conn *c)
     if (off > 0) {
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);
         c->rlen -= off;
+        /* What follows a complete request is the next one, timed from now. */
+        c->req_started = uv_now(c->srv->loop);
     }
     if (c->eof && rc == NETSTRING_MORE && c->rlen > 0 && c->count == 0 && !c->fatal) {
         char head[64];
@@ -437,6 +457,8 @@ static void process_input(struct conn *c)
             return;
         }
         c->reading = 1;
+        /* A partial request is not timed while reading was paused: the client could not send. */
+        c->req_started = uv_now(c->srv->loop);
     } else if (!want_read(c) && c->reading) {
         uv_read_stop(&c->h.stream);
         c->reading = 0;
@@ -490,6 +512,30 @@ static void on_refused_close(uv_handle_t *h)
     free(h);
 }
 
+/*
+ * At max_connections, the connection to close for a new client: the one waiting longest
+ * with nothing being answered, idle (since its last activity) or trickling a request that
+ * is not complete (since that request began). A connection with a request pending, or
+ * answers not yet written, is never chosen (SPEC 4). NULL when every one is busy.
+ */
+static struct conn *oldest_unbusy(struct server *srv)
+{
+    struct conn *c, *best = NULL;
+    uint64_t best_since = 0;
+
+    for (c = srv->conns; c != NULL; c = c->next) {
+        uint64_t since = c->rlen > 0 ? c->req_started : c->last_activity;
+
+        if (c->closing || c->count > 0 || c->inflight > 0 || c->writing || c->olen > 0)
+            continue;
+        if (best == NULL || since < best_since) {
+            best = c;
+            best_since = since;
+        }
+    }
+    return best;
+}
+
 void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
 {
     struct conn *c;
@@ -508,7 +554,32 @@ void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
         return;
     }
 
-    /* Over the limit: accept and close at once, so the backlog does not fill. */
+    /*
+     * At the limit, an idle or trickling connection makes room (slowloris: clients that
+     * send nothing, or a byte now and then, must not hold every slot); when every
+     * connection has work in hand, the new one is accepted and closed at once, so the
+     * backlog does not fill.
+     */
+    if (srv->nconns >= srv->cfg.max_connections) {
+        struct conn *old = oldest_unbusy(srv);
+
+        if (old != NULL) {
+            uint64_t now = uv_now(srv->loop);
+
+            if (old->rlen > 0)
+                log_notice("%s: closing connection to make room for a new one (max_connections "
+                           "%u open): incomplete request (%zu bytes) for %llu ms",
+                           old->peer, srv->cfg.max_connections, old->rlen,
+                           (unsigned long long)(now - old->req_started));
+            else
+                log_notice("%s: closing connection to make room for a new one (max_connections "
+                           "%u open): idle for %llu ms",
+                           old->peer, srv->cfg.max_connections,
+                           (unsigned long long)(now - old->last_activity));
+            metrics_conn(METRICS_CONN_EVICTED);
+            conn_close(old);
+        }
+    }
     if (srv->nconns >= srv->cfg.max_connections) {
         uint64_t now = uv_now(srv->loop);
 
@@ -528,7 +599,7 @@ void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
     c->cap = srv->cfg.max_pipeline;
     c->slots = xcalloc(c->cap, sizeof(*c->slots));
     c->rbuf = xmalloc(CONN_RBUF);
-    c->last_read = c->last_activity = uv_now(srv->loop);
+    c->req_started = c->last_activity = uv_now(srv->loop);
     uv_timer_init(srv->loop, &c->timer);
     c->timer.data = c;
     c->handles_open = 2;

@@ -1,11 +1,12 @@
 /*
- * Socketmap listeners on libuv. Unix sockets get their mode and group right after bind;
+ * Socketmap listeners on libuv. Unix sockets are created with their mode and group;
  * TCP listeners on anything but loopback are allowed but logged, since the socketmap
  * protocol has no authentication.
  */
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -118,25 +119,59 @@ int listener_check_all(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * After bind, the path is checked through a descriptor that cannot follow a link (O_PATH,
+ * O_NOFOLLOW): it must still be a socket with the mode and group asked for. The group is
+ * set through that descriptor only where bind could not give it (a set-group-ID
+ * directory, or a daemon not started as root).
+ */
+static int check_socket(struct listener *l, mode_t mode, gid_t gid, char *err, size_t errlen)
+{
+    struct stat sb;
+    int fd = open(l->ep.path, O_PATH | O_NOFOLLOW | O_CLOEXEC), rc = -1;
+
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: socket gone after bind: %s", l->ep.text, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &sb) < 0) {
+        snprintf(err, errlen, "%s: stat: %s", l->ep.text, strerror(errno));
+        goto done;
+    }
+    if (!S_ISSOCK(sb.st_mode)) {
+        snprintf(err, errlen, "%s: %s was replaced after bind (now %s); refusing to touch it",
+                 l->ep.text, l->ep.path, S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a socket");
+        goto done;
+    }
+    if (gid != (gid_t)-1 && sb.st_gid != gid &&
+        fchownat(fd, "", (uid_t)-1, gid, AT_EMPTY_PATH) < 0) {
+        snprintf(err, errlen, "%s: chown to group %ld: %s", l->ep.text, (long)gid, strerror(errno));
+        goto done;
+    }
+    if ((sb.st_mode & 07777) != mode) {
+        snprintf(err, errlen, "%s: socket created with mode %04o, not socket_mode %04o", l->ep.text,
+                 (unsigned)(sb.st_mode & 07777), (unsigned)mode);
+        goto done;
+    }
+    rc = 0;
+done:
+    close(fd);
+    return rc;
+}
+
+/*
+ * The socket is created with its final mode and group: socket_mode through the umask that
+ * bind applies, socket_group as the effective group at bind time (root only). Nothing then
+ * changes it by name: whoever can write the socket's directory could swap the new socket
+ * for a symbolic link between bind and a chmod or chown, which follow links.
+ */
 static int open_unix(struct listener *l, const struct config *cfg, char *err, size_t errlen)
 {
     const char *path = l->ep.path;
-    int rc;
+    gid_t gid = (gid_t)-1, egid = getegid();
+    mode_t mask;
+    int rc, switched = 0;
 
-    if (listener_check(&l->ep, cfg, err, errlen) < 0 ||
-        clear_stale_socket(path, err, errlen, l->ep.text) < 0)
-        return -1;
-    uv_pipe_init(l->srv->loop, &l->h.pipe, 0);
-    l->open = 1;
-    rc = uv_pipe_bind(&l->h.pipe, path);
-    if (rc < 0) {
-        snprintf(err, errlen, "%s: bind: %s", l->ep.text, uv_strerror(rc));
-        return -1;
-    }
-    if (chmod(path, cfg->socket_mode) < 0) {
-        snprintf(err, errlen, "%s: chmod %04o: %s", l->ep.text, cfg->socket_mode, strerror(errno));
-        return -1;
-    }
     if (cfg->socket_group[0] != '\0') {
         struct group *gr = getgrnam(cfg->socket_group);
 
@@ -145,13 +180,33 @@ static int open_unix(struct listener *l, const struct config *cfg, char *err, si
                      cfg->socket_group);
             return -1;
         }
-        if (chown(path, (uid_t)-1, gr->gr_gid) < 0) {
-            snprintf(err, errlen, "%s: chown to group %s: %s", l->ep.text, cfg->socket_group,
-                     strerror(errno));
+        gid = gr->gr_gid;
+    }
+    if (listener_check(&l->ep, cfg, err, errlen) < 0 ||
+        clear_stale_socket(path, err, errlen, l->ep.text) < 0)
+        return -1;
+    uv_pipe_init(l->srv->loop, &l->h.pipe, 0);
+    l->open = 1;
+    if (gid != (gid_t)-1 && gid != egid && geteuid() == 0) {
+        if (setegid(gid) < 0) {
+            snprintf(err, errlen, "%s: setegid %ld: %s", l->ep.text, (long)gid, strerror(errno));
             return -1;
         }
+        switched = 1;
     }
-    return 0;
+    mask = umask(~cfg->socket_mode & 0777);
+    rc = uv_pipe_bind(&l->h.pipe, path);
+    umask(mask);
+    if (switched && setegid(egid) < 0) {
+        snprintf(err, errlen, "%s: setegid back to %ld: %s", l->ep.text, (long)egid,
+                 strerror(errno));
+        return -1;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: bind: %s", l->ep.text, uv_strerror(rc));
+        return -1;
+    }
+    return check_socket(l, cfg->socket_mode, gid, err, errlen);
 }
 
 static int open_inet(struct listener *l, char *err, size_t errlen)

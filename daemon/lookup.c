@@ -547,10 +547,14 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     }
     lookup_mtasts_opts(cfg, &mo);
     svc->mtasts = mtasts_svc_create(svc->loop, svc->resolver, svc->fetch, svc->store, &mo);
-    if (svc->store)
+    return 0;
+}
+
+void lookup_svc_load(struct lookup_svc *svc, const struct config *cfg)
+{
+    if (svc->store && svc->mtasts)
         log_info("state_dir %s: %zu MTA-STS policies loaded", cfg->state_dir,
                  mtasts_load(svc->mtasts));
-    return 0;
 }
 
 void lookup_set_ca(struct lookup_svc *svc, struct cafile *sts, struct cafile *probe)

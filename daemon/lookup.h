@@ -73,9 +73,10 @@ void lookup_svc_init(struct lookup_svc *svc, uv_loop_t *loop);
 /*
  * lookup_svc_open - create what lookups consult beyond the overrides table: the CA bundles
  * of sts_ca_file and probe_ca_file read into memory (so call it before giving up root), the
- * resolver, the policy fetcher, the store in state_dir (given to owner/group when root;
- * (uid_t)-1 keeps it), and MTA-STS with the store's policies loaded. -1 with a one-line
- * reason in err (a CA file's names its key and path); the caller then still calls
+ * resolver, the policy fetcher, the store in state_dir (given to owner/group when root, and
+ * refused unless owned by owner, or by the effective user when owner is (uid_t)-1; see
+ * store_open()) and MTA-STS, with no policies loaded yet (lookup_svc_load). -1 with a
+ * one-line reason in err (a CA file's names its key and path); the caller then still calls
  * lookup_svc_close().
  */
 int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owner, gid_t group,
@@ -87,6 +88,12 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
  * flight finishes with the bundle it started with.
  */
 void lookup_set_ca(struct lookup_svc *svc, struct cafile *sts, struct cafile *probe);
+
+/*
+ * lookup_svc_load - load the persisted MTA-STS policies of state_dir (logged with their
+ * number). A daemon started as root calls this after dropping privileges.
+ */
+void lookup_svc_load(struct lookup_svc *svc, const struct config *cfg);
 
 /* lookup_apply_config - the keys that a reload may change: timeouts, MTA-STS options. */
 void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg);

@@ -343,9 +343,15 @@ static void render_service(struct out *o, const struct metrics_gauges *g)
     put(o, "tlspolicyd_connections_accepted_total %llu\n",
         (unsigned long long)m.conn[METRICS_CONN_ACCEPTED]);
     family(o, "tlspolicyd_connections_refused_total", "counter",
-           "Socketmap connections closed at once because max_connections were open.");
+           "Socketmap connections closed at once because max_connections were open, each with "
+           "a request being answered.");
     put(o, "tlspolicyd_connections_refused_total %llu\n",
         (unsigned long long)m.conn[METRICS_CONN_REFUSED]);
+    family(o, "tlspolicyd_connections_evicted_total", "counter",
+           "Idle or trickling socketmap connections closed to make room for a new client at "
+           "max_connections.");
+    put(o, "tlspolicyd_connections_evicted_total %llu\n",
+        (unsigned long long)m.conn[METRICS_CONN_EVICTED]);
     family(o, "tlspolicyd_http_connections_open", "gauge", "Metrics endpoint connections open.");
     put(o, "tlspolicyd_http_connections_open %lu\n", g->http_conns_open);
     family(o, "tlspolicyd_http_connections_total", "counter",

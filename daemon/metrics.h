@@ -57,9 +57,10 @@ enum metrics_refresh { METRICS_REFRESH_RECHECK, METRICS_REFRESH_RENEWAL, METRICS
 /* Connection events for socketmap and HTTP listeners. */
 enum metrics_conn {
     METRICS_CONN_ACCEPTED,      /* socketmap connection accepted and served */
-    METRICS_CONN_REFUSED,       /* socketmap connection over max_connections */
+    METRICS_CONN_REFUSED,       /* socketmap connection over max_connections, all busy */
     METRICS_CONN_HTTP_ACCEPTED, /* metrics endpoint connection accepted */
     METRICS_CONN_HTTP_REFUSED,  /* metrics endpoint connection over its limit */
+    METRICS_CONN_EVICTED,       /* idle or trickling socketmap connection closed for a new one */
     METRICS_CONN_N
 };
 

@@ -396,14 +396,17 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     e->f.policy = pol;
     snprintf(e->f.id, sizeof(e->f.id), "%s", w->id);
     e->f.fetched = now;
-    e->f.expires = now + pol.max_age;
+    /* Cached at least an hour, so a max_age of 0 is not a fetch per lookup (sts.h). */
+    e->f.expires = now + sts_cache_lifetime(pol.max_age);
     snprintf(e->f.why, sizeof(e->f.why), "policy id %s fetched from %s", w->id, w->host);
     e->checked = now;
     e->fail_until = 0;
     e->used = 0;
     e->f.local_fault = 0;
-    log_info("mta-sts: %s: policy id %s, mode %s, max_age %u, %u mx pattern%s", e->domain, w->id,
-             sts_mode_name(pol.mode), (unsigned)pol.max_age, pol.nmx, pol.nmx == 1 ? "" : "s");
+    log_info("mta-sts: %s: policy id %s, mode %s, max_age %u%s, %u mx pattern%s", e->domain, w->id,
+             sts_mode_name(pol.mode), (unsigned)pol.max_age,
+             pol.max_age < STS_CACHE_MIN_AGE ? " (cached for the floor of 3600)" : "", pol.nmx,
+             pol.nmx == 1 ? "" : "s");
     if (svc->store) {
         /* Written behind the answer, off the loop; the store logs and counts the outcome. */
         struct store_record rec;

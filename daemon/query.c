@@ -6,9 +6,11 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "cmdline.h"
@@ -192,10 +194,17 @@ int query_main(int argc, char **argv)
         fprintf(stderr, "tlspolicyd: %s\n", err);
         goto done;
     }
-    if (lookup_svc_open(&svc, &cl.cfg, (uid_t)-1, (gid_t)-1, err, sizeof(err)) < 0) {
-        fprintf(stderr, "tlspolicyd: %s\n", err);
-        goto done;
+    {
+        /* state_dir belongs to the daemon's user; root finds it owned by that user. */
+        struct passwd *pw = geteuid() == 0 && cl.cfg.user[0] ? getpwnam(cl.cfg.user) : NULL;
+
+        if (lookup_svc_open(&svc, &cl.cfg, pw ? pw->pw_uid : (uid_t)-1, pw ? pw->pw_gid : (gid_t)-1,
+                            err, sizeof(err)) < 0) {
+            fprintf(stderr, "tlspolicyd: %s\n", err);
+            goto done;
+        }
     }
+    lookup_svc_load(&svc, &cl.cfg);
 
     status = 0;
     for (int i = optind; i < argc; i++) {

@@ -73,44 +73,95 @@ struct store {
     int closing; /* store_close() ran: freed when njobs reaches 0 */
 };
 
-static int make_dir(const char *path, uid_t owner, gid_t group, char *err, size_t errlen)
+/*
+ * The directory name (relative to at) as one of the daemon's own: created (0750) when
+ * missing, opened without following a symbolic link, given to owner/group when the process
+ * is root, and refused unless it is then a directory owned by the daemon's user. The user
+ * owns state_dir and may have planted anything in it since the last start, so everything
+ * after the open goes through the descriptor (fchown, fchmod, and *at calls relative to it),
+ * never through the name again. Returns the descriptor, or -1 with a one-line reason.
+ */
+static int own_dir(int at, const char *name, const char *shown, uid_t owner, gid_t group, char *err,
+                   size_t errlen)
 {
-    if (mkdir(path, 0750) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "state_dir: cannot create %s: %s", path, strerror(errno));
+    uid_t want = owner != (uid_t)-1 ? owner : geteuid();
+    struct stat sb;
+    int fd;
+
+    if (mkdirat(at, name, 0750) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "state_dir: cannot create %s: %s", shown, strerror(errno));
         return -1;
     }
-    if (owner != (uid_t)-1 && geteuid() == 0 && chown(path, owner, group) < 0) {
-        snprintf(err, errlen, "state_dir: cannot give %s to uid %ld: %s", path, (long)owner,
-                 strerror(errno));
+    fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+
+        if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(sb.st_mode))
+            snprintf(err, errlen, "state_dir: %s is a symbolic link; refusing to follow it", shown);
+        else if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode))
+            snprintf(err, errlen, "state_dir: %s is not a directory", shown);
+        else
+            snprintf(err, errlen, "state_dir: cannot open %s: %s", shown, strerror(e));
         return -1;
     }
-    return 0;
+    if (fstat(fd, &sb) < 0) {
+        snprintf(err, errlen, "state_dir: cannot stat %s: %s", shown, strerror(errno));
+        goto fail;
+    }
+    /* Root gives the directory (the real one just opened, not a link) to the daemon's user. */
+    if (owner != (uid_t)-1 && geteuid() == 0 && (sb.st_uid != owner || sb.st_gid != group)) {
+        if (fchown(fd, owner, group) < 0 || fstat(fd, &sb) < 0) {
+            snprintf(err, errlen, "state_dir: cannot give %s to uid %ld: %s", shown, (long)owner,
+                     strerror(errno));
+            goto fail;
+        }
+    }
+    if (sb.st_uid != want) {
+        snprintf(err, errlen,
+                 "state_dir: %s is owned by uid %ld, not by the daemon's user (uid %ld)", shown,
+                 (long)sb.st_uid, (long)want);
+        goto fail;
+    }
+    /* No one but the daemon's user writes here: a group or others could plant records. */
+    if ((sb.st_mode & 07777) != (sb.st_mode & 0750) && fchmod(fd, sb.st_mode & 0750) < 0) {
+        snprintf(err, errlen, "state_dir: cannot chmod %s: %s", shown, strerror(errno));
+        goto fail;
+    }
+    return fd;
+fail:
+    close(fd);
+    return -1;
 }
 
 struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group, char *err,
                          size_t errlen)
 {
-    struct store *st;
-    size_t n = strlen(dir) + sizeof("/sts");
-    char *sub = xmalloc(n);
-    int fd;
+    struct store *st = NULL;
+    size_t len = strlen(dir), n = len + sizeof("/sts");
+    char *top = xmalloc(len + 1), *sub = xmalloc(n);
+    int topfd = -1, fd;
 
-    snprintf(sub, n, "%s/sts", dir);
-    if (make_dir(dir, owner, group, err, errlen) < 0 ||
-        make_dir(sub, owner, group, err, errlen) < 0) {
-        free(sub);
-        return NULL;
-    }
-    fd = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "state_dir: cannot open %s: %s", sub, strerror(errno));
-        free(sub);
-        return NULL;
-    }
+    /* A trailing slash would make the kernel follow a link that O_NOFOLLOW must catch. */
+    memcpy(top, dir, len + 1);
+    while (len > 1 && top[len - 1] == '/')
+        top[--len] = '\0';
+    snprintf(sub, n, "%s/sts", top);
+    topfd = own_dir(AT_FDCWD, top, top, owner, group, err, errlen);
+    if (topfd < 0)
+        goto done;
+    fd = own_dir(topfd, "sts", sub, owner, group, err, errlen);
+    if (fd < 0)
+        goto done;
     st = xcalloc(1, sizeof(*st));
     st->dir = sub;
+    sub = NULL;
     st->dirfd = fd;
     st->loop = loop;
+done:
+    if (topfd >= 0)
+        close(topfd);
+    free(top);
+    free(sub);
     return st;
 }
 
@@ -498,7 +549,7 @@ int store_record_parse(const char *buf, size_t n, const char *fname, int64_t now
     if (sts_policy_parse(policy, off, &rec->policy, why) != 0)
         goto done;
     if (fetched < 0 || expires < fetched ||
-        expires - fetched > (json_int_t)rec->policy.max_age + 1) {
+        expires - fetched > (json_int_t)sts_cache_lifetime(rec->policy.max_age) + 1) {
         *why = "inconsistent times";
         goto done;
     }

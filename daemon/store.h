@@ -28,10 +28,15 @@ struct store_record {
 };
 
 /*
- * store_open - use (and create, mode 0750) dir and dir/sts. When owner is not (uid_t)-1
- * and the process is root, both directories are given to owner/group so the daemon can
- * still write after dropping privileges. Writes run on loop's threadpool (uv_queue_work),
- * never on the loop itself. NULL with a one-line reason in err.
+ * store_open - use (and create, mode 0750) dir and dir/sts, the daemon's own directories.
+ * Neither is ever reached through a symbolic link (a trailing one is refused, not
+ * followed); both are opened and then changed only through their descriptors, and every
+ * later file operation is relative to dir/sts's descriptor (openat, renameat, unlinkat).
+ * When owner is not (uid_t)-1 and the process is root, both are given to owner/group so the
+ * daemon can still write after dropping privileges. Each must then be a directory owned by
+ * owner (or by the effective user when owner is (uid_t)-1); group and other write and all
+ * other permission bits are cleared (mode at most 0750). Writes run on loop's threadpool
+ * (uv_queue_work), never on the loop itself. NULL with a one-line reason in err.
  */
 struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group, char *err,
                          size_t errlen);
@@ -57,12 +62,6 @@ void store_put(struct store *st, const struct store_record *rec);
 void store_delete(struct store *st, const char *domain);
 
 /*
- * store_load - call cb for every record still valid at now; expired records are deleted,
- * unreadable ones (not a regular file, not a valid record, fetched in the future) set aside
- * as NAME.corrupt (each logged). Synchronous: for start-up, before the loop runs. Returns
- * the number loaded.
- */
-/*
  * store_record_parse - read one record file's text buf[0..len) (no I/O; the fuzzer's entry
  * point): JSON with the policy's fields, held to RFC 8461 3.2 again by rebuilding the policy
  * text, the domain equal to the file name fname minus ".json", no control characters, times
@@ -71,6 +70,13 @@ void store_delete(struct store *st, const char *domain);
 int store_record_parse(const char *buf, size_t len, const char *fname, int64_t now,
                        struct store_record *rec, const char **why);
 
+/*
+ * store_load - call cb for every record still valid at now; expired records are deleted,
+ * unreadable ones (not a regular file, not a valid record, fetched in the future) set aside
+ * as NAME.corrupt (each logged). Synchronous: for start-up, before the loop runs, and after
+ * the switch to the daemon's user, so root never reads, renames or removes what that user
+ * may have planted. Returns the number loaded.
+ */
 typedef void (*store_load_cb)(void *arg, const struct store_record *rec);
 size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg);
 

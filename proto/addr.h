@@ -1,9 +1,10 @@
 /*
  * Which IP addresses a policy fetch may connect to. RFC 8461 leaves it to the sender; the
- * project refuses (SPEC section 7) every address that is not globally routable unicast:
- * loopback, private (RFC 1918, RFC 4193), shared (RFC 6598), link-local, multicast,
- * documentation, benchmarking, reserved and unspecified ranges (the IANA special-purpose
- * registries, RFC 6890), and IPv4-mapped IPv6 forms of those.
+ * project refuses (SPEC section 7) every address that the IANA IPv4 and IPv6
+ * Special-Purpose Address Registries (RFC 6890) do not mark globally reachable, multicast,
+ * and IPv6 outside global unicast 2000::/3. IPv6 forms that carry an IPv4 address
+ * (IPv4-mapped ::ffff:0:0/96, IPv4-translated ::ffff:0:0:0/96, NAT64 64:ff9b::/96) are
+ * judged by that IPv4 address; the local-use NAT64 prefix 64:ff9b:1::/48 is refused.
  */
 #ifndef PROTO_ADDR_H
 #define PROTO_ADDR_H

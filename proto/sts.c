@@ -445,6 +445,11 @@ int sts_policy_parse(const char *body, size_t len, struct sts_policy *p, const c
     return STS_POLICY_OK;
 }
 
+uint32_t sts_cache_lifetime(uint32_t max_age)
+{
+    return max_age < STS_CACHE_MIN_AGE ? STS_CACHE_MIN_AGE : max_age;
+}
+
 const char *sts_mode_name(enum sts_mode m)
 {
     switch (m) {

@@ -15,6 +15,13 @@
 #define STS_ID_MAX 32
 /* RFC 8461 3.2: max_age is at most 31557600 seconds (about one year). */
 #define STS_MAX_AGE_MAX 31557600u
+/*
+ * A policy stays cached at least this long (one hour), whatever its max_age. RFC 8461 3.2
+ * says senders SHOULD cache a policy for up to max_age and expects weeks; a max_age of 0
+ * or a few seconds would make every lookup a fetch and a store write. Caching longer only
+ * keeps a policy in force longer, never a weaker one (a changed TXT id is still fetched).
+ */
+#define STS_CACHE_MIN_AGE 3600u
 /* SPEC section 7: a policy body over 64 KiB is refused (RFC 8461 3.3 suggests a limit). */
 #define STS_BODY_MAX 65536
 /* mx patterns kept per policy; a policy with more is invalid (no real one comes close). */
@@ -64,6 +71,12 @@ enum sts_policy_rc { STS_POLICY_OK = 0, STS_POLICY_INVALID = -1 };
  * syntax and is kept, but never matches and is left out of the match list.
  */
 int sts_policy_parse(const char *body, size_t len, struct sts_policy *p, const char **why);
+
+/*
+ * sts_cache_lifetime - the seconds a policy with this max_age stays cached: max_age, but
+ * at least STS_CACHE_MIN_AGE. The policy keeps (and shows) its own max_age.
+ */
+uint32_t sts_cache_lifetime(uint32_t max_age);
 
 /* sts_mode_name - "enforce", "testing", "none". */
 const char *sts_mode_name(enum sts_mode m);

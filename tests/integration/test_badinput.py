@@ -2,9 +2,16 @@
 closed, costs bounded memory, and never disturbs a well-behaved client that queries the
 whole time. Run under ASan/UBSan by the test command; a clean SIGTERM exit at the end
 means no sanitizer report and no leak."""
+import grp
 import os
+import pwd
 import resource
+import select
+import shutil
 import socket
+import stat
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -39,6 +46,14 @@ class GoodClient(threading.Thread):
                 self.errors.append(repr(e))
                 kept = None
             time.sleep(0.005)
+
+
+def ask_or_error(d, name, key):
+    """d.ask() on a new connection; a reset or EOF is the answer "error: ..."."""
+    try:
+        return d.ask(name, key)
+    except OSError as e:
+        return f"error: {e!r}"
 
 
 def closed_by_daemon(s, timeout=5.0):
@@ -214,23 +229,389 @@ try:
 finally:
     d.cleanup()
 
-# Over max_connections: refused at once, logged, and the daemon keeps serving.
-d = Daemon(overrides=OVERRIDES, conf_lines=["max_connections = 5"])
+def metric(port, series):
+    """One series' value from the daemon's /metrics (None when absent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    for line in data.partition(b"\r\n\r\n")[2].decode().splitlines():
+        if line.startswith(series + " "):
+            return float(line.rpartition(" ")[2])
+    return None
+
+
+# At max_connections, the oldest idle (or trickling) connection makes room for a new
+# client; a connection whose request is being answered is never dropped, so when every
+# slot has one, the new client is refused at once, logged, and the daemon keeps serving.
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    mport = s.getsockname()[1]
+d = Daemon(overrides=OVERRIDES, conf_lines=["max_connections = 5",
+                                            f"metrics_listen = inet:127.0.0.1:{mport}"])
 try:
     d.start()
-    held = [d.connect() for _ in range(5)]
-    for c in held:
-        check("held connection answered", d.ask("policy", "example.com", c), GOOD_ANSWER)
-    extra = d.connect()
-    check_true("sixth connection closed at once", closed_by_daemon(extra))
-    extra.close()
-    check_true("refusal logged", d.wait_log("refusing connections: max_connections (5) are open"))
-    held.pop().close()
-    time.sleep(0.2)
-    check("after one closes, a new connection is served", d.ask("policy", "example.com"), GOOD_ANSWER)
+    held = []
+    for _ in range(5):
+        held.append(d.connect())
+        check("held connection answered", d.ask("policy", "example.com", held[-1]), GOOD_ANSWER)
+        time.sleep(0.02)   # an order of age the daemon can see
+    check("sixth connection served: the oldest idle one made room",
+          ask_or_error(d, "policy", "example.com"), GOOD_ANSWER)
+    check_true("the oldest idle connection was closed", closed_by_daemon(held[0], timeout=2))
+    check_true("and the others kept", not any(closed_by_daemon(c, timeout=0.1) for c in held[1:]))
+    check_true("making room logged",
+               d.wait_log("closing connection to make room for a new one (max_connections 5 "
+                          "open): idle for"), d.log()[-600:])
+    check("making room counted",
+          (metric(mport, "tlspolicyd_connections_evicted_total"),
+           metric(mport, "tlspolicyd_connections_refused_total")), (1.0, 0.0))
     for c in held:
         c.close()
     check("daemon exits cleanly", d.stop(), 0)
 finally:
     d.cleanup()
+
+# Lookups that stay pending: a resolver that never answers (a UDP socket nobody reads).
+blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+blackhole.bind(("127.0.0.1", 0))
+d = Daemon(overrides=OVERRIDES, conf_lines=["max_connections = 5", "request_timeout = 1s"],
+           opts=[f"dns_servers = 127.0.0.1:{blackhole.getsockname()[1]}"])
+try:
+    d.start()
+    # A request being answered and half of the next one, left there past request_timeout:
+    # the half is dropped, the answer still comes, then the connection closes.
+    s = d.connect(timeout=15)
+    s.sendall(netstring(b"policy pending.example.net") + b"18:policy exa")
+    check_true("pending answer, then half a request: timed out and logged",
+               d.wait_log("closing connection after 1 pending answers: incomplete request "
+                          "(13 bytes) for 1000 ms", 5), d.log()[-400:])
+    a = read_netstring(s, timeout=15)
+    check_true("pending answer, then half a request: the answer still comes",
+               a is not None and a.startswith(b"TEMP "), repr(a))
+    check("pending answer, then half a request: then EOF", read_netstring(s, timeout=5), None)
+    s.close()
+    held = [d.connect(timeout=15) for _ in range(5)]
+    for c in held:
+        c.sendall(netstring(b"policy pending.example.net"))
+    time.sleep(0.3)
+    extra = d.connect()
+    check_true("every slot answering a request: sixth connection closed at once",
+               closed_by_daemon(extra))
+    extra.close()
+    check_true("refusal logged", d.wait_log("refusing connections: max_connections (5) are open"))
+    answers = [read_netstring(c, timeout=15) for c in held]
+    check("the pending requests were answered, not dropped",
+          [a is not None and a.startswith(b"TEMP ") for a in answers], [True] * 5)
+    for c in held:
+        c.close()
+    time.sleep(0.2)
+    check("after they close, a new connection is served",
+          ask_or_error(d, "policy", "example.com"), GOOD_ANSWER)
+    check("daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+    blackhole.close()
+
+
+# Slowloris: clients trickling a request that never ends, one byte every TRICKLE_S, more of
+# them than there are slots. Each must be closed within request_timeout of its first byte
+# (the deadline does not move with every byte), and Postfix's postmap, a new client, is
+# answered while the tricklers hold every slot.
+REQUEST_TIMEOUT, TRICKLE_S, TRICKLERS, SLOTS = 2.0, 0.25, 8, 5
+
+
+class Trickler(threading.Thread):
+    def __init__(self, d):
+        super().__init__(daemon=True)
+        self.d, self.stop_flag = d, threading.Event()
+        self.lives = []   # seconds from the first byte to the daemon's close
+        self.open_at_stop = []   # the age of connections the test itself ended
+
+    def run(self):
+        data = netstring(b"policy " + b"a" * 5000)
+        while not self.stop_flag.is_set():
+            try:
+                s = self.d.connect()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            t0, i, closed = None, 0, False
+            try:
+                while not self.stop_flag.is_set():
+                    s.send(data[i:i + 1])
+                    i += 1
+                    if t0 is None:
+                        t0 = time.monotonic()
+                    r, _, _ = select.select([s], [], [], TRICKLE_S)
+                    if r and not s.recv(100):
+                        closed = True
+                        break
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            finally:
+                s.close()
+            if t0 is not None:
+                (self.lives if closed else self.open_at_stop).append(time.monotonic() - t0)
+            time.sleep(0.05)
+
+
+def trickle(d, n, seconds):
+    """n tricklers for seconds; returns the lifetimes of the connections the daemon closed
+    and the ages of those still open at the end."""
+    ts = [Trickler(d) for _ in range(n)]
+    for t in ts:
+        t.start()
+    time.sleep(seconds)
+    for t in ts:
+        t.stop_flag.set()
+    for t in ts:
+        t.join(5)
+    return [x for t in ts for x in t.lives], [x for t in ts for x in t.open_at_stop]
+
+
+d = Daemon(overrides=OVERRIDES, conf_lines=[f"max_connections = {SLOTS}",
+                                            f"request_timeout = {int(REQUEST_TIMEOUT)}s",
+                                            "idle_timeout = 60s"])
+try:
+    d.start()
+    # Fewer tricklers than slots: each is closed by request_timeout, counted from its first
+    # byte, however many bytes follow.
+    lives, left = trickle(d, SLOTS - 2, 2 * REQUEST_TIMEOUT + 1.5)
+    print(f"# slowloris, {SLOTS - 2} tricklers: lifetimes {sorted(round(x, 2) for x in lives)}"
+          f", still open at the end after {sorted(round(x, 2) for x in left)}")
+    check_true("slowloris: each trickler closed by request_timeout from its first byte",
+               len(lives) >= SLOTS - 2
+               and all(REQUEST_TIMEOUT - 0.3 <= x <= REQUEST_TIMEOUT + 1.0 for x in lives)
+               and all(x <= REQUEST_TIMEOUT + 1.0 for x in left), f"{lives} {left}")
+    check_true("slowloris: the time-out is logged",
+               d.wait_log("incomplete request (", 1) and
+               f"bytes) for {int(REQUEST_TIMEOUT * 1000)} ms" in d.log(), d.log()[-400:])
+
+    # More tricklers than slots: they hold every slot, and postmap is answered each time.
+    ts = [Trickler(d) for _ in range(TRICKLERS)]
+    for t in ts:
+        t.start()
+    time.sleep(1.0)
+    results = []
+    t_end = time.monotonic() + 3 * REQUEST_TIMEOUT
+    while time.monotonic() < t_end:
+        rc, out, err = d.postmap("example.com", "policy")
+        results.append((rc, out.strip(), err.strip()))
+        time.sleep(0.3)
+    for t in ts:
+        t.stop_flag.set()
+    for t in ts:
+        t.join(5)
+    lives = [x for t in ts for x in t.lives + t.open_at_stop]
+    check_true("slowloris: postmap answered every time while tricklers hold every slot",
+               all(r[:2] == (0, GOOD_ANSWER[3:]) for r in results) and len(results) >= 10,
+               f"{[r for r in results if r[:2] != (0, GOOD_ANSWER[3:])][:3]} of {len(results)}")
+    print(f"# slowloris, {TRICKLERS} tricklers: {len(results)} postmap answers; {len(lives)} "
+          f"trickling connections, longest lived {max(lives, default=0):.2f}s")
+    check_true("slowloris: every trickler closed within request_timeout of its first byte",
+               len(lives) >= TRICKLERS and max(lives) <= REQUEST_TIMEOUT + 1.0,
+               f"{len(lives)} closed, longest {max(lives, default=0):.2f}s")
+    check_true("slowloris: making room for a new client is logged",
+               "closing connection to make room for a new one (max_connections 5 open): "
+               "incomplete request" in d.log())
+    check("slowloris: daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+
+# A hostile state_dir (the daemon's user owns it and may plant anything in it): started as
+# root with user = nobody, the daemon must never follow a symbolic link there, never hand a
+# file or directory of someone else's to its user, and never unlink or rename inside one.
+# It refuses to start with one line instead.
+NOBODY = pwd.getpwnam("nobody")
+
+
+def snapshot(path):
+    """(uid, gid, mode) of path itself and {name: (uid, gid, mode, bytes)} of its entries."""
+    st = os.lstat(path)
+    entries = {}
+    if stat.S_ISDIR(st.st_mode):
+        for name in sorted(os.listdir(path)):
+            est = os.lstat(os.path.join(path, name))
+            data = b"(not a regular file)"
+            if stat.S_ISREG(est.st_mode):
+                with open(os.path.join(path, name), "rb") as f:
+                    data = f.read()
+            entries[name] = (est.st_uid, est.st_gid, stat.S_IMODE(est.st_mode), data)
+    return (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), entries
+
+
+def victim_dir():
+    """A root-owned directory holding what store_load() would unlink or rename."""
+    v = tempfile.mkdtemp(prefix="tlspolicyd-victim-")
+    os.chmod(v, 0o700)
+    for name, text in (("a.json.tmp", "half a write"), ("junk.json", "{not json"),
+                       ("old.json", '{"domain":"old","id":"1","fetched":1,"expires":2,'
+                                    '"mode":"none","max_age":0,"mx":[]}')):
+        with open(os.path.join(v, name), "w") as f:
+            f.write(text)
+    return v
+
+
+def hostile_state(label, plant, refusal, user="nobody"):
+    """plant(state_dir) sets the trap and returns the paths whose state must not change."""
+    d = Daemon(overrides=OVERRIDES, user=user)
+    victims = []
+    try:
+        state = os.path.join(d.dir, "state")
+        victims = plant(state)
+        before = [snapshot(v) for v in victims]
+        try:
+            d.start()
+            started = True
+        except RuntimeError:
+            started = False
+        check_true(f"state_dir {label}: refused to start", not started, d.log()[-400:])
+        check_true(f"state_dir {label}: one clear line", refusal in d.log(), d.log()[-400:])
+        for v, b in zip(victims, before):
+            check(f"state_dir {label}: {v} untouched (owner, mode, entries)", snapshot(v), b)
+    finally:
+        d.stop()
+        d.cleanup()
+        for v in victims:
+            if os.path.isdir(v) and not os.path.islink(v):
+                shutil.rmtree(v, ignore_errors=True)
+            elif os.path.lexists(v):
+                os.unlink(v)
+
+
+def own_state(state):
+    os.mkdir(state, 0o750)
+    os.chown(state, NOBODY.pw_uid, NOBODY.pw_gid)
+
+
+def sts_link_to_dir(state):
+    own_state(state)
+    v = victim_dir()
+    os.symlink(v, os.path.join(state, "sts"))
+    os.lchown(os.path.join(state, "sts"), NOBODY.pw_uid, NOBODY.pw_gid)
+    return [v]
+
+
+def sts_link_to_file(state):
+    own_state(state)
+    fd, v = tempfile.mkstemp(prefix="tlspolicyd-victim-")
+    os.write(fd, b"root's secret\n")
+    os.close(fd)
+    os.chmod(v, 0o600)
+    os.symlink(v, os.path.join(state, "sts"))
+    return [v]
+
+
+def state_link_to_dir(state):
+    v = victim_dir()
+    os.symlink(v, state)
+    return [v]
+
+
+def sts_not_a_dir(state):
+    own_state(state)
+    with open(os.path.join(state, "sts"), "w") as f:
+        f.write("a file\n")
+    os.chown(os.path.join(state, "sts"), NOBODY.pw_uid, NOBODY.pw_gid)
+    return [os.path.join(state, "sts")]
+
+
+hostile_state("sts symlink to a root directory", sts_link_to_dir, "/state/sts is a symbolic link")
+hostile_state("sts symlink to a root file", sts_link_to_file, "/state/sts is a symbolic link")
+hostile_state("state_dir symlink to a root directory", state_link_to_dir,
+              "/state is a symbolic link")
+hostile_state("sts a regular file", sts_not_a_dir, "/state/sts is not a directory")
+# A daemon that stays root (user empty) does not use a directory another user can write.
+hostile_state("owned by another user", lambda state: own_state(state) or [state],
+              f"/state is owned by uid {NOBODY.pw_uid}, not by the daemon's user (uid 0)", user="")
+
+# The ordinary case: created for the daemon's user, mode 0750, and the daemon serves.
+d = Daemon(overrides=OVERRIDES, user="nobody")
+try:
+    d.start()
+    for sub in ("state", "state/sts"):
+        st = os.lstat(os.path.join(d.dir, sub))
+        check(f"state_dir: {sub} made for nobody, 0750",
+              (stat.S_ISDIR(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode)),
+              (True, NOBODY.pw_uid, 0o750))
+    check("state_dir: the daemon serves", d.ask("policy", "example.com"), GOOD_ANSWER)
+    check("state_dir: daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+
+# The socket's directory writable by someone else: they may swap the new socket for a
+# symbolic link between bind and whatever the daemon does next. A preloaded bind() plays
+# that race and always wins it (the link is in place when bind returns); the daemon must
+# not chmod or chown the link's target, a root-owned file, and must refuse to start.
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    int (*real)(int, const struct sockaddr *, socklen_t) = dlsym(RTLD_NEXT, "bind");
+    const char *path = getenv("SHIM_SOCKET"), *target = getenv("SHIM_TARGET");
+    int rc = real(fd, sa, len);
+    if (rc == 0 && sa->sa_family == AF_UNIX && path && target &&
+        strcmp(((const struct sockaddr_un *)sa)->sun_path, path) == 0) {
+        unlink(path);
+        symlink(target, path);
+    }
+    return rc;
+}
+"""
+shimdir = tempfile.mkdtemp(prefix="tlspolicyd-shim-")
+try:
+    with open(os.path.join(shimdir, "shim.c"), "w") as f:
+        f.write(SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(shimdir, "shim.so"),
+                    os.path.join(shimdir, "shim.c"), "-ldl"], check=True, timeout=60)
+    fd, target = tempfile.mkstemp(prefix="tlspolicyd-victim-")
+    os.write(fd, b"root's secret\n")
+    os.close(fd)
+    os.chmod(target, 0o600)
+    before = snapshot(target)
+    d = Daemon(overrides=OVERRIDES, user="nobody", conf_lines=["socket_group = nogroup",
+                                                               "socket_mode = 0666"],
+               env={"LD_PRELOAD": os.path.join(shimdir, "shim.so"),
+                    "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0",
+                    "SHIM_TARGET": target})
+    d.env["SHIM_SOCKET"] = d.sock
+    try:
+        try:
+            d.start()
+            started = True
+        except RuntimeError:
+            started = False
+        check("socket swapped for a link after bind: target's owner, group and mode unchanged",
+              snapshot(target), before)
+        check_true("socket swapped for a link after bind: refused to start", not started,
+                   d.log()[-400:])
+        check_true("socket swapped for a link after bind: one clear line",
+                   "was replaced after bind (now a symbolic link)" in d.log(), d.log()[-400:])
+    finally:
+        d.stop()
+        d.cleanup()
+        os.unlink(target)
+
+    # Without the race: the socket is born with socket_mode and socket_group.
+    d = Daemon(overrides=OVERRIDES, user="nobody", conf_lines=["socket_group = nogroup",
+                                                               "socket_mode = 0640"])
+    try:
+        d.start()
+        st = os.lstat(d.sock)
+        check("socket made with socket_mode and socket_group",
+              (stat.S_ISSOCK(st.st_mode), stat.S_IMODE(st.st_mode), st.st_gid),
+              (True, 0o640, grp.getgrnam("nogroup").gr_gid))
+        check("socket daemon exits cleanly", d.stop(), 0)
+    finally:
+        d.cleanup()
+finally:
+    shutil.rmtree(shimdir, ignore_errors=True)
 finish()

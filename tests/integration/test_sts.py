@@ -292,4 +292,35 @@ finally:
     check("restart daemon exits cleanly", d.stop(), 0)
     d.cleanup()
     subprocess.run([os.environ["LAB_CTL"], "--https-start"], timeout=30)
+
+# max_age: 0 (RFC 8461 3.2 allows it): the policy is still cached for the floor of one hour,
+# so six lookups make one fetch and one record, and the policy's own max_age is shown.
+# split.sts.test's policy file (this lab's own copy) is changed for the case, then restored.
+www = os.path.join(os.environ["LAB_DIR"], "www", "split", ".well-known", "mta-sts.txt")
+with open(www) as f:
+    saved = f.read()
+d = Daemon(conf_lines=STS_CONF)
+try:
+    with open(www, "w") as f:
+        f.write(saved.replace("max_age: 86400", "max_age: 0"))
+    d.start()
+    got = [d.ask("policy", "split.sts.test") for _ in range(6)]
+    check("max_age 0: six lookups answered from the policy",
+          got, ["OK secure match=mx1.split.sts.test servername=hostname"] * 6)
+    d.wait_log("state_dir: split.sts.test: policy written", 5)
+    time.sleep(0.3)
+    check("max_age 0: six lookups, one fetch",
+          d.log().count("mta-sts: split.sts.test: policy id"), 1)
+    check("max_age 0: one record written",
+          d.log().count("state_dir: split.sts.test: policy written"), 1)
+    q = subprocess.run([TLSPOLICYD, "query", "--json", "-c", d.conf, "split.sts.test"],
+                       capture_output=True, text=True, timeout=30)
+    sts = json.loads(q.stdout)[0]["facts"]["sts"]["policy"] if q.returncode == 0 else {}
+    check("max_age 0: the policy's own max_age shown, cached an hour",
+          (sts.get("max_age"), sts.get("expires", 0) - sts.get("fetched", 0)), (0, 3600))
+finally:
+    with open(www, "w") as f:
+        f.write(saved)
+    check("max_age 0 daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
 finish()

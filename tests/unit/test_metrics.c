@@ -145,6 +145,8 @@ int main(void)
     metrics_store(1);
     metrics_store(0);
     metrics_conn(METRICS_CONN_REFUSED);
+    metrics_conn(METRICS_CONN_EVICTED);
+    metrics_conn(METRICS_CONN_EVICTED);
     metrics_http(METRICS_HTTP_METRICS, 200);
     metrics_http(METRICS_HTTP_OTHER, 404);
     metrics_reload(0);
@@ -190,6 +192,7 @@ int main(void)
         {"tlspolicyd_store_writes_total{result=\"error\"}", 1},
         {"tlspolicyd_connections_open", 7},
         {"tlspolicyd_connections_refused_total", 1},
+        {"tlspolicyd_connections_evicted_total", 2},
         {"tlspolicyd_http_requests_total{handler=\"metrics\",code=\"200\"}", 1},
         {"tlspolicyd_http_requests_total{handler=\"other\",code=\"404\"}", 1},
         {"tlspolicyd_config_reloads_total{result=\"error\"}", 1},

@@ -43,6 +43,16 @@ static const struct {
      "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":10,\"expires\":100000,"
      "\"mode\":\"enforce\",\"max_age\":60,\"mx\":[\"mx.example.com\"]}",
      "times"},
+    {"max_age 0, cached for the floor of an hour",
+     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1799999000,"
+     "\"expires\":1800002600,\"mode\":\"enforce\",\"max_age\":0,"
+     "\"mx\":[\"mx.example.com\"]}",
+     NULL},
+    {"max_age 0, kept longer than the floor",
+     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1799999000,"
+     "\"expires\":1800002602,\"mode\":\"enforce\",\"max_age\":0,"
+     "\"mx\":[\"mx.example.com\"]}",
+     "times"},
     {"invalid id",
      "{\"domain\":\"example.com\",\"id\":\"not valid!\",\"fetched\":1,\"expires\":2,"
      "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",

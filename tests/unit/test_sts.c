@@ -525,8 +525,25 @@ static void check_limits(void)
     check_str("unknown mode", "mode name", sts_mode_name((enum sts_mode)42), "unknown");
 }
 
+/* How long a policy stays cached: its max_age, but at least an hour (sts.h). */
+static const struct {
+    const char *label;
+    uint32_t max_age, want;
+} lifetime_rows[] = {
+    {"max_age 0: the floor", 0, 3600},
+    {"max_age 1: the floor", 1, 3600},
+    {"max_age 3599: the floor", 3599, 3600},
+    {"max_age 3600", 3600, 3600},
+    {"max_age 3601", 3601, 3601},
+    {"max_age one day", 86400, 86400},
+    {"max_age the largest", STS_MAX_AGE_MAX, STS_MAX_AGE_MAX},
+};
+
 int main(void)
 {
+    for (size_t i = 0; i < sizeof(lifetime_rows) / sizeof(lifetime_rows[0]); i++)
+        check_int(lifetime_rows[i].label, "cache lifetime",
+                  sts_cache_lifetime(lifetime_rows[i].max_age), lifetime_rows[i].want);
     for (size_t i = 0; i < sizeof(txt_rows) / sizeof(txt_rows[0]); i++)
         check_txt_row(&txt_rows[i]);
     for (size_t i = 0; i < sizeof(policy_rows) / sizeof(policy_rows[0]); i++)
