@@ -429,7 +429,13 @@ static int has_control(const char *s)
     return 0;
 }
 
-/* Read one record file; 0 with *rec filled, or -1 with a reason. */
+/* read_record's answer for a file the daemon cannot open for a reason of its own. */
+#define STORE_READ_LOCAL (-2)
+
+/*
+ * Read one record file; 0 with *rec filled, -1 with a reason when the file is unusable, or
+ * STORE_READ_LOCAL (errno set) when the fault is ours (permissions, descriptors).
+ */
 static int read_record(struct store *st, const char *fname, int64_t now, struct store_record *rec,
                        const char **why)
 {
@@ -445,7 +451,11 @@ static int read_record(struct store *st, const char *fname, int64_t now, struct 
     fd = openat(st->dirfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         *why = errno == ELOOP ? "a symbolic link" : "cannot open";
-        return -1;
+        /* Our permissions or our descriptors, not the record: leave it where it is. */
+        return errno == EACCES || errno == EPERM || errno == EMFILE || errno == ENFILE ||
+                       errno == ENOMEM
+                   ? STORE_READ_LOCAL
+                   : -1;
     }
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
@@ -574,6 +584,7 @@ size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg)
     DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *de;
     size_t loaded = 0;
+    int rc;
 
     if (dir == NULL) {
         if (fd >= 0)
@@ -595,7 +606,19 @@ size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg)
         if (n <= 5 || strcmp(de->d_name + n - 5, ".json") != 0)
             continue;
         memset(&rec, 0, sizeof(rec));
-        if (read_record(st, de->d_name, now, &rec, &why) < 0) {
+        rc = read_record(st, de->d_name, now, &rec, &why);
+        if (rc == STORE_READ_LOCAL) {
+            /*
+             * A record the daemon's user may not read (written by another user, e.g. before
+             * an upgrade changed user) is not corrupt: setting it aside would lose a policy
+             * in force (RFC 8461 5.1). It stays, and the log says how to repair it.
+             */
+            log_error("state_dir: %s/%s: cannot open: %s; left in place, not loaded (give "
+                      "state_dir and its files to the daemon's user, e.g. chown -R, and restart)",
+                      st->dir, de->d_name, strerror(errno));
+            continue;
+        }
+        if (rc < 0) {
             char aside[DOMAIN_MAX + 32];
 
             snprintf(aside, sizeof(aside), "%.*s.corrupt", (int)(n - 5), de->d_name);

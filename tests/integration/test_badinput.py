@@ -541,6 +541,31 @@ try:
 finally:
     d.cleanup()
 
+# A record the daemon's user cannot read (written by root, or by the user of an earlier
+# version): not corrupt, so not set aside (that would lose a policy in force); it stays, and
+# one error line says how to repair it.
+d = Daemon(overrides=OVERRIDES, user="nobody")
+try:
+    sts = os.path.join(d.dir, "state", "sts")
+    os.makedirs(sts, 0o750)
+    for p_ in (os.path.dirname(sts), sts):
+        os.chown(p_, NOBODY.pw_uid, NOBODY.pw_gid)
+    rec = os.path.join(sts, "locked.example.json")
+    now = int(time.time())
+    with open(rec, "w") as f:
+        f.write('{"version":1,"domain":"locked.example","id":"1","fetched":%d,"expires":%d,'
+                '"mode":"enforce","max_age":86400,"mx":["mx.locked.example"]}' % (now, now + 86000))
+    os.chmod(rec, 0o600)
+    d.start()
+    check_true("state_dir: unreadable record: one error line with the repair",
+               d.wait_log("locked.example.json: cannot open: Permission denied; left in place"),
+               d.log()[-600:])
+    check("state_dir: unreadable record left in place, not set aside",
+          sorted(os.listdir(sts)), ["locked.example.json"])
+    check("state_dir: unreadable record: daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+
 # The socket's directory writable by someone else: they may swap the new socket for a
 # symbolic link between bind and whatever the daemon does next. A preloaded bind() plays
 # that race and always wins it (the link is in place when bind returns); the daemon must
