@@ -300,65 +300,56 @@ static void work_done(struct work *w)
         idle_update(e);
 }
 
-/* The work ended without a new policy: keep the one in force (5.1), else remember why. */
-static void no_new_policy(struct work *w, int remember, const char *fmt, ...)
+/* How the work ended without a new policy (no_new_policy's flags). */
+enum {
+    END_REMEMBER = 1, /* a failure of the domain's: not asked again for sts_fail_ttl */
+    /*
+     * The fetch failed on our side (FETCH_LOCAL). RFC 8461's "no policy" is for failures of
+     * the policy host; this one says nothing about the domain. A policy in force stays and
+     * answers (5.1); without one the entry says local_fault and the engine answers TEMP.
+     * Nothing is remembered, so the first lookup after the fault is fixed fetches again.
+     */
+    END_LOCAL = 2,
+};
+
+/* The work ended without a new policy: keep the one in force (5.1), else say why. */
+static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void no_new_policy(struct work *w, int remember, const char *fmt, ...)
+static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
 {
     struct entry *e = w->e;
     int64_t now = wall_now();
+    int local = (how & END_LOCAL) != 0;
     char why[sizeof(e->f.why)];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    e->checked = now;
-    e->f.local_fault = 0;
-    if (remember)
+    if (how & END_REMEMBER)
         e->fail_until = now + e->svc->opts.fail_ttl_s;
-    if (has_policy(e, now)) {
-        log_info("mta-sts: %s: %s; the cached policy (id %s) stays in force until it expires "
-                 "in %llds (RFC 8461 5.1)",
-                 e->domain, why, e->f.id, (long long)(e->f.expires - now));
-    } else {
-        set_state(e, MTASTS_NONE);
-        snprintf(e->f.why, sizeof(e->f.why), "%s", why);
-        log_info("mta-sts: %s: no policy: %s", e->domain, why);
-    }
-    work_done(w);
-}
-
-/*
- * The fetch failed on our side (FETCH_LOCAL). RFC 8461's "no policy" is for failures of the
- * policy host; this one says nothing about the domain. A policy in force stays and answers
- * (5.1); without one the entry says local_fault and the engine answers TEMP. Nothing is
- * remembered for fail_ttl, so the first lookup after the fault is fixed fetches again.
- */
-static void local_fault(struct work *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void local_fault(struct work *w, const char *fmt, ...)
-{
-    struct entry *e = w->e;
-    int64_t now = wall_now();
-    char why[sizeof(e->f.why)];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-
     if (has_policy(e, now)) {
         /* The next background check of the TXT id waits for sts_recheck again. */
         e->checked = now;
-        log_error("mta-sts: %s: %s; the cached policy (id %s) stays in force", e->domain, why,
-                  e->f.id);
+        e->f.local_fault = 0;
+        if (local)
+            log_error("mta-sts: %s: %s; the cached policy (id %s) stays in force", e->domain, why,
+                      e->f.id);
+        else
+            log_info("mta-sts: %s: %s; the cached policy (id %s) stays in force until it "
+                     "expires in %llds (RFC 8461 5.1)",
+                     e->domain, why, e->f.id, (long long)(e->f.expires - now));
     } else {
+        if (!local)
+            e->checked = now;
+        e->f.local_fault = local;
         set_state(e, MTASTS_NONE);
-        e->f.local_fault = 1;
         snprintf(e->f.why, sizeof(e->f.why), "%s", why);
-        log_error("mta-sts: %s: %s; answering TEMP until a fetch succeeds", e->domain, why);
+        if (local)
+            log_error("mta-sts: %s: %s; answering TEMP until a fetch succeeds", e->domain, why);
+        else
+            log_info("mta-sts: %s: no policy: %s", e->domain, why);
     }
     work_done(w);
 }
@@ -376,18 +367,18 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     snprintf(e->f.fetch, sizeof(e->f.fetch), "%s", fetch_outcome_name(res->outcome));
     if (res->outcome == FETCH_LOCAL) {
         metrics_fetch(res->outcome);
-        local_fault(w, "policy fetch from %s failed: %s", w->host, res->why);
+        no_new_policy(w, END_LOCAL, "policy fetch from %s failed: %s", w->host, res->why);
         return;
     }
     if (res->outcome != FETCH_OK) {
         metrics_fetch(res->outcome);
-        no_new_policy(w, 1, "policy fetch from %s failed: %s", w->host, res->why);
+        no_new_policy(w, END_REMEMBER, "policy fetch from %s failed: %s", w->host, res->why);
         return;
     }
     if (sts_policy_parse(res->body, res->len, &pol, &why) != STS_POLICY_OK) {
         snprintf(e->f.fetch, sizeof(e->f.fetch), "invalid");
         metrics_fetch(METRICS_FETCH_INVALID);
-        no_new_policy(w, 1, "policy from %s is invalid: %s", w->host, why);
+        no_new_policy(w, END_REMEMBER, "policy from %s is invalid: %s", w->host, why);
         return;
     }
     metrics_fetch(METRICS_FETCH_OK);
@@ -429,9 +420,10 @@ static void start_fetch(struct work *w)
 
     if (w->naddrs == 0) {
         if (w->refused[0])
-            no_new_policy(w, 1, "policy host %s has no usable address (%s)", w->host, w->refused);
+            no_new_policy(w, END_REMEMBER, "policy host %s has no usable address (%s)", w->host,
+                          w->refused);
         else
-            no_new_policy(w, 1, "policy host %s has no address%s%s", w->host,
+            no_new_policy(w, END_REMEMBER, "policy host %s has no address%s%s", w->host,
                           w->addr_why ? ": " : "", w->addr_why ? w->addr_why : "");
         return;
     }
@@ -501,7 +493,7 @@ static void resolve_host(struct work *w)
     /* RFC 8461 3.3: the policy host is "mta-sts." in front of the policy domain. */
     snprintf(w->host, sizeof(w->host), "mta-sts.%s", w->e->domain);
     if (strlen(w->host) > DOMAIN_MAX) {
-        no_new_policy(w, 1, "policy host name %s is too long", w->host);
+        no_new_policy(w, END_REMEMBER, "policy host name %s is too long", w->host);
         return;
     }
     /*
@@ -535,7 +527,7 @@ static void on_txt(void *arg, const struct resolver_answer *ans)
         return;
     case DNS_OUT_BOGUS:
     case DNS_OUT_FAILED:
-        no_new_policy(w, 1, "_mta-sts TXT lookup failed: %s", ans->info.why);
+        no_new_policy(w, END_REMEMBER, "_mta-sts TXT lookup failed: %s", ans->info.why);
         return;
     case DNS_OUT_RECORDS:
         break;
