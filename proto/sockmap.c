@@ -81,3 +81,23 @@ size_t sockmap_render(char *out, size_t cap, enum sockmap_status st, const char 
         n = wl;
     return netstring_encode(out, cap, body, n, NULL, 0);
 }
+
+static const char *const map_names[] = {
+    [SOCKMAP_MAP_POLICY] = "policy",
+    [SOCKMAP_MAP_TLSOPTIONAL] = "tlsoptional",
+    [SOCKMAP_MAP_REQUIRETLS] = "requiretls",
+    [SOCKMAP_MAP_REQUIRETLS_ACCESS] = "requiretls-access",
+};
+
+enum sockmap_map sockmap_map_from_name(const char *name, size_t len)
+{
+    for (int m = 0; m < SOCKMAP_MAP_UNKNOWN; m++)
+        if (strlen(map_names[m]) == len && memcmp(map_names[m], name, len) == 0)
+            return (enum sockmap_map)m;
+    return SOCKMAP_MAP_UNKNOWN;
+}
+
+const char *sockmap_map_name(enum sockmap_map map)
+{
+    return map < SOCKMAP_MAP_UNKNOWN ? map_names[map] : "unknown";
+}

@@ -62,4 +62,22 @@ const char *sockmap_status_word(enum sockmap_status st);
  */
 size_t sockmap_render(char *out, size_t cap, enum sockmap_status st, const char *text);
 
+/*
+ * The maps this daemon serves: the message tag, carried as the socketmap name (SPEC section
+ * 4, "Map names").
+ */
+enum sockmap_map {
+    SOCKMAP_MAP_POLICY,            /* ordinary mail */
+    SOCKMAP_MAP_TLSOPTIONAL,       /* "RequireTLS: NO" / "TLS-Required: No" */
+    SOCKMAP_MAP_REQUIRETLS,        /* REQUIRETLS-tagged mail */
+    SOCKMAP_MAP_REQUIRETLS_ACCESS, /* the same decision as an access(5) action, for smtpd */
+    SOCKMAP_MAP_UNKNOWN,
+};
+
+/* sockmap_map_from_name - the map for a socketmap name (exact, case-sensitive). */
+enum sockmap_map sockmap_map_from_name(const char *name, size_t len);
+
+/* sockmap_map_name - "policy", "tlsoptional", "requiretls". */
+const char *sockmap_map_name(enum sockmap_map map);
+
 #endif

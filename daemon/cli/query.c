@@ -97,7 +97,7 @@ static void on_done(void *arg, const struct lookup_result *res)
         q->failed = 1;
     if (q->out != NULL) {
         json_t *o =
-            json_pack("{s:s, s:s, s:s, s:s, s:s}", "key", q->key, "map", engine_map_name(res->map),
+            json_pack("{s:s, s:s, s:s, s:s, s:s}", "key", q->key, "map", sockmap_map_name(res->map),
                       "status", word, "answer", res->ans.text, "rule", res->ans.rule);
 
         json_object_set_new(o, "domain", res->domain[0] ? json_string(res->domain) : json_null());
@@ -108,7 +108,7 @@ static void on_done(void *arg, const struct lookup_result *res)
         return;
     }
     printf("%s\t%s%s%s\n", q->key, word, res->ans.text[0] ? " " : "", res->ans.text);
-    printf("  map %s, rule %s", engine_map_name(res->map), res->ans.rule);
+    printf("  map %s, rule %s", sockmap_map_name(res->map), res->ans.rule);
     if (res->domain[0] && strcmp(res->domain, q->key) != 0)
         printf(", normalised to %s", res->domain);
     if (res->facts.has_override)

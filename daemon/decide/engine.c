@@ -9,31 +9,11 @@
 #include <string.h>
 
 struct row {
-    enum engine_map map;
+    enum sockmap_map map;
     const char *rule;
     int (*when)(const struct engine_facts *f);
     void (*answer)(const struct engine_facts *f, struct engine_answer *a);
 };
-
-static const char *const map_names[] = {
-    [ENGINE_MAP_POLICY] = "policy",
-    [ENGINE_MAP_TLSOPTIONAL] = "tlsoptional",
-    [ENGINE_MAP_REQUIRETLS] = "requiretls",
-    [ENGINE_MAP_REQUIRETLS_ACCESS] = "requiretls-access",
-};
-
-enum engine_map engine_map_from_name(const char *name, size_t len)
-{
-    for (int m = 0; m < ENGINE_MAP_UNKNOWN; m++)
-        if (strlen(map_names[m]) == len && memcmp(map_names[m], name, len) == 0)
-            return (enum engine_map)m;
-    return ENGINE_MAP_UNKNOWN;
-}
-
-const char *engine_map_name(enum engine_map map)
-{
-    return map < ENGINE_MAP_UNKNOWN ? map_names[map] : "unknown";
-}
 
 /* Conditions. */
 
@@ -524,45 +504,45 @@ static void answer_requiretls_unvalidated(const struct engine_facts *f, struct e
 
 static const struct row rows[] = {
     /* policy: the recipient domain's own policy (SPEC section 4, "Answers for policy"). */
-    {ENGINE_MAP_POLICY, "policy/override", has_override, answer_override},
-    {ENGINE_MAP_POLICY, "policy/dnssec-temp", dane_temp, answer_dane_temp},
-    {ENGINE_MAP_POLICY, "policy/dane-only", dane_all, answer_dane_only},
-    {ENGINE_MAP_POLICY, "policy/dane-only-sts", dane_partial_sts_enforce, answer_dane_only},
-    {ENGINE_MAP_POLICY, "policy/sts-unusable-dane", dane_unusable_sts_enforce, answer_sts_secure},
+    {SOCKMAP_MAP_POLICY, "policy/override", has_override, answer_override},
+    {SOCKMAP_MAP_POLICY, "policy/dnssec-temp", dane_temp, answer_dane_temp},
+    {SOCKMAP_MAP_POLICY, "policy/dane-only", dane_all, answer_dane_only},
+    {SOCKMAP_MAP_POLICY, "policy/dane-only-sts", dane_partial_sts_enforce, answer_dane_only},
+    {SOCKMAP_MAP_POLICY, "policy/sts-unusable-dane", dane_unusable_sts_enforce, answer_sts_secure},
     /* Before "dane": a partial DANE domain whose MTA-STS policy we failed to learn could be
      * one that dane-only-sts would answer. */
-    {ENGINE_MAP_POLICY, "policy/sts-local-fault", sts_local_fault, answer_sts_local_fault},
-    {ENGINE_MAP_POLICY, "policy/dane", dane_partial, answer_dane},
-    {ENGINE_MAP_POLICY, "policy/sts-enforce", sts_enforce, answer_sts_secure},
-    {ENGINE_MAP_POLICY, "policy/none", always, answer_no_policy},
+    {SOCKMAP_MAP_POLICY, "policy/sts-local-fault", sts_local_fault, answer_sts_local_fault},
+    {SOCKMAP_MAP_POLICY, "policy/dane", dane_partial, answer_dane},
+    {SOCKMAP_MAP_POLICY, "policy/sts-enforce", sts_enforce, answer_sts_secure},
+    {SOCKMAP_MAP_POLICY, "policy/none", always, answer_no_policy},
 
     /* tlsoptional: the recipient's policy is waived, STARTTLS still attempted (RFC 8689 5). */
-    {ENGINE_MAP_TLSOPTIONAL, "tlsoptional/may", always, answer_may},
+    {SOCKMAP_MAP_TLSOPTIONAL, "tlsoptional/may", always, answer_may},
 
     /* requiretls: authenticated TLS over a validated MX path, or no delivery (draft 4.2.1). */
-    {ENGINE_MAP_REQUIRETLS, "requiretls/override", has_authenticated_override, answer_override},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/dnssec-temp", dane_temp, answer_dane_temp},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/dane-only", rtls_dane_only, answer_dane_only},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/dane-some-pkix", rtls_dane_some_pkix,
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/override", has_authenticated_override, answer_override},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/dnssec-temp", dane_temp, answer_dane_temp},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/dane-only", rtls_dane_only, answer_dane_only},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/dane-some-pkix", rtls_dane_some_pkix,
      answer_rtls_dane_pkix},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/sts", rtls_sts, answer_rtls_sts},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/mx-dnssec", rtls_mx, answer_rtls_mx},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/probe-pending", rtls_pending, answer_rtls_pending},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/dane-mixed", rtls_dane_mixed, answer_rtls_dane_mixed},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/unsupported", rtls_unsupported, answer_rtls_unsupported},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/sts-local-fault", sts_local_fault, answer_sts_local_fault},
-    {ENGINE_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/sts", rtls_sts, answer_rtls_sts},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/mx-dnssec", rtls_mx, answer_rtls_mx},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/probe-pending", rtls_pending, answer_rtls_pending},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/dane-mixed", rtls_dane_mixed, answer_rtls_dane_mixed},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/unsupported", rtls_unsupported, answer_rtls_unsupported},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/sts-local-fault", sts_local_fault, answer_sts_local_fault},
+    {SOCKMAP_MAP_REQUIRETLS, "requiretls/unvalidated", always, answer_requiretls_unvalidated},
 };
 
-unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
+unsigned engine_needs(enum sockmap_map map, const struct engine_facts *f)
 {
     switch (map) {
-    case ENGINE_MAP_POLICY:
+    case SOCKMAP_MAP_POLICY:
         if (has_override(f))
             return 0;
         break;
-    case ENGINE_MAP_REQUIRETLS:
-    case ENGINE_MAP_REQUIRETLS_ACCESS:
+    case SOCKMAP_MAP_REQUIRETLS:
+    case SOCKMAP_MAP_REQUIRETLS_ACCESS:
         if (has_authenticated_override(f))
             return 0;
         break;
@@ -578,7 +558,7 @@ unsigned engine_needs(enum engine_map map, const struct engine_facts *f)
         return ENGINE_NEED_DANE;
     if (dane_temp(f))
         return 0;
-    if (map == ENGINE_MAP_POLICY)
+    if (map == SOCKMAP_MAP_POLICY)
         /* Partial DANE still needs MTA-STS: an enforce policy makes it "dane-only". */
         return dane_all(f) || f->sts ? 0 : ENGINE_NEED_STS;
     /* REQUIRETLS: a validated path first (DANE, MTA-STS, DNSSEC MX), then the probe. */
@@ -609,10 +589,10 @@ static void to_access(struct engine_answer *a)
     }
 }
 
-void engine_decide(enum engine_map map, const struct engine_facts *facts, struct engine_answer *ans)
+void engine_decide(enum sockmap_map map, const struct engine_facts *facts, struct engine_answer *ans)
 {
-    if (map == ENGINE_MAP_REQUIRETLS_ACCESS) {
-        engine_decide(ENGINE_MAP_REQUIRETLS, facts, ans);
+    if (map == SOCKMAP_MAP_REQUIRETLS_ACCESS) {
+        engine_decide(SOCKMAP_MAP_REQUIRETLS, facts, ans);
         to_access(ans);
         return;
     }

@@ -15,20 +15,6 @@
 #include "sockmap.h"
 #include "tlspolicy.h"
 
-/* The message tag, carried as the socketmap name (SPEC section 4, "Map names"). */
-enum engine_map {
-    ENGINE_MAP_POLICY,            /* ordinary mail */
-    ENGINE_MAP_TLSOPTIONAL,       /* "RequireTLS: NO" / "TLS-Required: No" */
-    ENGINE_MAP_REQUIRETLS,        /* REQUIRETLS-tagged mail */
-    ENGINE_MAP_REQUIRETLS_ACCESS, /* the same decision as an access(5) action, for smtpd */
-    ENGINE_MAP_UNKNOWN,
-};
-
-/* engine_map_from_name - the map for a socketmap name (exact, case-sensitive). */
-enum engine_map engine_map_from_name(const char *name, size_t len);
-
-/* engine_map_name - "policy", "tlsoptional", "requiretls". */
-const char *engine_map_name(enum engine_map map);
 
 /* What is known about one domain when the decision is made. */
 struct engine_facts {
@@ -63,7 +49,7 @@ enum { ENGINE_NEED_DANE = 1, ENGINE_NEED_STS = 2, ENGINE_NEED_PROBE = 4 };
  * first (RFC 8461 2: DANE takes precedence); MTA-STS is needed only where DANE does not
  * decide.
  */
-unsigned engine_needs(enum engine_map map, const struct engine_facts *facts);
+unsigned engine_needs(enum sockmap_map map, const struct engine_facts *facts);
 
 struct engine_answer {
     enum sockmap_status status;
@@ -73,10 +59,10 @@ struct engine_answer {
 
 /*
  * engine_decide - fill *ans for map and facts. Every (map, facts) pair reaches exactly one
- * row; map must not be ENGINE_MAP_UNKNOWN (unknown names are answered before facts are
+ * row; map must not be SOCKMAP_MAP_UNKNOWN (unknown names are answered before facts are
  * gathered).
  */
-void engine_decide(enum engine_map map, const struct engine_facts *facts,
+void engine_decide(enum sockmap_map map, const struct engine_facts *facts,
                    struct engine_answer *ans);
 
 #endif

@@ -47,7 +47,7 @@ struct waiter {
     struct waiter *next, *prev;   /* the flight's waiters */
     struct waiter *dnext, *dprev; /* the deadline list */
     struct flight *fl;
-    enum engine_map map;
+    enum sockmap_map map;
     uint64_t deadline;
     lookup_done_fn done;
     void *arg;
@@ -75,7 +75,7 @@ static void log_decision(const char *key, const struct lookup_result *res)
     snprintf(answer, sizeof(answer), "%s%s%s", sockmap_status_word(res->ans.status),
              res->ans.text[0] ? " " : "", res->ans.text);
     kv[n++] = "map";
-    kv[n++] = res->map == ENGINE_MAP_UNKNOWN ? "unknown" : engine_map_name(res->map);
+    kv[n++] = res->map == SOCKMAP_MAP_UNKNOWN ? "unknown" : sockmap_map_name(res->map);
     kv[n++] = "key";
     kv[n++] = key;
     kv[n++] = "domain";
@@ -403,7 +403,7 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
     res.ans.text[0] = '\0';
     res.detail = NULL;
     memset(&res.facts, 0, sizeof(res.facts));
-    res.map = engine_map_from_name(req->name, req->namelen);
+    res.map = sockmap_map_from_name(req->name, req->namelen);
     kstart = req->key;
     klen = req->keylen;
     if (log_enabled(log_decisions()))
@@ -412,7 +412,7 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
         key[0] = '\0';
 
     /* SPEC 4: an unknown map name is a configuration error on the client's side. */
-    if (res.map == ENGINE_MAP_UNKNOWN) {
+    if (res.map == SOCKMAP_MAP_UNKNOWN) {
         char name[SOCKMAP_MAX_NAME * 4 + 4];
 
         escape_log(name, sizeof(name), req->name, req->namelen);
@@ -426,7 +426,7 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
      * Postfix queries a socketmap access table (check_recipient_access) with the whole
      * address only, as it does pattern tables; the decision is the domain's.
      */
-    if (res.map == ENGINE_MAP_REQUIRETLS_ACCESS) {
+    if (res.map == SOCKMAP_MAP_REQUIRETLS_ACCESS) {
         const char *at = memrchr(req->key, '@', req->keylen);
 
         if (at != NULL) {

@@ -1,4 +1,8 @@
 /*
+ * daemon/decide/: turning a request into an answer. lookup (one request: key, facts, flights
+ * of one domain, deadline) and engine (the pure decision table). Gathers facts from dns/,
+ * mtasts/ and requiretls/; serve/ and cli/ call it.
+ *
  * One socketmap lookup from request to answer: map name dispatch, key normalisation,
  * gathering the facts for the domain, and the engine's decision. Local facts (the
  * overrides table) are immediate; DNSSEC/DANE facts come from the resolver, with every
@@ -52,7 +56,7 @@ struct lookup_svc {
 };
 
 struct lookup_result {
-    enum engine_map map;
+    enum sockmap_map map;
     char domain[DOMAIN_MAX + 1]; /* normalised domain, or "" when the key was not one */
     struct engine_facts facts;   /* what the decision saw; pointers valid during the callback */
     struct engine_answer ans;

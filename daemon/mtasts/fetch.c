@@ -31,7 +31,14 @@
 
 #include "cafile.h"
 #include "escape.h"
+#include "metrics.h"
 #include "xalloc.h"
+
+/* The enums of fetch.h and metrics.h must agree (metrics_fetch takes either). */
+_Static_assert(METRICS_FETCH_OK == (int)FETCH_OK && METRICS_FETCH_ERROR == (int)FETCH_ERROR &&
+                   METRICS_FETCH_TIMEOUT == (int)FETCH_TIMEOUT &&
+                   METRICS_FETCH_TLS == (int)FETCH_TLS && METRICS_FETCH_LOCAL == (int)FETCH_LOCAL,
+               "enum metrics_fetch follows enum fetch_outcome");
 
 /* fetch.h: a policy host has at most this many vetted addresses. */
 #define MAX_ADDRS 16

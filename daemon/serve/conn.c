@@ -343,7 +343,7 @@ static void handle_request(struct conn *c, const char *payload, size_t len)
         char text[128];
 
         log_notice("%s: malformed request: %s", c->peer, why);
-        metrics_lookup(ENGINE_MAP_UNKNOWN, SOCKMAP_PERM, 0);
+        metrics_lookup(SOCKMAP_MAP_UNKNOWN, SOCKMAP_PERM, 0);
         snprintf(text, sizeof(text), "malformed request: %s", why);
         complete(s, SOCKMAP_PERM, text);
         return;

@@ -22,10 +22,9 @@
 #include <uv.h>
 
 #include "dns.h"
-#include "fetch.h"
 #include "xalloc.h"
 
-#define NMAPS (ENGINE_MAP_UNKNOWN + 1)
+#define NMAPS (SOCKMAP_MAP_UNKNOWN + 1)
 #define NSTATUS (SOCKMAP_PERM + 1)
 
 /* DNS query types asked (RFC 7672 and RFC 8461 need these); anything else is "other". */
@@ -70,12 +69,6 @@ static const char *const http_handlers[] = {"metrics", "healthz", "other"};
 static const int http_codes[] = {200, 400, 404, 405, 408, 431, 503, 505};
 #define NCODES (sizeof(http_codes) / sizeof(http_codes[0]))
 
-/* The enums of fetch.h and metrics.h must agree (metrics_fetch takes either). */
-_Static_assert(METRICS_FETCH_OK == (int)FETCH_OK && METRICS_FETCH_ERROR == (int)FETCH_ERROR &&
-                   METRICS_FETCH_TIMEOUT == (int)FETCH_TIMEOUT &&
-                   METRICS_FETCH_TLS == (int)FETCH_TLS && METRICS_FETCH_LOCAL == (int)FETCH_LOCAL,
-               "enum metrics_fetch follows enum fetch_outcome");
-
 static struct {
     uint64_t lookups[NMAPS][NSTATUS];
     uint64_t latency[NMAPS][NBUCKETS + 1]; /* per bucket, not cumulative; last: +Inf */
@@ -101,12 +94,12 @@ void metrics_init(void)
     m.start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void metrics_lookup(enum engine_map map, enum sockmap_status st, uint64_t usec)
+void metrics_lookup(enum sockmap_map map, enum sockmap_status st, uint64_t usec)
 {
     size_t b = 0;
 
     if ((unsigned)map >= NMAPS)
-        map = ENGINE_MAP_UNKNOWN;
+        map = SOCKMAP_MAP_UNKNOWN;
     if ((unsigned)st >= NSTATUS)
         st = SOCKMAP_PERM;
     m.lookups[map][st]++;
@@ -248,7 +241,7 @@ static void render_lookups(struct out *o)
             for (char *p = word; *p; p++)
                 *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
             put(o, "tlspolicyd_lookups_total{map=\"%s\",answer=\"%s\"} %llu\n",
-                map == ENGINE_MAP_UNKNOWN ? "unknown" : engine_map_name((enum engine_map)map), word,
+                map == SOCKMAP_MAP_UNKNOWN ? "unknown" : sockmap_map_name((enum sockmap_map)map), word,
                 (unsigned long long)m.lookups[map][st]);
         }
 
@@ -256,7 +249,7 @@ static void render_lookups(struct out *o)
            "Time from a socketmap request's arrival to its answer, by map name.");
     for (int map = 0; map < NMAPS; map++) {
         const char *name =
-            map == ENGINE_MAP_UNKNOWN ? "unknown" : engine_map_name((enum engine_map)map);
+            map == SOCKMAP_MAP_UNKNOWN ? "unknown" : sockmap_map_name((enum sockmap_map)map);
         uint64_t cum = 0;
 
         for (size_t b = 0; b < NBUCKETS; b++) {

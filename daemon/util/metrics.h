@@ -13,7 +13,6 @@
 #include <stdint.h>
 
 #include "dns_answer.h"
-#include "engine.h"
 #include "sockmap.h"
 
 /* Caches, label cache="dns" (resolver answers) and cache="sts" (MTA-STS policies). */
@@ -81,7 +80,7 @@ struct metrics_gauges {
 void metrics_init(void);
 
 /* metrics_lookup - one answer given for map with status, usec after the request arrived. */
-void metrics_lookup(enum engine_map map, enum sockmap_status st, uint64_t usec);
+void metrics_lookup(enum sockmap_map map, enum sockmap_status st, uint64_t usec);
 
 /*
  * metrics_dns - one upstream DNS answer (or failure) for qtype: outcome and the AD bit as

@@ -1,5 +1,5 @@
 /*
- * Fuzzer for configuration values (daemon/config.c): each input line is given as a
+ * Fuzzer for configuration values (daemon/config/config.c): each input line is given as a
  * "-o key=value" argument, which runs the same setters as the file (endpoints, modes,
  * durations, numbers, words). Invariants: success leaves a usable configuration with at
  * least one endpoint and bounded numbers; failure leaves a one-line message.

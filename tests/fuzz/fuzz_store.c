@@ -1,5 +1,5 @@
 /*
- * Fuzzer for store_record_parse() (daemon/store.c): the text of an MTA-STS record file in
+ * Fuzzer for store_record_parse() (daemon/mtasts/store.c): the text of an MTA-STS record file in
  * state_dir, which a damaged disk, a crash or a hand edit may leave in any shape. The file
  * is taken to be example.com.json. What parses must be a record a fetch could have
  * produced: the file's domain, a valid id, a policy valid by RFC 8461 3.2 with its

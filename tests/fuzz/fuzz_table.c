@@ -1,5 +1,5 @@
 /*
- * Fuzzer for the overrides table parser (daemon/overrides.c, on proto/cfline.c,
+ * Fuzzer for the overrides table parser (daemon/config/overrides.c, on proto/cfline.c,
  * proto/domain.c and proto/tlspolicy.c). Invariants: a parsed table answers lookups of its
  * own normalised keys; a rejected table leaves a non-empty one-line message.
  */

@@ -1,5 +1,5 @@
 /*
- * fetch_driver - run daemon/fetch.c against real HTTPS servers (tests/integration/
+ * fetch_driver - run daemon/mtasts/fetch.c against real HTTPS servers (tests/integration/
  * test_fetch.py). One fetch (or N in parallel) of https://HOST[:N]/PATH pinned to ADDR...;
  * prints "outcome=<name> status=<n> len=<n>" and "why: <text>" per fetch and exits 0. The
  * service is destroyed from inside the last callback, and the loop must then close cleanly.

@@ -1,4 +1,4 @@
-"""daemon/fetch.c (RFC 8461 3.3 policy fetches) against real HTTPS servers: Python ssl
+"""daemon/mtasts/fetch.c (RFC 8461 3.3 policy fetches) against real HTTPS servers: Python ssl
 servers with a throwaway CA on 127.0.0.1 and ::1, inside a private network namespace
 (unshare --net --mount), driven through tests/integration/fetch_driver. Checks the outcome
 table (200 text/plain only, no redirects, body cap with Content-Length and chunked,

@@ -1,4 +1,4 @@
-"""The REQUIRETLS MX probe (daemon/probe.c) through `tlspolicyd probe`, inside the lab
+"""The REQUIRETLS MX probe (daemon/requiretls/probe.c) through `tlspolicyd probe`, inside the lab
 (tests/lab/dnslab.sh): every lab SMTP domain (smtplab.py; tests/lab/README.md "SMTP peers")
 with the verdict draft-ietf-uta-smtp-require-tls-06 / RFC 8689 4.2.1 asks for, and then
 SMTP servers of this test's own on 127.0.50.N with a throwaway PKI (root, intermediate,

@@ -1,5 +1,5 @@
 /*
- * Configuration (daemon/config.c): endpoint syntax, each key's checks, the order defaults
+ * Configuration (daemon/config/config.c): endpoint syntax, each key's checks, the order defaults
  * < file < -o, one-line errors with file and line, and that -p prints every known key.
  * Also the CA files start-up loads (cafile_check_config, what "tlspolicyd -t" runs).
  */

@@ -1,5 +1,5 @@
 /*
- * DANE pieces that are pure (daemon/dane.c): which TLSA records are usable for SMTP
+ * DANE pieces that are pure (daemon/dns/dane.c): which TLSA records are usable for SMTP
  * (RFC 7672 section 3.1.3). The walk over MX, addresses and TLSA is tested against real
  * signed zones in tests/integration/test_dane.py.
  */

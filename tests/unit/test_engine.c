@@ -1,5 +1,5 @@
 /*
- * The decision table (daemon/engine.c), row by row: for each map and each shape of facts,
+ * The decision table (daemon/decide/engine.c), row by row: for each map and each shape of facts,
  * the answer and the rule that gave it. SPEC section 4's tables are the reference.
  */
 #include "check.h"
@@ -15,7 +15,7 @@
 
 struct row {
     const char *label;
-    enum engine_map map;
+    enum sockmap_map map;
     int has_override;
     const char *override_value;
     enum tlspolicy_level level;
@@ -46,135 +46,135 @@ enum {
 
 static const struct row rows[] = {
     /* policy */
-    {"policy: override used as is", ENGINE_MAP_POLICY, 1, "secure match=.example.com",
+    {"policy: override used as is", SOCKMAP_MAP_POLICY, 1, "secure match=.example.com",
      TLSPOLICY_SECURE, NODANE, SOCKMAP_OK, "secure match=.example.com", "policy/override"},
-    {"policy: a weak override is still the admin's choice", ENGINE_MAP_POLICY, 1, "none",
+    {"policy: a weak override is still the admin's choice", SOCKMAP_MAP_POLICY, 1, "none",
      TLSPOLICY_NONE, NODANE, SOCKMAP_OK, "none", "policy/override"},
-    {"policy: nothing known", ENGINE_MAP_POLICY, 0, NULL, 0, NODANE, SOCKMAP_NOTFOUND, "",
+    {"policy: nothing known", SOCKMAP_MAP_POLICY, 0, NULL, 0, NODANE, SOCKMAP_NOTFOUND, "",
      "policy/none"},
 
-    {"policy: override wins over DANE", ENGINE_MAP_POLICY, 1, "may", TLSPOLICY_MAY, DANE_ALL,
+    {"policy: override wins over DANE", SOCKMAP_MAP_POLICY, 1, "may", TLSPOLICY_MAY, DANE_ALL,
      SOCKMAP_OK, "may", "policy/override"},
-    {"policy: bogus DNSSEC is TEMP", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
+    {"policy: bogus DNSSEC is TEMP", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
      "DNSSEC: why", "policy/dnssec-temp"},
-    {"policy: all hosts usable TLSA", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_ALL, SOCKMAP_OK,
+    {"policy: all hosts usable TLSA", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_ALL, SOCKMAP_OK,
      "dane-only", "policy/dane-only"},
-    {"policy: some hosts usable TLSA", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_SOME, SOCKMAP_OK, "dane",
+    {"policy: some hosts usable TLSA", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_SOME, SOCKMAP_OK, "dane",
      "policy/dane"},
-    {"policy: only unusable TLSA", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_UNUSABLE, SOCKMAP_OK, "dane",
+    {"policy: only unusable TLSA", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_UNUSABLE, SOCKMAP_OK, "dane",
      "policy/dane"},
-    {"policy: no DANE", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
+    {"policy: no DANE", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
      "policy/none"},
     {"policy: some hosts failed, the rest without TLSA: Postfix judges each host",
-     ENGINE_MAP_POLICY, 0, NULL, 0, DANE_DEGRADED, SOCKMAP_OK, "dane", "policy/dane"},
-    {"policy: degraded DANE beside STS enforce: no host unauthenticated", ENGINE_MAP_POLICY, 0,
+     SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_DEGRADED, SOCKMAP_OK, "dane", "policy/dane"},
+    {"policy: degraded DANE beside STS enforce: no host unauthenticated", SOCKMAP_MAP_POLICY, 0,
      NULL, 0, DANE_DEGRADED, SOCKMAP_OK, "dane-only", "policy/dane-only-sts", STS_ENFORCE},
-    {"policy: degraded DANE beside STS testing stays dane", ENGINE_MAP_POLICY, 0, NULL, 0,
+    {"policy: degraded DANE beside STS testing stays dane", SOCKMAP_MAP_POLICY, 0, NULL, 0,
      DANE_DEGRADED, SOCKMAP_OK, "dane", "policy/dane", STS_TESTING},
-    {"policy: DANE on some hosts beside STS enforce: dane-only", ENGINE_MAP_POLICY, 0, NULL, 0,
+    {"policy: DANE on some hosts beside STS enforce: dane-only", SOCKMAP_MAP_POLICY, 0, NULL, 0,
      DANE_SOME, SOCKMAP_OK, "dane-only", "policy/dane-only-sts", STS_ENFORCE},
-    {"policy: DANE on some hosts, no STS policy: dane", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_SOME,
+    {"policy: DANE on some hosts, no STS policy: dane", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_SOME,
      SOCKMAP_OK, "dane", "policy/dane", STS_NOPOLICY},
-    {"policy: DANE on some hosts, STS mode none: dane", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_SOME,
+    {"policy: DANE on some hosts, STS mode none: dane", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_SOME,
      SOCKMAP_OK, "dane", "policy/dane", STS_MODENONE},
-    {"requiretls: degraded DANE is no DANE path", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_DEGRADED,
+    {"requiretls: degraded DANE is no DANE path", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_DEGRADED,
      SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
      "requiretls/unvalidated"},
 
     /* MTA-STS (RFC 8461) after DANE (RFC 8461 section 2: DANE takes precedence) */
-    {"policy: STS enforce", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_OK, STS_MATCH,
+    {"policy: STS enforce", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_OK, STS_MATCH,
      "policy/sts-enforce", STS_ENFORCE},
-    {"policy: STS enforce, DANE unresolved", ENGINE_MAP_POLICY, 0, NULL, 0, NODANE, SOCKMAP_OK,
+    {"policy: STS enforce, DANE unresolved", SOCKMAP_MAP_POLICY, 0, NULL, 0, NODANE, SOCKMAP_OK,
      STS_MATCH, "policy/sts-enforce", STS_ENFORCE},
-    {"policy: STS testing is no policy", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND,
+    {"policy: STS testing is no policy", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND,
      "", "policy/none", STS_TESTING},
-    {"policy: STS mode none", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
+    {"policy: STS mode none", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
      "policy/none", STS_MODENONE},
-    {"policy: no STS policy", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
+    {"policy: no STS policy", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_NOTFOUND, "",
      "policy/none", STS_NOPOLICY},
-    {"policy: DANE wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_ALL, SOCKMAP_OK, "dane-only",
+    {"policy: DANE wins over STS", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_ALL, SOCKMAP_OK, "dane-only",
      "policy/dane-only", STS_ENFORCE},
-    {"policy: unusable TLSA beside STS enforce: the policy's PKIX check", ENGINE_MAP_POLICY, 0,
+    {"policy: unusable TLSA beside STS enforce: the policy's PKIX check", SOCKMAP_MAP_POLICY, 0,
      NULL, 0, DANE_UNUSABLE, SOCKMAP_OK, STS_MATCH, "policy/sts-unusable-dane", STS_ENFORCE},
-    {"policy: unusable TLSA, STS testing: dane", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_UNUSABLE,
+    {"policy: unusable TLSA, STS testing: dane", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_UNUSABLE,
      SOCKMAP_OK, "dane", "policy/dane", STS_TESTING},
-    {"policy: bogus DNSSEC wins over STS", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
+    {"policy: bogus DNSSEC wins over STS", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
      "DNSSEC: why", "policy/dnssec-temp", STS_ENFORCE},
-    {"policy: override wins over STS", ENGINE_MAP_POLICY, 1, "may", TLSPOLICY_MAY, NODANE,
+    {"policy: override wins over STS", SOCKMAP_MAP_POLICY, 1, "may", TLSPOLICY_MAY, NODANE,
      SOCKMAP_OK, "may", "policy/override", STS_ENFORCE},
-    {"requiretls: STS enforce validates the MX", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
+    {"requiretls: STS enforce validates the MX", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
      SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_ENFORCE},
-    {"requiretls: STS testing validates the MX", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
+    {"requiretls: STS testing validates the MX", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
      SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_TESTING},
-    {"requiretls: STS mode none does not", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
+    {"requiretls: STS mode none does not", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_NONE,
      SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
      "requiretls/unvalidated", STS_MODENONE},
-    {"requiretls: DANE usable wins over STS", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_SOME,
+    {"requiretls: DANE usable wins over STS", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_SOME,
      SOCKMAP_OK, "dane-only", "requiretls/dane-only", STS_ENFORCE},
-    {"requiretls: unusable TLSA, STS enforce", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_UNUSABLE,
+    {"requiretls: unusable TLSA, STS enforce", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_UNUSABLE,
      SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_ENFORCE},
 
     /* A local fault (our CA, memory, descriptors) is not RFC 8461's "no policy". */
-    {"policy: STS local fault is TEMP", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_TEMP,
+    {"policy: STS local fault is TEMP", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_NONE, SOCKMAP_TEMP,
      LOCAL_TEMP, "policy/sts-local-fault", STS_LOCAL},
-    {"policy: STS local fault, DANE unresolved", ENGINE_MAP_POLICY, 0, NULL, 0, NODANE,
+    {"policy: STS local fault, DANE unresolved", SOCKMAP_MAP_POLICY, 0, NULL, 0, NODANE,
      SOCKMAP_TEMP, LOCAL_TEMP, "policy/sts-local-fault", STS_LOCAL},
-    {"policy: STS local fault beside a policy in force", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_NONE,
+    {"policy: STS local fault beside a policy in force", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_NONE,
      SOCKMAP_OK, STS_MATCH, "policy/sts-enforce", STS_ENFORCE_LOCAL},
-    {"policy: DANE wins over an STS local fault", ENGINE_MAP_POLICY, 0, NULL, 0, DANE_ALL,
+    {"policy: DANE wins over an STS local fault", SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_ALL,
      SOCKMAP_OK, "dane-only", "policy/dane-only", STS_LOCAL},
     {"policy: DANE on some hosts and an STS local fault: it could be dane-only-sts, so TEMP",
-     ENGINE_MAP_POLICY, 0, NULL, 0, DANE_SOME, SOCKMAP_TEMP, LOCAL_TEMP, "policy/sts-local-fault",
+     SOCKMAP_MAP_POLICY, 0, NULL, 0, DANE_SOME, SOCKMAP_TEMP, LOCAL_TEMP, "policy/sts-local-fault",
      STS_LOCAL},
-    {"policy: override wins over an STS local fault", ENGINE_MAP_POLICY, 1, "may", TLSPOLICY_MAY,
+    {"policy: override wins over an STS local fault", SOCKMAP_MAP_POLICY, 1, "may", TLSPOLICY_MAY,
      NODANE, SOCKMAP_OK, "may", "policy/override", STS_LOCAL},
-    {"requiretls: STS local fault is TEMP, not 5.7.10", ENGINE_MAP_REQUIRETLS, 0, NULL, 0,
+    {"requiretls: STS local fault is TEMP, not 5.7.10", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0,
      DANE_NONE, SOCKMAP_TEMP, LOCAL_TEMP, "requiretls/sts-local-fault", STS_LOCAL},
-    {"requiretls-access: STS local fault stays TEMP, no REJECT", ENGINE_MAP_REQUIRETLS_ACCESS, 0,
+    {"requiretls-access: STS local fault stays TEMP, no REJECT", SOCKMAP_MAP_REQUIRETLS_ACCESS, 0,
      NULL, 0, DANE_NONE, SOCKMAP_TEMP, LOCAL_TEMP, "requiretls/sts-local-fault", STS_LOCAL},
-    {"requiretls: STS local fault beside a policy in force", ENGINE_MAP_REQUIRETLS, 0, NULL, 0,
+    {"requiretls: STS local fault beside a policy in force", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0,
      DANE_NONE, SOCKMAP_OK, STS_MATCH, "requiretls/sts", STS_ENFORCE_LOCAL},
-    {"tlsoptional: STS local fault waived", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_NONE,
+    {"tlsoptional: STS local fault waived", SOCKMAP_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_NONE,
      SOCKMAP_OK, "may", "tlsoptional/may", STS_LOCAL},
-    {"tlsoptional: STS enforce waived", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_NONE, SOCKMAP_OK,
+    {"tlsoptional: STS enforce waived", SOCKMAP_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_NONE, SOCKMAP_OK,
      "may", "tlsoptional/may", STS_ENFORCE},
 
     /* tlsoptional: RFC 8689 section 5, the recipient's policy is waived */
-    {"tlsoptional: no facts", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, NODANE, SOCKMAP_OK, "may",
+    {"tlsoptional: no facts", SOCKMAP_MAP_TLSOPTIONAL, 0, NULL, 0, NODANE, SOCKMAP_OK, "may",
      "tlsoptional/may"},
-    {"tlsoptional: override waived too", ENGINE_MAP_TLSOPTIONAL, 1, "dane-only",
+    {"tlsoptional: override waived too", SOCKMAP_MAP_TLSOPTIONAL, 1, "dane-only",
      TLSPOLICY_DANE_ONLY, NODANE, SOCKMAP_OK, "may", "tlsoptional/may"},
 
     /* requiretls: draft-ietf-uta-smtp-require-tls-06 section 4.2.1 */
-    {"requiretls: dane-only override", ENGINE_MAP_REQUIRETLS, 1, "dane-only", TLSPOLICY_DANE_ONLY,
+    {"requiretls: dane-only override", SOCKMAP_MAP_REQUIRETLS, 1, "dane-only", TLSPOLICY_DANE_ONLY,
      NODANE, SOCKMAP_OK, "dane-only", "requiretls/override"},
-    {"requiretls: secure override", ENGINE_MAP_REQUIRETLS, 1, "secure match=mx.example.com",
+    {"requiretls: secure override", SOCKMAP_MAP_REQUIRETLS, 1, "secure match=mx.example.com",
      TLSPOLICY_SECURE, NODANE, SOCKMAP_OK, "secure match=mx.example.com", "requiretls/override"},
-    {"requiretls: verify override", ENGINE_MAP_REQUIRETLS, 1, "verify", TLSPOLICY_VERIFY, NODANE,
+    {"requiretls: verify override", SOCKMAP_MAP_REQUIRETLS, 1, "verify", TLSPOLICY_VERIFY, NODANE,
      SOCKMAP_OK, "verify", "requiretls/override"},
-    {"requiretls: fingerprint override", ENGINE_MAP_REQUIRETLS, 1, "fingerprint match=AB:CD",
+    {"requiretls: fingerprint override", SOCKMAP_MAP_REQUIRETLS, 1, "fingerprint match=AB:CD",
      TLSPOLICY_FINGERPRINT, NODANE, SOCKMAP_OK, "fingerprint match=AB:CD", "requiretls/override"},
-    {"requiretls: may override is not enough", ENGINE_MAP_REQUIRETLS, 1, "may", TLSPOLICY_MAY,
+    {"requiretls: may override is not enough", SOCKMAP_MAP_REQUIRETLS, 1, "may", TLSPOLICY_MAY,
      NODANE, SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
      "requiretls/unvalidated"},
-    {"requiretls: encrypt does not authenticate", ENGINE_MAP_REQUIRETLS, 1, "encrypt",
+    {"requiretls: encrypt does not authenticate", SOCKMAP_MAP_REQUIRETLS, 1, "encrypt",
      TLSPOLICY_ENCRYPT, NODANE, SOCKMAP_TEMP,
      "5.7.10 REQUIRETLS: no validated MX path to example.com is known", "requiretls/unvalidated"},
-    {"requiretls: dane may fall back to may", ENGINE_MAP_REQUIRETLS, 1, "dane", TLSPOLICY_DANE,
+    {"requiretls: dane may fall back to may", SOCKMAP_MAP_REQUIRETLS, 1, "dane", TLSPOLICY_DANE,
      NODANE, SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
      "requiretls/unvalidated"},
-    {"requiretls: DANE all", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_ALL, SOCKMAP_OK, "dane-only",
+    {"requiretls: DANE all", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_ALL, SOCKMAP_OK, "dane-only",
      "requiretls/dane-only"},
-    {"requiretls: DANE some: only the DANE hosts", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_SOME,
+    {"requiretls: DANE some: only the DANE hosts", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_SOME,
      SOCKMAP_OK, "dane-only", "requiretls/dane-only"},
-    {"requiretls: unusable TLSA is not enough", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_UNUSABLE,
+    {"requiretls: unusable TLSA is not enough", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_UNUSABLE,
      SOCKMAP_TEMP, "5.7.10 REQUIRETLS: no validated MX path to example.com is known",
      "requiretls/unvalidated"},
-    {"requiretls: bogus DNSSEC", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
+    {"requiretls: bogus DNSSEC", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, DANE_TEMP, SOCKMAP_TEMP,
      "DNSSEC: why", "requiretls/dnssec-temp"},
-    {"requiretls: tlsoptional does not look at DANE", ENGINE_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_TEMP,
+    {"requiretls: tlsoptional does not look at DANE", SOCKMAP_MAP_TLSOPTIONAL, 0, NULL, 0, DANE_TEMP,
      SOCKMAP_OK, "may", "tlsoptional/may"},
-    {"requiretls: nothing known", ENGINE_MAP_REQUIRETLS, 0, NULL, 0, NODANE, SOCKMAP_TEMP,
+    {"requiretls: nothing known", SOCKMAP_MAP_REQUIRETLS, 0, NULL, 0, NODANE, SOCKMAP_TEMP,
      "5.7.10 REQUIRETLS: no validated MX path to example.com is known", "requiretls/unvalidated"},
 };
 
@@ -226,20 +226,20 @@ static void check_names(void)
 {
     struct {
         const char *name;
-        enum engine_map want;
+        enum sockmap_map want;
     } names[] = {
-        {"policy", ENGINE_MAP_POLICY},         {"tlsoptional", ENGINE_MAP_TLSOPTIONAL},
-        {"requiretls", ENGINE_MAP_REQUIRETLS}, {"requiretls-access", ENGINE_MAP_REQUIRETLS_ACCESS},
-        {"Policy", ENGINE_MAP_UNKNOWN},        {"policyx", ENGINE_MAP_UNKNOWN},
-        {"polic", ENGINE_MAP_UNKNOWN},         {"", ENGINE_MAP_UNKNOWN},
+        {"policy", SOCKMAP_MAP_POLICY},         {"tlsoptional", SOCKMAP_MAP_TLSOPTIONAL},
+        {"requiretls", SOCKMAP_MAP_REQUIRETLS}, {"requiretls-access", SOCKMAP_MAP_REQUIRETLS_ACCESS},
+        {"Policy", SOCKMAP_MAP_UNKNOWN},        {"policyx", SOCKMAP_MAP_UNKNOWN},
+        {"polic", SOCKMAP_MAP_UNKNOWN},         {"", SOCKMAP_MAP_UNKNOWN},
     };
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        enum engine_map m = engine_map_from_name(names[i].name, strlen(names[i].name));
+        enum sockmap_map m = sockmap_map_from_name(names[i].name, strlen(names[i].name));
 
         check_int(names[i].name, "map", m, names[i].want);
-        if (m != ENGINE_MAP_UNKNOWN)
-            check_str(names[i].name, "round trip", engine_map_name(m), names[i].name);
+        if (m != SOCKMAP_MAP_UNKNOWN)
+            check_str(names[i].name, "round trip", sockmap_map_name(m), names[i].name);
     }
 }
 
@@ -254,49 +254,49 @@ static void check_needs(void)
     struct mtasts_facts sf = {.state = MTASTS_NONE};
     const unsigned both = ENGINE_NEED_DANE; /* MTA-STS waits for DANE */
 
-    check_int("needs: policy, nothing", "dane first", engine_needs(ENGINE_MAP_POLICY, &f), both);
-    check_int("needs: tlsoptional", "nothing", engine_needs(ENGINE_MAP_TLSOPTIONAL, &f), 0);
-    check_int("needs: requiretls", "dane first", engine_needs(ENGINE_MAP_REQUIRETLS, &f), both);
+    check_int("needs: policy, nothing", "dane first", engine_needs(SOCKMAP_MAP_POLICY, &f), both);
+    check_int("needs: tlsoptional", "nothing", engine_needs(SOCKMAP_MAP_TLSOPTIONAL, &f), 0);
+    check_int("needs: requiretls", "dane first", engine_needs(SOCKMAP_MAP_REQUIRETLS, &f), both);
     f.has_override = 1;
     f.override_value = "may";
     f.override_level = TLSPOLICY_MAY;
-    check_int("needs: policy with override", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
+    check_int("needs: policy with override", "nothing", engine_needs(SOCKMAP_MAP_POLICY, &f), 0);
     check_int("needs: requiretls with weak override", "dane first",
-              engine_needs(ENGINE_MAP_REQUIRETLS, &f), both);
+              engine_needs(SOCKMAP_MAP_REQUIRETLS, &f), both);
     f.override_level = TLSPOLICY_SECURE;
     check_int("needs: requiretls with secure override", "nothing",
-              engine_needs(ENGINE_MAP_REQUIRETLS, &f), 0);
+              engine_needs(SOCKMAP_MAP_REQUIRETLS, &f), 0);
     f.has_override = 0;
     f.dane = &df;
-    check_int("needs: policy, no DANE", "sts", engine_needs(ENGINE_MAP_POLICY, &f),
+    check_int("needs: policy, no DANE", "sts", engine_needs(SOCKMAP_MAP_POLICY, &f),
               ENGINE_NEED_STS);
     f.sts = &sf;
-    check_int("needs: policy, no DANE, STS known", "nothing", engine_needs(ENGINE_MAP_POLICY, &f),
+    check_int("needs: policy, no DANE, STS known", "nothing", engine_needs(SOCKMAP_MAP_POLICY, &f),
               0);
     f.sts = NULL;
     f.dane = NULL;
     f.sts = &sf;
-    check_int("needs: policy, STS known first", "dane", engine_needs(ENGINE_MAP_POLICY, &f),
+    check_int("needs: policy, STS known first", "dane", engine_needs(SOCKMAP_MAP_POLICY, &f),
               ENGINE_NEED_DANE);
     f.sts = NULL;
     f.dane = &df;
     df.state = DANE_ALL;
-    check_int("needs: policy, DANE all", "nothing", engine_needs(ENGINE_MAP_POLICY, &f), 0);
+    check_int("needs: policy, DANE all", "nothing", engine_needs(SOCKMAP_MAP_POLICY, &f), 0);
     df.state = DANE_UNUSABLE;
-    check_int("needs: policy, DANE unusable", "sts", engine_needs(ENGINE_MAP_POLICY, &f),
+    check_int("needs: policy, DANE unusable", "sts", engine_needs(SOCKMAP_MAP_POLICY, &f),
               ENGINE_NEED_STS);
     df.state = DANE_SOME;
-    check_int("needs: policy, DANE some", "sts", engine_needs(ENGINE_MAP_POLICY, &f),
+    check_int("needs: policy, DANE some", "sts", engine_needs(SOCKMAP_MAP_POLICY, &f),
               ENGINE_NEED_STS);
     f.sts = &sf;
     check_int("needs: policy, DANE some, STS known", "nothing",
-              engine_needs(ENGINE_MAP_POLICY, &f), 0);
+              engine_needs(SOCKMAP_MAP_POLICY, &f), 0);
     f.sts = NULL;
     df.state = DANE_UNUSABLE;
-    check_int("needs: requiretls, DANE unusable", "sts", engine_needs(ENGINE_MAP_REQUIRETLS, &f),
+    check_int("needs: requiretls, DANE unusable", "sts", engine_needs(SOCKMAP_MAP_REQUIRETLS, &f),
               ENGINE_NEED_STS);
     df.state = DANE_TEMP;
-    check_int("needs: requiretls, DANE temp", "nothing", engine_needs(ENGINE_MAP_REQUIRETLS, &f),
+    check_int("needs: requiretls, DANE temp", "nothing", engine_needs(SOCKMAP_MAP_REQUIRETLS, &f),
               0);
 }
 
@@ -417,7 +417,7 @@ static const struct rtls_row rtls_rows[] = {
      "requiretls/unvalidated"},
 };
 
-static void check_rtls_row(const struct rtls_row *r, enum engine_map map)
+static void check_rtls_row(const struct rtls_row *r, enum sockmap_map map)
 {
     struct engine_facts f = {.domain = "example.com", .rtls_probe = 1};
     static struct dane_facts df;
@@ -464,7 +464,7 @@ static void check_rtls_row(const struct rtls_row *r, enum engine_map map)
             printf("FAIL %s: test policy: %s\n", r->label, why);
         f.sts = &sf;
     }
-    snprintf(label, sizeof(label), "%s (%s)", r->label, engine_map_name(map));
+    snprintf(label, sizeof(label), "%s (%s)", r->label, sockmap_map_name(map));
     check_int(label, "needs the probe", engine_needs(map, &f) & ENGINE_NEED_PROBE,
               strstr(r->want_rule, "unvalidated") && strstr(r->want_text, "path")
                   ? 0
@@ -472,7 +472,7 @@ static void check_rtls_row(const struct rtls_row *r, enum engine_map map)
     f.rtls = &rf;
     check_int(label, "needs nothing more", engine_needs(map, &f), 0);
     engine_decide(map, &f, &a);
-    if (map == ENGINE_MAP_REQUIRETLS) {
+    if (map == SOCKMAP_MAP_REQUIRETLS) {
         check_int(label, "status", a.status, r->want_status);
         check_str(label, "text", a.text, r->want_text);
     } else {
@@ -496,8 +496,8 @@ static void check_rtls_row(const struct rtls_row *r, enum engine_map map)
 int main(void)
 {
     for (size_t i = 0; i < sizeof(rtls_rows) / sizeof(rtls_rows[0]); i++) {
-        check_rtls_row(&rtls_rows[i], ENGINE_MAP_REQUIRETLS);
-        check_rtls_row(&rtls_rows[i], ENGINE_MAP_REQUIRETLS_ACCESS);
+        check_rtls_row(&rtls_rows[i], SOCKMAP_MAP_REQUIRETLS);
+        check_rtls_row(&rtls_rows[i], SOCKMAP_MAP_REQUIRETLS_ACCESS);
     }
     check_needs();
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)

@@ -1,5 +1,5 @@
 /*
- * Unit tests for daemon/metrics.c: the exposition after known increments. Every line is a
+ * Unit tests for daemon/util/metrics.c: the exposition after known increments. Every line is a
  * HELP, a TYPE or a sample; each family has one HELP and one TYPE before its samples, and
  * its samples are together (never split, never duplicated); labels come only from the
  * fixed sets; counters read back what was counted; histograms are cumulative.
@@ -125,10 +125,10 @@ int main(void)
     size_t len;
 
     metrics_init();
-    metrics_lookup(ENGINE_MAP_POLICY, SOCKMAP_OK, 30);
-    metrics_lookup(ENGINE_MAP_POLICY, SOCKMAP_OK, 3000);
-    metrics_lookup(ENGINE_MAP_REQUIRETLS, SOCKMAP_TEMP, 20000000);
-    metrics_lookup(ENGINE_MAP_UNKNOWN, SOCKMAP_PERM, 0);
+    metrics_lookup(SOCKMAP_MAP_POLICY, SOCKMAP_OK, 30);
+    metrics_lookup(SOCKMAP_MAP_POLICY, SOCKMAP_OK, 3000);
+    metrics_lookup(SOCKMAP_MAP_REQUIRETLS, SOCKMAP_TEMP, 20000000);
+    metrics_lookup(SOCKMAP_MAP_UNKNOWN, SOCKMAP_PERM, 0);
     metrics_dns(52, DNS_OUT_RECORDS, 1);
     metrics_dns(15, DNS_OUT_NXDOMAIN, 0);
     metrics_dns(15, DNS_OUT_BOGUS, 0);

@@ -1,5 +1,5 @@
 /*
- * The overrides table (daemon/overrides.c): parsing (normalised keys, checked values,
+ * The overrides table (daemon/config/overrides.c): parsing (normalised keys, checked values,
  * errors with file and line, duplicates) and lookup order (exact, then .parent upward).
  */
 #include "check.h"

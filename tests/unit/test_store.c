@@ -1,5 +1,5 @@
 /*
- * Unit table for store_record_parse() (daemon/store.c): which record texts state_dir may
+ * Unit table for store_record_parse() (daemon/mtasts/store.c): which record texts state_dir may
  * hold and be loaded, and why the others are set aside.
  */
 #include "check.h"
