@@ -1,4 +1,8 @@
 /*
+ * daemon/cli/: the commands run by hand. cmdline (shared options and output), query
+ * ("tlspolicyd query" through decide/), probe_cmd ("tlspolicyd probe" through dns/ and
+ * requiretls/). Nothing else includes them.
+ *
  * What the commands run by hand ("tlspolicyd query", "tlspolicyd probe") share: the options
  * -c FILE, -o key=value and --json, the configuration they name, log lines on stderr, a
  * private event loop and, with --json, the array of results printed at the end. Each command

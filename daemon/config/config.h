@@ -1,4 +1,8 @@
 /*
+ * daemon/config/: what the administrator gives the daemon. config (keys, defaults, checks),
+ * overrides (the local policy table), cafile (CA bundles read before the privilege drop).
+ * Depends on util/ and proto/ only.
+ *
  * Configuration (SPEC section 3): a main.cf-style "key = value" file, overridden by
  * repeated "-o key=value", on top of built-in defaults. Every key is known here, with its
  * default and its check; an unknown key, a bad value or an unusable endpoint is a one-line

@@ -1,4 +1,7 @@
 /*
+ * daemon/dns/: DNSSEC facts. resolver (c-ares on libuv, cache, shared queries) and dane
+ * (the RFC 7672 walk over MX, address and TLSA records). Depends on util/, config/, proto/.
+ *
  * The daemon's DNS: c-ares 1.18 driven by libuv, queries built by proto/dns.c with the AD
  * and DO bits (c-ares has no API for either), answers classified by proto/dns_answer.c,
  * a TTL-bounded cache, and one upstream query for any number of concurrent askers of the

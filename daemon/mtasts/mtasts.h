@@ -1,4 +1,8 @@
 /*
+ * daemon/mtasts/: RFC 8461. mtasts (discovery, policy cache, refresh), fetch (libcurl on
+ * libuv, vetted and pinned addresses), store (state_dir records). Depends on dns/, util/,
+ * config/, proto/.
+ *
  * MTA-STS for one domain (RFC 8461): discovery of the _mta-sts TXT record through the
  * daemon's resolver, the HTTPS fetch of the policy from vetted, pinned addresses, and the
  * policy cache with its rules: a policy stays in force until max_age runs out even when the

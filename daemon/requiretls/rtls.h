@@ -1,4 +1,8 @@
 /*
+ * daemon/requiretls/: the REQUIRETLS MX probe. rtls (which MX hosts to probe, per domain)
+ * and probe (SMTP dialogue, STARTTLS with mbedTLS, PKIX and DANE check, result cache).
+ * Depends on dns/, util/, config/, proto/.
+ *
  * What the MX probe found for a REQUIRETLS decision (draft-ietf-uta-smtp-require-tls-06
  * 4.2.1, RFC 8689 4.2.1): for each MX host of a domain, most preferred first, whether it
  * offered STARTTLS, whether its certificate authenticated it (PKIX for its name, or DANE),

@@ -1,4 +1,8 @@
 /*
+ * daemon/serve/: the running daemon. server (loop, reload, drain), listener (sockets), conn
+ * (one socketmap connection, pipelining), http (/metrics, /healthz), activation (systemd
+ * sockets). Depends on decide/, config/ and util/; nothing below includes it.
+ *
  * The running daemon: the loop, the configuration in force, listeners, open connections,
  * signals (SIGHUP reload, SIGTERM/SIGINT drain and exit). Owns everything else.
  */

@@ -1,4 +1,7 @@
 /*
+ * daemon/util/: what every folder uses. log, xalloc (allocation that aborts on failure),
+ * metrics (counters and the exposition), waitlist.h and lru.h (intrusive lists).
+ *
  * Logging: one line per event to stderr (the default, for systemd and foreground use) or
  * to syslog. Levels are syslog's. Untrusted text must go through escape_log() first.
  */
