@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "escape.h"
+#include "listener.h"
 #include "log.h"
 #include "lookup.h"
 #include "metrics.h"
@@ -39,12 +40,7 @@ struct slot {
 };
 
 struct conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_pipe_t pipe;
-        uv_tcp_t tcp;
-    } h;
+    union stream_handle h;
     uv_timer_t timer;
     uv_write_t wreq;
     struct server *srv;

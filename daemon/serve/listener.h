@@ -13,13 +13,16 @@
 
 struct server;
 
+/* A libuv stream of either transport (unix or TCP), with its generic views. */
+union stream_handle {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+};
+
 struct listener {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_pipe_t pipe;
-        uv_tcp_t tcp;
-    } h;
+    union stream_handle h;
     struct server *srv;
     struct endpoint ep;
     int open;

@@ -215,6 +215,14 @@ static void family(struct out *o, const char *name, const char *type, const char
     put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one sample without labels. */
+static void single(struct out *o, const char *name, const char *type, const char *help,
+                   unsigned long long v)
+{
+    family(o, name, type, help);
+    put(o, "%s %llu\n", name, v);
+}
+
 /* Label values that come from outside the fixed tables: \, " and newline escaped. */
 static void put_label_value(struct out *o, const char *v)
 {
@@ -241,8 +249,8 @@ static void render_lookups(struct out *o)
             for (char *p = word; *p; p++)
                 *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
             put(o, "tlspolicyd_lookups_total{map=\"%s\",answer=\"%s\"} %llu\n",
-                map == SOCKMAP_MAP_UNKNOWN ? "unknown" : sockmap_map_name((enum sockmap_map)map), word,
-                (unsigned long long)m.lookups[map][st]);
+                map == SOCKMAP_MAP_UNKNOWN ? "unknown" : sockmap_map_name((enum sockmap_map)map),
+                word, (unsigned long long)m.lookups[map][st]);
         }
 
     family(o, "tlspolicyd_lookup_duration_seconds", "histogram",
@@ -287,8 +295,8 @@ static void render_caches(struct out *o, const struct metrics_gauges *g)
             put(o, "%s{cache=\"%s\"} %llu\n", events[e].name, cache_names[c],
                 (unsigned long long)m.cache[c][e]);
     }
-    family(o, "tlspolicyd_sts_policies", "gauge", "MTA-STS policies in force in the cache.");
-    put(o, "tlspolicyd_sts_policies %lu\n", g->sts_policies);
+    single(o, "tlspolicyd_sts_policies", "gauge", "MTA-STS policies in force in the cache.",
+           (unsigned long long)g->sts_policies);
 }
 
 static void render_upstreams(struct out *o)
@@ -327,26 +335,23 @@ static void render_upstreams(struct out *o)
 
 static void render_service(struct out *o, const struct metrics_gauges *g)
 {
-    family(o, "tlspolicyd_lookups_waiting", "gauge", "Lookups waiting for DNS or MTA-STS facts.");
-    put(o, "tlspolicyd_lookups_waiting %lu\n", g->lookups_waiting);
-    family(o, "tlspolicyd_connections_open", "gauge", "Socketmap connections open.");
-    put(o, "tlspolicyd_connections_open %lu\n", g->conns_open);
-    family(o, "tlspolicyd_connections_accepted_total", "counter",
-           "Socketmap connections accepted and served.");
-    put(o, "tlspolicyd_connections_accepted_total %llu\n",
-        (unsigned long long)m.conn[METRICS_CONN_ACCEPTED]);
-    family(o, "tlspolicyd_connections_refused_total", "counter",
+    single(o, "tlspolicyd_lookups_waiting", "gauge", "Lookups waiting for DNS or MTA-STS facts.",
+           (unsigned long long)g->lookups_waiting);
+    single(o, "tlspolicyd_connections_open", "gauge", "Socketmap connections open.",
+           (unsigned long long)g->conns_open);
+    single(o, "tlspolicyd_connections_accepted_total", "counter",
+           "Socketmap connections accepted and served.",
+           (unsigned long long)m.conn[METRICS_CONN_ACCEPTED]);
+    single(o, "tlspolicyd_connections_refused_total", "counter",
            "Socketmap connections closed at once because max_connections were open, each with "
-           "a request being answered.");
-    put(o, "tlspolicyd_connections_refused_total %llu\n",
-        (unsigned long long)m.conn[METRICS_CONN_REFUSED]);
-    family(o, "tlspolicyd_connections_evicted_total", "counter",
+           "a request being answered.",
+           (unsigned long long)m.conn[METRICS_CONN_REFUSED]);
+    single(o, "tlspolicyd_connections_evicted_total", "counter",
            "Idle or trickling socketmap connections closed to make room for a new client at "
-           "max_connections.");
-    put(o, "tlspolicyd_connections_evicted_total %llu\n",
-        (unsigned long long)m.conn[METRICS_CONN_EVICTED]);
-    family(o, "tlspolicyd_http_connections_open", "gauge", "Metrics endpoint connections open.");
-    put(o, "tlspolicyd_http_connections_open %lu\n", g->http_conns_open);
+           "max_connections.",
+           (unsigned long long)m.conn[METRICS_CONN_EVICTED]);
+    single(o, "tlspolicyd_http_connections_open", "gauge", "Metrics endpoint connections open.",
+           (unsigned long long)g->http_conns_open);
     family(o, "tlspolicyd_http_connections_total", "counter",
            "Metrics endpoint connections, by event (refused: over the endpoint's limit).");
     put(o, "tlspolicyd_http_connections_total{event=\"accepted\"} %llu\n",
@@ -414,12 +419,10 @@ static void render_process(struct out *o)
     fp = fopen("/proc/self/statm", "r");
     if (fp != NULL) {
         if (fscanf(fp, "%lu %lu", &vsize_pages, &rss_pages) == 2) {
-            family(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-            put(o, "process_virtual_memory_bytes %llu\n",
-                (unsigned long long)vsize_pages * (unsigned long long)page);
-            family(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-            put(o, "process_resident_memory_bytes %llu\n",
-                (unsigned long long)rss_pages * (unsigned long long)page);
+            single(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                   (unsigned long long)vsize_pages * (unsigned long long)page);
+            single(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                   (unsigned long long)rss_pages * (unsigned long long)page);
         }
         fclose(fp);
     }
@@ -432,13 +435,13 @@ static void render_process(struct out *o)
                 nfds++;
         closedir(d);
         /* The directory's own descriptor was counted. */
-        family(o, "process_open_fds", "gauge", "Number of open file descriptors.");
-        put(o, "process_open_fds %lu\n", nfds > 0 ? nfds - 1 : 0);
+        single(o, "process_open_fds", "gauge", "Number of open file descriptors.",
+               (unsigned long long)nfds > 0 ? nfds - 1 : 0);
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        family(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
-        put(o, "process_max_fds %llu\n",
-            rl.rlim_cur == RLIM_INFINITY ? 0ull : (unsigned long long)rl.rlim_cur);
+        single(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+               (unsigned long long)rl.rlim_cur == RLIM_INFINITY ? 0ull
+                                                                : (unsigned long long)rl.rlim_cur);
     }
     family(o, "process_start_time_seconds", "gauge",
            "Start time of the process since unix epoch in seconds.");
