@@ -7,13 +7,11 @@
  */
 #include "probe_cmd.h"
 
-#include <arpa/inet.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <uv.h>
 
 #include "cmdline.h"
@@ -22,6 +20,7 @@
 #include "dns.h"
 #include "domain.h"
 #include "ehlo.h"
+#include "mxhosts.h"
 #include "probe.h"
 #include "resolver.h"
 #include "xalloc.h"
@@ -149,30 +148,14 @@ static void on_addr(void *arg, const struct resolver_answer *ans)
     struct host *h = s->h;
     struct job *j = h->j;
     const struct dns_answer_info *in = &ans->info;
-    uint16_t type = s->aaaa ? DNS_TYPE_AAAA : DNS_TYPE_A;
 
     s->active = 0;
     s->req = NULL;
     s->done = 1;
     j->pending--;
     if (in->outcome == DNS_OUT_RECORDS) {
-        struct dns_iter it;
-        struct dns_rr rr;
-        const char *why = NULL;
-
-        if (dns_iter_init(&it, ans->msg, ans->len, &why) == 0) {
-            while (dns_answer_next(&it, in->final, type, &rr, &why) == 1) {
-                uint8_t a[16];
-                size_t alen;
-                char text[ADDR_LEN];
-
-                if (dns_rdata_addr(&rr, a, &alen, &why) < 0)
-                    continue;
-                inet_ntop(alen == 4 ? AF_INET : AF_INET6, a, text, sizeof(text));
-                if (h->naddrs < MAX_ADDRS)
-                    snprintf(h->addrs[h->naddrs++], ADDR_LEN, "%s", text);
-            }
-        }
+        if (h->naddrs < MAX_ADDRS)
+            h->naddrs += mxhosts_addrs(ans, &h->addrs[h->naddrs], MAX_ADDRS - h->naddrs);
     } else if (in->outcome == DNS_OUT_BOGUS || in->outcome == DNS_OUT_FAILED) {
         snprintf(h->why, sizeof(h->why), "%s lookup: %s", s->aaaa ? "AAAA" : "A",
                  in->why ? in->why : dns_outcome_name(in->outcome));
@@ -223,15 +206,41 @@ static struct host *add_host(struct job *j, const char *name, unsigned pref)
     return h;
 }
 
+/* Most preferred first, as a client tries them (a stable sort: ties keep the DNS order). */
+static void sort_hosts(struct job *j)
+{
+    for (unsigned i = 1; i < j->nhosts; i++)
+        for (unsigned k = i; k > 0 && j->hosts[k - 1].pref > j->hosts[k].pref; k--) {
+            struct host tmp = j->hosts[k];
+
+            j->hosts[k] = j->hosts[k - 1];
+            j->hosts[k - 1] = tmp;
+        }
+    for (unsigned i = 0; i < j->nhosts; i++)
+        j->hosts[i].j = j;
+}
+
+struct mx_read {
+    struct job *j;
+    int null_mx; /* a record "MX 0 ." was seen */
+};
+
+static void on_mx_host(void *arg, const char *host, uint16_t pref)
+{
+    struct mx_read *m = arg;
+
+    if (host[0] == '\0')
+        m->null_mx = 1;
+    else
+        add_host(m->j, host, pref);
+}
+
 /* The MX RRset when it is not DNSSEC-signed (dane_start stops there). */
 static void on_mx(void *arg, const struct resolver_answer *ans)
 {
     struct job *j = arg;
     const struct dns_answer_info *in = &ans->info;
-    struct dns_iter it;
-    struct dns_rr rr;
-    const char *why = NULL;
-    int records = 0, null_mx = 0;
+    struct mx_read m = {j, 0};
 
     j->mx_active = 0;
     j->mxreq = NULL;
@@ -251,36 +260,13 @@ static void on_mx(void *arg, const struct resolver_answer *ans)
         add_host(j, in->final, 0);
         break;
     case DNS_OUT_RECORDS:
-        if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0)
-            break;
-        while (dns_answer_next(&it, in->final, DNS_TYPE_MX, &rr, &why) == 1) {
-            char host[DNS_NAME_MAX + 1];
-            uint16_t pref;
-
-            if (dns_rdata_mx(ans->msg, ans->len, &rr, &pref, host, &why) < 0)
-                continue;
-            records++;
-            if (host[0] == '\0')
-                null_mx = 1;
-            else
-                add_host(j, host, pref);
-        }
-        if (null_mx && records == 1) {
+        if (mxhosts_each(ans, on_mx_host, &m) == 1 && m.null_mx) {
             snprintf(j->why, sizeof(j->why), "%s publishes a null MX (RFC 7505)", j->domain);
             j->nhosts = 0;
         }
         break;
     }
-    /* Most preferred first, as a client tries them. */
-    for (unsigned i = 1; i < j->nhosts; i++)
-        for (unsigned k = i; k > 0 && j->hosts[k - 1].pref > j->hosts[k].pref; k--) {
-            struct host tmp = j->hosts[k];
-
-            j->hosts[k] = j->hosts[k - 1];
-            j->hosts[k - 1] = tmp;
-        }
-    for (unsigned i = 0; i < j->nhosts; i++)
-        j->hosts[i].j = j;
+    sort_hosts(j);
     resolve_hosts(j);
     job_check(j);
 }
@@ -326,16 +312,10 @@ static void on_dane(void *arg, const struct dane_facts *f)
             continue;
         h->addr_state = addr[dh->addr];
         /* RFC 7672 2.2.3: TLSA records count only where the addresses are secure. */
-        if (dh->addr == DANE_ADDR_SECURE)
-            for (unsigned k = 0; k < dh->ntlsa && h->ntlsa < DANE_MAX_TLSA; k++) {
-                struct probe_tlsa *t = &h->tlsa[h->ntlsa++];
-
-                t->usage = dh->tlsa[k].usage;
-                t->selector = dh->tlsa[k].selector;
-                t->mtype = dh->tlsa[k].mtype;
-                t->data = dh->tlsa[k].data;
-                t->len = dh->tlsa[k].len;
-            }
+        if (dh->addr == DANE_ADDR_SECURE) {
+            h->ntlsa = dh->ntlsa < DANE_MAX_TLSA ? dh->ntlsa : DANE_MAX_TLSA;
+            mxhosts_tlsa(h->tlsa, dh->tlsa, h->ntlsa);
+        }
     }
     resolve_hosts(j);
     job_check(j);
