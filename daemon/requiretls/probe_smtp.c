@@ -55,25 +55,20 @@ static void fail(struct conn *c)
     probe_smtp_close(c);
 }
 
+/* Where a probe was, for the reason it gives: "timed out ... waiting for the banner". */
 static const char *step_name(enum conn_state st)
 {
-    switch (st) {
-    case ST_CONNECT:
-        return "connecting";
-    case ST_BANNER:
-        return "waiting for the banner";
-    case ST_EHLO1:
-        return "waiting for the EHLO reply";
-    case ST_STARTTLS:
-        return "waiting for the reply to STARTTLS";
-    case ST_HANDSHAKE:
-        return "in the TLS handshake";
-    case ST_EHLO2:
-        return "waiting for the EHLO reply after STARTTLS";
-    case ST_QUIT:
-        return "waiting for the reply to QUIT";
-    }
-    return "?";
+    static const char *const names[] = {
+        [ST_CONNECT] = "connecting",
+        [ST_BANNER] = "waiting for the banner",
+        [ST_EHLO1] = "waiting for the EHLO reply",
+        [ST_STARTTLS] = "waiting for the reply to STARTTLS",
+        [ST_HANDSHAKE] = "in the TLS handshake",
+        [ST_EHLO2] = "waiting for the EHLO reply after STARTTLS",
+        [ST_QUIT] = "waiting for the reply to QUIT",
+    };
+
+    return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
 }
 
 /* Writing. */
@@ -175,12 +170,18 @@ static void hang_up(struct conn *c)
         probe_smtp_close(c);
 }
 
+/* The server turned the step down (what: "EHLO refused"): say so with its reply, and QUIT. */
+static void refused(struct conn *c, const char *what, const char *esc)
+{
+    probe_why(c, "%s: %d %s", what, c->reply.code, esc);
+    quit(c);
+}
+
 /* RFC 5321 4.3.1: 220 is the greeting; 554 (or anything else) refuses the session. */
 static void on_banner(struct conn *c, const char *esc)
 {
     if (c->reply.code != 220) {
-        probe_why(c, "banner refused the session: %d %s", c->reply.code, esc);
-        quit(c);
+        refused(c, "banner refused the session", esc);
         return;
     }
     c->st = ST_EHLO1;
@@ -193,8 +194,7 @@ static void on_ehlo1(struct conn *c, const char *esc)
     struct ehlo_caps caps;
 
     if (ehlo_caps_parse(&c->reply, &caps, NULL) != EHLO_OK) {
-        probe_why(c, "EHLO refused: %d %s", c->reply.code, esc);
-        quit(c);
+        refused(c, "EHLO refused", esc);
         return;
     }
     c->res.caps = caps.flags;
@@ -214,8 +214,7 @@ static void on_ehlo1(struct conn *c, const char *esc)
 static void on_starttls(struct conn *c, const char *esc)
 {
     if (c->reply.code != 220) {
-        probe_why(c, "STARTTLS refused: %d %s", c->reply.code, esc);
-        quit(c);
+        refused(c, "STARTTLS refused", esc);
         return;
     }
     /* RFC 3207 6 (CVE-2011-0411): anything sent in clear after the 220 is dropped. */
@@ -246,6 +245,18 @@ static void on_ehlo2(struct conn *c, const char *esc)
     quit(c);
 }
 
+static void on_quit(struct conn *c, const char *esc)
+{
+    (void)esc;
+    hang_up(c);
+}
+
+/* What a reply means in each step (none is read while connecting or in the handshake). */
+static void (*const on_step[])(struct conn *c, const char *esc) = {
+    [ST_BANNER] = on_banner, [ST_EHLO1] = on_ehlo1, [ST_STARTTLS] = on_starttls,
+    [ST_EHLO2] = on_ehlo2,   [ST_QUIT] = on_quit,
+};
+
 /* A complete reply in c->reply for the current step. */
 static void on_reply(struct conn *c)
 {
@@ -253,26 +264,8 @@ static void on_reply(struct conn *c)
 
     ehlo_reply_first_line(&c->reply, text, sizeof(text));
     escape_log(esc, sizeof(esc), text, strlen(text));
-    switch (c->st) {
-    case ST_BANNER:
-        on_banner(c, esc);
-        return;
-    case ST_EHLO1:
-        on_ehlo1(c, esc);
-        return;
-    case ST_STARTTLS:
-        on_starttls(c, esc);
-        return;
-    case ST_EHLO2:
-        on_ehlo2(c, esc);
-        return;
-    case ST_QUIT:
-        hang_up(c);
-        return;
-    case ST_CONNECT:
-    case ST_HANDSHAKE:
-        break;
-    }
+    if (on_step[c->st] != NULL)
+        on_step[c->st](c, esc);
 }
 
 /* Feed n bytes of SMTP to the reply parser; 1: a reply was handled, 0: more needed, -1: failed. */
