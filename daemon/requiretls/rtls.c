@@ -237,12 +237,10 @@ struct rtls_lookup *rtls_start(struct resolver *r, struct probe_svc *p, const ch
             l->mx = req;
     }
     l->busy--;
-    if (l->pending == 0) {
-        l->cb(l->arg, &l->f);
-        free(l);
-        return NULL;
-    }
-    return l;
+    if (l->pending > 0)
+        return l;
+    maybe_finish(l); /* everything was cached: the callback runs now and l goes */
+    return NULL;
 }
 
 void rtls_cancel(struct rtls_lookup *l)
