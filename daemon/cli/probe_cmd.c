@@ -7,13 +7,12 @@
  */
 #include "probe_cmd.h"
 
-#include <arpa/inet.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <uv.h>
 
 #include "cmdline.h"
@@ -22,6 +21,7 @@
 #include "dns.h"
 #include "domain.h"
 #include "ehlo.h"
+#include "mxhosts.h"
 #include "probe.h"
 #include "resolver.h"
 #include "xalloc.h"
@@ -149,30 +149,14 @@ static void on_addr(void *arg, const struct resolver_answer *ans)
     struct host *h = s->h;
     struct job *j = h->j;
     const struct dns_answer_info *in = &ans->info;
-    uint16_t type = s->aaaa ? DNS_TYPE_AAAA : DNS_TYPE_A;
 
     s->active = 0;
     s->req = NULL;
     s->done = 1;
     j->pending--;
     if (in->outcome == DNS_OUT_RECORDS) {
-        struct dns_iter it;
-        struct dns_rr rr;
-        const char *why = NULL;
-
-        if (dns_iter_init(&it, ans->msg, ans->len, &why) == 0) {
-            while (dns_answer_next(&it, in->final, type, &rr, &why) == 1) {
-                uint8_t a[16];
-                size_t alen;
-                char text[ADDR_LEN];
-
-                if (dns_rdata_addr(&rr, a, &alen, &why) < 0)
-                    continue;
-                inet_ntop(alen == 4 ? AF_INET : AF_INET6, a, text, sizeof(text));
-                if (h->naddrs < MAX_ADDRS)
-                    snprintf(h->addrs[h->naddrs++], ADDR_LEN, "%s", text);
-            }
-        }
+        if (h->naddrs < MAX_ADDRS)
+            h->naddrs += mxhosts_addrs(ans, &h->addrs[h->naddrs], MAX_ADDRS - h->naddrs);
     } else if (in->outcome == DNS_OUT_BOGUS || in->outcome == DNS_OUT_FAILED) {
         snprintf(h->why, sizeof(h->why), "%s lookup: %s", s->aaaa ? "AAAA" : "A",
                  in->why ? in->why : dns_outcome_name(in->outcome));
@@ -223,15 +207,41 @@ static struct host *add_host(struct job *j, const char *name, unsigned pref)
     return h;
 }
 
+/* Most preferred first, as a client tries them (a stable sort: ties keep the DNS order). */
+static void sort_hosts(struct job *j)
+{
+    for (unsigned i = 1; i < j->nhosts; i++)
+        for (unsigned k = i; k > 0 && j->hosts[k - 1].pref > j->hosts[k].pref; k--) {
+            struct host tmp = j->hosts[k];
+
+            j->hosts[k] = j->hosts[k - 1];
+            j->hosts[k - 1] = tmp;
+        }
+    for (unsigned i = 0; i < j->nhosts; i++)
+        j->hosts[i].j = j;
+}
+
+struct mx_read {
+    struct job *j;
+    int null_mx; /* a record "MX 0 ." was seen */
+};
+
+static void on_mx_host(void *arg, const char *host, uint16_t pref)
+{
+    struct mx_read *m = arg;
+
+    if (host[0] == '\0')
+        m->null_mx = 1;
+    else
+        add_host(m->j, host, pref);
+}
+
 /* The MX RRset when it is not DNSSEC-signed (dane_start stops there). */
 static void on_mx(void *arg, const struct resolver_answer *ans)
 {
     struct job *j = arg;
     const struct dns_answer_info *in = &ans->info;
-    struct dns_iter it;
-    struct dns_rr rr;
-    const char *why = NULL;
-    int records = 0, null_mx = 0;
+    struct mx_read m = {j, 0};
 
     j->mx_active = 0;
     j->mxreq = NULL;
@@ -251,36 +261,13 @@ static void on_mx(void *arg, const struct resolver_answer *ans)
         add_host(j, in->final, 0);
         break;
     case DNS_OUT_RECORDS:
-        if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0)
-            break;
-        while (dns_answer_next(&it, in->final, DNS_TYPE_MX, &rr, &why) == 1) {
-            char host[DNS_NAME_MAX + 1];
-            uint16_t pref;
-
-            if (dns_rdata_mx(ans->msg, ans->len, &rr, &pref, host, &why) < 0)
-                continue;
-            records++;
-            if (host[0] == '\0')
-                null_mx = 1;
-            else
-                add_host(j, host, pref);
-        }
-        if (null_mx && records == 1) {
+        if (mxhosts_each(ans, on_mx_host, &m) == 1 && m.null_mx) {
             snprintf(j->why, sizeof(j->why), "%s publishes a null MX (RFC 7505)", j->domain);
             j->nhosts = 0;
         }
         break;
     }
-    /* Most preferred first, as a client tries them. */
-    for (unsigned i = 1; i < j->nhosts; i++)
-        for (unsigned k = i; k > 0 && j->hosts[k - 1].pref > j->hosts[k].pref; k--) {
-            struct host tmp = j->hosts[k];
-
-            j->hosts[k] = j->hosts[k - 1];
-            j->hosts[k - 1] = tmp;
-        }
-    for (unsigned i = 0; i < j->nhosts; i++)
-        j->hosts[i].j = j;
+    sort_hosts(j);
     resolve_hosts(j);
     job_check(j);
 }
@@ -326,16 +313,10 @@ static void on_dane(void *arg, const struct dane_facts *f)
             continue;
         h->addr_state = addr[dh->addr];
         /* RFC 7672 2.2.3: TLSA records count only where the addresses are secure. */
-        if (dh->addr == DANE_ADDR_SECURE)
-            for (unsigned k = 0; k < dh->ntlsa && h->ntlsa < DANE_MAX_TLSA; k++) {
-                struct probe_tlsa *t = &h->tlsa[h->ntlsa++];
-
-                t->usage = dh->tlsa[k].usage;
-                t->selector = dh->tlsa[k].selector;
-                t->mtype = dh->tlsa[k].mtype;
-                t->data = dh->tlsa[k].data;
-                t->len = dh->tlsa[k].len;
-            }
+        if (dh->addr == DANE_ADDR_SECURE) {
+            h->ntlsa = dh->ntlsa < DANE_MAX_TLSA ? dh->ntlsa : DANE_MAX_TLSA;
+            mxhosts_tlsa(h->tlsa, dh->tlsa, h->ntlsa);
+        }
     }
     resolve_hosts(j);
     job_check(j);
@@ -500,10 +481,29 @@ static void usage(void)
         "  --wait MS          wait MS between arguments, the loop running (background probes)\n");
 }
 
+/* What the command line asked for, besides the options cmdline.c takes. */
+struct args {
+    const char *connect[MAX_CONNECT];
+    size_t nconnect, ntlsa;
+    struct probe_tlsa tlsa[PROBE_MAX_TLSA];
+    unsigned long port, repeat, destroy_after, wait_ms;
+};
+
 struct destroy_timer {
     uv_timer_t t;
     struct probe_svc **p;
     int fired;
+};
+
+/* One run of the command: its arguments, the services and the timers of the options. */
+struct run {
+    struct args a;
+    struct cmdline cl;
+    struct resolver *r;
+    struct probe_svc *p; /* NULL once --destroy-after has destroyed it */
+    struct destroy_timer dt;
+    uv_timer_t wait_timer;
+    int waited;
 };
 
 /* --wait: the pause between two arguments, with the loop running. */
@@ -521,7 +521,63 @@ static void on_destroy_timer(uv_timer_t *t)
     *d->p = NULL;
 }
 
-int probe_main(int argc, char **argv)
+/*
+ * A number option in min..max into *out: 0, or -1 after a message on stderr ("expected
+ * milliseconds" when there is no upper bound).
+ */
+static int number_arg(const char *opt, const char *arg, unsigned long min, unsigned long max,
+                      unsigned long *out)
+{
+    char *end;
+    unsigned long v = strtoul(arg, &end, 10);
+
+    if (*arg != '\0' && *end == '\0' && v >= min && v <= max) {
+        *out = v;
+        return 0;
+    }
+    if (max == ULONG_MAX)
+        fprintf(stderr, "tlspolicyd: --%s %s: expected milliseconds\n", opt, arg);
+    else
+        fprintf(stderr, "tlspolicyd: --%s %s: expected %lu to %lu\n", opt, arg, min, max);
+    return -1;
+}
+
+/* One option of the probe command's own: 0, or -1 after a message on stderr. */
+static int take_option(struct args *a, int ch, const char *arg)
+{
+    static uint8_t tlsa_buf[PROBE_MAX_TLSA][4096];
+
+    switch (ch) {
+    case 'P':
+        return number_arg("port", arg, 1, 65535, &a->port);
+    case 'C':
+        if (a->nconnect == MAX_CONNECT) {
+            fprintf(stderr, "tlspolicyd: at most %d --connect addresses\n", MAX_CONNECT);
+            return -1;
+        }
+        a->connect[a->nconnect++] = arg;
+        return 0;
+    case 'T':
+        if (a->ntlsa == PROBE_MAX_TLSA ||
+            parse_tlsa(arg, &a->tlsa[a->ntlsa], tlsa_buf[a->ntlsa], sizeof(tlsa_buf[0])) < 0) {
+            fprintf(stderr, "tlspolicyd: --tlsa %s: expected 'USAGE SELECTOR MTYPE HEX'\n", arg);
+            return -1;
+        }
+        a->ntlsa++;
+        return 0;
+    case 'R':
+        return number_arg("repeat", arg, 1, MAX_REPEAT, &a->repeat);
+    case 'D':
+        return number_arg("destroy-after", arg, 1, ULONG_MAX, &a->destroy_after);
+    case 'W':
+        return number_arg("wait", arg, 1, ULONG_MAX, &a->wait_ms);
+    }
+    usage();
+    return -1;
+}
+
+/* The command line into run->a and run->cl: 0, or -1 after a message on stderr. */
+static int parse_args(struct run *run, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'P'},
@@ -534,187 +590,166 @@ int probe_main(int argc, char **argv)
         {"wait", required_argument, NULL, 'W'},
         {NULL, 0, NULL, 0},
     };
-    const char *connect[MAX_CONNECT];
-    size_t nconnect = 0, ntlsa = 0;
-    struct probe_tlsa tlsa[PROBE_MAX_TLSA];
-    static uint8_t tlsa_buf[PROBE_MAX_TLSA][4096];
-    unsigned long port = 0, repeat = 1, destroy_after = 0, wait_ms = 0;
-    int ch, status = 2;
-    struct cmdline cl;
-    struct resolver *r = NULL;
-    struct probe_svc *p = NULL;
-    struct destroy_timer dt;
-    uv_timer_t wait_timer;
-    int waited = 0;
-    char err[512];
+    int ch;
 
-    cmdline_init(&cl, argc);
+    run->a.repeat = 1;
     optind = 1;
     while ((ch = getopt_long(argc, argv, CMDLINE_SHORTOPTS, longopts, NULL)) != -1) {
-        char *end;
-
-        if (cmdline_option(&cl, ch, optarg))
+        if (cmdline_option(&run->cl, ch, optarg))
             continue;
-        switch (ch) {
-        case 'P':
-            port = strtoul(optarg, &end, 10);
-            if (*optarg == '\0' || *end || port == 0 || port > 65535) {
-                fprintf(stderr, "tlspolicyd: --port %s: expected 1 to 65535\n", optarg);
-                cmdline_free(&cl);
-                return 2;
-            }
-            break;
-        case 'C':
-            if (nconnect == MAX_CONNECT) {
-                fprintf(stderr, "tlspolicyd: at most %d --connect addresses\n", MAX_CONNECT);
-                cmdline_free(&cl);
-                return 2;
-            }
-            connect[nconnect++] = optarg;
-            break;
-        case 'T':
-            if (ntlsa == PROBE_MAX_TLSA ||
-                parse_tlsa(optarg, &tlsa[ntlsa], tlsa_buf[ntlsa], sizeof(tlsa_buf[0])) < 0) {
-                fprintf(stderr, "tlspolicyd: --tlsa %s: expected 'USAGE SELECTOR MTYPE HEX'\n",
-                        optarg);
-                cmdline_free(&cl);
-                return 2;
-            }
-            ntlsa++;
-            break;
-        case 'R':
-            repeat = strtoul(optarg, &end, 10);
-            if (*optarg == '\0' || *end || repeat == 0 || repeat > MAX_REPEAT) {
-                fprintf(stderr, "tlspolicyd: --repeat %s: expected 1 to %d\n", optarg, MAX_REPEAT);
-                cmdline_free(&cl);
-                return 2;
-            }
-            break;
-        case 'D':
-            destroy_after = strtoul(optarg, &end, 10);
-            if (*optarg == '\0' || *end || destroy_after == 0) {
-                fprintf(stderr, "tlspolicyd: --destroy-after %s: expected milliseconds\n", optarg);
-                cmdline_free(&cl);
-                return 2;
-            }
-            break;
-        case 'W':
-            wait_ms = strtoul(optarg, &end, 10);
-            if (*optarg == '\0' || *end || wait_ms == 0) {
-                fprintf(stderr, "tlspolicyd: --wait %s: expected milliseconds\n", optarg);
-                cmdline_free(&cl);
-                return 2;
-            }
-            break;
-        default:
-            usage();
-            cmdline_free(&cl);
-            return 2;
-        }
+        if (take_option(&run->a, ch, optarg) < 0)
+            return -1;
     }
-    if (optind >= argc || (ntlsa > 0 && nconnect == 0)) {
+    if (optind >= argc || (run->a.ntlsa > 0 && run->a.nconnect == 0)) {
         usage();
-        cmdline_free(&cl);
-        return 2;
+        return -1;
     }
-    if (cmdline_start(&cl) < 0) {
-        cmdline_free(&cl);
-        return 2;
-    }
-    {
-        struct probe_opts po = {.ca_file = cl.cfg.probe_ca_file,
-                                .helo_name = cl.cfg.probe_helo_name,
-                                .timeout_ms = cl.cfg.probe_timeout_ms,
-                                .ttl_ms = cl.cfg.probe_ttl_ms,
-                                .max_concurrent = cl.cfg.probe_max_concurrent,
-                                .port = (unsigned)port};
+    return 0;
+}
 
-        p = probe_svc_create(&cl.loop, &po, err, sizeof(err));
-        if (p == NULL) {
+/* The probe service, the resolver (without --connect) and the timers of the options. */
+static int open_services(struct run *run)
+{
+    const struct config *cfg = &run->cl.cfg;
+    struct probe_opts po = {.ca_file = cfg->probe_ca_file,
+                            .helo_name = cfg->probe_helo_name,
+                            .timeout_ms = cfg->probe_timeout_ms,
+                            .ttl_ms = cfg->probe_ttl_ms,
+                            .max_concurrent = cfg->probe_max_concurrent,
+                            .port = (unsigned)run->a.port};
+    char err[512];
+
+    run->p = probe_svc_create(&run->cl.loop, &po, err, sizeof(err));
+    if (run->p == NULL) {
+        fprintf(stderr, "tlspolicyd: %s\n", err);
+        return -1;
+    }
+    if (run->a.nconnect == 0) {
+        run->r = resolver_create(&run->cl.loop, cfg, err, sizeof(err));
+        if (run->r == NULL) {
             fprintf(stderr, "tlspolicyd: %s\n", err);
-            goto done;
+            return -1;
         }
     }
-    if (nconnect == 0) {
-        r = resolver_create(&cl.loop, &cl.cfg, err, sizeof(err));
-        if (r == NULL) {
-            fprintf(stderr, "tlspolicyd: %s\n", err);
-            goto done;
-        }
+    if (run->a.destroy_after) {
+        uv_timer_init(&run->cl.loop, &run->dt.t);
+        run->dt.p = &run->p;
+        run->dt.fired = 0;
+        uv_timer_start(&run->dt.t, on_destroy_timer, run->a.destroy_after, 0);
     }
-    if (destroy_after) {
-        uv_timer_init(&cl.loop, &dt.t);
-        dt.p = &p;
-        dt.fired = 0;
-        uv_timer_start(&dt.t, on_destroy_timer, destroy_after, 0);
+    if (run->a.wait_ms) {
+        uv_timer_init(&run->cl.loop, &run->wait_timer);
+        run->wait_timer.data = &run->waited;
     }
-    if (wait_ms) {
-        uv_timer_init(&cl.loop, &wait_timer);
-        wait_timer.data = &waited;
-    }
+    return 0;
+}
 
-    status = 0;
-    for (int i = optind; i < argc; i++) {
-        struct job *j = xcalloc(1, sizeof(*j));
-        const char *why = NULL;
+/* --wait: run the loop for wait_ms (background probes go on meanwhile). */
+static void pause_between(struct run *run)
+{
+    run->waited = 0;
+    uv_timer_start(&run->wait_timer, on_wait_timer, run->a.wait_ms, 0);
+    while (!run->waited)
+        uv_run(&run->cl.loop, UV_RUN_ONCE);
+}
 
-        j->arg = argv[i];
-        j->r = r;
-        j->p = p;
-        j->repeat = (unsigned)repeat;
-        if (wait_ms && i > optind) {
-            waited = 0;
-            uv_timer_start(&wait_timer, on_wait_timer, wait_ms, 0);
-            while (!waited)
-                uv_run(&cl.loop, UV_RUN_ONCE);
-        }
-        if (domain_normalize(argv[i], strlen(argv[i]), j->domain, &why) != DOMAIN_OK) {
-            snprintf(j->why, sizeof(j->why), "not a domain name: %s", why);
-            j->error = 1;
-        } else if (p == NULL) {
-            snprintf(j->why, sizeof(j->why), "probe service destroyed (--destroy-after)");
-            j->error = 1;
-        } else if (nconnect > 0) {
-            struct host *h = add_host(j, j->domain, 0);
+/* --connect: the named host at the given addresses, with the --tlsa records. */
+static void start_connect(struct job *j, const struct args *a)
+{
+    struct host *h = add_host(j, j->domain, 0);
 
-            memcpy(h->tlsa, tlsa, ntlsa * sizeof(tlsa[0]));
-            h->ntlsa = ntlsa;
-            for (size_t k = 0; k < nconnect; k++)
-                snprintf(h->addrs[h->naddrs++], ADDR_LEN, "%s", connect[k]);
-            j->pending++;
-            start_probes(h);
-            j->pending--;
-        } else {
-            j->pending++;
-            j->dl = dane_start(r, j->domain, on_dane, j);
-        }
-        job_check(j);
-        /* Probes and DNS answers arrive on the loop; probe_timeout bounds each probe. */
-        while (!j->done) {
-            uv_run(&cl.loop, UV_RUN_ONCE);
-            if (p == NULL && !j->done)
-                job_abandon(j);
-        }
-        if (j->error || !job_ok(j))
-            status = 1;
-        if (cl.out)
-            json_array_append_new(cl.out, job_json(j));
-        else
-            print_text(j);
-        free(j);
+    memcpy(h->tlsa, a->tlsa, a->ntlsa * sizeof(a->tlsa[0]));
+    h->ntlsa = a->ntlsa;
+    for (size_t k = 0; k < a->nconnect; k++)
+        snprintf(h->addrs[h->naddrs++], ADDR_LEN, "%s", a->connect[k]);
+    j->pending++;
+    start_probes(h);
+    j->pending--;
+}
+
+/* Start the job of one argument: a DANE walk of its MX hosts, or --connect's probes. */
+static void start_job(struct run *run, struct job *j, const char *arg)
+{
+    const char *why = NULL;
+
+    if (domain_normalize(arg, strlen(arg), j->domain, &why) != DOMAIN_OK) {
+        snprintf(j->why, sizeof(j->why), "not a domain name: %s", why);
+        j->error = 1;
+    } else if (run->p == NULL) {
+        snprintf(j->why, sizeof(j->why), "probe service destroyed (--destroy-after)");
+        j->error = 1;
+    } else if (run->a.nconnect > 0) {
+        start_connect(j, &run->a);
+    } else {
+        j->pending++;
+        j->dl = dane_start(run->r, j->domain, on_dane, j);
     }
-    cmdline_print_json(&cl);
-done:
-    if (destroy_after)
-        uv_close((uv_handle_t *)&dt.t, NULL);
-    if (wait_ms)
-        uv_close((uv_handle_t *)&wait_timer, NULL);
-    probe_svc_destroy(p);
-    resolver_destroy(r);
-    if (cmdline_close_loop(&cl) != 0) {
+    job_check(j);
+}
+
+/* Probe for one argument and print what was found. Returns 1 when it did not pass. */
+static int run_arg(struct run *run, const char *arg, int first)
+{
+    struct job *j = xcalloc(1, sizeof(*j));
+    int failed;
+
+    j->arg = arg;
+    j->r = run->r;
+    j->p = run->p;
+    j->repeat = (unsigned)run->a.repeat;
+    if (run->a.wait_ms && !first)
+        pause_between(run);
+    start_job(run, j, arg);
+    /* Probes and DNS answers arrive on the loop; probe_timeout bounds each probe. */
+    while (!j->done) {
+        uv_run(&run->cl.loop, UV_RUN_ONCE);
+        if (run->p == NULL && !j->done)
+            job_abandon(j);
+    }
+    failed = j->error || !job_ok(j);
+    if (run->cl.out)
+        json_array_append_new(run->cl.out, job_json(j));
+    else
+        print_text(j);
+    free(j);
+    return failed;
+}
+
+/* Close what open_services() opened; the exit status, 2 when handles were left open. */
+static int close_services(struct run *run, int status)
+{
+    /* Only the timers open_services() got to (it sets dt.p and wait_timer.data). */
+    if (run->dt.p != NULL)
+        uv_close((uv_handle_t *)&run->dt.t, NULL);
+    if (run->wait_timer.data != NULL)
+        uv_close((uv_handle_t *)&run->wait_timer, NULL);
+    probe_svc_destroy(run->p);
+    resolver_destroy(run->r);
+    if (cmdline_close_loop(&run->cl) != 0) {
         fprintf(stderr, "tlspolicyd: handles left open at exit\n");
         status = 2;
     }
-    cmdline_free(&cl);
+    return status;
+}
+
+int probe_main(int argc, char **argv)
+{
+    struct run run;
+    int status = 2;
+
+    memset(&run, 0, sizeof(run));
+    cmdline_init(&run.cl, argc);
+    if (parse_args(&run, argc, argv) < 0 || cmdline_start(&run.cl) < 0)
+        goto done;
+    if (open_services(&run) == 0) {
+        status = 0;
+        for (int i = optind; i < argc; i++)
+            if (run_arg(&run, argv[i], i == optind))
+                status = 1;
+        cmdline_print_json(&run.cl);
+    }
+    status = close_services(&run, status);
+done:
+    cmdline_free(&run.cl);
     return status;
 }

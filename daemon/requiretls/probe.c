@@ -1,51 +1,27 @@
 /*
- * MX probes (RFC 8689 / draft-ietf-uta-smtp-require-tls 4.2.1) on libuv with mbedTLS 2.28.
- * A probe is one connection (struct conn: a uv_tcp_t, a uv_timer_t for its deadline, an
- * mbedTLS context whose BIO reads from the connection's receive buffer and writes through
- * uv_write) driven by a small state machine over SMTP replies parsed by proto/ehlo.c. The
- * service owns the cache entries (struct entry: the key, the waiters, the result) and the
- * connections; a connection points at its entry until it has delivered the result, then
- * finishes its QUIT alone. A connection is freed from its last close callback, the service
- * from the last connection's (STYLE "Async lifetimes" 1-5).
+ * The MX probe service (RFC 8689 / draft-ietf-uta-smtp-require-tls 4.2.1): the cache of
+ * results per host, address and TLSA set (struct entry: the key, the waiters, the result),
+ * the sharing of probes in flight among their askers, the queue behind max_concurrent and
+ * its deadline, and background refreshes. Each running entry has one connection
+ * (probe_smtp.c, with TLS in probe_tls.c) that hands its result back through
+ * probe_complete(). The service is freed from the last connection's close callback
+ * (STYLE "Async lifetimes" 1-5).
  */
-#include "probe.h"
-
 #include <arpa/inet.h>
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/error.h>
-#include <mbedtls/net_sockets.h>
-#include <mbedtls/sha256.h>
-#include <mbedtls/sha512.h>
-#include <mbedtls/ssl.h>
-#include <mbedtls/x509_crt.h>
-
-#include "cafile.h"
-#include <netinet/in.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ehlo.h"
 #include "escape.h"
-#include "lru.h"
-#include "waitlist.h"
+#include "probe_int.h"
 #include "xalloc.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
-/* Ciphertext waiting for mbedTLS: one TLS record is at most 2^14 + 2048 + 5 bytes (RFC 5246
- * 6.2.3); twice that leaves room for the next one. */
-#define RX_CAP (2 * (16384 + 2048 + 5))
 /* A probe that got no answer at all (no connection, time-out, reset) is remembered for at
  * most this long, so a host that was down briefly is asked again soon. */
 #define FAIL_TTL_MS (5u * 60 * 1000)
-/* After the result: how long the server gets to answer QUIT (RFC 5321 4.1.1.10). */
-#define QUIT_GRACE_MS 2000u
 /* Entries kept at most; beyond it the least recently used idle ones go first (in-flight
  * probes stay). 10,000 results are a few tens of megabytes at most. */
 #define CACHE_MAX 10000
@@ -58,32 +34,6 @@
  */
 #define QUEUE_FACTOR 4u
 #define QUEUE_FULL_WHY "probe queue full"
-#define NBUCKETS 1024
-#define HOST_MAX 253
-#define ADDR_MAX 46 /* INET6_ADDRSTRLEN */
-
-enum conn_state {
-    ST_CONNECT,   /* TCP connect in progress */
-    ST_BANNER,    /* waiting for 220 */
-    ST_EHLO1,     /* waiting for the EHLO reply in clear */
-    ST_STARTTLS,  /* waiting for 220 to STARTTLS */
-    ST_HANDSHAKE, /* TLS handshake */
-    ST_EHLO2,     /* waiting for the EHLO reply under TLS */
-    ST_QUIT,      /* the result is out; waiting for the reply to QUIT */
-};
-
-/*
- * The probe of an entry; a cached result (res, expires) may be there in any state. Only
- * E_IDLE entries are in svc->lru (the eviction order): E_QUEUED ones are in svc->queue and
- * E_RUNNING ones belong to their connection, and neither may be evicted.
- */
-enum entry_state { E_IDLE, E_QUEUED, E_RUNNING };
-
-struct tlsa_rec {
-    uint8_t usage, selector, mtype;
-    size_t len;
-    uint8_t *data; /* into entry->tlsa_blob */
-};
 
 struct probe_req {
     struct waitlist_link link; /* on the entry's waiters, or on a list being delivered */
@@ -93,82 +43,6 @@ struct probe_req {
     int delivering;
 };
 
-struct entry {
-    struct entry *hnext; /* hash bucket */
-    struct lru_link lru; /* svc->lru, while E_IDLE */
-    struct lru_link q;   /* svc->queue, while E_QUEUED */
-    struct probe_svc *svc;
-    enum entry_state state;
-    struct waitlist_link *waiters;
-    struct conn *conn;   /* while E_RUNNING */
-    uint64_t expires;    /* loop time in ms: res is served until then; 0: no result yet */
-    uint64_t refresh_at; /* loop time in ms: a hit from then on also probes again */
-    uint64_t queued_at;  /* loop time in ms it joined the queue, while E_QUEUED */
-    uint64_t fp;         /* fingerprint of the TLSA set, part of the key */
-    struct tlsa_rec tlsa[PROBE_MAX_TLSA];
-    size_t ntlsa;
-    uint8_t *tlsa_blob;
-    struct probe_result res;
-    char host[HOST_MAX + 1];
-    char addr[ADDR_MAX];
-};
-
-struct wreq {
-    uv_write_t w;
-    struct conn *c;
-    char data[];
-};
-
-struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_connect_t creq;
-    uv_shutdown_t sreq;
-    struct probe_svc *svc;
-    struct conn *next, **pprev; /* svc->conns */
-    struct entry *e;            /* NULL once the result is out or the entry dropped */
-    enum conn_state st;
-    int open;              /* handles not yet closed */
-    int closing;           /* uv_close called: callbacks arriving now only free memory */
-    int tls;               /* ssl is set up and carries the session */
-    int hungup;            /* QUIT answered: shutting down, nothing more is read */
-    int ehlo2_read;        /* the EHLO reply after STARTTLS was read and parsed */
-    const char *sync_fail; /* a failure found while starting, reported from the timer */
-    uint64_t started_ms;
-    mbedtls_ssl_context ssl;
-    struct probe_result res;
-    struct ehlo_reply reply;
-    char host[HOST_MAX + 1];
-    char addr[ADDR_MAX];
-    size_t rx_off, rx_len;
-    uint8_t rx[RX_CAP];
-};
-
-struct probe_svc {
-    uv_loop_t *loop;
-    struct probe_opts opts;
-    char *helo_name;
-    struct cafile *ca; /* the bundle the configuration verifies against (a reference) */
-    mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context drbg;
-    mbedtls_ssl_config conf;
-    struct entry *buckets[NBUCKETS];
-    struct lru lru;    /* E_IDLE entries; head: most recently used */
-    struct lru queue;  /* E_QUEUED entries: in at the head, out at the tail */
-    uv_timer_t qtimer; /* the deadline of the queue's oldest entry */
-    int qtimer_open;   /* qtimer not yet closed */
-    size_t nentries;
-    unsigned running, queued;
-    unsigned long started;
-    struct conn *conns;
-    unsigned nconns; /* connections not yet freed */
-    unsigned busy;   /* deliveries in progress */
-    int destroying;
-};
-
-static void conn_close(struct conn *c);
-static void process(struct conn *c);
-static void on_timer(uv_timer_t *t);
 static void pump(struct probe_svc *svc);
 static void on_queue_deadline(uv_timer_t *t);
 
@@ -351,10 +225,7 @@ static void svc_maybe_free(struct probe_svc *svc)
 {
     if (!svc->destroying || svc->nconns > 0 || svc->busy > 0 || svc->qtimer_open)
         return;
-    mbedtls_ssl_config_free(&svc->conf);
-    cafile_unref(svc->ca);
-    mbedtls_ctr_drbg_free(&svc->drbg);
-    mbedtls_entropy_free(&svc->entropy);
+    probe_tls_free(svc);
     free(svc->helo_name);
     free(svc);
 }
@@ -424,7 +295,7 @@ static void on_queue_deadline(uv_timer_t *t)
  * again after the failure lifetime: a host that is down for a while, or a path that strips
  * STARTTLS, does not turn a known good host into a failure for the whole probe_ttl.
  */
-static void complete(struct conn *c)
+void probe_complete(struct conn *c)
 {
     struct entry *e = c->e;
     struct probe_svc *svc = c->svc;
@@ -466,674 +337,6 @@ static void complete(struct conn *c)
     svc_maybe_free(svc);
 }
 
-static void set_why(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_why(struct conn *c, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(c->res.why, sizeof(c->res.why), fmt, ap);
-    va_end(ap);
-}
-
-/* The probe failed: the reason is in c->res.why; deliver and close. */
-static void fail(struct conn *c)
-{
-    complete(c);
-    conn_close(c);
-}
-
-static const char *step_name(enum conn_state st)
-{
-    switch (st) {
-    case ST_CONNECT:
-        return "connecting";
-    case ST_BANNER:
-        return "waiting for the banner";
-    case ST_EHLO1:
-        return "waiting for the EHLO reply";
-    case ST_STARTTLS:
-        return "waiting for the reply to STARTTLS";
-    case ST_HANDSHAKE:
-        return "in the TLS handshake";
-    case ST_EHLO2:
-        return "waiting for the EHLO reply after STARTTLS";
-    case ST_QUIT:
-        return "waiting for the reply to QUIT";
-    }
-    return "?";
-}
-
-/* Writing. */
-
-static void on_write(uv_write_t *w, int status)
-{
-    struct wreq *wr = container_of(w, struct wreq, w);
-    struct conn *c = wr->c;
-
-    free(wr);
-    if (status < 0 && !c->closing) {
-        if (c->st == ST_QUIT) {
-            conn_close(c);
-            return;
-        }
-        set_why(c, "sending to %s failed %s: %s", c->addr, step_name(c->st), uv_strerror(status));
-        fail(c);
-    }
-}
-
-static int send_raw(struct conn *c, const void *p, size_t n)
-{
-    struct wreq *wr;
-    uv_buf_t buf;
-    int rc;
-
-    if (c->closing)
-        return -1;
-    wr = xmalloc(sizeof(*wr) + n);
-    wr->c = c;
-    memcpy(wr->data, p, n);
-    buf = uv_buf_init(wr->data, (unsigned)n);
-    rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-    if (rc < 0) {
-        free(wr);
-        return rc;
-    }
-    return 0;
-}
-
-/* mbedTLS BIO: writes go straight to uv_write (a copy each), so they never block. */
-static int bio_send(void *ctx, const unsigned char *buf, size_t len)
-{
-    struct conn *c = ctx;
-
-    if (send_raw(c, buf, len) < 0)
-        return MBEDTLS_ERR_NET_SEND_FAILED;
-    return (int)len;
-}
-
-/* mbedTLS BIO: reads take what the connection has buffered, else "want read". */
-static int bio_recv(void *ctx, unsigned char *buf, size_t len)
-{
-    struct conn *c = ctx;
-    size_t n = c->rx_len - c->rx_off;
-
-    if (n == 0)
-        return MBEDTLS_ERR_SSL_WANT_READ;
-    if (n > len)
-        n = len;
-    memcpy(buf, c->rx + c->rx_off, n);
-    c->rx_off += n;
-    return (int)n;
-}
-
-static void tls_error(char *out, size_t n, int rc)
-{
-    char buf[160];
-
-    mbedtls_strerror(rc, buf, sizeof(buf));
-    snprintf(out, n, "%s (-0x%04x)", buf, (unsigned)-rc);
-}
-
-/* Send one command line, in clear or under TLS. 0, or -1 with the reason set. */
-static int send_cmd(struct conn *c, const char *line)
-{
-    size_t n = strlen(line), off = 0;
-
-    ehlo_reply_init(&c->reply);
-    if (!c->tls) {
-        if (send_raw(c, line, n) < 0) {
-            set_why(c, "sending to %s failed %s", c->addr, step_name(c->st));
-            return -1;
-        }
-        return 0;
-    }
-    while (off < n) {
-        int rc = mbedtls_ssl_write(&c->ssl, (const unsigned char *)line + off, n - off);
-
-        if (rc < 0) {
-            char err[200];
-
-            tls_error(err, sizeof(err), rc);
-            set_why(c, "TLS write to %s failed: %s", c->addr, err);
-            return -1;
-        }
-        off += (size_t)rc;
-    }
-    return 0;
-}
-
-/* Steps. */
-
-static void quit(struct conn *c)
-{
-    complete(c);
-    if (c->closing)
-        return;
-    c->st = ST_QUIT;
-    if (send_cmd(c, "QUIT\r\n") < 0) {
-        conn_close(c);
-        return;
-    }
-    uv_timer_start(
-        &c->timer, on_timer,
-        QUIT_GRACE_MS < c->svc->opts.timeout_ms ? QUIT_GRACE_MS : c->svc->opts.timeout_ms, 0);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    struct conn *c = container_of(req, struct conn, sreq);
-
-    (void)status;
-    conn_close(c);
-}
-
-/* The server answered QUIT: say goodbye to TLS, then to TCP. */
-static void hang_up(struct conn *c)
-{
-    if (c->hungup)
-        return;
-    c->hungup = 1;
-    if (c->tls)
-        mbedtls_ssl_close_notify(&c->ssl);
-    if (c->closing || uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
-        conn_close(c);
-}
-
-static const char *pkix_failure(uint32_t flags)
-{
-    if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-        return "not issued by a trusted CA";
-    if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
-        return "not valid for the MX host name";
-    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
-        return "expired";
-    if (flags & MBEDTLS_X509_BADCERT_FUTURE)
-        return "not yet valid";
-    if (flags & MBEDTLS_X509_BADCERT_REVOKED)
-        return "revoked";
-    if (flags &
-        (MBEDTLS_X509_BADCERT_BAD_MD | MBEDTLS_X509_BADCERT_BAD_PK | MBEDTLS_X509_BADCERT_BAD_KEY))
-        return "signed with an unacceptable algorithm or key";
-    if (flags & (MBEDTLS_X509_BADCERT_KEY_USAGE | MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
-                 MBEDTLS_X509_BADCERT_NS_CERT_TYPE))
-        return "not meant for a TLS server";
-    return "failed verification";
-}
-
-/* RFC 6698 2.1.2-2.1.3 and RFC 7672 3.1: does crt match one record's selector and type? */
-static int tlsa_match(const mbedtls_x509_crt *crt, const struct tlsa_rec *t)
-{
-    const unsigned char *p;
-    size_t n;
-    unsigned char md[64];
-
-    if (t->selector == 0) {
-        p = crt->raw.p;
-        n = crt->raw.len;
-    } else if (t->selector == 1) {
-        p = crt->pk_raw.p;
-        n = crt->pk_raw.len;
-    } else {
-        return 0;
-    }
-    if (p == NULL || n == 0)
-        return 0;
-    switch (t->mtype) {
-    case 0:
-        return n == t->len && memcmp(p, t->data, n) == 0;
-    case 1:
-        return t->len == 32 && mbedtls_sha256_ret(p, n, md, 0) == 0 && memcmp(md, t->data, 32) == 0;
-    case 2:
-        return t->len == 64 && mbedtls_sha512_ret(p, n, md, 0) == 0 && memcmp(md, t->data, 64) == 0;
-    }
-    return 0;
-}
-
-/*
- * DANE (RFC 7672 3.1): DANE-EE(3) matches the server's own certificate, and names and dates
- * do not matter (3.1.1). DANE-TA(2) matches a CA certificate the server presented in its
- * chain (3.1.2: servers must include the TA); the chain must then verify up to that
- * certificate as the only trust anchor, for the MX host name (3.2.2) and within its dates.
- * A TA given only as a bare public key outside the chain is not supported.
- * Returns 1 on a match with a description in out.
- */
-static int dane_check(struct conn *c, const struct entry *e, char *out, size_t n)
-{
-    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&c->ssl);
-
-    if (peer == NULL)
-        return 0;
-    for (size_t i = 0; i < e->ntlsa; i++) {
-        const struct tlsa_rec *t = &e->tlsa[i];
-
-        if (t->usage == 3 && tlsa_match(peer, t)) {
-            snprintf(out, n, "DANE-EE %u %u %u", t->usage, t->selector, t->mtype);
-            return 1;
-        }
-        if (t->usage != 2)
-            continue;
-        for (const mbedtls_x509_crt *ca = peer->next; ca != NULL; ca = ca->next) {
-            mbedtls_x509_crt ta;
-            uint32_t flags = 0;
-            int ok;
-
-            if (!tlsa_match(ca, t))
-                continue;
-            mbedtls_x509_crt_init(&ta);
-            ok = mbedtls_x509_crt_parse_der(&ta, ca->raw.p, ca->raw.len) == 0 &&
-                 mbedtls_x509_crt_verify((mbedtls_x509_crt *)peer, &ta, NULL, c->host, &flags, NULL,
-                                         NULL) == 0;
-            mbedtls_x509_crt_free(&ta);
-            if (ok) {
-                snprintf(out, n, "DANE-TA %u %u %u", t->usage, t->selector, t->mtype);
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
-static void handshake_done(struct conn *c)
-{
-    uint32_t flags = mbedtls_ssl_get_verify_result(&c->ssl);
-    char dane[40] = "";
-    const char *v = mbedtls_ssl_get_version(&c->ssl), *cs = mbedtls_ssl_get_ciphersuite(&c->ssl);
-
-    c->res.tls_ok = 1;
-    snprintf(c->res.tls_version, sizeof(c->res.tls_version), "%s", v ? v : "");
-    snprintf(c->res.cipher, sizeof(c->res.cipher), "%s", cs ? cs : "");
-    /* RFC 6125 via mbedTLS: the chain to the CA bundle, and the MX host name in SAN/CN. */
-    c->res.pkix_ok = flags == 0;
-    c->res.ntlsa = c->e ? (unsigned)c->e->ntlsa : 0;
-    if (c->e != NULL && c->e->ntlsa > 0)
-        c->res.dane_ok = dane_check(c, c->e, dane, sizeof(dane));
-    set_why(c, "%s %s; PKIX %s%s; DANE %s%s; ", c->res.tls_version, c->res.cipher,
-            c->res.pkix_ok ? "ok" : "failed: certificate ",
-            c->res.pkix_ok ? "" : pkix_failure(flags),
-            c->res.ntlsa == 0 ? "not tried (no TLSA records)"
-            : c->res.dane_ok  ? "ok: "
-                              : "failed: no TLSA record matched",
-            c->res.dane_ok ? dane : "");
-    c->st = ST_EHLO2;
-}
-
-/* A complete reply in c->reply for the current step. */
-static void on_reply(struct conn *c)
-{
-    struct ehlo_reply *r = &c->reply;
-    struct ehlo_caps caps;
-    char text[120], esc[200], line[300];
-
-    ehlo_reply_first_line(r, text, sizeof(text));
-    escape_log(esc, sizeof(esc), text, strlen(text));
-    switch (c->st) {
-    case ST_BANNER:
-        /* RFC 5321 4.3.1: 220 is the greeting; 554 (or anything else) refuses the session. */
-        if (r->code != 220) {
-            set_why(c, "banner refused the session: %d %s", r->code, esc);
-            quit(c);
-            return;
-        }
-        c->st = ST_EHLO1;
-        snprintf(line, sizeof(line), "EHLO %s\r\n", c->svc->helo_name);
-        if (send_cmd(c, line) < 0)
-            fail(c);
-        return;
-    case ST_EHLO1:
-        if (ehlo_caps_parse(r, &caps, NULL) != EHLO_OK) {
-            set_why(c, "EHLO refused: %d %s", r->code, esc);
-            quit(c);
-            return;
-        }
-        c->res.caps = caps.flags;
-        /* RFC 3207 4: STARTTLS only when the server lists it. */
-        if (!(caps.flags & EHLO_CAP_STARTTLS)) {
-            set_why(c, "STARTTLS not offered%s",
-                    caps.flags & EHLO_CAP_REQUIRETLS ? " (REQUIRETLS listed in clear, ignored)"
-                                                     : "");
-            quit(c);
-            return;
-        }
-        c->res.starttls_offered = 1;
-        c->st = ST_STARTTLS;
-        if (send_cmd(c, "STARTTLS\r\n") < 0)
-            fail(c);
-        return;
-    case ST_STARTTLS:
-        if (r->code != 220) {
-            set_why(c, "STARTTLS refused: %d %s", r->code, esc);
-            quit(c);
-            return;
-        }
-        /* RFC 3207 6 (CVE-2011-0411): anything sent in clear after the 220 is dropped. */
-        c->rx_off = c->rx_len = 0;
-        if (mbedtls_ssl_setup(&c->ssl, &c->svc->conf) != 0 ||
-            mbedtls_ssl_set_hostname(&c->ssl, c->host) != 0) {
-            set_why(c, "cannot set up TLS");
-            fail(c);
-            return;
-        }
-        mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
-        c->tls = 1;
-        c->st = ST_HANDSHAKE;
-        return;
-    case ST_EHLO2: {
-        size_t off = strlen(c->res.why);
-
-        if (ehlo_caps_parse(r, &caps, NULL) != EHLO_OK) {
-            snprintf(c->res.why + off, sizeof(c->res.why) - off,
-                     "EHLO after STARTTLS refused: %d %s", r->code, esc);
-        } else {
-            c->ehlo2_read = 1;
-            c->res.caps = caps.flags;
-            /* RFC 8689 4.2.1 step 5: REQUIRETLS in the EHLO reply after STARTTLS. */
-            c->res.requiretls_advertised = (caps.flags & EHLO_CAP_REQUIRETLS) != 0;
-            snprintf(c->res.why + off, sizeof(c->res.why) - off, "REQUIRETLS %s",
-                     c->res.requiretls_advertised ? "advertised" : "not advertised");
-        }
-        quit(c);
-        return;
-    }
-    case ST_QUIT:
-        hang_up(c);
-        return;
-    case ST_CONNECT:
-    case ST_HANDSHAKE:
-        break;
-    }
-}
-
-/* Feed n bytes of SMTP to the reply parser; 1: a reply was handled, 0: more needed, -1: failed. */
-static int feed_reply(struct conn *c, const uint8_t *p, size_t n, size_t *used)
-{
-    const char *why = NULL;
-    int rc = ehlo_reply_feed(&c->reply, (const char *)p, n, used, &why);
-
-    if (rc == 0)
-        return 0;
-    if (rc < 0) {
-        if (c->st == ST_QUIT) {
-            hang_up(c);
-            return -1;
-        }
-        if (c->st == ST_EHLO2) {
-            size_t off = strlen(c->res.why);
-
-            snprintf(c->res.why + off, sizeof(c->res.why) - off, "bad reply %s: %s",
-                     step_name(c->st), why);
-        } else {
-            set_why(c, "bad reply from %s %s: %s", c->addr, step_name(c->st), why);
-        }
-        fail(c);
-        return -1;
-    }
-    on_reply(c);
-    return 1;
-}
-
-/* Move the connection on as far as the bytes in hand allow. */
-static void process(struct conn *c)
-{
-    char line[300];
-
-    while (!c->closing && !c->hungup) {
-        if (c->st == ST_HANDSHAKE) {
-            int rc = mbedtls_ssl_handshake(&c->ssl);
-
-            if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
-                return;
-            if (rc != 0) {
-                char err[200];
-
-                tls_error(err, sizeof(err), rc);
-                set_why(c, "TLS handshake with %s failed: %s", c->addr, err);
-                fail(c);
-                return;
-            }
-            handshake_done(c);
-            snprintf(line, sizeof(line), "EHLO %s\r\n", c->svc->helo_name);
-            if (send_cmd(c, line) < 0) {
-                fail(c);
-                return;
-            }
-            continue;
-        }
-        if (c->tls) {
-            /* Under TLS: decrypt what is there; a reply's trailing bytes are dropped. */
-            uint8_t buf[1024];
-            size_t used;
-            int n = mbedtls_ssl_read(&c->ssl, buf, sizeof(buf));
-
-            if (n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE)
-                return;
-            if (n <= 0) {
-                char err[200];
-
-                if (c->st == ST_QUIT) {
-                    conn_close(c);
-                    return;
-                }
-                if (n == 0 || n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
-                    snprintf(err, sizeof(err), "the server closed the TLS session");
-                else
-                    tls_error(err, sizeof(err), n);
-                {
-                    size_t off = strlen(c->res.why);
-
-                    snprintf(c->res.why + off, sizeof(c->res.why) - off, "%s %s", err,
-                             step_name(c->st));
-                }
-                fail(c);
-                return;
-            }
-            if (feed_reply(c, buf, (size_t)n, &used) < 0)
-                return;
-            continue;
-        }
-        /* In clear: the reply parser reads the receive buffer directly. */
-        {
-            size_t used = 0;
-            int rc;
-
-            if (c->rx_off == c->rx_len)
-                return;
-            rc = feed_reply(c, c->rx + c->rx_off, c->rx_len - c->rx_off, &used);
-            if (rc < 0)
-                return;
-            if (rc == 0) {
-                c->rx_off = c->rx_len = 0;
-                return;
-            }
-            /* After STARTTLS's 220 on_reply emptied the buffer; elsewhere keep the rest. */
-            if (c->rx_len > 0)
-                c->rx_off += used;
-        }
-    }
-}
-
-/* libuv callbacks. */
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct conn *c = container_of((uv_tcp_t *)h, struct conn, tcp);
-
-    (void)suggested;
-    if (c->rx_off > 0) {
-        memmove(c->rx, c->rx + c->rx_off, c->rx_len - c->rx_off);
-        c->rx_len -= c->rx_off;
-        c->rx_off = 0;
-    }
-    *buf = uv_buf_init((char *)c->rx + c->rx_len, (unsigned)(RX_CAP - c->rx_len));
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    struct conn *c = container_of((uv_tcp_t *)s, struct conn, tcp);
-
-    (void)buf;
-    if (c->closing || nread == 0)
-        return;
-    if (nread < 0) {
-        if (c->st == ST_QUIT) {
-            conn_close(c);
-            return;
-        }
-        if (c->st == ST_EHLO2) {
-            size_t off = strlen(c->res.why);
-
-            snprintf(c->res.why + off, sizeof(c->res.why) - off, "connection %s %s",
-                     nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread),
-                     step_name(c->st));
-        } else {
-            set_why(c, "connection to %s %s %s", c->addr,
-                    nread == UV_EOF       ? "closed by the server"
-                    : nread == UV_ENOBUFS ? "overflowed its receive buffer"
-                                          : uv_strerror((int)nread),
-                    step_name(c->st));
-        }
-        fail(c);
-        return;
-    }
-    c->rx_len += (size_t)nread;
-    process(c);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    struct conn *c = container_of(req, struct conn, creq);
-
-    if (c->closing)
-        return;
-    if (status < 0) {
-        set_why(c, "no connection to %s port %u: %s", c->addr, c->svc->opts.port,
-                uv_strerror(status));
-        fail(c);
-        return;
-    }
-    c->res.connected = 1;
-    c->st = ST_BANNER;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
-        set_why(c, "cannot read from %s", c->addr);
-        fail(c);
-    }
-}
-
-static void on_timer(uv_timer_t *t)
-{
-    struct conn *c = container_of(t, struct conn, timer);
-
-    if (c->closing)
-        return;
-    if (c->sync_fail != NULL) {
-        set_why(c, "%s", c->sync_fail);
-        fail(c);
-        return;
-    }
-    if (c->st == ST_QUIT) {
-        conn_close(c);
-        return;
-    }
-    /* The probe's deadline: the whole probe, whatever step it is in. */
-    c->res.timed_out = 1;
-    if (c->st == ST_EHLO2) {
-        size_t off = strlen(c->res.why);
-
-        snprintf(c->res.why + off, sizeof(c->res.why) - off, "timed out after %u ms %s",
-                 c->svc->opts.timeout_ms, step_name(c->st));
-    } else {
-        set_why(c, "timed out after %u ms %s (%s)", c->svc->opts.timeout_ms, step_name(c->st),
-                c->addr);
-    }
-    fail(c);
-}
-
-static void on_closed(uv_handle_t *h)
-{
-    struct conn *c = h->data;
-    struct probe_svc *svc = c->svc;
-
-    if (--c->open > 0)
-        return;
-    mbedtls_ssl_free(&c->ssl);
-    free(c);
-    svc->nconns--;
-    svc->running--;
-    if (!svc->destroying)
-        pump(svc);
-    svc_maybe_free(svc);
-}
-
-static void conn_close(struct conn *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    *c->pprev = c->next;
-    if (c->next)
-        c->next->pprev = c->pprev;
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
-    /* Closed before its result was out (not by probe_svc_destroy, which drops the entry). */
-    if (c->e != NULL) {
-        if (c->res.why[0] == '\0')
-            set_why(c, "probe of %s ended early", c->addr);
-        complete(c);
-    }
-}
-
-/* Start the connection of a running entry. Failures are reported from the timer. */
-static void conn_start(struct probe_svc *svc, struct entry *e)
-{
-    struct conn *c = xcalloc(1, sizeof(*c));
-    struct sockaddr_storage ss;
-    int rc;
-
-    c->svc = svc;
-    c->e = e;
-    e->conn = c;
-    c->st = ST_CONNECT;
-    c->started_ms = uv_hrtime() / 1000000;
-    memcpy(c->host, e->host, sizeof(c->host));
-    memcpy(c->addr, e->addr, sizeof(c->addr));
-    mbedtls_ssl_init(&c->ssl);
-    c->next = svc->conns;
-    if (c->next)
-        c->next->pprev = &c->next;
-    c->pprev = &svc->conns;
-    svc->conns = c;
-    svc->nconns++;
-    svc->started++;
-    uv_tcp_init(svc->loop, &c->tcp);
-    uv_timer_init(svc->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->open = 2;
-
-    memset(&ss, 0, sizeof(ss));
-    if (strchr(c->addr, ':') != NULL) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)svc->opts.port);
-        inet_pton(AF_INET6, c->addr, &s6->sin6_addr);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)svc->opts.port);
-        inet_pton(AF_INET, c->addr, &s4->sin_addr);
-    }
-    rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&ss, on_connect);
-    if (rc < 0) {
-        c->sync_fail = uv_strerror(rc);
-        uv_timer_start(&c->timer, on_timer, 0, 0);
-        return;
-    }
-    uv_timer_start(&c->timer, on_timer, svc->opts.timeout_ms, 0);
-}
-
 /* Start queued probes while there is room. */
 static void pump(struct probe_svc *svc)
 {
@@ -1143,8 +346,19 @@ static void pump(struct probe_svc *svc)
         e->state = E_RUNNING;
         queue_unlink(svc, e);
         svc->running++;
-        conn_start(svc, e);
+        svc->nconns++;
+        svc->started++;
+        probe_smtp_start(svc, e);
     }
+}
+
+void probe_conn_freed(struct probe_svc *svc)
+{
+    svc->nconns--;
+    svc->running--;
+    if (!svc->destroying)
+        pump(svc);
+    svc_maybe_free(svc);
 }
 
 /* The API. */
@@ -1162,11 +376,114 @@ static int host_ok(const char *host)
     return 1;
 }
 
+/*
+ * probe_start's arguments: 0 with addr's normal form in norm, or -1 with a result in res
+ * that says what is wrong (its host and addr point at the arguments).
+ */
+static int check_args(const char *host, const char *addr, char *norm, struct probe_result *res)
+{
+    unsigned char bin[16];
+    char esc[80];
+
+    if (host != NULL && host_ok(host) && addr != NULL &&
+        (inet_pton(AF_INET, addr, bin) == 1 || inet_pton(AF_INET6, addr, bin) == 1)) {
+        if (strchr(addr, ':') != NULL)
+            inet_ntop(AF_INET6, bin, norm, ADDR_MAX);
+        else
+            inet_ntop(AF_INET, bin, norm, ADDR_MAX);
+        return 0;
+    }
+    memset(res, 0, sizeof(*res));
+    res->host = host ? host : "";
+    res->addr = addr ? addr : "";
+    if (host == NULL || !host_ok(host)) {
+        escape_log(esc, sizeof(esc), host ? host : "(null)", host ? strlen(host) : 6);
+        snprintf(res->why, sizeof(res->why), "host name %s unfit for SNI and EHLO", esc);
+    } else {
+        escape_log(esc, sizeof(esc), addr ? addr : "(null)", addr ? strlen(addr) : 6);
+        snprintf(res->why, sizeof(res->why), "%s is not a numeric IPv4 or IPv6 address", esc);
+    }
+    return -1;
+}
+
+/*
+ * A hit, also while a refresh runs. Past half its lifetime the result is probed again in
+ * the background (no waiter; the queue bounds it like any probe, and when it is full a
+ * later hit tries again), so a host in use stays cached and its next asker does not wait.
+ */
+static void serve_hit(struct probe_svc *svc, struct entry *e, uint64_t now, probe_cb cb, void *arg)
+{
+    struct probe_result res = e->res;
+    char rhost[HOST_MAX + 1], raddr[ADDR_MAX];
+
+    if (e->state == E_IDLE) {
+        lru_touch(&svc->lru, &e->lru);
+        if (now >= e->refresh_at && svc->queued < queue_cap(svc)) {
+            queue_append(svc, e);
+            pump(svc);
+        }
+    }
+    /* The callback may destroy svc: nothing of it is touched afterwards. */
+    memcpy(rhost, e->host, sizeof(rhost));
+    memcpy(raddr, e->addr, sizeof(raddr));
+    res.host = rhost;
+    res.addr = raddr;
+    res.from_cache = 1;
+    cb(arg, &res);
+}
+
+/* A probe that would have to queue behind a full queue: a failure at once, not cached. */
+static void refuse_full(struct probe_svc *svc, const char *host, const char *addr, probe_cb cb,
+                        void *arg)
+{
+    struct probe_result res;
+    char why[sizeof(res.why)];
+
+    snprintf(why, sizeof(why),
+             QUEUE_FULL_WHY ": %u probes wait behind %u running (probe_max_concurrent %u)",
+             svc->queued, svc->running, svc->opts.max_concurrent);
+    fail_result(&res, host, addr, why);
+    cb(arg, &res);
+}
+
+/* A new idle entry for the key, with its own copy of the TLSA records, in the LRU order. */
+static struct entry *entry_new(struct probe_svc *svc, const char *host, const char *addr,
+                               uint64_t fp, const struct probe_tlsa *tlsa, size_t ntlsa)
+{
+    struct entry *e = xcalloc(1, sizeof(*e));
+    size_t total = 0, off = 0;
+
+    e->svc = svc;
+    snprintf(e->host, sizeof(e->host), "%s", host);
+    snprintf(e->addr, sizeof(e->addr), "%s", addr);
+    e->fp = fp;
+    for (size_t i = 0; i < ntlsa; i++)
+        total += tlsa[i].len;
+    e->tlsa_blob = xmalloc(total ? total : 1);
+    for (size_t i = 0; i < ntlsa; i++) {
+        e->tlsa[i].usage = tlsa[i].usage;
+        e->tlsa[i].selector = tlsa[i].selector;
+        e->tlsa[i].mtype = tlsa[i].mtype;
+        e->tlsa[i].len = tlsa[i].len;
+        e->tlsa[i].data = e->tlsa_blob + off;
+        if (tlsa[i].len)
+            memcpy(e->tlsa_blob + off, tlsa[i].data, tlsa[i].len);
+        off += tlsa[i].len;
+    }
+    e->ntlsa = ntlsa;
+    e->state = E_IDLE; /* not yet queued: the caller queues it */
+    e->hnext = svc->buckets[bucket(e->host, e->addr, fp)];
+    svc->buckets[bucket(e->host, e->addr, fp)] = e;
+    svc->nentries++;
+    lru_push_front(&svc->lru, &e->lru);
+    return e;
+}
+
 struct probe_req *probe_start(struct probe_svc *svc, const char *host, const char *addr,
                               const struct probe_tlsa *tlsa, size_t ntlsa, probe_cb cb, void *arg)
 {
-    char norm[ADDR_MAX], esc[80];
-    unsigned char bin[16];
+    char norm[ADDR_MAX];
+    struct probe_result bad;
     struct entry *e;
     struct probe_req *w;
     uint64_t fp, now;
@@ -1175,104 +492,27 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
         return NULL;
     if (ntlsa > PROBE_MAX_TLSA)
         ntlsa = PROBE_MAX_TLSA;
-
     /* Bad arguments: a result at once, not cached. */
-    if (host == NULL || !host_ok(host) || addr == NULL ||
-        (inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1)) {
-        struct probe_result res;
-
-        memset(&res, 0, sizeof(res));
-        res.host = host ? host : "";
-        res.addr = addr ? addr : "";
-        if (host == NULL || !host_ok(host)) {
-            escape_log(esc, sizeof(esc), host ? host : "(null)", host ? strlen(host) : 6);
-            snprintf(res.why, sizeof(res.why), "host name %s unfit for SNI and EHLO", esc);
-        } else {
-            escape_log(esc, sizeof(esc), addr ? addr : "(null)", addr ? strlen(addr) : 6);
-            snprintf(res.why, sizeof(res.why), "%s is not a numeric IPv4 or IPv6 address", esc);
-        }
-        cb(arg, &res);
+    if (check_args(host, addr, norm, &bad) < 0) {
+        cb(arg, &bad);
         return NULL;
     }
-    if (strchr(addr, ':') != NULL)
-        inet_ntop(AF_INET6, bin, norm, sizeof(norm));
-    else
-        inet_ntop(AF_INET, bin, norm, sizeof(norm));
-
     sweep(svc);
     fp = tlsa_fingerprint(tlsa, ntlsa);
     e = find(svc, host, norm, fp, tlsa, ntlsa);
     now = uv_now(svc->loop);
     if (e != NULL && e->expires > now) {
-        struct probe_result res = e->res;
-        char rhost[HOST_MAX + 1], raddr[ADDR_MAX];
-
-        /*
-         * A hit, also while a refresh runs. Past half its lifetime the result is probed
-         * again in the background (no waiter; the queue bounds it like any probe, and when
-         * it is full a later hit tries again), so a host in use stays cached and its next
-         * asker does not wait.
-         */
-        if (e->state == E_IDLE) {
-            lru_touch(&svc->lru, &e->lru);
-            if (now >= e->refresh_at && svc->queued < queue_cap(svc)) {
-                queue_append(svc, e);
-                pump(svc);
-            }
-        }
-        /* The callback may destroy svc: nothing of it is touched afterwards. */
-        memcpy(rhost, e->host, sizeof(rhost));
-        memcpy(raddr, e->addr, sizeof(raddr));
-        res.host = rhost;
-        res.addr = raddr;
-        res.from_cache = 1;
-        cb(arg, &res);
+        serve_hit(svc, e, now, cb, arg);
         return NULL;
     }
-    /*
-     * A probe that would have to queue behind a full queue: a failure at once, not cached
-     * (the next asker may find room). A probe already running or queued is joined instead.
-     */
+    /* A full queue turns new probes away (the next asker may find room); a probe already
+     * running or queued is joined instead. */
     if ((e == NULL || e->state == E_IDLE) && svc->queued >= queue_cap(svc)) {
-        struct probe_result res;
-        char why[sizeof(res.why)];
-
-        snprintf(why, sizeof(why),
-                 QUEUE_FULL_WHY ": %u probes wait behind %u running (probe_max_concurrent %u)",
-                 svc->queued, svc->running, svc->opts.max_concurrent);
-        fail_result(&res, host, norm, why);
-        cb(arg, &res);
+        refuse_full(svc, host, norm, cb, arg);
         return NULL;
     }
-    if (e == NULL) {
-        size_t total = 0, off = 0;
-
-        e = xcalloc(1, sizeof(*e));
-        e->svc = svc;
-        snprintf(e->host, sizeof(e->host), "%s", host);
-        snprintf(e->addr, sizeof(e->addr), "%s", norm);
-        e->fp = fp;
-        for (size_t i = 0; i < ntlsa; i++)
-            total += tlsa[i].len;
-        e->tlsa_blob = xmalloc(total ? total : 1);
-        for (size_t i = 0; i < ntlsa; i++) {
-            e->tlsa[i].usage = tlsa[i].usage;
-            e->tlsa[i].selector = tlsa[i].selector;
-            e->tlsa[i].mtype = tlsa[i].mtype;
-            e->tlsa[i].len = tlsa[i].len;
-            e->tlsa[i].data = e->tlsa_blob + off;
-            if (tlsa[i].len)
-                memcpy(e->tlsa_blob + off, tlsa[i].data, tlsa[i].len);
-            off += tlsa[i].len;
-        }
-        e->ntlsa = ntlsa;
-        e->state = E_IDLE; /* not yet queued: below */
-        e->hnext = svc->buckets[bucket(e->host, e->addr, fp)];
-        svc->buckets[bucket(e->host, e->addr, fp)] = e;
-        svc->nentries++;
-        lru_push_front(&svc->lru, &e->lru);
-    }
-
+    if (e == NULL)
+        e = entry_new(svc, host, norm, fp, tlsa, ntlsa);
     w = xcalloc(1, sizeof(*w));
     w->e = e;
     w->cb = cb;
@@ -1300,13 +540,30 @@ void probe_cancel(struct probe_req *w)
         entry_free(e->svc, e);
 }
 
+/* RFC 5321 4.1.1.1: the client's name; the machine's when not given, as Postfix's
+ * myhostname. 0, or -1 with a reason in err. */
+static int helo_init(struct probe_svc *svc, const char *name, char *err, size_t errlen)
+{
+    char host[256];
+
+    if (name && name[0]) {
+        svc->helo_name = xstrdup(name);
+        return 0;
+    }
+    if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0') {
+        snprintf(err, errlen, "probe_helo_name is empty and gethostname() failed");
+        return -1;
+    }
+    host[sizeof(host) - 1] = '\0';
+    svc->helo_name = xstrdup(host);
+    return 0;
+}
+
 struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opts, char *err,
                                    size_t errlen)
 {
-    static const char pers[] = "tlspolicyd probe";
     struct probe_svc *svc = xcalloc(1, sizeof(*svc));
-    char host[256], msg[160];
-    int rc;
+    int tls_set_up = 0;
 
     svc->loop = loop;
     svc->opts = *opts;
@@ -1318,81 +575,22 @@ struct probe_svc *probe_svc_create(uv_loop_t *loop, const struct probe_opts *opt
         svc->opts.port = 25;
     svc->opts.ca = NULL;
     svc->opts.ca_file = NULL;
-    if (opts->helo_name && opts->helo_name[0]) {
-        svc->helo_name = xstrdup(opts->helo_name);
-    } else {
-        /* RFC 5321 4.1.1.1: the client's name; the machine's, as Postfix's myhostname. */
-        if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0') {
-            snprintf(err, errlen, "probe_helo_name is empty and gethostname() failed");
-            goto fail_early;
-        }
-        host[sizeof(host) - 1] = '\0';
-        svc->helo_name = xstrdup(host);
-    }
+    if (helo_init(svc, opts->helo_name, err, errlen) < 0)
+        goto fail;
     svc->opts.helo_name = svc->helo_name;
-
-    mbedtls_entropy_init(&svc->entropy);
-    mbedtls_ctr_drbg_init(&svc->drbg);
-    mbedtls_ssl_config_init(&svc->conf);
-    rc = mbedtls_ctr_drbg_seed(&svc->drbg, mbedtls_entropy_func, &svc->entropy,
-                               (const unsigned char *)pers, sizeof(pers) - 1);
-    if (rc != 0) {
-        mbedtls_strerror(rc, msg, sizeof(msg));
-        snprintf(err, errlen, "mbedTLS random generator: %s", msg);
+    tls_set_up = 1;
+    if (probe_tls_init(svc, opts, err, errlen) < 0)
         goto fail;
-    }
-    /* The bundle is parsed once (cafile.c), before the daemon gives up root. */
-    svc->ca = opts->ca ? cafile_ref(opts->ca)
-                       : cafile_load(opts->ca_file && opts->ca_file[0] ? opts->ca_file
-                                                                       : PROBE_SYSTEM_CA_FILE,
-                                     err, errlen);
-    if (svc->ca == NULL)
-        goto fail;
-    rc = mbedtls_ssl_config_defaults(&svc->conf, MBEDTLS_SSL_IS_CLIENT,
-                                     MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
-    if (rc != 0) {
-        mbedtls_strerror(rc, msg, sizeof(msg));
-        snprintf(err, errlen, "mbedTLS configuration: %s", msg);
-        goto fail;
-    }
-    /*
-     * The handshake completes whatever the certificate; PKIX and DANE are judged afterwards
-     * from the verification result and the chain, so the probe can report both (and the
-     * EHLO after STARTTLS) whichever fails.
-     */
-    mbedtls_ssl_conf_authmode(&svc->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
-    mbedtls_ssl_conf_ca_chain(&svc->conf, cafile_chain(svc->ca), NULL);
-    mbedtls_ssl_conf_rng(&svc->conf, mbedtls_ctr_drbg_random, &svc->drbg);
-    /* RFC 8996: TLS 1.2 at least. */
-    mbedtls_ssl_conf_min_version(&svc->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-                                 MBEDTLS_SSL_MINOR_VERSION_3);
     uv_timer_init(loop, &svc->qtimer);
     svc->qtimer_open = 1;
     return svc;
 
 fail:
-    mbedtls_ssl_config_free(&svc->conf);
-    cafile_unref(svc->ca);
-    mbedtls_ctr_drbg_free(&svc->drbg);
-    mbedtls_entropy_free(&svc->entropy);
-fail_early:
+    if (tls_set_up)
+        probe_tls_free(svc);
     free(svc->helo_name);
     free(svc);
     return NULL;
-}
-
-void probe_set_ca(struct probe_svc *svc, struct cafile *ca)
-{
-    /*
-     * Connections point at svc->conf, which points at the chain; mbedTLS 2.28 reads the
-     * chain only within the handshake step that verifies the peer (no restartable ECC in
-     * Debian's build), and the loop runs one step at a time, so no step sees the old chain
-     * after this returns and the old one may go.
-     */
-    cafile_ref(ca);
-    mbedtls_ssl_conf_ca_chain(&svc->conf, cafile_chain(ca), NULL);
-    cafile_unref(svc->ca);
-    svc->ca = ca;
 }
 
 static void on_qtimer_closed(uv_handle_t *h)
@@ -1411,17 +609,20 @@ void probe_svc_destroy(struct probe_svc *svc)
     /*
      * Pending requests go without callbacks; entries go now (queued ones, running ones
      * through their connections, then the idle ones), connections and the queue's timer
-     * when closed.
+     * when closed (each connection leaves svc->conns as it starts closing).
      */
     while (svc->queue.head != NULL)
         entry_free(svc, lru_entry(svc->queue.head, struct entry, q));
-    for (struct conn *c = svc->conns; c != NULL; c = c->next)
+    for (struct waitlist_link *l = svc->conns; l != NULL; l = l->next) {
+        struct conn *c = waitlist_entry(l, struct conn, link);
+
         if (c->e != NULL)
             entry_free(svc, c->e);
+    }
     while (svc->lru.head != NULL)
         entry_free(svc, lru_entry(svc->lru.head, struct entry, lru));
     while (svc->conns != NULL)
-        conn_close(svc->conns);
+        probe_smtp_close(waitlist_entry(svc->conns, struct conn, link));
     uv_timer_stop(&svc->qtimer);
     uv_close((uv_handle_t *)&svc->qtimer, on_qtimer_closed);
     svc_maybe_free(svc);

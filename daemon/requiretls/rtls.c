@@ -2,8 +2,9 @@
  * The MX probe for REQUIRETLS decisions: which MX hosts of a domain offer authenticated
  * TLS and advertise REQUIRETLS (draft-ietf-uta-smtp-require-tls-06 4.2.1). The hosts come
  * from the DANE walk when it validated the MX RRset (with their TLSA records), else from
- * an MX query of their own (RFC 5321 5.1: implicit MX when there is none); each host's
- * first address is probed by probe.c, which caches results and shares probes in flight.
+ * an MX query of their own (RFC 5321 5.1: implicit MX when there is none), read by
+ * mxhosts.c as "tlspolicyd probe" reads them; each host's first address is probed by
+ * probe.c, which caches results and shares probes in flight.
  */
 #include "rtls.h"
 
@@ -14,6 +15,7 @@
 
 #include "dns.h"
 #include "metrics.h"
+#include "mxhosts.h"
 #include "probe.h"
 #include "resolver.h"
 #include "xalloc.h"
@@ -105,9 +107,7 @@ static void addresses_done(struct host_slot *s)
 static void on_addr(void *arg, const struct resolver_answer *ans)
 {
     struct host_slot *s = arg;
-    struct dns_iter it;
-    struct dns_rr rr;
-    const char *why = NULL;
+    char first[1][INET6_ADDRSTRLEN];
 
     if (ans->qtype == DNS_TYPE_A) {
         s->a = NULL;
@@ -118,19 +118,9 @@ static void on_addr(void *arg, const struct resolver_answer *ans)
     }
     if (ans->info.outcome == DNS_OUT_FAILED || ans->info.outcome == DNS_OUT_BOGUS)
         s->dns_failed = 1;
-    if (ans->info.outcome == DNS_OUT_RECORDS && dns_iter_init(&it, ans->msg, ans->len, &why) == 0) {
-        while (dns_answer_next(&it, ans->info.final, ans->qtype, &rr, &why) == 1) {
-            uint8_t a[16];
-            size_t alen;
-
-            if (dns_rdata_addr(&rr, a, &alen, &why) < 0)
-                continue;
-            /* An A answer replaces an AAAA one: IPv4 first, as Postfix's inet_protocols. */
-            if (s->addr[0] == '\0' || ans->qtype == DNS_TYPE_A)
-                inet_ntop(alen == 4 ? AF_INET : AF_INET6, a, s->addr, sizeof(s->addr));
-            break;
-        }
-    }
+    /* An A answer replaces an AAAA one: IPv4 first, as Postfix's inet_protocols. */
+    if (mxhosts_addrs(ans, first, 1) == 1 && (s->addr[0] == '\0' || ans->qtype == DNS_TYPE_A))
+        memcpy(s->addr, first[0], sizeof(s->addr));
     if (s->a_done && s->aaaa_done) {
         struct rtls_lookup *l = s->l;
 
@@ -179,13 +169,7 @@ static void resolve_hosts(struct rtls_lookup *l)
 
         s->l = l;
         s->index = (int)i;
-        for (size_t t = 0; t < s->ntlsa; t++) {
-            s->tlsa[t].usage = s->tlsa_data[t].usage;
-            s->tlsa[t].selector = s->tlsa_data[t].selector;
-            s->tlsa[t].mtype = s->tlsa_data[t].mtype;
-            s->tlsa[t].data = s->tlsa_data[t].data;
-            s->tlsa[t].len = s->tlsa_data[t].len;
-        }
+        mxhosts_tlsa(s->tlsa, s->tlsa_data, s->ntlsa);
         req = resolver_query(l->r, l->f.hosts[i].name, DNS_TYPE_A, on_addr, s);
         if (req)
             s->a = req;
@@ -198,29 +182,22 @@ static void resolve_hosts(struct rtls_lookup *l)
     l->busy--;
 }
 
+static void on_mx_host(void *arg, const char *host, uint16_t pref)
+{
+    /* RFC 7505: a null MX has nothing to probe. */
+    if (host[0] != '\0' && strlen(host) < DANE_NAME_MAX)
+        add_host(arg, host, pref, NULL);
+}
+
 static void on_mx(void *arg, const struct resolver_answer *ans)
 {
     struct rtls_lookup *l = arg;
-    struct dns_iter it;
-    struct dns_rr rr;
-    const char *why = NULL;
 
     l->mx = NULL;
     l->pending--;
     switch (ans->info.outcome) {
     case DNS_OUT_RECORDS:
-        if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0)
-            break;
-        while (dns_answer_next(&it, ans->info.final, DNS_TYPE_MX, &rr, &why) == 1) {
-            char host[DNS_NAME_MAX + 1];
-            uint16_t pref;
-
-            if (dns_rdata_mx(ans->msg, ans->len, &rr, &pref, host, &why) < 0)
-                continue;
-            /* RFC 7505: a null MX has nothing to probe. */
-            if (host[0] != '\0' && strlen(host) < DANE_NAME_MAX)
-                add_host(l, host, pref, NULL);
-        }
+        mxhosts_each(ans, on_mx_host, l);
         break;
     case DNS_OUT_NODATA:
         add_host(l, l->domain, 0, NULL); /* RFC 5321 5.1: the implicit MX */
@@ -260,12 +237,10 @@ struct rtls_lookup *rtls_start(struct resolver *r, struct probe_svc *p, const ch
             l->mx = req;
     }
     l->busy--;
-    if (l->pending == 0) {
-        l->cb(l->arg, &l->f);
-        free(l);
-        return NULL;
-    }
-    return l;
+    if (l->pending > 0)
+        return l;
+    maybe_finish(l); /* everything was cached: the callback runs now and l goes */
+    return NULL;
 }
 
 void rtls_cancel(struct rtls_lookup *l)

@@ -1,7 +1,9 @@
 /*
- * daemon/requiretls/: the REQUIRETLS MX probe. rtls (which MX hosts to probe, per domain)
- * and probe (SMTP dialogue, STARTTLS with mbedTLS, PKIX and DANE check, result cache).
- * Depends on dns/, util/, config/, proto/.
+ * daemon/requiretls/: the REQUIRETLS MX probe. rtls (which MX hosts to probe, per domain),
+ * mxhosts (the MX walk's reading of answers, shared with "tlspolicyd probe"), probe (the
+ * service: result cache, queue, probes in flight shared), probe_smtp (one SMTP/STARTTLS
+ * dialogue), probe_tls (mbedTLS, PKIX and DANE check). Depends on dns/, util/, config/,
+ * proto/.
  *
  * What the MX probe found for a REQUIRETLS decision (draft-ietf-uta-smtp-require-tls-06
  * 4.2.1, RFC 8689 4.2.1): for each MX host of a domain, most preferred first, whether it
