@@ -60,6 +60,28 @@ start() {
     pids+=("$!")
 }
 
+# bench_wait_ready NAME PID PROBE ARGS...: wait up to 10 s until PROBE ARGS... succeeds (the
+# server NAME, process PID, answers). Exits 1 with the end of $dir/NAME.log when the server
+# exits first or does not answer in time.
+bench_wait_ready() {
+    local name=$1 pid=$2 i
+    shift 2
+    for ((i = 0; i < 100; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            say "$name exited during start-up; its log:"
+            tail -n 20 "$dir/$name.log" >&2
+            exit 1
+        fi
+        if "$@"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    say "$name did not answer within 10 s; its log:"
+    tail -n 20 "$dir/$name.log" >&2
+    exit 1
+}
+
 # bench_busy: sets busy to the CPU use by other processes over one second (from /proc/stat):
 # on a small machine anything else running shows up in every number, so the tables say how
 # busy it was.

@@ -152,26 +152,13 @@ for k in keys:
     print("%s\t%.0f\t%s" % (k, res[k][0], res[k][1].replace("\t", " ")))
 EOF
 
-# wait_ready NAME SOCK MAP: up to 10 s until the server answers (a key with a leading dot,
-# which neither daemon resolves).
-wait_ready() {
-    local name=$1 sock=$2 map=$3 pid=$4 i
-    for ((i = 0; i < 100; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            say "$name exited during start-up; its log:"
-            tail -n 20 "$dir/$name.log" >&2
-            exit 1
-        fi
-        if [ -S "$sock" ] &&
-            python3 "$dir/ask.py" "$sock" "$map" 2 .ready.invalid 2>/dev/null |
-            awk -F '\t' '$3 !~ /^\(/ { found = 1 } END { exit !found }'; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    say "$name did not answer within 10 s; its log:"
-    tail -n 20 "$dir/$name.log" >&2
-    exit 1
+# answers SOCK MAP: the server on SOCK answers a key with a leading dot, which neither daemon
+# resolves.
+# shellcheck disable=SC2317 # invoked through bench_wait_ready
+answers() {
+    [ -S "$1" ] &&
+        python3 "$dir/ask.py" "$1" "$2" 2 .ready.invalid 2>/dev/null |
+        awk -F '\t' '$3 !~ /^\(/ { found = 1 } END { exit !found }'
 }
 
 start tlspolicyd "$daemon" -c "$dir/tlspolicyd.conf"
@@ -183,9 +170,9 @@ for p in peer-sqlite peer-internal; do
         -u ALL_PROXY SSL_CERT_FILE="$LAB_CA_FILE" "$peer_bin" -c "$dir/$p.yml" -v warn
 done
 peer_sqlite_pid=${pids[-2]} peer_internal_pid=${pids[-1]}
-wait_ready tlspolicyd "$dir/tlspolicyd.sock" policy "$tpd_pid"
-wait_ready peer-sqlite "$dir/peer-sqlite.sock" postfix "$peer_sqlite_pid"
-wait_ready peer-internal "$dir/peer-internal.sock" postfix "$peer_internal_pid"
+bench_wait_ready tlspolicyd "$tpd_pid" answers "$dir/tlspolicyd.sock" policy
+bench_wait_ready peer-sqlite "$peer_sqlite_pid" answers "$dir/peer-sqlite.sock" postfix
+bench_wait_ready peer-internal "$peer_internal_pid" answers "$dir/peer-internal.sock" postfix
 
 # ---- (a) answers ----
 
