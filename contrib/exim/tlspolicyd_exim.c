@@ -26,34 +26,27 @@
  * required"; but "*" for hosts_require_dane is a bounce for a host without DNSSEC, so they
  * do not belong in a transport).
  *
- * Links only proto/ (netstring, sockmap); no event loop.
+ * This file is the Exim side: the dlfunc entry points and their results in Exim's memory;
+ * client.c asks the daemon and parses its answer. Links only proto/ (netstring, sockmap);
+ * no event loop.
  */
 #define DLFUNC_IMPL
 #include <local_scan.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <arpa/nameser.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "netstring.h"
+#include "client.h"
 #include "sockmap.h"
 
 #ifndef TLSPOLICYD_EXIM_SOCKET
 #define TLSPOLICYD_EXIM_SOCKET "/run/tlspolicyd/tlspolicyd.sock"
-#endif
-#ifndef TLSPOLICYD_EXIM_TIMEOUT
-#define TLSPOLICYD_EXIM_TIMEOUT 10 /* seconds for connect + one question + its answer */
 #endif
 
 /* Exim's dlfunc entry points: int fn(uschar **yield, int argc, uschar *argv[]). */
@@ -70,435 +63,15 @@ int stats(uschar **yield, int argc, uschar *argv[]);
 int decide(uschar **yield, int argc, uschar *argv[]);
 
 /* ------------------------------------------------------------------------------------------ */
-/* The connection: one per process. */
-
-static int conn_fd = -1;
-static pid_t conn_pid;            /* the process that opened conn_fd */
-static char conn_endpoint[512];   /* what conn_fd is connected to */
-static unsigned long n_connects;  /* connections this process opened */
-static unsigned long n_questions; /* questions this process asked */
-
-static char reply_buf[SOCKMAP_MAX_REPLY + 16];
-
-static void conn_close(void)
-{
-    /* A child that inherited the parent's descriptor only drops its own copy. */
-    if (conn_fd >= 0)
-        close(conn_fd);
-    conn_fd = -1;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int ms_left(double deadline)
-{
-    double left = deadline - now();
-    return left <= 0 ? 0 : (int)(left * 1000) + 1;
-}
-
-/* Wait for fd to become ready for events before the deadline: 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, double deadline)
-{
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = events};
-        int ms = ms_left(deadline), rc;
-
-        if (ms == 0)
-            return 0;
-        rc = poll(&p, 1, ms);
-        if (rc > 0)
-            return 1;
-        if (rc == 0)
-            return 0;
-        if (errno != EINTR)
-            return -1;
-    }
-}
-
-/* Connect to unix:/path, /path or inet:HOST:PORT, non-blocking, within the deadline. */
-static int conn_open(const char *endpoint, double deadline, char *err, size_t errlen)
-{
-    int fd = -1, rc, soerr = 0;
-    socklen_t sl = sizeof soerr;
-    struct sockaddr_storage ss;
-    socklen_t salen = 0;
-    struct addrinfo *ai = NULL;
-
-    memset(&ss, 0, sizeof ss);
-    if (strncmp(endpoint, "inet:", 5) == 0) {
-        char host[256];
-        const char *hp = endpoint + 5, *colon = strrchr(hp, ':');
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                                 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-        size_t hl;
-
-        if (!colon || colon == hp) {
-            snprintf(err, errlen, "bad socket \"%s\" (want inet:HOST:PORT)", endpoint);
-            return -1;
-        }
-        hl = (size_t)(colon - hp);
-        if (hp[0] == '[' && hl >= 2 && hp[hl - 1] == ']') {
-            hp++;
-            hl -= 2;
-        }
-        if (hl >= sizeof host) {
-            snprintf(err, errlen, "bad socket \"%s\"", endpoint);
-            return -1;
-        }
-        memcpy(host, hp, hl);
-        host[hl] = 0;
-        if ((rc = getaddrinfo(host, colon + 1, &hints, &ai)) != 0 || !ai) {
-            snprintf(err, errlen, "bad socket \"%s\": %s", endpoint, gai_strerror(rc));
-            return -1;
-        }
-        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-        salen = ai->ai_addrlen;
-        freeaddrinfo(ai);
-    } else {
-        const char *path = strncmp(endpoint, "unix:", 5) == 0 ? endpoint + 5 : endpoint;
-        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-
-        if (path[0] != '/' || strlen(path) >= sizeof sun->sun_path) {
-            snprintf(err, errlen, "bad socket \"%s\" (want unix:/path or inet:HOST:PORT)",
-                     endpoint);
-            return -1;
-        }
-        sun->sun_family = AF_UNIX;
-        strcpy(sun->sun_path, path);
-        salen = sizeof *sun;
-    }
-
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -1;
-    }
-    rc = connect(fd, (struct sockaddr *)&ss, salen);
-    /* On a unix socket EAGAIN means the daemon's backlog is full: no connection is under
-     * way, so it is a failure (deferred), not something to wait for. */
-    if (rc < 0 && (errno != EINPROGRESS || ss.ss_family == AF_UNIX)) {
-        snprintf(err, errlen, "cannot connect to %s: %s", endpoint, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (rc < 0) {
-        rc = wait_fd(fd, POLLOUT, deadline);
-        if (rc <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
-            snprintf(err, errlen, "cannot connect to %s: %s", endpoint,
-                     rc == 0 ? "timed out" : strerror(soerr ? soerr : errno));
-            close(fd);
-            return -1;
-        }
-    }
-    n_connects++;
-    return fd;
-}
-
-enum ask_result { ASK_OK, ASK_RETRY, ASK_FAIL };
-
-/* One question on conn_fd. ASK_RETRY: the connection was found closed before any answer. */
-static enum ask_result ask_once(const char *req, size_t reqlen, double deadline, const char **data,
-                                size_t *dlen, char *err, size_t errlen)
-{
-    size_t off = 0, have = 0;
-
-    while (off < reqlen) {
-        ssize_t n = send(conn_fd, req + off, reqlen - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (wait_fd(conn_fd, POLLOUT, deadline) > 0)
-                continue;
-            snprintf(err, errlen, "timed out sending to %s", conn_endpoint);
-            return ASK_FAIL;
-        }
-        if (off == 0 && (errno == EPIPE || errno == ECONNRESET))
-            return ASK_RETRY;
-        snprintf(err, errlen, "send to %s: %s", conn_endpoint, strerror(errno));
-        return ASK_FAIL;
-    }
-    for (;;) {
-        const char *why = "";
-        size_t consumed;
-        int rc = netstring_decode(reply_buf, have, SOCKMAP_MAX_REPLY, data, dlen, &consumed, &why);
-        ssize_t n;
-
-        if (rc == NETSTRING_OK) {
-            if (consumed != have) {
-                snprintf(err, errlen, "%s sent more than one answer", conn_endpoint);
-                return ASK_FAIL;
-            }
-            return ASK_OK;
-        }
-        if (rc != NETSTRING_MORE) {
-            snprintf(err, errlen, "malformed answer from %s: %s", conn_endpoint, why);
-            return ASK_FAIL;
-        }
-        if (have == sizeof reply_buf) {
-            snprintf(err, errlen, "answer from %s too long", conn_endpoint);
-            return ASK_FAIL;
-        }
-        n = recv(conn_fd, reply_buf + have, sizeof reply_buf - have, 0);
-        if (n > 0) {
-            have += (size_t)n;
-            continue;
-        }
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
-            if (have == 0)
-                return ASK_RETRY; /* closed while idle (idle_timeout, restart): ask again */
-            snprintf(err, errlen, "%s closed the connection mid-answer", conn_endpoint);
-            return ASK_FAIL;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (wait_fd(conn_fd, POLLIN, deadline) > 0)
-                continue;
-            snprintf(err, errlen, "no answer from %s within %d s", conn_endpoint,
-                     TLSPOLICYD_EXIM_TIMEOUT);
-            return ASK_FAIL;
-        }
-        snprintf(err, errlen, "recv from %s: %s", conn_endpoint, strerror(errno));
-        return ASK_FAIL;
-    }
-}
+/* The question, from a function's arguments. */
 
 /*
- * Ask the daemon "tag key" and return its reply payload (in reply_buf, not NUL-terminated
- * by the daemon; terminated here). Returns 0, or -1 with err filled in.
+ * Ask and parse: {DOMAIN}{TAG}{SOCKET}, TAG and SOCKET optional. Returns 0 when the daemon
+ * answered (any status), -1 when it could not be asked (err filled in).
  */
-static int ask(const char *endpoint, const char *tag, const char *key, const char **data,
-               size_t *dlen, char *err, size_t errlen)
+static int lookup(int argc, uschar *argv[], struct client_answer *a, char *err, size_t errlen)
 {
-    static char req[SOCKMAP_MAX_REQUEST + 32];
-    size_t tl = strlen(tag), kl = strlen(key), reqlen;
-    char payload[SOCKMAP_MAX_REQUEST + 1];
-    double deadline = now() + TLSPOLICYD_EXIM_TIMEOUT;
-
-    if (tl == 0 || tl > SOCKMAP_MAX_NAME || kl > SOCKMAP_MAX_KEY) {
-        snprintf(err, errlen, "tag or domain too long");
-        return -1;
-    }
-    memcpy(payload, tag, tl);
-    payload[tl] = ' ';
-    memcpy(payload + tl + 1, key, kl);
-    reqlen = netstring_encode(req, sizeof req, payload, tl + 1 + kl, NULL, 0);
-    if (reqlen == 0) {
-        snprintf(err, errlen, "request too long");
-        return -1;
-    }
-
-    /* A connection inherited over fork() belongs to the parent; one to another endpoint is
-     * of no use. */
-    if (conn_fd >= 0 && (conn_pid != getpid() || strcmp(conn_endpoint, endpoint) != 0))
-        conn_close();
-
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fresh = 0;
-        enum ask_result r;
-
-        if (conn_fd < 0) {
-            if (strlen(endpoint) >= sizeof conn_endpoint) {
-                snprintf(err, errlen, "socket name too long");
-                return -1;
-            }
-            if ((conn_fd = conn_open(endpoint, deadline, err, errlen)) < 0)
-                return -1;
-            conn_pid = getpid();
-            strcpy(conn_endpoint, endpoint);
-            fresh = 1;
-        }
-        n_questions++;
-        r = ask_once(req, reqlen, deadline, data, dlen, err, errlen);
-        if (r == ASK_OK) {
-            ((char *)*data)[*dlen] = 0; /* the ',' after the payload becomes the terminator */
-            return 0;
-        }
-        conn_close();
-        if (r == ASK_FAIL)
-            return -1;
-        if (fresh) {
-            snprintf(err, errlen, "%s closed the connection without answering", endpoint);
-            return -1;
-        }
-        /* An idle connection the daemon had closed: one more try on a new one. */
-    }
-    snprintf(err, errlen, "%s closed the connection without answering", endpoint);
-    return -1;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* The answer, parsed. */
-
-enum status { ST_OK, ST_NOTFOUND, ST_TEMP, ST_TIMEOUT, ST_PERM };
-
-#define MAX_PATTERNS 64
-
-struct answer {
-    enum status st;
-    const char *text; /* after the status word: the policy, or the reason */
-    char level[32];   /* OK: the level word */
-    int npat;         /* OK, verify/secure: the match list, already in Exim's host-list form */
-    char pat[MAX_PATTERNS][256];
-    char bad[160]; /* non-empty: the answer cannot be expressed in Exim (the reason) */
-};
-
-static const char *const levels[] = {"none",        "may",    "encrypt", "dane", "dane-only",
-                                     "fingerprint", "verify", "secure",  NULL};
-
-/* Is s a host name pattern that is safe inside an Exim host list (no list or lookup syntax)? */
-static int safe_name(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' ||
-              *s == '_'))
-            return 0;
-    return 1;
-}
-
-static void add_pattern(struct answer *a, const char *p, const char *domain)
-{
-    char buf[300], dom[256];
-    size_t i;
-
-    if (a->bad[0])
-        return;
-    if (a->npat == MAX_PATTERNS) {
-        snprintf(a->bad, sizeof a->bad, "more than %d match patterns", MAX_PATTERNS);
-        return;
-    }
-    for (i = 0; domain[i] && i < sizeof dom - 1; i++)
-        dom[i] = (char)((domain[i] >= 'A' && domain[i] <= 'Z') ? domain[i] + 32 : domain[i]);
-    dom[i] = 0;
-    if (i && dom[i - 1] == '.')
-        dom[i - 1] = 0;
-
-    if (strcasecmp(p, "hostname") == 0) {
-        /* Postfix: the certificate names the MX host. Exim checks that for every host. */
-        snprintf(buf, sizeof buf, "*");
-    } else if (strcasecmp(p, "nexthop") == 0) {
-        snprintf(buf, sizeof buf, "%s", dom);
-    } else if (strcasecmp(p, "dot-nexthop") == 0) {
-        snprintf(buf, sizeof buf, "*.%s", dom);
-    } else if (p[0] == '.') {
-        snprintf(buf, sizeof buf, "*%s", p); /* Postfix ".example.net": any name below */
-    } else {
-        snprintf(buf, sizeof buf, "%s", p);
-    }
-    for (char *c = buf; *c; c++)
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c + 32);
-    if (strcmp(buf, "*") != 0 && !safe_name(buf[0] == '*' && buf[1] == '.' ? buf + 2 : buf)) {
-        snprintf(a->bad, sizeof a->bad, "match pattern \"%.60s\" is not a host name", p);
-        return;
-    }
-    if (strlen(buf) >= sizeof a->pat[0]) {
-        snprintf(a->bad, sizeof a->bad, "match pattern too long");
-        return;
-    }
-    /* In an Exim host list a plain name is looked up and compared by address; only
-     * wildcards and regular expressions are compared with the host's name. An exact name
-     * becomes an anchored regular expression. */
-    if (buf[0] != '*') {
-        char rx[600];
-        size_t o = (size_t)snprintf(rx, sizeof rx, "^(?i)");
-        for (const char *c = buf; *c && o < sizeof rx - 4; c++) {
-            if (*c == '.')
-                rx[o++] = '\\';
-            rx[o++] = *c;
-        }
-        rx[o++] = '$';
-        rx[o] = 0;
-        if (o >= sizeof a->pat[0]) {
-            snprintf(a->bad, sizeof a->bad, "match pattern too long");
-            return;
-        }
-        snprintf(a->pat[a->npat++], sizeof a->pat[0], "%.255s", rx);
-        return;
-    }
-    snprintf(a->pat[a->npat++], sizeof a->pat[0], "%.255s", buf);
-}
-
-/* Split the Postfix policy "level attr=value ... { ... }" and translate what Exim needs. */
-static void parse_policy(struct answer *a, const char *text, const char *domain)
-{
-    char copy[SOCKMAP_MAX_TEXT + 1];
-    char *save = NULL, *tok;
-    const char *match = NULL;
-    int depth = 0, first = 1;
-
-    snprintf(copy, sizeof copy, "%s", text);
-    for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-        /* Postfix 3.10 attributes such as "{ policy_string = ... }": skipped. */
-        if (tok[0] == '{')
-            depth++;
-        if (depth) {
-            if (tok[strlen(tok) - 1] == '}')
-                depth--;
-            continue;
-        }
-        if (first) {
-            first = 0;
-            snprintf(a->level, sizeof a->level, "%s", tok);
-            continue;
-        }
-        if (strncasecmp(tok, "match=", 6) == 0)
-            match = text + (tok - copy) + 6;
-    }
-    if (!a->level[0]) {
-        snprintf(a->bad, sizeof a->bad, "empty policy");
-        return;
-    }
-    int known = 0;
-    for (int i = 0; levels[i]; i++)
-        known |= strcasecmp(a->level, levels[i]) == 0;
-    if (!known) {
-        snprintf(a->bad, sizeof a->bad, "unknown level \"%.40s\"", a->level);
-        return;
-    }
-    for (char *c = a->level; *c; c++)
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c + 32);
-    if (strcmp(a->level, "fingerprint") == 0) {
-        snprintf(a->bad, sizeof a->bad,
-                 "level fingerprint (certificate pinning) cannot be enforced by Exim's smtp "
-                 "transport");
-        return;
-    }
-    if (strcmp(a->level, "verify") != 0 && strcmp(a->level, "secure") != 0)
-        return;
-    if (!match) /* Postfix's defaults */
-        match = strcmp(a->level, "secure") == 0 ? "nexthop:dot-nexthop" : "hostname";
-    /* The match list ends at the next blank; patterns are separated by ':' (or ','). */
-    char list[SOCKMAP_MAX_TEXT + 1];
-    size_t n = strcspn(match, " \t");
-    snprintf(list, sizeof list, "%.*s", (int)n, match);
-    save = NULL;
-    for (tok = strtok_r(list, ":,", &save); tok; tok = strtok_r(NULL, ":,", &save))
-        add_pattern(a, tok, domain);
-    if (!a->bad[0] && a->npat == 0)
-        snprintf(a->bad, sizeof a->bad, "empty match list");
-}
-
-/*
- * Ask and parse. Returns 0 when the daemon answered (any status), -1 when it could not be
- * asked (err filled in).
- */
-static int lookup(int argc, uschar *argv[], struct answer *a, char *err, size_t errlen)
-{
-    const char *domain, *tag, *endpoint, *data;
-    size_t dlen;
+    const char *domain, *tag, *endpoint;
 
     memset(a, 0, sizeof *a);
     if (argc < 1 || argc > 3) {
@@ -512,30 +85,7 @@ static int lookup(int argc, uschar *argv[], struct answer *a, char *err, size_t 
         snprintf(err, errlen, "empty domain");
         return -1;
     }
-    if (ask(endpoint, tag, domain, &data, &dlen, err, errlen) < 0)
-        return -1;
-
-    static const struct {
-        const char *word;
-        enum status st;
-    } words[] = {{"OK", ST_OK},
-                 {"NOTFOUND", ST_NOTFOUND},
-                 {"TEMP", ST_TEMP},
-                 {"TIMEOUT", ST_TIMEOUT},
-                 {"PERM", ST_PERM}};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
-        size_t wl = strlen(words[i].word);
-        if (dlen >= wl && memcmp(data, words[i].word, wl) == 0 && (dlen == wl || data[wl] == ' ')) {
-            a->st = words[i].st;
-            a->text = data + wl + (dlen > wl);
-            if (a->st == ST_OK)
-                parse_policy(a, a->text, domain);
-            return 0;
-        }
-    }
-    snprintf(err, errlen, "unexpected answer from %s: \"%.80s\"", endpoint, data);
-    conn_close(); /* whatever that was, do not trust the stream any more */
-    return -1;
+    return client_lookup(endpoint, tag, domain, a, err, errlen);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -569,29 +119,29 @@ static int give(uschar **yield, int rc, const char *fmt, ...)
     return rc;
 }
 
-static const char *status_word(enum status st)
+static const char *status_word(enum client_status st)
 {
     static const char *const w[] = {"OK", "NOTFOUND", "TEMP", "TIMEOUT", "PERM"};
     return w[st];
 }
 
 /* The reason a decision function defers, or NULL when the answer is usable. */
-static const char *unusable(const struct answer *a, char *buf, size_t len)
+static const char *unusable(const struct client_answer *a, char *buf, size_t len)
 {
-    if (a->st == ST_TEMP || a->st == ST_TIMEOUT || a->st == ST_PERM) {
+    if (a->st == CLIENT_TEMP || a->st == CLIENT_TIMEOUT || a->st == CLIENT_PERM) {
         snprintf(buf, len, "%s %s", status_word(a->st), a->text);
         return buf;
     }
-    if (a->st == ST_OK && a->bad[0]) {
+    if (a->st == CLIENT_OK && a->bad[0]) {
         snprintf(buf, len, "policy \"%.200s\" cannot be applied: %s", a->text, a->bad);
         return buf;
     }
     return NULL;
 }
 
-static int is_level(const struct answer *a, const char *l)
+static int is_level(const struct client_answer *a, const char *l)
 {
-    return a->st == ST_OK && strcmp(a->level, l) == 0;
+    return a->st == CLIENT_OK && strcmp(a->level, l) == 0;
 }
 
 /*
@@ -599,13 +149,13 @@ static int is_level(const struct answer *a, const char *l)
  * the list that gives the least away, instead of failing the expansion.
  */
 /* A host-list builder: the list, or NULL when it cannot be built whole. */
-typedef const char *(*hostlist_fn)(const struct answer *a, char *buf, size_t len);
+typedef const char *(*hostlist_fn)(const struct client_answer *a, char *buf, size_t len);
 
 static int hostlist(uschar **yield, int argc, uschar *argv[], const char *name, const char *strict,
                     hostlist_fn fn)
 {
-    struct answer a;
-    char err[600], why[SOCKMAP_MAX_TEXT + 300], buf[MAX_PATTERNS * 260 + 8];
+    struct client_answer a;
+    char err[600], why[SOCKMAP_MAX_TEXT + 300], buf[CLIENT_MAX_PATTERNS * 260 + 8];
     const char *u;
 
     if (lookup(argc, argv, &a, err, sizeof err) < 0) {
@@ -627,8 +177,8 @@ static int hostlist(uschar **yield, int argc, uschar *argv[], const char *name, 
 }
 
 /* The match list as an Exim host list: "p1 : p2"; NULL when it does not fit in buf. */
-static const char *pattern_list_sep(const struct answer *a, char *buf, size_t len, int negate,
-                                    const char *sep)
+static const char *pattern_list_sep(const struct client_answer *a, char *buf, size_t len,
+                                    int negate, const char *sep)
 {
     size_t off = 0;
 
@@ -644,7 +194,7 @@ static const char *pattern_list_sep(const struct answer *a, char *buf, size_t le
     return buf;
 }
 
-static const char *pattern_list(const struct answer *a, char *buf, size_t len, int negate)
+static const char *pattern_list(const struct client_answer *a, char *buf, size_t len, int negate)
 {
     return pattern_list_sep(a, buf, len, negate, " : ");
 }
@@ -655,12 +205,12 @@ static const char *pattern_list(const struct answer *a, char *buf, size_t len, i
 /* query: the daemon's reply as it came, "OK secure match=...", "NOTFOUND", "TEMP reason". */
 int query(uschar **yield, int argc, uschar *argv[])
 {
-    struct answer a;
+    struct client_answer a;
     char err[600];
 
     if (lookup(argc, argv, &a, err, sizeof err) < 0)
         return give(yield, DEFER, "tlspolicyd: %s", err);
-    if (a.st == ST_NOTFOUND)
+    if (a.st == CLIENT_NOTFOUND)
         return give(yield, OK, "NOTFOUND");
     return give(yield, OK, "%s %s", status_word(a.st), a.text);
 }
@@ -675,13 +225,13 @@ int query(uschar **yield, int argc, uschar *argv[])
  */
 int route(uschar **yield, int argc, uschar *argv[])
 {
-    struct answer a;
+    struct client_answer a;
     char err[600], why[SOCKMAP_MAX_TEXT + 300];
     const char *u;
 
     if (lookup(argc, argv, &a, err, sizeof err) < 0)
         return give(yield, DEFER, "tlspolicyd: %s", err);
-    if ((a.st == ST_TEMP || a.st == ST_PERM) && a.text[0] == '5' && a.text[1] == '.' &&
+    if ((a.st == CLIENT_TEMP || a.st == CLIENT_PERM) && a.text[0] == '5' && a.text[1] == '.' &&
         (strncmp(a.text, "5.7.30 ", 7) == 0 || strncmp(a.text, "5.7.10 ", 7) == 0))
         return give(yield, OK, "fail %s", a.text);
     if ((u = unusable(&a, why, sizeof why)) != NULL)
@@ -693,7 +243,7 @@ int route(uschar **yield, int argc, uschar *argv[])
  * NOTFOUND; DEFER for anything that cannot be applied. */
 int level(uschar **yield, int argc, uschar *argv[])
 {
-    struct answer a;
+    struct client_answer a;
     char err[600], why[SOCKMAP_MAX_TEXT + 300];
     const char *u;
 
@@ -701,12 +251,13 @@ int level(uschar **yield, int argc, uschar *argv[])
         return give(yield, DEFER, "tlspolicyd: %s", err);
     if ((u = unusable(&a, why, sizeof why)) != NULL)
         return give(yield, DEFER, "tlspolicyd: %s", u);
-    if (a.st == ST_NOTFOUND)
+    if (a.st == CLIENT_NOTFOUND)
         return give(yield, OK, "nopolicy");
     return give(yield, OK, "%s", a.level);
 }
 
-static const char *fn_require_tls(const struct answer *a, char *buf, size_t len)
+/* require_tls: hosts_require_tls. "*" for encrypt, dane-only, verify, secure; else "". */
+static const char *fn_require_tls(const struct client_answer *a, char *buf, size_t len)
 {
     return is_level(a, "encrypt") || is_level(a, "dane-only") || is_level(a, "verify") ||
                    is_level(a, "secure")
@@ -714,13 +265,9 @@ static const char *fn_require_tls(const struct answer *a, char *buf, size_t len)
                : "";
 }
 
-/* require_tls: hosts_require_tls. "*" for encrypt, dane-only, verify, secure; else "". */
-int require_tls(uschar **yield, int argc, uschar *argv[])
-{
-    return hostlist(yield, argc, argv, "require_tls", "*", fn_require_tls);
-}
-
-static const char *fn_verify_hosts(const struct answer *a, char *buf, size_t len)
+/* verify_hosts: tls_verify_hosts (and tls_verify_cert_hostnames): for verify and secure the
+ * match list as Exim host patterns, "mx1.example.com : *.example.net"; else "". */
+static const char *fn_verify_hosts(const struct client_answer *a, char *buf, size_t len)
 {
     if (!is_level(a, "verify") && !is_level(a, "secure"))
         return "";
@@ -730,49 +277,30 @@ static const char *fn_verify_hosts(const struct answer *a, char *buf, size_t len
     return pattern_list(a, buf, len, 0);
 }
 
-/* verify_hosts: tls_verify_hosts (and tls_verify_cert_hostnames): for verify and secure the
- * match list as Exim host patterns, "mx1.example.com : *.example.net"; else "". */
-int verify_hosts(uschar **yield, int argc, uschar *argv[])
-{
-    return hostlist(yield, argc, argv, "verify_hosts", "*", fn_verify_hosts);
-}
-
-static const char *fn_require_dane(const struct answer *a, char *buf, size_t len)
+/* require_dane: hosts_require_dane. "*" for dane-only; else "". */
+static const char *fn_require_dane(const struct client_answer *a, char *buf, size_t len)
 {
     return is_level(a, "dane-only") ? "*" : "";
 }
 
-/* require_dane: hosts_require_dane. "*" for dane-only; else "". */
-int require_dane(uschar **yield, int argc, uschar *argv[])
-{
-    return hostlist(yield, argc, argv, "require_dane", "*", fn_require_dane);
-}
-
-static const char *fn_try_dane(const struct answer *a, char *buf, size_t len)
+/* try_dane: hosts_try_dane. "" where the policy waives authentication (may, none,
+ * encrypt), else "*" (Exim's default). */
+static const char *fn_try_dane(const struct client_answer *a, char *buf, size_t len)
 {
     /* may/none/encrypt: the policy (an override, or TLS-Required: No) waives authentication. */
     return is_level(a, "may") || is_level(a, "none") || is_level(a, "encrypt") ? "" : "*";
 }
 
-/* try_dane: hosts_try_dane. "" where the policy waives authentication (may, none,
- * encrypt), else "*" (Exim's default). */
-int try_dane(uschar **yield, int argc, uschar *argv[])
-{
-    return hostlist(yield, argc, argv, "try_dane", "*", fn_try_dane);
-}
-
-static const char *fn_avoid_tls(const struct answer *a, char *buf, size_t len)
+/* avoid_tls: hosts_avoid_tls. "*" for level none; else "". Strict value: "". */
+static const char *fn_avoid_tls(const struct client_answer *a, char *buf, size_t len)
 {
     return is_level(a, "none") ? "*" : "";
 }
 
-/* avoid_tls: hosts_avoid_tls. "*" for level none; else "". Strict value: "". */
-int avoid_tls(uschar **yield, int argc, uschar *argv[])
-{
-    return hostlist(yield, argc, argv, "avoid_tls", "", fn_avoid_tls);
-}
-
-static const char *fn_ignore_hosts(const struct answer *a, char *buf, size_t len)
+/* ignore_hosts: the router's ignore_target_hosts. For verify and secure with name patterns,
+ * "!mx1.example.com : !*.example.net : *" (every MX host that matches none is ignored);
+ * else "". Strict value: "*" (every host ignored: nothing is delivered). */
+static const char *fn_ignore_hosts(const struct client_answer *a, char *buf, size_t len)
 {
     const char *v = fn_verify_hosts(a, buf, len);
 
@@ -786,17 +314,29 @@ static const char *fn_ignore_hosts(const struct answer *a, char *buf, size_t len
     return buf;
 }
 
-/* ignore_hosts: the router's ignore_target_hosts. For verify and secure with name patterns,
- * "!mx1.example.com : !*.example.net : *" (every MX host that matches none is ignored);
- * else "". Strict value: "*" (every host ignored: nothing is delivered). */
-int ignore_hosts(uschar **yield, int argc, uschar *argv[])
-{
-    return hostlist(yield, argc, argv, "ignore_hosts", "*", fn_ignore_hosts);
-}
+/*
+ * HOSTLIST_FUNCTION(name, strict): the dlfunc entry point `name`, the host list that fn_name
+ * builds (see each builder above), or `strict` when it cannot be built (see hostlist()).
+ */
+#define HOSTLIST_FUNCTION(name, strict)                                                            \
+    int name(uschar **yield, int argc, uschar *argv[])                                             \
+    {                                                                                              \
+        return hostlist(yield, argc, argv, #name, strict, fn_##name);                              \
+    }
+
+HOSTLIST_FUNCTION(require_tls, "*")
+HOSTLIST_FUNCTION(verify_hosts, "*")
+HOSTLIST_FUNCTION(require_dane, "*")
+HOSTLIST_FUNCTION(try_dane, "*")
+HOSTLIST_FUNCTION(avoid_tls, "")
+HOSTLIST_FUNCTION(ignore_hosts, "*")
 
 /* stats: "pid=P connections=N questions=M" for this process (no daemon question). */
 int stats(uschar **yield, int argc, uschar *argv[])
 {
+    unsigned long n_connects, n_questions;
+
+    client_stats(&n_connects, &n_questions);
     return give(yield, OK, "pid=%ld connections=%lu questions=%lu", (long)getpid(), n_connects,
                 n_questions);
 }
@@ -879,7 +419,7 @@ static int put_quoted(char *buf, size_t len, size_t *off, const char *key, const
 static int give_record(uschar **yield, const char *action, const char *cls, const char *lvl,
                        const char *ignore, const char *why)
 {
-    static char rec[MAX_PATTERNS * 270 + SOCKMAP_MAX_TEXT * 2 + 512];
+    static char rec[CLIENT_MAX_PATTERNS * 270 + SOCKMAP_MAX_TEXT * 2 + 512];
     /* action, class and level are short words of this file: they always fit. */
     int n = snprintf(rec, sizeof rec, "action=%s%s%s%s%s", action, cls ? " class=" : "",
                      cls ? cls : "", lvl ? " level=" : "", lvl ? lvl : "");
@@ -921,8 +461,8 @@ static int give_record(uschar **yield, const char *action, const char *cls, cons
  */
 int decide(uschar **yield, int argc, uschar *argv[])
 {
-    struct answer a;
-    char err[600], why[SOCKMAP_MAX_TEXT + 300], buf[MAX_PATTERNS * 260 + 8];
+    struct client_answer a;
+    char err[600], why[SOCKMAP_MAX_TEXT + 300], buf[CLIENT_MAX_PATTERNS * 260 + 8];
     const char *u, *cls, *lvl, *tag, *ignore = "";
     int rtls;
 
@@ -932,7 +472,7 @@ int decide(uschar **yield, int argc, uschar *argv[])
     }
     tag = argc > 1 && argv[1][0] ? (const char *)argv[1] : "policy";
     rtls = strcmp(tag, "requiretls") == 0;
-    if ((a.st == ST_TEMP || a.st == ST_PERM) &&
+    if ((a.st == CLIENT_TEMP || a.st == CLIENT_PERM) &&
         (strncmp(a.text, "5.7.30 ", 7) == 0 || strncmp(a.text, "5.7.10 ", 7) == 0))
         return give_record(yield, "fail", NULL, NULL, NULL, a.text);
     if ((u = unusable(&a, why, sizeof why)) != NULL) {
@@ -940,7 +480,7 @@ int decide(uschar **yield, int argc, uschar *argv[])
         snprintf(w2, sizeof w2, "tlspolicyd: %s", u);
         return give_record(yield, "defer", NULL, NULL, NULL, w2);
     }
-    lvl = a.st == ST_NOTFOUND ? "nopolicy" : a.level;
+    lvl = a.st == CLIENT_NOTFOUND ? "nopolicy" : a.level;
 
     /* The transport: the promise the connection makes (see above). */
     if (strcmp(tag, "tlsoptional") == 0)

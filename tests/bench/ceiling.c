@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#include "benchutil.h"
 
 /* Requests are "NAME KEY": a map name of up to 100 bytes (proto/sockmap.h), a space and a
  * key of up to 10,000 bytes (Postfix dict_sockmap.c). */
@@ -48,24 +48,14 @@
 
 struct server;
 
-/* Framing state of the request being received: only lengths, never the bytes. */
-enum frame_state { F_LEN, F_DATA, F_COMMA };
-
 struct conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    union bench_stream u;
     uv_shutdown_t sreq;
     struct server *srv;
     struct conn *prev, *next; /* the server's list, for closing at exit */
-    enum frame_state state;
-    size_t len, pos;
-    unsigned digits;
-    int paused; /* reading stopped until the write queue drains */
-    int ending; /* a shutdown is under way; close follows */
+    struct bench_frame frame; /* the request being received: only lengths, never the bytes */
+    int paused;               /* reading stopped until the write queue drains */
+    int ending;               /* a shutdown is under way; close follows */
 };
 
 /* One write: the answers to one read, in one contiguous buffer. */
@@ -77,12 +67,7 @@ struct wreq {
 
 struct server {
     uv_loop_t loop;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } listener;
+    union bench_stream listener;
     uv_signal_t sigterm, sigint;
     int is_unix;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -98,30 +83,6 @@ static char read_buf[READ_BUF_SIZE];
  * not take is copied to the heap. */
 static char out_buf[65536];
 
-/* Print a one-line reason and exit 2: bad usage, start-up failure or out of memory. */
-static void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-
-static void fatal(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fputs("bench_ceiling: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-
-    if (p == NULL)
-        fatal("out of memory (%zu bytes)", n);
-    return p;
-}
-
 /*
  * frame - count the complete netstrings in p[0..n), carrying partial ones across reads.
  * Returns the count, or -1 on malformed input with a reason in *why (the count of those
@@ -130,59 +91,19 @@ static void *xmalloc(size_t n)
 static long frame(struct conn *c, const char *p, size_t n, long *done, const char **why)
 {
     long count = 0;
-    size_t i = 0;
+    size_t off = 0, used;
 
-    while (i < n) {
-        switch (c->state) {
-        case F_LEN:
-            if (p[i] >= '0' && p[i] <= '9') {
-                if (c->digits == 1 && c->len == 0) {
-                    *why = "length with a leading zero";
-                    goto bad;
-                }
-                c->len = c->len * 10 + (size_t)(p[i] - '0');
-                c->digits++;
-                if (c->len > MAX_REQUEST) {
-                    *why = "request longer than the socketmap limit";
-                    goto bad;
-                }
-                i++;
-                break;
-            }
-            if (p[i] != ':' || c->digits == 0) {
-                *why = "bad length prefix";
-                goto bad;
-            }
-            i++;
-            c->pos = 0;
-            c->state = c->len ? F_DATA : F_COMMA;
-            break;
-        case F_DATA: {
-            size_t m = c->len - c->pos < n - i ? c->len - c->pos : n - i;
+    while (off < n) {
+        int rc = bench_frame_feed(&c->frame, p + off, n - off, NULL, NULL, &used, why);
 
-            c->pos += m;
-            i += m;
-            if (c->pos == c->len)
-                c->state = F_COMMA;
-            break;
+        if (rc < 0) {
+            *done = count;
+            return -1;
         }
-        case F_COMMA:
-            if (p[i] != ',') {
-                *why = "payload not followed by ','";
-                goto bad;
-            }
-            i++;
-            count++;
-            c->state = F_LEN;
-            c->len = 0;
-            c->digits = 0;
-            break;
-        }
+        off += used;
+        count += rc;
     }
     return count;
-bad:
-    *done = count;
-    return -1;
 }
 
 static void on_close(uv_handle_t *h)
@@ -253,7 +174,7 @@ static int answer(struct conn *c, long count)
     int n;
 
     if (len > sizeof(out_buf)) {
-        w = xmalloc(sizeof(*w) + len);
+        w = bench_xmalloc(sizeof(*w) + len);
         out = w->data;
     }
     for (long i = 0; i < count; i++)
@@ -272,7 +193,7 @@ static int answer(struct conn *c, long count)
     }
     off = n > 0 ? (size_t)n : 0;
     if (w == NULL) {
-        w = xmalloc(sizeof(*w) + len - off);
+        w = bench_xmalloc(sizeof(*w) + len - off);
         memcpy(w->data, out + off, len - off);
         off = 0;
     }
@@ -340,9 +261,10 @@ static void on_connection(uv_stream_t *listener, int status)
         fprintf(stderr, "bench_ceiling: accept: %s\n", uv_strerror(status));
         return;
     }
-    c = xmalloc(sizeof(*c));
+    c = bench_xmalloc(sizeof(*c));
     memset(c, 0, sizeof(*c));
     c->srv = s;
+    bench_frame_init(&c->frame, MAX_REQUEST, "request longer than the socketmap limit");
     rc = s->is_unix ? uv_pipe_init(&s->loop, &c->u.pipe, 0) : uv_tcp_init(&s->loop, &c->u.tcp);
     if (rc != 0) {
         fprintf(stderr, "bench_ceiling: init: %s\n", uv_strerror(rc));
@@ -386,63 +308,35 @@ static void listen_on(struct server *s, const char *spec)
     int rc;
 
     if (strncmp(spec, "unix:", 5) == 0) {
-        const char *path = spec + 5;
+        const char *path = s->path;
         struct stat st;
 
-        if (*path == '\0' || strlen(path) >= sizeof(s->path))
-            fatal("%s: unix socket path empty or longer than %zu bytes", spec, sizeof(s->path) - 1);
+        bench_unix_path(spec, s->path, sizeof(s->path));
         /* A socket left by an earlier run is replaced; anything else is not ours. */
         if (lstat(path, &st) == 0) {
             if (!S_ISSOCK(st.st_mode))
-                fatal("%s: exists and is not a socket", path);
+                bench_fatal("%s: exists and is not a socket", path);
             if (unlink(path) != 0)
-                fatal("%s: %s", path, strerror(errno));
+                bench_fatal("%s: %s", path, strerror(errno));
         }
-        strcpy(s->path, path);
         s->is_unix = 1;
         rc = uv_pipe_init(&s->loop, &s->listener.pipe, 0);
         if (rc == 0)
             rc = uv_pipe_bind(&s->listener.pipe, path);
     } else if (strncmp(spec, "inet:", 5) == 0) {
-        char host[256];
-        const char *h = spec + 5, *port, *end;
-        struct addrinfo hints, *res = NULL;
+        struct addrinfo *res = bench_inet_addrs(spec, AI_PASSIVE);
 
-        /* inet:HOST:PORT, with an IPv6 address in brackets: inet:[::1]:PORT. */
-        if (*h == '[') {
-            end = strchr(h, ']');
-            if (end == NULL || end[1] != ':')
-                fatal("%s: expected inet:[ADDRESS]:PORT", spec);
-            h++;
-            port = end + 2;
-        } else {
-            end = strrchr(h, ':');
-            if (end == NULL)
-                fatal("%s: expected inet:HOST:PORT", spec);
-            port = end + 1;
-        }
-        if (end == h || (size_t)(end - h) >= sizeof(host) || *port == '\0')
-            fatal("%s: empty or overlong host or port", spec);
-        memcpy(host, h, (size_t)(end - h));
-        host[end - h] = '\0';
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-        rc = getaddrinfo(host, port, &hints, &res);
-        if (rc != 0)
-            fatal("%s: %s", spec, gai_strerror(rc));
         rc = uv_tcp_init(&s->loop, &s->listener.tcp);
         if (rc == 0)
             rc = uv_tcp_bind(&s->listener.tcp, res->ai_addr, 0);
         freeaddrinfo(res);
     } else {
-        fatal("%s: expected unix:PATH or inet:HOST:PORT", spec);
+        bench_fatal("%s: expected unix:PATH or inet:HOST:PORT", spec);
     }
     if (rc == 0)
         rc = uv_listen(&s->listener.stream, BACKLOG, on_connection);
     if (rc != 0)
-        fatal("%s: %s", spec, uv_strerror(rc));
+        bench_fatal("%s: %s", spec, uv_strerror(rc));
 }
 
 static void usage(FILE *f)
@@ -468,6 +362,7 @@ int main(int argc, char **argv)
     size_t tlen, plen;
     int ch, rc;
 
+    bench_progname = "bench_ceiling";
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
         case 'l':
@@ -489,7 +384,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strlen(text) > MAX_REPLY_TEXT)
-        fatal("--reply: longer than %d bytes", MAX_REPLY_TEXT);
+        bench_fatal("--reply: longer than %d bytes", MAX_REPLY_TEXT);
 
     /* A client that goes away must not kill the server with SIGPIPE, and every
      * connection is a descriptor: lift the soft limit to the hard one. */
@@ -499,20 +394,20 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    s = xmalloc(sizeof(*s));
+    s = bench_xmalloc(sizeof(*s));
     memset(s, 0, sizeof(*s));
     /* The reply is framed once: "LEN:TEXT,". */
     tlen = strlen(text);
     plen = (size_t)snprintf(prefix, sizeof(prefix), "%zu:", tlen);
     s->reply_len = plen + tlen + 1;
-    s->reply = xmalloc(s->reply_len);
+    s->reply = bench_xmalloc(s->reply_len);
     memcpy(s->reply, prefix, plen);
     memcpy(s->reply + plen, text, tlen);
     s->reply[s->reply_len - 1] = ',';
 
     rc = uv_loop_init(&s->loop);
     if (rc != 0)
-        fatal("uv_loop_init: %s", uv_strerror(rc));
+        bench_fatal("uv_loop_init: %s", uv_strerror(rc));
     listen_on(s, spec);
     uv_signal_init(&s->loop, &s->sigterm);
     uv_signal_init(&s->loop, &s->sigint);

@@ -24,7 +24,7 @@
 #include <sys/un.h>
 #include <uv.h>
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#include "benchutil.h"
 
 /* Postfix dict_sockmap.c and socketmap_table(5): keys up to 10,000 bytes, replies up to
  * 100,000 bytes. The map name bound is the daemon's (proto/sockmap.h). */
@@ -96,15 +96,10 @@ struct options {
     int json;
 };
 
-/* Incremental netstring decoder state ("LEN:DATA,", D. J. Bernstein). */
-enum dec_state { DEC_LEN, DEC_DATA, DEC_COMMA };
-
+/* The reply being received: its framing, and what is kept of its payload. */
 struct decoder {
-    enum dec_state state;
-    size_t len;      /* announced payload length */
-    unsigned digits; /* digits of len seen so far */
-    size_t pos;      /* payload bytes seen so far */
-    int mismatch;    /* payload differs from --expect */
+    struct bench_frame frame;
+    int mismatch; /* payload differs from --expect */
     char head[HEAD_MAX];
     size_t headlen;
 };
@@ -130,12 +125,7 @@ enum conn_state { C_CONNECTING, C_OPEN, C_RETRY, C_DEAD };
 struct bench;
 
 struct conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } u;
+    union bench_stream u;
     uv_connect_t creq;
     struct bench *b;
     enum conn_state state;
@@ -190,47 +180,6 @@ struct bench {
 };
 
 static char read_buf[READ_BUF_SIZE];
-
-/* Print a one-line reason and exit 2: bad usage, start-up failure or out of memory. */
-static void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-
-static void fatal(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    fputs("bench_loadgen: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-
-    if (p == NULL)
-        fatal("out of memory (%zu bytes)", n);
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (p == NULL)
-        fatal("out of memory (%zu bytes)", n);
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-
-    if (p == NULL)
-        fatal("out of memory (%zu x %zu bytes)", n, size);
-    return p;
-}
 
 /* Copy s[0..n) into out (outlen bytes, cut if needed) with unprintable bytes as '?'. */
 static const char *printable(const char *s, size_t n, char *out, size_t outlen)
@@ -320,12 +269,36 @@ static uint64_t hist_percentile(const struct hist *h, unsigned permille)
 
 static void decoder_reset(struct decoder *d)
 {
-    d->state = DEC_LEN;
-    d->len = 0;
-    d->digits = 0;
-    d->pos = 0;
+    bench_frame_init(&d->frame, MAX_REPLY, "reply longer than 100000 bytes");
     d->mismatch = 0;
     d->headlen = 0;
+}
+
+/* What decode() hands the framer for each piece of a reply's payload. */
+struct payload_check {
+    struct decoder *d;
+    const char *expect; /* --expect, or NULL */
+    size_t elen;
+};
+
+/* A piece of payload at offset off: compare it with --expect, keep the first bytes. */
+static void on_payload(void *arg, const char *p, size_t m, size_t off)
+{
+    struct payload_check *pc = arg;
+    struct decoder *d = pc->d;
+
+    if (pc->expect != NULL && !d->mismatch && off < pc->elen) {
+        size_t k = pc->elen - off < m ? pc->elen - off : m;
+
+        if (memcmp(p, pc->expect + off, k) != 0)
+            d->mismatch = 1;
+    }
+    if (d->headlen < HEAD_MAX) {
+        size_t k = HEAD_MAX - d->headlen < m ? HEAD_MAX - d->headlen : m;
+
+        memcpy(d->head + d->headlen, p, k);
+        d->headlen += k;
+    }
 }
 
 /*
@@ -337,72 +310,13 @@ static void decoder_reset(struct decoder *d)
 static int decode(struct decoder *d, const char *p, size_t n, const char *expect, size_t elen,
                   size_t *used, const char **why)
 {
-    size_t i = 0;
+    struct payload_check pc = {d, expect, elen};
+    int rc = bench_frame_feed(&d->frame, p, n, on_payload, &pc, used, why);
 
-    while (i < n) {
-        switch (d->state) {
-        case DEC_LEN:
-            if (p[i] >= '0' && p[i] <= '9') {
-                /* A leading zero makes two spellings of one length; the daemon's decoder
-                 * refuses it, and so does this one. */
-                if (d->digits == 1 && d->len == 0) {
-                    *why = "length with a leading zero";
-                    goto bad;
-                }
-                d->len = d->len * 10 + (size_t)(p[i] - '0');
-                d->digits++;
-                if (d->len > MAX_REPLY) {
-                    *why = "reply longer than 100000 bytes";
-                    goto bad;
-                }
-                i++;
-                break;
-            }
-            if (p[i] != ':' || d->digits == 0) {
-                *why = "bad length prefix";
-                goto bad;
-            }
-            i++;
-            d->mismatch = expect != NULL && d->len != elen;
-            d->state = d->len ? DEC_DATA : DEC_COMMA;
-            break;
-        case DEC_DATA: {
-            size_t m = d->len - d->pos;
-
-            if (m > n - i)
-                m = n - i;
-            if (expect != NULL && !d->mismatch && d->pos < elen) {
-                size_t k = elen - d->pos < m ? elen - d->pos : m;
-
-                if (memcmp(p + i, expect + d->pos, k) != 0)
-                    d->mismatch = 1;
-            }
-            if (d->headlen < HEAD_MAX) {
-                size_t k = HEAD_MAX - d->headlen < m ? HEAD_MAX - d->headlen : m;
-
-                memcpy(d->head + d->headlen, p + i, k);
-                d->headlen += k;
-            }
-            d->pos += m;
-            i += m;
-            if (d->pos == d->len)
-                d->state = DEC_COMMA;
-            break;
-        }
-        case DEC_COMMA:
-            if (p[i] != ',') {
-                *why = "payload not followed by ','";
-                goto bad;
-            }
-            *used = i + 1;
-            return 1;
-        }
-    }
-    *used = i;
-    return 0;
-bad:
-    *used = i;
-    return -1;
+    /* A reply of another length differs from --expect whatever its first bytes. */
+    if (rc == 1 && expect != NULL && d->frame.len != elen)
+        d->mismatch = 1;
+    return rc;
 }
 
 static enum reply_class classify(const char *head, size_t len)
@@ -432,51 +346,19 @@ static void parse_endpoint(const char *spec, struct endpoint *ep)
 {
     memset(ep, 0, sizeof(*ep));
     if (strncmp(spec, "unix:", 5) == 0) {
-        const char *path = spec + 5;
-
-        if (*path == '\0' || strlen(path) >= sizeof(ep->path))
-            fatal("%s: unix socket path empty or longer than %zu bytes", spec,
-                  sizeof(ep->path) - 1);
+        bench_unix_path(spec, ep->path, sizeof(ep->path));
         ep->kind = EP_UNIX;
-        strcpy(ep->path, path);
         return;
     }
     if (strncmp(spec, "inet:", 5) == 0) {
-        char host[256];
-        const char *h = spec + 5, *port, *end;
-        struct addrinfo hints, *res = NULL;
-        int rc;
+        struct addrinfo *res = bench_inet_addrs(spec, 0);
 
-        /* inet:HOST:PORT, with an IPv6 address in brackets: inet:[::1]:PORT. */
-        if (*h == '[') {
-            end = strchr(h, ']');
-            if (end == NULL || end[1] != ':')
-                fatal("%s: expected inet:[ADDRESS]:PORT", spec);
-            h++;
-            port = end + 2;
-        } else {
-            end = strrchr(h, ':');
-            if (end == NULL)
-                fatal("%s: expected inet:HOST:PORT", spec);
-            port = end + 1;
-        }
-        if (end == h || (size_t)(end - h) >= sizeof(host) || *port == '\0')
-            fatal("%s: empty or overlong host or port", spec);
-        memcpy(host, h, (size_t)(end - h));
-        host[end - h] = '\0';
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_NUMERICSERV;
-        rc = getaddrinfo(host, port, &hints, &res);
-        if (rc != 0)
-            fatal("%s: %s", spec, gai_strerror(rc));
         memcpy(&ep->addr, res->ai_addr, res->ai_addrlen);
         freeaddrinfo(res);
         ep->kind = EP_INET;
         return;
     }
-    fatal("%s: expected unix:PATH or inet:HOST:PORT", spec);
+    bench_fatal("%s: expected unix:PATH or inet:HOST:PORT", spec);
 }
 
 /* Append one framed request "LEN:MAP KEY," to the arena. */
@@ -487,21 +369,21 @@ static void add_request(struct bench *b, size_t *cap, const char *key, size_t kl
     int pl;
 
     if (klen > MAX_KEY)
-        fatal("key of %zu bytes exceeds the socketmap limit of %d", klen, MAX_KEY);
+        bench_fatal("key of %zu bytes exceeds the socketmap limit of %d", klen, MAX_KEY);
     if (memchr(key, '\0', klen) != NULL)
-        fatal("key contains a NUL byte");
+        bench_fatal("key contains a NUL byte");
     pl = snprintf(prefix, sizeof(prefix), "%zu:", plen);
     need = (size_t)pl + plen + 1;
     if (b->nreq % 1024 == 0) {
-        b->req_off = xrealloc(b->req_off, (b->nreq + 1024) * sizeof(*b->req_off));
-        b->req_len = xrealloc(b->req_len, (b->nreq + 1024) * sizeof(*b->req_len));
+        b->req_off = bench_xrealloc(b->req_off, (b->nreq + 1024) * sizeof(*b->req_off));
+        b->req_len = bench_xrealloc(b->req_len, (b->nreq + 1024) * sizeof(*b->req_len));
     }
     b->req_off[b->nreq] = b->nreq ? b->req_off[b->nreq - 1] + b->req_len[b->nreq - 1] : 0;
     b->req_len[b->nreq] = need;
     if (b->req_off[b->nreq] + need > *cap) {
         while (b->req_off[b->nreq] + need > *cap)
             *cap = *cap ? *cap * 2 : 4096;
-        b->arena = xrealloc(b->arena, *cap);
+        b->arena = bench_xrealloc(b->arena, *cap);
     }
     memcpy(b->arena + b->req_off[b->nreq], prefix, (size_t)pl);
     memcpy(b->arena + b->req_off[b->nreq] + pl, b->opt.map, mlen);
@@ -526,13 +408,13 @@ static void load_keys(struct bench *b)
     }
     f = fopen(b->opt.keys, "r");
     if (f == NULL)
-        fatal("%s: %s", b->opt.keys, strerror(errno));
+        bench_fatal("%s: %s", b->opt.keys, strerror(errno));
     if (fstat(fileno(f), &st) != 0 || st.st_size > (off_t)MAX_KEYS_FILE)
-        fatal("%s: unreadable or larger than %u bytes", b->opt.keys, MAX_KEYS_FILE);
-    text = xmalloc((size_t)st.st_size + 1);
+        bench_fatal("%s: unreadable or larger than %u bytes", b->opt.keys, MAX_KEYS_FILE);
+    text = bench_xmalloc((size_t)st.st_size + 1);
     n = fread(text, 1, (size_t)st.st_size, f);
     if (ferror(f))
-        fatal("%s: read error", b->opt.keys);
+        bench_fatal("%s: read error", b->opt.keys);
     fclose(f);
     text[n] = '\0';
     for (p = text; p < text + n; p = end + 1) {
@@ -549,7 +431,7 @@ static void load_keys(struct bench *b)
     }
     free(text);
     if (b->nreq == 0)
-        fatal("%s: no keys", b->opt.keys);
+        bench_fatal("%s: no keys", b->opt.keys);
 }
 
 /* ---- connections ---- */
@@ -600,7 +482,7 @@ static struct wreq *get_wreq(struct bench *b)
         b->free_wreqs = w->next;
         return w;
     }
-    return xmalloc(sizeof(*w));
+    return bench_xmalloc(sizeof(*w));
 }
 
 static void put_wreq(struct bench *b, struct wreq *w)
@@ -702,7 +584,7 @@ static int on_reply(struct conn *c, uint64_t now)
     if (d->mismatch) {
         report_error(b, E_UNEXPECTED, "reply \"%s\"%s (%zu bytes), expected \"%s\"",
                      printable(d->head, d->headlen, text, sizeof(text)),
-                     d->len > d->headlen ? "..." : "", d->len, b->opt.expect);
+                     d->frame.len > d->headlen ? "..." : "", d->frame.len, b->opt.expect);
         return 0;
     }
     b->answered++;
@@ -941,7 +823,7 @@ static unsigned long long parse_uint(const char *opt, const char *s, unsigned lo
     errno = 0;
     v = strtoull(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || *s == '-' || v < lo || v > hi)
-        fatal("%s: expected an integer from %llu to %llu, got \"%s\"", opt, lo, hi, s);
+        bench_fatal("%s: expected an integer from %llu to %llu, got \"%s\"", opt, lo, hi, s);
     return v;
 }
 
@@ -953,8 +835,8 @@ static double parse_seconds(const char *opt, const char *s, double lo, double hi
     errno = 0;
     v = strtod(s, &end);
     if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi) || (lo_open && v == lo))
-        fatal("%s: expected seconds %s %g and at most %g, got \"%s\"", opt,
-              lo_open ? "above" : "from", lo, hi, s);
+        bench_fatal("%s: expected seconds %s %g and at most %g, got \"%s\"", opt,
+                    lo_open ? "above" : "from", lo, hi, s);
     return v;
 }
 
@@ -1027,11 +909,11 @@ static void parse_options(int argc, char **argv, struct options *o)
     }
     /* socketmap_table(5): the name is followed by one space, so it cannot hold one. */
     if (*o->map == '\0' || strlen(o->map) > MAX_NAME || strpbrk(o->map, " \t\r\n") != NULL)
-        fatal("--map: a name of 1 to %d bytes without white space", MAX_NAME);
+        bench_fatal("--map: a name of 1 to %d bytes without white space", MAX_NAME);
     if (o->expect != NULL) {
         o->expect_len = strlen(o->expect);
         if (o->expect_len > MAX_REPLY)
-            fatal("--expect: longer than a reply can be");
+            bench_fatal("--expect: longer than a reply can be");
     }
 }
 
@@ -1112,9 +994,12 @@ static void print_results(const struct bench *b, uint64_t errors)
 
 int main(int argc, char **argv)
 {
-    struct bench *b = xcalloc(1, sizeof(*b));
+    struct bench *b;
     uint64_t errors = 0;
     int rc, status;
+
+    bench_progname = "bench_loadgen";
+    b = bench_xcalloc(1, sizeof(*b));
 
     parse_options(argc, argv, &b->opt);
     parse_endpoint(b->opt.connect, &b->ep);
@@ -1125,9 +1010,9 @@ int main(int argc, char **argv)
 
     rc = uv_loop_init(&b->loop);
     if (rc != 0)
-        fatal("uv_loop_init: %s", uv_strerror(rc));
-    b->conns = xcalloc(b->opt.connections, sizeof(*b->conns));
-    b->iov = xcalloc(b->opt.depth, sizeof(*b->iov));
+        bench_fatal("uv_loop_init: %s", uv_strerror(rc));
+    b->conns = bench_xcalloc(b->opt.connections, sizeof(*b->conns));
+    b->iov = bench_xcalloc(b->opt.depth, sizeof(*b->iov));
     uv_timer_init(&b->loop, &b->phase);
     uv_timer_init(&b->loop, &b->retry);
     b->live = b->opt.connections;
@@ -1145,7 +1030,7 @@ int main(int argc, char **argv)
         struct conn *c = &b->conns[i];
 
         c->b = b;
-        c->sent = xcalloc(b->opt.depth, sizeof(*c->sent));
+        c->sent = bench_xcalloc(b->opt.depth, sizeof(*c->sent));
         /* Connections start at different keys so a key list spreads across them. */
         c->next_key = i % b->nreq;
     }

@@ -37,11 +37,9 @@ warmup=${BENCH_WARMUP:-1}
 loadgen=$build/tests/bench_loadgen
 daemon=$build/tlspolicyd
 
-say() { printf 'peer: %s\n' "$*" >&2; }
-die() {
-    say "$*"
-    exit 1
-}
+bench_tag=peer
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
 
 peer_bin=$(command -v mta-sts-daemon || true)
 if [ -z "$peer_bin" ]; then
@@ -74,35 +72,7 @@ peer_python=${peer_python%% *}
 peer_pyver=$("$peer_python" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '?')
 if "$peer_python" -c 'import uvloop' 2>/dev/null; then peer_loop=uvloop; else peer_loop=asyncio; fi
 
-dir=$(mktemp -d /tmp/tlspolicyd-peer.XXXXXX)
-pids=()
-failed=0
-
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local pid i
-    for pid in ${pids[@]+"${pids[@]}"}; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in ${pids[@]+"${pids[@]}"}; do
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "process $pid did not exit on SIGTERM; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        say "work directory kept: $dir"
-    else
-        rm -rf "$dir"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir tlspolicyd-peer
 
 # ---- the daemons ----
 
@@ -135,14 +105,6 @@ peer_conf peer-internal "cache:
   type: internal
   options:
     cache_size: 10000"
-
-# start NAME COMMAND...: run a server in the work directory, log to NAME.log, remember its pid.
-start() {
-    local name=$1
-    shift
-    (cd "$dir" && exec "$@") >"$dir/$name.log" 2>&1 &
-    pids+=("$!")
-}
 
 # The one-shot client: asks each key on a connection of its own, all at once, each bounded
 # by a deadline; prints "KEY<TAB>MILLISECONDS<TAB>REPLY" in the order given.
@@ -190,26 +152,13 @@ for k in keys:
     print("%s\t%.0f\t%s" % (k, res[k][0], res[k][1].replace("\t", " ")))
 EOF
 
-# wait_ready NAME SOCK MAP: up to 10 s until the server answers (a key with a leading dot,
-# which neither daemon resolves).
-wait_ready() {
-    local name=$1 sock=$2 map=$3 pid=$4 i
-    for ((i = 0; i < 100; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            say "$name exited during start-up; its log:"
-            tail -n 20 "$dir/$name.log" >&2
-            exit 1
-        fi
-        if [ -S "$sock" ] &&
-            python3 "$dir/ask.py" "$sock" "$map" 2 .ready.invalid 2>/dev/null |
-            awk -F '\t' '$3 !~ /^\(/ { found = 1 } END { exit !found }'; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    say "$name did not answer within 10 s; its log:"
-    tail -n 20 "$dir/$name.log" >&2
-    exit 1
+# answers SOCK MAP: the server on SOCK answers a key with a leading dot, which neither daemon
+# resolves.
+# shellcheck disable=SC2317 # invoked through bench_wait_ready
+answers() {
+    [ -S "$1" ] &&
+        python3 "$dir/ask.py" "$1" "$2" 2 .ready.invalid 2>/dev/null |
+        awk -F '\t' '$3 !~ /^\(/ { found = 1 } END { exit !found }'
 }
 
 start tlspolicyd "$daemon" -c "$dir/tlspolicyd.conf"
@@ -221,9 +170,9 @@ for p in peer-sqlite peer-internal; do
         -u ALL_PROXY SSL_CERT_FILE="$LAB_CA_FILE" "$peer_bin" -c "$dir/$p.yml" -v warn
 done
 peer_sqlite_pid=${pids[-2]} peer_internal_pid=${pids[-1]}
-wait_ready tlspolicyd "$dir/tlspolicyd.sock" policy "$tpd_pid"
-wait_ready peer-sqlite "$dir/peer-sqlite.sock" postfix "$peer_sqlite_pid"
-wait_ready peer-internal "$dir/peer-internal.sock" postfix "$peer_internal_pid"
+bench_wait_ready tlspolicyd "$tpd_pid" answers "$dir/tlspolicyd.sock" policy
+bench_wait_ready peer-sqlite "$peer_sqlite_pid" answers "$dir/peer-sqlite.sock" postfix
+bench_wait_ready peer-internal "$peer_internal_pid" answers "$dir/peer-internal.sock" postfix
 
 # ---- (a) answers ----
 
@@ -347,17 +296,7 @@ printf '%s\n' "enforce.$LAB_STS_ZONE" "testing.$LAB_STS_ZONE" "none.$LAB_STS_ZON
     "notxt.$LAB_STS_ZONE" >"$dir/keys"
 nkeys=$(wc -l <"$dir/keys")
 
-field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"; }
-cpu_ticks() {
-    { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || echo; } | awk '{ print $12 + $13 }'
-}
-hz=$(getconf CLK_TCK)
-cpu_sample() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
-read -r total0 idle0 <<<"$(cpu_sample)"
-sleep 1
-read -r total1 idle1 <<<"$(cpu_sample)"
-busy=$(awk -v t=$((total1 - total0)) -v i=$((idle1 - idle0)) \
-    'BEGIN { printf "%.0f", (t > 0 ? 100 * (t - i) / t : 0) }')
+bench_busy
 
 declare -A srv_sock=([tlspolicyd]=$dir/tlspolicyd.sock [peer-sqlite]=$dir/peer-sqlite.sock
     [peer-internal]=$dir/peer-internal.sock)
@@ -380,37 +319,12 @@ done
 rows_b=()
 declare -A rate_of
 measure() {
-    local s=$1 mode=$2 conns=$3 depth=$4 json rc=0 t0 t1 total cpu rate p50 p99 errs ok nf n
-    local note=""
+    local s=$1 mode=$2 conns=$3 depth=$4 json rc rate p50 p99 errs cpu note loadgen_ok ok nf n
     say "${srv_label[$s]}, $mode: ${warmup}s warm-up, ${duration}s measured"
-    t0=$(cpu_ticks "${srv_pid[$s]}")
-    json=$(timeout $((duration + warmup + 30)) "$loadgen" --connect "unix:${srv_sock[$s]}" \
-        --map "${srv_map[$s]}" --connections "$conns" --depth "$depth" --duration "$duration" \
-        --warmup "$warmup" --keys "$dir/keys" --json 2>>"$dir/loadgen.log") || rc=$?
-    if ! kill -0 "${srv_pid[$s]}" 2>/dev/null; then
-        say "$s exited during the measurement; its log:"
-        tail -n 20 "$dir/$s.log" >&2
-        failed=1
-        note=" ($s exited)"
-        cpu=-
-    else
-        t1=$(cpu_ticks "${srv_pid[$s]}")
-        total=$(field "$json" answers_total)
-        cpu=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="${total:-0}" \
-            'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')
-    fi
-    rate=$(field "$json" answers_per_s)
-    p50=$(field "$json" p50)
-    p99=$(field "$json" p99)
-    errs=$(field "$json" errors)
-    if [ -z "$rate" ]; then
-        say "bench_loadgen failed (exit $rc):"
-        tail -n 5 "$dir/loadgen.log" >&2
-        failed=1
-        rate=0 p50=- p99=- errs=-
-        note="$note (failed)"
-    else
-        [ "$rc" = 0 ] || { failed=1; note="$note (loadgen exit $rc)"; }
+    bench_measure "$s" "${srv_pid[$s]}" %.1f timeout $((duration + warmup + 30)) "$loadgen" \
+        --connect "unix:${srv_sock[$s]}" --map "${srv_map[$s]}" --connections "$conns" \
+        --depth "$depth" --duration "$duration" --warmup "$warmup" --keys "$dir/keys" --json
+    if [ "$loadgen_ok" = 1 ]; then
         # Two of the four keys have a policy in force (enforce: OK; testing, none, notxt:
         # NOTFOUND, for both daemons): anything else is an error here.
         ok=$(field "$json" OK) nf=$(field "$json" NOTFOUND) n=$(field "$json" requests)

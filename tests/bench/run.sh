@@ -35,11 +35,10 @@ domains=${BENCH_DOMAINS:-1000}
 # The reply the ceiling sends, about as long as the daemon's typical answer.
 ceiling_reply='OK secure match=.example.com'
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-    say "$*"
-    exit 1
-}
+here=$(cd "$(dirname "$0")" && pwd)
+bench_tag=bench
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
 
 case $build in /*) ;; *) build=$PWD/$build ;; esac
 loadgen=$build/tests/bench_loadgen
@@ -62,36 +61,7 @@ if [ -n "$sanitized" ]; then
 fi
 case $domains in '' | *[!0-9]* | 0) die "BENCH_DOMAINS: expected a positive integer" ;; esac
 
-dir=$(mktemp -d /tmp/tlspolicyd-bench.XXXXXX)
-pids=()
-failed=0
-
-# Stop what was started: SIGTERM, up to 5 s to exit, then SIGKILL.
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local pid i
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "process $pid did not exit on SIGTERM; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-        say "work directory kept: $dir"
-    else
-        rm -rf "$dir"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir tlspolicyd-bench
 
 # The overrides table: alternately exact domains and ".parent" entries, and one key per
 # entry that it answers (a name below each parent), so no lookup needs DNS.
@@ -126,61 +96,33 @@ metrics_listen =
 ${BENCH_DAEMON_CONF_EXTRA:-}
 EOF
 
-# Start a server in the work directory (relative paths such as a default state_dir land
-# there) and remember its pid; $! is the server itself because both shells exec.
-start() {
-    local log=$1
-    shift
-    (cd "$dir" && exec "$@") >"$log" 2>&1 &
-    pids+=("$!")
+# answers SOCK: the server on SOCK answers one lookup from the keys file.
+# shellcheck disable=SC2317 # invoked through bench_wait_ready
+answers() {
+    [ -S "$1" ] && "$loadgen" --connect "unix:$1" --connections 1 --requests 1 \
+        --warmup 0 --duration 1 --keys "$dir/keys" >/dev/null 2>&1
 }
 
-# Wait up to 10 s until the server answers one lookup from the keys file.
-wait_ready() {
-    local name=$1 sock=$2 pid=$3 log=$4 i
-    for ((i = 0; i < 100; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            say "$name exited during start-up; its log:"
-            tail -n 20 "$log" >&2
-            exit 1
-        fi
-        if [ -S "$sock" ] && "$loadgen" --connect "unix:$sock" --connections 1 --requests 1 \
-            --warmup 0 --duration 1 --keys "$dir/keys" >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    say "$name did not answer within 10 s; its log:"
-    tail -n 20 "$log" >&2
-    exit 1
-}
-
-# CPU use by other processes over one second before the run (from /proc/stat): on a small
-# machine anything else running shows up in every number, so the table says how busy it was.
-cpu_sample() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
-read -r total0 idle0 <<<"$(cpu_sample)"
-sleep 1
-read -r total1 idle1 <<<"$(cpu_sample)"
-busy=$(awk -v t=$((total1 - total0)) -v i=$((idle1 - idle0)) \
-    'BEGIN { printf "%.0f", (t > 0 ? 100 * (t - i) / t : 0) }')
+# On a small machine anything else running shows up in every number: say how busy it was.
+bench_busy
 if [ "$busy" -gt 10 ]; then
     say "warning: the machine was ${busy}% busy before the run; the numbers will be low and noisy"
 fi
 
-start "$dir/ceiling.log" "$ceiling" --listen "unix:$dir/ceiling.sock" --reply "$ceiling_reply"
+start ceiling "$ceiling" --listen "unix:$dir/ceiling.sock" --reply "$ceiling_reply"
 ceiling_pid=${pids[-1]}
 if [ -n "${BENCH_DAEMON_CMD:-}" ]; then
     export BENCH_SOCK=$dir/tlspolicyd.sock BENCH_CONF=$dir/tlspolicyd.conf BENCH_DIR=$dir
     export BENCH_CEILING=$ceiling
-    start "$dir/daemon.log" sh -c "exec $BENCH_DAEMON_CMD"
+    start daemon sh -c "exec $BENCH_DAEMON_CMD"
     daemon_name="daemon ($BENCH_DAEMON_CMD)"
 else
-    start "$dir/daemon.log" "$daemon" -c "$dir/tlspolicyd.conf"
+    start daemon "$daemon" -c "$dir/tlspolicyd.conf"
     daemon_name=daemon
 fi
 daemon_pid=${pids[-1]}
-wait_ready ceiling "$dir/ceiling.sock" "$ceiling_pid" "$dir/ceiling.log"
-wait_ready daemon "$dir/tlspolicyd.sock" "$daemon_pid" "$dir/daemon.log"
+bench_wait_ready ceiling "$ceiling_pid" answers "$dir/ceiling.sock"
+bench_wait_ready daemon "$daemon_pid" answers "$dir/tlspolicyd.sock"
 if [ -n "${BENCH_KEYS:-}" ]; then
     # Two passes over the keys: the first resolves (DNS, policy fetches), the second
     # checks that every answer now comes from the caches.
@@ -192,24 +134,13 @@ if [ -n "${BENCH_KEYS:-}" ]; then
     done
 fi
 
-# field JSON NAME: the number after "NAME": in bench_loadgen's one-line JSON.
-field() {
-    printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"
-}
-
-# cpu_ticks PID: user + system clock ticks of a process so far (/proc/PID/stat fields 14
-# and 15, counted after the parenthesised command name, which may hold spaces).
-cpu_ticks() {
-    { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null || echo; } | awk '{ print $12 + $13 }'
-}
-hz=$(getconf CLK_TCK)
-
 rows=()
 # measure SERVER MODE CONNECTIONS DEPTH: one bench_loadgen run. Sets last_row (one table
 # row without the ratio) and last_rate (answers per second).
 measure() {
-    local server=$1 mode=$2 conns=$3 depth=$4 sock pid json rc=0 rate p50 p99 errs note=""
-    local extra=() t0 t1 total cpu
+    local server=$1 mode=$2 conns=$3 depth=$4 sock pid extra=()
+    # shellcheck disable=SC2034 # set by bench_measure, read only by peer.sh
+    local json rc rate p50 p99 errs cpu note loadgen_ok
     if [ "$server" = ceiling ]; then
         sock=$dir/ceiling.sock
         pid=$ceiling_pid
@@ -219,38 +150,9 @@ measure() {
         pid=$daemon_pid
     fi
     say "$server, $mode: ${warmup}s warm-up, ${duration}s measured"
-    t0=$(cpu_ticks "$pid")
-    json=$("$loadgen" --connect "unix:$sock" --connections "$conns" --depth "$depth" \
-        --duration "$duration" --warmup "$warmup" --keys "$dir/keys" --json \
-        ${extra[@]+"${extra[@]}"} 2>>"$dir/loadgen.log") || rc=$?
-    if ! kill -0 "$pid" 2>/dev/null; then
-        say "$server exited during the measurement; its log:"
-        tail -n 20 "$dir/$server.log" >&2
-        failed=1
-        note=" ($server exited)"
-        cpu=-
-    else
-        # The server's CPU time per answer over the whole run, warm-up included: steadier
-        # than answers/s when something else shares the machine.
-        t1=$(cpu_ticks "$pid")
-        total=$(field "$json" answers_total)
-        cpu=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="${total:-0}" \
-            'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print "-" }')
-    fi
-    rate=$(field "$json" answers_per_s)
-    p50=$(field "$json" p50)
-    p99=$(field "$json" p99)
-    errs=$(field "$json" errors)
-    if [ -z "$rate" ]; then
-        say "bench_loadgen failed (exit $rc):"
-        tail -n 5 "$dir/loadgen.log" >&2
-        failed=1
-        rate=0 p50=- p99=- errs=-
-        note="$note (failed)"
-    elif [ "$rc" != 0 ]; then
-        failed=1
-        note="$note (loadgen exit $rc)"
-    fi
+    bench_measure "$server" "$pid" %.2f "$loadgen" --connect "unix:$sock" \
+        --connections "$conns" --depth "$depth" --duration "$duration" --warmup "$warmup" \
+        --keys "$dir/keys" --json ${extra[@]+"${extra[@]}"}
     # Every key is in the overrides table, so every daemon answer must be OK; with BENCH_KEYS
     # (domains with and without a policy) every answer must be OK or NOTFOUND.
     if [ "$server" = daemon ] && [ -n "$json" ]; then

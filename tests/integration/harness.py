@@ -39,6 +39,31 @@ def finish():
     sys.exit(1 if failures or checks == 0 else 0)
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def make_leaf(tmp, name, dns, issuer):
+    """In directory tmp: NAME.key and NAME.pem, a P-256 server certificate for the DNS name
+    dns, signed by ISSUER.pem/ISSUER.key (and NAME.ext, NAME.csr on the way)."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+    with open(os.path.join(tmp, f"{name}.ext"), "w") as f:
+        f.write(f"subjectAltName=DNS:{dns}\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns}")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey",
+            f"{issuer}.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+            "-extfile", f"{name}.ext")
+
+
 def netstring(payload: bytes) -> bytes:
     return str(len(payload)).encode() + b":" + payload + b","
 

@@ -10,13 +10,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 
-from harness import TLSPOLICYD, Daemon, check, check_true, finish
+from harness import TLSPOLICYD, Daemon, check, check_true, finish, free_port
 
 if "LAB_CA_FILE" not in os.environ:
     raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_cafile.py")
@@ -61,14 +60,6 @@ def wait_count(d, text, n, timeout=10.0):
             return True
         time.sleep(0.02)
     return False
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def metric(port, name):

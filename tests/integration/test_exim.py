@@ -467,8 +467,8 @@ try:
     if ASAN:
         sh("cc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
            "-Wno-unused-parameter", "-I/usr/include/exim4", f"-I{TOP}/proto", "-o", MODULE,
-           f"{TOP}/contrib/exim/tlspolicyd_exim.c", f"{TOP}/proto/netstring.c",
-           f"{TOP}/proto/sockmap.c", "-lresolv")
+           f"{TOP}/contrib/exim/tlspolicyd_exim.c", f"{TOP}/contrib/exim/client.c",
+           f"{TOP}/proto/netstring.c", f"{TOP}/proto/sockmap.c", "-lresolv")
     else:
         shutil.copy(SO, MODULE)
     # (2) the pieces for exim4-config's split configuration, copied as they are.

@@ -24,7 +24,8 @@ if os.environ.get("TEST_FETCH_NETNS") != "1":
     os.execvpe("unshare", ["unshare", "--net", "--mount", "--fork", sys.executable,
                            os.path.abspath(__file__)] + sys.argv[1:], env)
 
-from harness import BUILD, check, check_true, finish  # noqa: E402
+import harness  # noqa: E402
+from harness import BUILD, check, check_true, finish, free_port  # noqa: E402
 
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 DRIVER = os.environ.get("FETCH_DRIVER", os.path.join(BUILD, "tests", "fetch_driver"))
@@ -48,13 +49,7 @@ def make_ca(name):
 
 
 def make_leaf(name, dns, ca):
-    with open(os.path.join(tmp, f"{name}.ext"), "w") as f:
-        f.write(f"subjectAltName=DNS:{dns}\nbasicConstraints=CA:FALSE\n"
-                "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns}")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    harness.make_leaf(tmp, name, dns, ca)
 
 
 make_ca("ca")
@@ -174,14 +169,6 @@ def silent_server(tls):
 
     threading.Thread(target=run, daemon=True).start()
     return ls.getsockname()[1]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 good = TLSServer("127.0.0.1", "good")

@@ -25,18 +25,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import TLSPOLICYD, Daemon, check, check_true, finish, netstring, read_netstring
+from harness import (TLSPOLICYD, Daemon, check, check_true, finish, free_port, netstring,
+                     read_netstring)
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OVERRIDES = "example.com secure match=.example.com\n.example.net dane-only\nlegacy.example may\n"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def http(port, request, timeout=5.0):

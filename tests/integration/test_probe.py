@@ -20,6 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 from harness import TLSPOLICYD, check, check_true, finish  # noqa: E402
 
 if "LAB_DIR" not in os.environ:
@@ -205,14 +206,7 @@ def make_ca(name, issuer=None):
 
 
 def make_leaf(name, dns, issuer):
-    with open(os.path.join(tmp, f"{name}.ext"), "w") as f:
-        f.write(f"subjectAltName=DNS:{dns}\nbasicConstraints=CA:FALSE\n"
-                "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns}")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey",
-            f"{issuer}.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-            "-extfile", f"{name}.ext")
+    harness.make_leaf(tmp, name, dns, issuer)
     # The server sends its chain: the leaf, then the intermediate.
     with open(os.path.join(tmp, f"{name}-chain.pem"), "w") as f:
         f.write(open(os.path.join(tmp, f"{name}.pem")).read())

@@ -20,7 +20,6 @@
   smtplab.py check CAFILE EXPECTFILE [--tlsa HOST=HEX...] [--spool DIR] [--timeout S]
       probes every `HOST WANT...` line of EXPECTFILE at once and compares the summaries
 """
-import argparse
 import hashlib
 import os
 import re
@@ -29,6 +28,13 @@ import ssl
 import sys
 import threading
 import time
+
+# dnslab.sh runs this as `python3 -I -S`, which leaves this directory off sys.path (Python
+# 3.11: -I implies -P). No __pycache__ in the source tree.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True
+import labserver  # noqa: E402
+from labserver import Timeout  # noqa: E402
 
 PORT = 25
 CMD_LINE_MAX = 2048         # RFC 5321 4.5.3.1.4 says 512; be lenient, but bounded
@@ -46,16 +52,7 @@ TLS_SERVERS = ("rtls", "tlsonly", "wrongcert", "stall")
 # ---------------------------------------------------------------------------------------
 # serve
 
-_log_lock = threading.Lock()
-
-
-def log(what):
-    t = time.time()
-    stamp = time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
-    if len(what) > LOG_LINE_MAX:
-        what = what[:LOG_LINE_MAX] + "..."
-    with _log_lock:
-        print(stamp, what, flush=True)
+log = labserver.logger(millis=True, max_len=LOG_LINE_MAX)
 
 
 class Closed(Exception):
@@ -390,36 +387,26 @@ class Server:
         if behaviour in TLS_SERVERS and behaviour != "stall":
             if cert is None:
                 sys.exit(f"smtplab.py: {behaviour} needs --cert {behaviour}=CERT:KEY")
-            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            self.ctx.load_cert_chain(*cert)
+            self.ctx = labserver.tls_server_context(*cert)
             self.ctx.sni_callback = remember_sni
-        host, _, port = where.rpartition(":")
         self.where = where
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, int(port)))
-        self.sock.listen(64)
+        self.sock = labserver.listen(where)
 
     def accept_loop(self):
-        while True:
+        labserver.accept_forever(self.sock, self.behaviour, log, self.accepted)
+
+    def accepted(self, conn, peer):
+        if not self.slots.acquire(blocking=False):
+            log(f"{self.behaviour}: connection from {peer[0]}:{peer[1]} refused: "
+                f"too many connections")
             try:
-                conn, peer = self.sock.accept()
-            except OSError as e:   # EMFILE and the like: try again a little later
-                log(f"{self.behaviour}: accept: {e}")
-                time.sleep(0.1)
-                continue
-            if not self.slots.acquire(blocking=False):
-                log(f"{self.behaviour}: connection from {peer[0]}:{peer[1]} refused: "
-                    f"too many connections")
-                try:
-                    conn.settimeout(1)
-                    conn.sendall(b"421 4.7.0 Error: too many connections\r\n")
-                except OSError:
-                    pass
-                conn.close()
-                continue
-            threading.Thread(target=self.session, args=(conn, peer), daemon=True).start()
+                conn.settimeout(1)
+                conn.sendall(b"421 4.7.0 Error: too many connections\r\n")
+            except OSError:
+                pass
+            conn.close()
+            return
+        labserver.thread(self.session, conn, peer)
 
     def session(self, conn, peer):
         try:
@@ -445,21 +432,13 @@ def serve(a):
         os.makedirs(os.path.join(a.spool, b), exist_ok=True)
         servers.append(Server(b, where, certs.get(b), spool, a, slots))
     for s in servers:
-        threading.Thread(target=s.accept_loop, daemon=True).start()
-    with open(a.pidfile, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    with open(a.ready, "w") as f:
-        f.write("ready\n")
-    log("listening: " + ", ".join(f"{s.behaviour} {s.where}" for s in servers))
-    threading.Event().wait()
+        labserver.thread(s.accept_loop)
+    labserver.ready_and_wait(a.pidfile, a.ready, log,
+                             ", ".join(f"{s.behaviour} {s.where}" for s in servers))
 
 
 # ---------------------------------------------------------------------------------------
 # probe / check
-
-class Timeout(Exception):
-    pass
-
 
 def der_spki(der):
     """The DER SubjectPublicKeyInfo of a DER certificate."""
@@ -480,20 +459,14 @@ def der_spki(der):
     return der[i:tlv(i)[1]]
 
 
-class Probe:
+class Probe(labserver.Deadline):
     def __init__(self, host, timeout):
+        super().__init__(timeout)
         self.host = host
-        self.end = time.monotonic() + timeout
         self.sock = None
         self.buf = b""
         self.phase = "resolve"
         self.lines = 0
-
-    def left(self):
-        r = self.end - time.monotonic()
-        if r <= 0:
-            raise Timeout()
-        return r
 
     def reply(self):
         """(code, [text lines]) of one reply."""
@@ -610,37 +583,12 @@ def probe(cafile, host, timeout=2.0, tlsa=None, spool=None):
 
 def check(a):
     tlsa = dict(t.split("=", 1) for t in a.tlsa)
-    want = []
-    with open(a.expectfile) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                host, _, w = line.partition(" ")
-                want.append((host, " ".join(w.split())))
-    got = {}
-
-    def run(h):
-        got[h] = probe(a.cafile, h, a.timeout, tlsa.get(h), a.spool)
-
-    threads = [threading.Thread(target=run, args=(h,)) for h, _ in want]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    bad = 0
-    for host, w in want:
-        if got[host] == w:
-            print(f"{host:<30} {w} ok")
-        else:
-            bad += 1
-            print(f"{host:<30} {got[host]} FAIL\n{'':<30} want: {w}")
-    return bad
+    return labserver.check_all(a.expectfile,
+                               lambda h: probe(a.cafile, h, a.timeout, tlsa.get(h), a.spool))
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p, sub = labserver.parser(__doc__)
     s = sub.add_parser("serve")
     s.add_argument("--listen", action="append", required=True)
     s.add_argument("--cert", action="append", default=[])

@@ -15,13 +15,18 @@ of `dnslab.sh --check`. Started by dnslab.sh; see tests/lab/README.md.
   stslab.py fetch CAFILE HOST [TIMEOUT]
       prints that summary for one host
 """
-import argparse
 import os
 import socket
 import ssl
 import sys
-import threading
 import time
+
+# dnslab.sh runs this as `python3 -I -S`, which leaves this directory off sys.path (Python
+# 3.11: -I implies -P). No __pycache__ in the source tree.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True
+import labserver  # noqa: E402
+from labserver import Timeout  # noqa: E402
 
 SLOW_BYTES = 1
 SLOW_DELAY = 0.4   # 66 bytes: about 26 s
@@ -31,13 +36,7 @@ PATH = "/.well-known/mta-sts.txt"
 # ---------------------------------------------------------------------------------------
 # serve
 
-def log(what):
-    print(time.strftime("%H:%M:%S"), what, flush=True)
-
-
-def addr(s):
-    host, _, port = s.rpartition(":")
-    return host, int(port)
+log = labserver.logger()
 
 
 def silent(name, conn, ctx):
@@ -79,44 +78,30 @@ def slow(body, conn, ctx):
 
 def serve(a):
     """One thread per listening socket and one per connection; SIGTERM ends it all."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(a.cert, a.key)
+    ctx = labserver.tls_server_context(a.cert, a.key)
     with open(a.slow_body, "rb") as f:
         body = f.read()
     servers = []
     for name, where, handler, tls in (("notls", a.notls, silent, None),
                                       ("nohttp", a.nohttp, silent, ctx),
                                       ("slow", a.slow, slow, ctx)):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(addr(where))
-        s.listen(64)
         arg = body if handler is slow else name
-        servers.append((name, s, handler, arg, tls))
+        servers.append((name, labserver.listen(where), handler, arg, tls))
 
     def accept(name, s, handler, arg, tls):
-        while True:
-            conn, peer = s.accept()
+        def handle(conn, peer):
             log(f"{name}: connection from {peer[0]}:{peer[1]}")
-            threading.Thread(target=handler, args=(arg, conn, tls), daemon=True).start()
+            labserver.thread(handler, arg, conn, tls)
+        labserver.accept_forever(s, name, log, handle)
 
     for srv in servers:
-        threading.Thread(target=accept, args=srv, daemon=True).start()
-    with open(a.pidfile, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    with open(a.ready, "w") as f:
-        f.write("ready\n")
-    log(f"listening: notls {a.notls}, nohttp {a.nohttp}, slow {a.slow}")
-    threading.Event().wait()
+        labserver.thread(accept, *srv)
+    labserver.ready_and_wait(a.pidfile, a.ready, log,
+                             f"notls {a.notls}, nohttp {a.nohttp}, slow {a.slow}")
 
 
 # ---------------------------------------------------------------------------------------
 # check / fetch
-
-class Timeout(Exception):
-    pass
-
 
 VERIFY = {10: "certificate expired", 20: "unknown issuer", 62: "name mismatch"}
 
@@ -150,14 +135,8 @@ def dechunk(data):
 
 def fetch(cafile, host, timeout=2.0, port=443):
     """One line: how a policy fetch from host went."""
-    end = time.monotonic() + timeout
+    left = labserver.Deadline(timeout).left
     phase = "resolve"
-
-    def left():
-        r = end - time.monotonic()
-        if r <= 0:
-            raise Timeout()
-        return r
 
     sock = None
     try:
@@ -224,37 +203,11 @@ def fetch(cafile, host, timeout=2.0, port=443):
 
 
 def check(cafile, expectfile, timeout):
-    want = []
-    with open(expectfile) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                host, _, w = line.partition(" ")
-                want.append((host, " ".join(w.split())))
-    got = {}
-
-    def run(h):
-        got[h] = fetch(cafile, h, timeout)
-
-    threads = [threading.Thread(target=run, args=(h,)) for h, _ in want]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    bad = 0
-    for host, w in want:
-        if got[host] == w:
-            print(f"{host:<30} {w} ok")
-        else:
-            bad += 1
-            print(f"{host:<30} {got[host]} FAIL\n{'':<30} want: {w}")
-    return bad
+    return labserver.check_all(expectfile, lambda h: fetch(cafile, h, timeout))
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p, sub = labserver.parser(__doc__)
     s = sub.add_parser("serve")
     for o in ("notls", "nohttp", "slow", "cert", "key", "slow-body", "pidfile", "ready"):
         s.add_argument("--" + o, required=True)
