@@ -35,6 +35,10 @@ struct flight {
     unsigned started, done; /* ENGINE_NEED_* bits */
     struct waiter *waiters;
     int advancing, again; /* see advance() */
+    /* The overrides entry of domain, valid while ov_gen is the service's overrides_gen. */
+    unsigned long ov_gen;
+    int ov_found;
+    struct overrides_hit ov_hit;
     char domain[DOMAIN_MAX + 1];
     /* The facts, each valid once its bit is in done; left uninitialised until then (they
      * are tens of KiB, and a flight is made for every lookup that needs DNS). */
@@ -96,22 +100,34 @@ static void log_decision(const char *key, const struct lookup_result *res)
     log_fields(log_decisions(), "lookup", kv, n / 2);
 }
 
-/* Local facts: the overrides table as it is now (reloads swap it whole). */
-static void local_facts(struct lookup_svc *svc, struct lookup_result *res)
+/* Local facts: the service's settings and the overrides entry hit (NULL: none). */
+static void local_facts(struct lookup_svc *svc, struct lookup_result *res,
+                        const struct overrides_hit *hit)
 {
-    struct overrides_hit hit;
-
     memset(&res->facts, 0, sizeof(res->facts));
     res->facts.domain = res->domain;
     res->facts.sts_flags = svc->sts_flags;
     res->facts.rtls_probe = svc->rtls_probe;
-    if (overrides_find(svc->overrides, res->domain, &hit)) {
+    if (hit != NULL) {
         res->facts.has_override = 1;
-        res->facts.override_key = hit.key;
-        res->facts.override_value = hit.value;
-        res->facts.override_level = hit.level;
-        res->detail = hit.key;
+        res->facts.override_key = hit->key;
+        res->facts.override_value = hit->value;
+        res->facts.override_level = hit->level;
+        res->detail = hit->key;
     }
+}
+
+/*
+ * The overrides entry of a flight's domain, found again only when a reload has replaced the
+ * table since (its pointers point into the table that was in force when it was found).
+ */
+static const struct overrides_hit *flight_override(struct lookup_svc *svc, struct flight *fl)
+{
+    if (fl->ov_gen != svc->overrides_gen) {
+        fl->ov_found = overrides_find(svc->overrides, fl->domain, &fl->ov_hit);
+        fl->ov_gen = svc->overrides_gen;
+    }
+    return fl->ov_found ? &fl->ov_hit : NULL;
 }
 
 /* Deadline list. */
@@ -156,7 +172,7 @@ static void waiter_facts(struct lookup_svc *svc, const struct waiter *w, struct 
     memcpy(res->domain, w->fl->domain, strlen(w->fl->domain) + 1); /* both DOMAIN_MAX + 1 */
     res->detail = NULL;
     res->ans.text[0] = '\0';
-    local_facts(svc, res);
+    local_facts(svc, res, flight_override(svc, w->fl));
     res->facts.dane = (w->fl->done & ENGINE_NEED_DANE) ? &w->fl->dane : NULL;
     res->facts.sts = (w->fl->done & ENGINE_NEED_STS) ? &w->fl->sts : NULL;
     res->facts.rtls = (w->fl->done & ENGINE_NEED_PROBE) ? &w->fl->rtls : NULL;
@@ -377,6 +393,12 @@ static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, co
         memset(fl, 0, offsetof(struct flight, dane));
         fl->svc = svc;
         snprintf(fl->domain, sizeof(fl->domain), "%s", res->domain);
+        /* The entry lookup_start() found, for the table in force now. */
+        fl->ov_gen = svc->overrides_gen;
+        fl->ov_found = res->facts.has_override;
+        fl->ov_hit.key = res->facts.override_key;
+        fl->ov_hit.value = res->facts.override_value;
+        fl->ov_hit.level = res->facts.override_level;
         fl->hnext = svc->flights[b];
         svc->flights[b] = fl;
     }
@@ -393,6 +415,7 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
                   void *arg)
 {
     struct lookup_result res;
+    struct overrides_hit hit;
     const char *why = NULL, *kstart;
     size_t klen;
     char key[300];
@@ -445,7 +468,7 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
         goto answer;
     }
 
-    local_facts(svc, &res);
+    local_facts(svc, &res, overrides_find(svc->overrides, res.domain, &hit) ? &hit : NULL);
     if (engine_needs(res.map, &res.facts) != 0) {
         wait_for_facts(svc, &res, key, done, arg);
         return;
@@ -457,10 +480,18 @@ answer:
     done(arg, &res);
 }
 
+void lookup_set_overrides(struct lookup_svc *svc, struct overrides *ov)
+{
+    overrides_free(svc->overrides);
+    svc->overrides = ov;
+    svc->overrides_gen++;
+}
+
 void lookup_svc_init(struct lookup_svc *svc, uv_loop_t *loop)
 {
     memset(svc, 0, sizeof(*svc));
     svc->loop = loop;
+    svc->overrides_gen = 1; /* a new flight's 0 means "not looked up yet" */
     svc->nbuckets = 1024;
     svc->flights = xcalloc(svc->nbuckets, sizeof(*svc->flights));
     uv_timer_init(loop, &svc->timer);

@@ -35,6 +35,7 @@ struct flight;
 struct lookup_svc {
     uv_loop_t *loop;
     struct overrides *overrides; /* never NULL; replaced whole on reload */
+    unsigned long overrides_gen; /* counts replacements; waiting lookups keep their entry */
     struct resolver *resolver;   /* never NULL */
     struct mtasts_svc *mtasts;   /* never NULL */
     struct fetch_svc *fetch;     /* policy fetches */
@@ -98,6 +99,13 @@ void lookup_set_ca(struct lookup_svc *svc, struct cafile *sts, struct cafile *pr
  * number). A daemon started as root calls this after dropping privileges.
  */
 void lookup_svc_load(struct lookup_svc *svc, const struct config *cfg);
+
+/*
+ * lookup_set_overrides - put the table ov (reloaded, never NULL) in force, taking it over,
+ * and free the one it replaces. Waiting lookups find their entry again in ov when they next
+ * look at their facts.
+ */
+void lookup_set_overrides(struct lookup_svc *svc, struct overrides *ov);
 
 /* lookup_apply_config - the keys that a reload may change: timeouts, MTA-STS options. */
 void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg);

@@ -228,9 +228,8 @@ void server_reload(struct server *srv)
     ca_ok = reload_ca_files(srv, &cfg) == 0;
     config_free(&srv->cfg);
     srv->cfg = cfg;
-    /* Waiting lookups read the overrides table when they answer, never an old pointer. */
-    overrides_free(srv->svc.overrides);
-    srv->svc.overrides = ov;
+    /* Waiting lookups find their entry again in the new table, never keep an old pointer. */
+    lookup_set_overrides(&srv->svc, ov);
     lookup_apply_config(&srv->svc, &srv->cfg);
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_set_format(srv->cfg.log_json);
