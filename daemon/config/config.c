@@ -578,7 +578,8 @@ static const struct key keys[] = {
     {"request_timeout", "10s", set_request_timeout,
      "close a connection whose request arrives, or whose answer leaves, slower than this", RELOADS},
     {"drain_timeout", "10s", set_drain_timeout,
-     "on SIGTERM, how long open connections get to finish before the daemon exits", RELOADS},
+     "on SIGTERM, how long open connections get to finish, then as long for state_dir writes",
+     RELOADS},
     {"dns_servers", "", set_dns_servers,
      "validating recursive resolvers, IP[:PORT] list; the AD bit is trusted only from these "
      "(empty: the nameservers of /etc/resolv.conf)",

@@ -611,6 +611,7 @@ void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg)
     struct mtasts_opts mo;
 
     svc->timeout_ms = cfg->lookup_timeout_ms;
+    svc->drain_timeout_ms = cfg->drain_timeout_ms;
     svc->rtls_probe = cfg->requiretls_probe;
     svc->sts_flags = (cfg->sts_enforce_testing ? ENGINE_STS_ENFORCE_TESTING : 0) |
                      (cfg->sts_postfix_attributes ? ENGINE_STS_ATTRIBUTES : 0);
@@ -650,7 +651,7 @@ void lookup_svc_close(struct lookup_svc *svc)
     svc->fetch = NULL;
     probe_svc_destroy(svc->probe);
     svc->probe = NULL;
-    store_close(svc->store);
+    store_close(svc->store, svc->drain_timeout_ms);
     svc->store = NULL;
     resolver_destroy(svc->resolver);
     svc->resolver = NULL;

@@ -44,6 +44,7 @@ struct lookup_svc {
     struct cafile *sts_ca;       /* sts_ca_file in memory (a reference), for the fetcher */
     struct cafile *probe_ca;     /* probe_ca_file in memory (a reference), for the prober */
     unsigned timeout_ms;         /* lookup_timeout */
+    unsigned drain_timeout_ms;   /* drain_timeout: bounds the store's last writes at close */
     unsigned sts_flags;          /* ENGINE_STS_* */
     int rtls_probe;              /* requiretls_probe */
 

@@ -314,12 +314,25 @@ static int check_endpoints(const struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Run the loop until nothing is left. It comes back with work pending only when the store
+ * gave up on a write stuck in the kernel (store_close()); exit() would then wait for that
+ * thread (libuv joins its threads at exit), so the daemon leaves at once, unclean.
+ */
+static void run_to_end(struct server *srv)
+{
+    if (uv_run(srv->loop, UV_RUN_DEFAULT) == 0)
+        return;
+    log_error("exiting with a state_dir write still stuck in the kernel");
+    _exit(1);
+}
+
 /* Finish closing handles, then free what the server owns. 0 when nothing was left open. */
 static int teardown(struct server *srv)
 {
     if (srv->svc_open)
         lookup_svc_close(&srv->svc);
-    uv_run(srv->loop, UV_RUN_DEFAULT);
+    run_to_end(srv);
     overrides_free(srv->svc.overrides);
     free(srv->listeners);
     config_free(&srv->cfg);
@@ -400,6 +413,6 @@ fail:
 
 int server_run(struct server *srv)
 {
-    uv_run(srv->loop, UV_RUN_DEFAULT);
+    run_to_end(srv);
     return teardown(srv);
 }
