@@ -15,6 +15,7 @@
 #include "dane.h"
 #include "escape.h"
 #include "fetch.h"
+#include "hash.h"
 #include "log.h"
 #include "overrides.h"
 #include "probe.h"
@@ -57,15 +58,6 @@ struct waiter {
     void *arg;
     char key[300]; /* escaped key, for the log */
 };
-
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
 
 /* One line per decision at log_decisions' level (key escaped by the caller). */
 static void log_decision(const char *key, const struct lookup_result *res)
@@ -196,7 +188,7 @@ static void finish_waiter(struct lookup_svc *svc, struct waiter *w, const char *
 
 static void flight_free(struct lookup_svc *svc, struct flight *fl)
 {
-    struct flight **pp = &svc->flights[hash(fl->domain) & (svc->nbuckets - 1)];
+    struct flight **pp = &svc->flights[hash_string(fl->domain) & (svc->nbuckets - 1)];
 
     /* Nobody waits any more; the resolver and MTA-STS work goes on and fills the caches. */
     dane_cancel(fl->dl);
@@ -365,7 +357,7 @@ static void on_rtls(void *arg, const struct rtls_facts *f)
 static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, const char *key,
                            lookup_done_fn done, void *arg)
 {
-    size_t b = hash(res->domain) & (svc->nbuckets - 1);
+    size_t b = hash_string(res->domain) & (svc->nbuckets - 1);
     struct flight *fl = svc->flights[b];
     struct waiter *w = xcalloc(1, sizeof(*w));
 

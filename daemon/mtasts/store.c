@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "log.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -243,18 +244,9 @@ static int file_name(const char *domain, const char *suffix, char *out, size_t o
     return snprintf(out, outlen, "%s%s", domain, suffix) < (int)outlen ? 0 : -1;
 }
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
-
 static struct job **job_slot(struct store *st, const char *domain)
 {
-    return &st->jobs[hash(domain) % JOB_BUCKETS];
+    return &st->jobs[hash_string(domain) % JOB_BUCKETS];
 }
 
 /* Write all of len bytes; a write that makes no progress is a short write, not an errno. */
