@@ -21,6 +21,7 @@
 #include "probe.h"
 #include "resolver.h"
 #include "store.h"
+#include "waitlist.h"
 #include "xalloc.h"
 
 /*
@@ -33,9 +34,9 @@ struct flight {
     struct dane_lookup *dl;
     struct mtasts_lookup *sl;
     struct rtls_lookup *rl;
-    unsigned started, done; /* ENGINE_NEED_* bits */
-    struct waiter *waiters;
-    int advancing, again; /* see advance() */
+    unsigned started, done;        /* ENGINE_NEED_* bits */
+    struct waitlist_link *waiters; /* struct waiter */
+    int advancing, again;          /* see advance() */
     /* The overrides entry of domain, valid while ov_gen is the service's overrides_gen. */
     unsigned long ov_gen;
     int ov_found;
@@ -49,8 +50,8 @@ struct flight {
 };
 
 struct waiter {
-    struct waiter *next, *prev;   /* the flight's waiters */
-    struct waiter *dnext, *dprev; /* the deadline list */
+    struct waitlist_link link; /* the flight's waiters */
+    struct lru_link dlink;     /* the service's deadline list */
     struct flight *fl;
     enum sockmap_map map;
     uint64_t deadline;
@@ -122,38 +123,31 @@ static const struct overrides_hit *flight_override(struct lookup_svc *svc, struc
     return fl->ov_found ? &fl->ov_hit : NULL;
 }
 
-/* Deadline list. */
+/* Deadline list: newest waiter at the head, so the tail has the earliest deadline. */
 
 static void on_deadline(uv_timer_t *t);
+
+static struct waiter *earliest(struct lookup_svc *svc)
+{
+    return lru_entry(svc->deadlines.tail, struct waiter, dlink);
+}
 
 static void arm(struct lookup_svc *svc)
 {
     uint64_t now = uv_now(svc->loop);
+    struct waiter *w = earliest(svc);
 
-    if (svc->deadline_head == NULL) {
+    if (w == NULL) {
         uv_timer_stop(&svc->timer);
         return;
     }
-    uv_timer_start(&svc->timer, on_deadline,
-                   svc->deadline_head->deadline > now ? svc->deadline_head->deadline - now : 0, 0);
+    uv_timer_start(&svc->timer, on_deadline, w->deadline > now ? w->deadline - now : 0, 0);
 }
 
 static void unlink_waiter(struct lookup_svc *svc, struct waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        w->fl->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    if (w->dprev)
-        w->dprev->dnext = w->dnext;
-    else
-        svc->deadline_head = w->dnext;
-    if (w->dnext)
-        w->dnext->dprev = w->dprev;
-    else
-        svc->deadline_tail = w->dprev;
+    waitlist_remove(&w->link);
+    lru_unlink(&svc->deadlines, &w->dlink);
     svc->lookups_waiting--;
 }
 
@@ -231,7 +225,7 @@ static void on_deadline(uv_timer_t *t)
 
     snprintf(reason, sizeof(reason), "DNS lookups did not finish within lookup_timeout (%u ms)",
              svc->timeout_ms);
-    while ((w = svc->deadline_head) != NULL && w->deadline <= now) {
+    while ((w = earliest(svc)) != NULL && w->deadline <= now) {
         struct flight *fl = w->fl;
         int nested = fl->advancing;
 
@@ -278,15 +272,16 @@ static void advance(struct flight *fl)
     }
     fl->advancing = 1;
     do {
-        struct waiter *w, *next;
+        struct waitlist_link *l, *next;
         unsigned want = 0;
 
         fl->again = 0;
-        for (w = fl->waiters; w != NULL; w = next) {
+        for (l = fl->waiters; l != NULL; l = next) {
+            struct waiter *w = waitlist_entry(l, struct waiter, link);
             struct lookup_result res;
             unsigned need;
 
-            next = w->next;
+            next = l->next;
             waiter_facts(svc, w, &res);
             need = engine_needs(w->map, &res.facts);
             if (need == 0) {
@@ -370,14 +365,9 @@ static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, co
     snprintf(w->key, sizeof(w->key), "%s", key);
 
     /* The deadline list is in arrival order, which is deadline order. */
-    w->dprev = svc->deadline_tail;
-    if (svc->deadline_tail)
-        svc->deadline_tail->dnext = w;
-    else
-        svc->deadline_head = w;
-    svc->deadline_tail = w;
+    lru_push_front(&svc->deadlines, &w->dlink);
     svc->lookups_waiting++;
-    if (svc->deadline_head == w)
+    if (earliest(svc) == w)
         arm(svc);
 
     if (fl == NULL) {
@@ -396,10 +386,7 @@ static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, co
     }
     /* SPEC 7: concurrent lookups of one domain share one resolution. */
     w->fl = fl;
-    w->next = fl->waiters;
-    if (w->next)
-        w->next->prev = w;
-    fl->waiters = w;
+    waitlist_push(&fl->waiters, &w->link);
     advance(fl);
 }
 
@@ -626,7 +613,7 @@ void lookup_svc_close(struct lookup_svc *svc)
 
     if (svc->flights == NULL)
         return;
-    while ((w = svc->deadline_head) != NULL) {
+    while ((w = earliest(svc)) != NULL) {
         unlink_waiter(svc, w);
         finish_waiter(svc, w, "the daemon is shutting down");
         free(w);

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "lru.h"
 #include "mtasts.h"
 
 #include "domain.h"
@@ -52,7 +53,7 @@ struct lookup_svc {
      * so arrival order is deadline order). */
     struct flight **flights;
     size_t nbuckets;
-    struct waiter *deadline_head, *deadline_tail;
+    struct lru deadlines; /* struct waiter, newest at the head */
     uv_timer_t timer;
     unsigned long lookups_waiting;
 };
