@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "xalloc.h"
@@ -67,8 +68,14 @@ int cmdline_close_loop(struct cmdline *cl)
 {
     if (!cl->started)
         return 0;
-    /* Close callbacks run on the loop (libuv design.rst); only then may it close. */
-    uv_run(&cl->loop, UV_RUN_DEFAULT);
+    /*
+     * Close callbacks run on the loop (libuv design.rst); only then may it close. Work left
+     * means a state_dir write stuck in the kernel (store_close()): leave without it.
+     */
+    if (uv_run(&cl->loop, UV_RUN_DEFAULT) != 0) {
+        fprintf(stderr, "tlspolicyd: a state_dir write is stuck in the kernel; exiting\n");
+        _exit(1);
+    }
     return uv_loop_close(&cl->loop);
 }
 

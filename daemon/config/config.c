@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,32 @@
 
 typedef int (*setter)(struct config *cfg, const char *value, const char **why);
 
+/* How a reload keeps a restart-only key's value: see config_keep_restart_only(). */
+enum keep {
+    KEEP_NO,     /* a reload changes the key */
+    KEEP_VALUE,  /* a scalar: compared byte for byte */
+    KEEP_STRING, /* compared as the string its first field points to */
+    KEEP_LISTEN, /* the listen endpoints and their count */
+};
+
 struct key {
     const char *name;
     const char *def;
     setter set;
     const char *description;
+    enum keep keep;
+    size_t off, len; /* the fields of struct config the key sets, from first to last */
 };
+
+/* The fields first..last of struct config, for a restart-only key. */
+#define SPAN(first, last)                                                                          \
+    offsetof(struct config, first), offsetof(struct config, last) +                                \
+                                        sizeof(((struct config *)0)->last) -                       \
+                                        offsetof(struct config, first)
+/* A reload changes the key; the README lists the others (unit_confdoc checks). */
+#define RELOADS KEEP_NO, 0, 0
+#define RESTART_VALUE(field) KEEP_VALUE, SPAN(field, field)
+#define RESTART_STRING(field) KEEP_STRING, SPAN(field, field)
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
@@ -537,75 +558,97 @@ static int set_syslog(struct config *cfg, const char *value, const char **why)
  */
 static const struct key keys[] = {
     {"listen", "unix:run/tlspolicyd.sock", set_listen,
-     "socketmap endpoints: unix:PATH, inet:HOST:PORT, inet:[V6]:PORT; space or comma separated"},
-    {"socket_mode", "0660", set_socket_mode, "permissions of unix sockets (octal)"},
+     "socketmap endpoints: unix:PATH, inet:HOST:PORT, inet:[V6]:PORT; space or comma separated",
+     KEEP_LISTEN, SPAN(listen, nlisten)},
+    {"socket_mode", "0660", set_socket_mode, "permissions of unix sockets (octal)",
+     RESTART_VALUE(socket_mode)},
     {"socket_group", "", set_socket_group,
-     "group of unix sockets, e.g. postfix (empty: the daemon's group)"},
+     "group of unix sockets, e.g. postfix (empty: the daemon's group)",
+     RESTART_STRING(socket_group)},
     {"user", "tlspolicyd", set_user,
-     "user to switch to after binding when started as root (empty: stay root, not advised)"},
+     "user to switch to after binding when started as root (empty: stay root, not advised)",
+     RESTART_STRING(user)},
     {"overrides", "", set_overrides,
-     "local policy table consulted first: KEY VALUE lines, KEY a domain or .parent"},
+     "local policy table consulted first: KEY VALUE lines, KEY a domain or .parent", RELOADS},
     {"max_connections", "2048", set_max_connections,
-     "socketmap connections open at once; more are accepted and closed at once"},
+     "socketmap connections open at once; more are accepted and closed at once", RELOADS},
     {"max_pipeline", "64", set_max_pipeline,
-     "requests outstanding per connection before the daemon stops reading from it"},
-    {"idle_timeout", "300s", set_idle_timeout, "close a connection idle this long"},
+     "requests outstanding per connection before the daemon stops reading from it", RELOADS},
+    {"idle_timeout", "300s", set_idle_timeout, "close a connection idle this long", RELOADS},
     {"request_timeout", "10s", set_request_timeout,
-     "close a connection whose request arrives, or whose answer leaves, slower than this"},
+     "close a connection whose request arrives, or whose answer leaves, slower than this", RELOADS},
     {"drain_timeout", "10s", set_drain_timeout,
-     "on SIGTERM, how long open connections get to finish before the daemon exits"},
+     "on SIGTERM, how long open connections get to finish, then as long for state_dir writes",
+     RELOADS},
     {"dns_servers", "", set_dns_servers,
      "validating recursive resolvers, IP[:PORT] list; the AD bit is trusted only from these "
-     "(empty: the nameservers of /etc/resolv.conf)"},
-    {"dns_timeout", "3s", set_dns_timeout, "one DNS query, retries included"},
+     "(empty: the nameservers of /etc/resolv.conf)",
+     RESTART_STRING(dns_servers)},
+    {"dns_timeout", "3s", set_dns_timeout, "one DNS query, retries included",
+     RESTART_VALUE(dns_timeout_ms)},
     {"lookup_timeout", "8s", set_lookup_timeout,
-     "budget for one lookup; when it runs out the answer is TEMP, never a weaker policy"},
-    {"dns_cache_size", "20000", set_dns_cache_size, "DNS answers kept in memory"},
-    {"dns_min_ttl", "5s", set_dns_min_ttl, "DNS answers are kept at least this long"},
-    {"dns_max_ttl", "1h", set_dns_max_ttl, "and at most this long, whatever their TTL"},
+     "budget for one lookup; when it runs out the answer is TEMP, never a weaker policy", RELOADS},
+    {"dns_cache_size", "20000", set_dns_cache_size, "DNS answers kept in memory",
+     RESTART_VALUE(dns_cache_size)},
+    {"dns_min_ttl", "5s", set_dns_min_ttl, "DNS answers are kept at least this long",
+     RESTART_VALUE(dns_min_ttl_ms)},
+    {"dns_max_ttl", "1h", set_dns_max_ttl, "and at most this long, whatever their TTL",
+     RESTART_VALUE(dns_max_ttl_ms)},
     {"state_dir", "state", set_state_dir,
-     "where MTA-STS policies persist across restarts (empty: nowhere, not advised)"},
+     "where MTA-STS policies persist across restarts (empty: nowhere, not advised)",
+     RESTART_STRING(state_dir)},
     {"sts_ca_file", "", set_sts_ca_file,
      "CA bundle (PEM) for MTA-STS policy fetches, read into memory before the privilege drop "
-     "and on SIGHUP (empty: the system bundle)"},
+     "and on SIGHUP (empty: the system bundle)",
+     RELOADS},
     {"sts_allow_private", "no", set_sts_allow_private,
-     "yes: fetch policies from loopback, private and other special addresses (test labs)"},
-    {"sts_connect_timeout", "3s", set_sts_connect_timeout,
-     "TCP and TLS set-up of one policy fetch"},
+     "yes: fetch policies from loopback, private and other special addresses (test labs)", RELOADS},
+    {"sts_connect_timeout", "3s", set_sts_connect_timeout, "TCP and TLS set-up of one policy fetch",
+     RESTART_VALUE(sts_connect_timeout_ms)},
     {"sts_fetch_timeout", "5s", set_sts_fetch_timeout,
-     "one whole policy fetch; keep it below lookup_timeout"},
+     "one whole policy fetch; keep it below lookup_timeout", RESTART_VALUE(sts_fetch_timeout_ms)},
     {"sts_fail_ttl", "5m", set_sts_fail_ttl,
-     "a failed MTA-STS discovery or fetch is not retried for this long"},
+     "a failed MTA-STS discovery or fetch is not retried for this long", RELOADS},
     {"sts_recheck", "5m", set_sts_recheck,
-     "a cached policy's TXT id is checked again, behind the answer, after this long"},
+     "a cached policy's TXT id is checked again, behind the answer, after this long", RELOADS},
     {"sts_cache_size", "20000", set_sts_cache_size,
-     "MTA-STS domains kept in memory; remembered failures go first, policies in force never"},
+     "MTA-STS domains kept in memory; remembered failures go first, policies in force never",
+     RELOADS},
     {"requiretls_probe", "yes", set_requiretls_probe,
      "yes: REQUIRETLS answers name only MX hosts that the probe saw advertise REQUIRETLS "
-     "after STARTTLS with an authenticated certificate"},
+     "after STARTTLS with an authenticated certificate",
+     RELOADS},
     {"sts_enforce_testing", "no", set_sts_enforce_testing,
-     "yes: the policy map answers MTA-STS testing policies like enforce ones"},
+     "yes: the policy map answers MTA-STS testing policies like enforce ones", RELOADS},
     {"sts_postfix_attributes", "no", set_sts_postfix_attributes,
      "yes: add policy_type, policy_domain, mx_host_pattern and policy_string for TLSRPT "
-     "(Postfix 3.10 or later only; earlier versions reject them)"},
+     "(Postfix 3.10 or later only; earlier versions reject them)",
+     RELOADS},
     {"probe_ca_file", "", set_probe_ca_file,
      "CA bundle (PEM) for verifying MX hosts' certificates in REQUIRETLS probes, read like "
-     "sts_ca_file (empty: the system bundle /etc/ssl/certs/ca-certificates.crt)"},
+     "sts_ca_file (empty: the system bundle /etc/ssl/certs/ca-certificates.crt)",
+     RELOADS},
     {"probe_timeout", "10s", set_probe_timeout,
-     "one whole MX probe (connect, EHLO, STARTTLS, TLS handshake, EHLO, QUIT)"},
-    {"probe_ttl", "1h", set_probe_ttl, "MX probe results are kept this long"},
+     "one whole MX probe (connect, EHLO, STARTTLS, TLS handshake, EHLO, QUIT)",
+     RESTART_VALUE(probe_timeout_ms)},
+    {"probe_ttl", "1h", set_probe_ttl, "MX probe results are kept this long",
+     RESTART_VALUE(probe_ttl_ms)},
     {"probe_max_concurrent", "20", set_probe_max_concurrent,
-     "MX probes running at once; more wait their turn"},
+     "MX probes running at once; more wait their turn", RESTART_VALUE(probe_max_concurrent)},
     {"probe_helo_name", "", set_probe_helo_name,
-     "name sent in EHLO by MX probes (empty: this machine's host name)"},
-    {"log_level", "info", set_log_level, "error, warning, notice, info or debug"},
-    {"syslog", "no", set_syslog, "yes: log to syslog (facility mail) instead of stderr"},
+     "name sent in EHLO by MX probes (empty: this machine's host name)",
+     RESTART_STRING(probe_helo_name)},
+    {"log_level", "info", set_log_level, "error, warning, notice, info or debug", RELOADS},
+    {"syslog", "no", set_syslog, "yes: log to syslog (facility mail) instead of stderr", RELOADS},
     {"log_format", "text", set_log_format,
-     "text: \"tlspolicyd[PID]: LEVEL: message\" lines; json: one JSON object per line"},
+     "text: \"tlspolicyd[PID]: LEVEL: message\" lines; json: one JSON object per line", RELOADS},
     {"log_decisions", "debug", set_log_decisions,
-     "level of the one line per lookup (domain, map, answer, reason): debug, info or notice"},
+     "level of the one line per lookup (domain, map, answer, reason): debug, info or notice",
+     RELOADS},
     {"metrics_listen", "inet:127.0.0.1:9461", set_metrics_listen,
-     "inet:HOST:PORT serving Prometheus /metrics and /healthz (empty: off)"},
+     "inet:HOST:PORT serving Prometheus /metrics and /healthz (empty: off)", KEEP_STRING,
+     SPAN(metrics_listen, metrics_ep)},
+
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -617,8 +660,55 @@ const struct config_key_doc *config_keys(void)
         docs[i].name = keys[i].name;
         docs[i].default_value = keys[i].def;
         docs[i].description = keys[i].description;
+        docs[i].restart_only = keys[i].keep != KEEP_NO;
     }
     return docs;
+}
+
+/* Whether a and b hold the same value for the restart-only key k. */
+static int same_value(const struct key *k, const struct config *a, const struct config *b)
+{
+    const char *pa = (const char *)a + k->off, *pb = (const char *)b + k->off;
+
+    switch (k->keep) {
+    case KEEP_STRING:
+        return strcmp(*(char *const *)pa, *(char *const *)pb) == 0;
+    case KEEP_LISTEN:
+        /* config_endpoint_parse() zeroes each endpoint first: equal text, equal bytes. */
+        return a->nlisten == b->nlisten &&
+               memcmp(a->listen, b->listen, a->nlisten * sizeof(*a->listen)) == 0;
+    default:
+        return memcmp(pa, pb, k->len) == 0;
+    }
+}
+
+/* Exchange the fields of key k between a and b; each keeps owning what it frees. */
+static void swap_fields(const struct key *k, struct config *a, struct config *b)
+{
+    unsigned char tmp[sizeof(struct config)];
+
+    memcpy(tmp, (char *)a + k->off, k->len);
+    memcpy((char *)a + k->off, (char *)b + k->off, k->len);
+    memcpy((char *)b + k->off, tmp, k->len);
+}
+
+size_t config_keep_restart_only(struct config *want, struct config *now, char *changed,
+                                size_t changedlen)
+{
+    size_t n = 0, used = 0;
+
+    if (changedlen > 0)
+        changed[0] = '\0';
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].keep == KEEP_NO || same_value(&keys[i], want, now))
+            continue;
+        swap_fields(&keys[i], want, now);
+        if (used < changedlen)
+            used += (size_t)snprintf(changed + used, changedlen - used, "%s%s", n ? ", " : "",
+                                     keys[i].name);
+        n++;
+    }
+    return n;
 }
 
 static int set_key(struct config *cfg, const char *name, const char *value, const char **why)

@@ -68,11 +68,15 @@ struct config {
     struct endpoint metrics_ep;    /* parsed metrics_listen, when not empty */
 };
 
-/* One key as documented: name, default text, and a one-line description (for -p). */
+/*
+ * One key as documented: name, default text, a one-line description (for -p), and whether
+ * only a restart changes it (a reload keeps the value in force: config_keep_restart_only()).
+ */
 struct config_key_doc {
     const char *name;
     const char *default_value;
     const char *description;
+    int restart_only;
 };
 
 /* config_keys - the table of known keys, terminated by an entry with name == NULL. */
@@ -85,6 +89,17 @@ const struct config_key_doc *config_keys(void);
  */
 int config_load(struct config *cfg, const char *file, char *const *opts, size_t nopts, char *err,
                 size_t errlen);
+
+/*
+ * config_keep_restart_only - the reload step for the keys that only a restart may change
+ * (listen, user, the resolver, fetcher and prober settings): each such key whose value in
+ * want differs from now has its fields exchanged between the two, so that want, which
+ * replaces now, shows the values still in force and now, freed next, owns the ones asked for.
+ * The names of those keys go into changed, ", " separated (cut at changedlen). Returns how
+ * many keys differed; 0 leaves both configurations as they were.
+ */
+size_t config_keep_restart_only(struct config *want, struct config *now, char *changed,
+                                size_t changedlen);
 
 /* config_free - release what config_load() allocated. */
 void config_free(struct config *cfg);

@@ -15,11 +15,13 @@
 #include "dane.h"
 #include "escape.h"
 #include "fetch.h"
+#include "hash.h"
 #include "log.h"
 #include "overrides.h"
 #include "probe.h"
 #include "resolver.h"
 #include "store.h"
+#include "waitlist.h"
 #include "xalloc.h"
 
 /*
@@ -32,9 +34,13 @@ struct flight {
     struct dane_lookup *dl;
     struct mtasts_lookup *sl;
     struct rtls_lookup *rl;
-    unsigned started, done; /* ENGINE_NEED_* bits */
-    struct waiter *waiters;
-    int advancing, again; /* see advance() */
+    unsigned started, done;        /* ENGINE_NEED_* bits */
+    struct waitlist_link *waiters; /* struct waiter */
+    int advancing, again;          /* see advance() */
+    /* The overrides entry of domain, valid while ov_gen is the service's overrides_gen. */
+    unsigned long ov_gen;
+    int ov_found;
+    struct overrides_hit ov_hit;
     char domain[DOMAIN_MAX + 1];
     /* The facts, each valid once its bit is in done; left uninitialised until then (they
      * are tens of KiB, and a flight is made for every lookup that needs DNS). */
@@ -44,8 +50,8 @@ struct flight {
 };
 
 struct waiter {
-    struct waiter *next, *prev;   /* the flight's waiters */
-    struct waiter *dnext, *dprev; /* the deadline list */
+    struct waitlist_link link; /* the flight's waiters */
+    struct lru_link dlink;     /* the service's deadline list */
     struct flight *fl;
     enum sockmap_map map;
     uint64_t deadline;
@@ -53,15 +59,6 @@ struct waiter {
     void *arg;
     char key[300]; /* escaped key, for the log */
 };
-
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
 
 /* One line per decision at log_decisions' level (key escaped by the caller). */
 static void log_decision(const char *key, const struct lookup_result *res)
@@ -96,56 +93,61 @@ static void log_decision(const char *key, const struct lookup_result *res)
     log_fields(log_decisions(), "lookup", kv, n / 2);
 }
 
-/* Local facts: the overrides table as it is now (reloads swap it whole). */
-static void local_facts(struct lookup_svc *svc, struct lookup_result *res)
+/* Local facts: the service's settings and the overrides entry hit (NULL: none). */
+static void local_facts(struct lookup_svc *svc, struct lookup_result *res,
+                        const struct overrides_hit *hit)
 {
-    struct overrides_hit hit;
-
     memset(&res->facts, 0, sizeof(res->facts));
     res->facts.domain = res->domain;
     res->facts.sts_flags = svc->sts_flags;
     res->facts.rtls_probe = svc->rtls_probe;
-    if (overrides_find(svc->overrides, res->domain, &hit)) {
+    if (hit != NULL) {
         res->facts.has_override = 1;
-        res->facts.override_key = hit.key;
-        res->facts.override_value = hit.value;
-        res->facts.override_level = hit.level;
-        res->detail = hit.key;
+        res->facts.override_key = hit->key;
+        res->facts.override_value = hit->value;
+        res->facts.override_level = hit->level;
+        res->detail = hit->key;
     }
 }
 
-/* Deadline list. */
+/*
+ * The overrides entry of a flight's domain, found again only when a reload has replaced the
+ * table since (its pointers point into the table that was in force when it was found).
+ */
+static const struct overrides_hit *flight_override(struct lookup_svc *svc, struct flight *fl)
+{
+    if (fl->ov_gen != svc->overrides_gen) {
+        fl->ov_found = overrides_find(svc->overrides, fl->domain, &fl->ov_hit);
+        fl->ov_gen = svc->overrides_gen;
+    }
+    return fl->ov_found ? &fl->ov_hit : NULL;
+}
+
+/* Deadline list: newest waiter at the head, so the tail has the earliest deadline. */
 
 static void on_deadline(uv_timer_t *t);
+
+static struct waiter *earliest(struct lookup_svc *svc)
+{
+    return lru_entry(svc->deadlines.tail, struct waiter, dlink);
+}
 
 static void arm(struct lookup_svc *svc)
 {
     uint64_t now = uv_now(svc->loop);
+    struct waiter *w = earliest(svc);
 
-    if (svc->deadline_head == NULL) {
+    if (w == NULL) {
         uv_timer_stop(&svc->timer);
         return;
     }
-    uv_timer_start(&svc->timer, on_deadline,
-                   svc->deadline_head->deadline > now ? svc->deadline_head->deadline - now : 0, 0);
+    uv_timer_start(&svc->timer, on_deadline, w->deadline > now ? w->deadline - now : 0, 0);
 }
 
 static void unlink_waiter(struct lookup_svc *svc, struct waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        w->fl->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    if (w->dprev)
-        w->dprev->dnext = w->dnext;
-    else
-        svc->deadline_head = w->dnext;
-    if (w->dnext)
-        w->dnext->dprev = w->dprev;
-    else
-        svc->deadline_tail = w->dprev;
+    waitlist_remove(&w->link);
+    lru_unlink(&svc->deadlines, &w->dlink);
     svc->lookups_waiting--;
 }
 
@@ -156,7 +158,7 @@ static void waiter_facts(struct lookup_svc *svc, const struct waiter *w, struct 
     memcpy(res->domain, w->fl->domain, strlen(w->fl->domain) + 1); /* both DOMAIN_MAX + 1 */
     res->detail = NULL;
     res->ans.text[0] = '\0';
-    local_facts(svc, res);
+    local_facts(svc, res, flight_override(svc, w->fl));
     res->facts.dane = (w->fl->done & ENGINE_NEED_DANE) ? &w->fl->dane : NULL;
     res->facts.sts = (w->fl->done & ENGINE_NEED_STS) ? &w->fl->sts : NULL;
     res->facts.rtls = (w->fl->done & ENGINE_NEED_PROBE) ? &w->fl->rtls : NULL;
@@ -180,7 +182,7 @@ static void finish_waiter(struct lookup_svc *svc, struct waiter *w, const char *
 
 static void flight_free(struct lookup_svc *svc, struct flight *fl)
 {
-    struct flight **pp = &svc->flights[hash(fl->domain) & (svc->nbuckets - 1)];
+    struct flight **pp = &svc->flights[hash_string(fl->domain) & (svc->nbuckets - 1)];
 
     /* Nobody waits any more; the resolver and MTA-STS work goes on and fills the caches. */
     dane_cancel(fl->dl);
@@ -223,7 +225,7 @@ static void on_deadline(uv_timer_t *t)
 
     snprintf(reason, sizeof(reason), "DNS lookups did not finish within lookup_timeout (%u ms)",
              svc->timeout_ms);
-    while ((w = svc->deadline_head) != NULL && w->deadline <= now) {
+    while ((w = earliest(svc)) != NULL && w->deadline <= now) {
         struct flight *fl = w->fl;
         int nested = fl->advancing;
 
@@ -270,15 +272,16 @@ static void advance(struct flight *fl)
     }
     fl->advancing = 1;
     do {
-        struct waiter *w, *next;
+        struct waitlist_link *l, *next;
         unsigned want = 0;
 
         fl->again = 0;
-        for (w = fl->waiters; w != NULL; w = next) {
+        for (l = fl->waiters; l != NULL; l = next) {
+            struct waiter *w = waitlist_entry(l, struct waiter, link);
             struct lookup_result res;
             unsigned need;
 
-            next = w->next;
+            next = l->next;
             waiter_facts(svc, w, &res);
             need = engine_needs(w->map, &res.facts);
             if (need == 0) {
@@ -349,7 +352,7 @@ static void on_rtls(void *arg, const struct rtls_facts *f)
 static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, const char *key,
                            lookup_done_fn done, void *arg)
 {
-    size_t b = hash(res->domain) & (svc->nbuckets - 1);
+    size_t b = hash_string(res->domain) & (svc->nbuckets - 1);
     struct flight *fl = svc->flights[b];
     struct waiter *w = xcalloc(1, sizeof(*w));
 
@@ -362,14 +365,9 @@ static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, co
     snprintf(w->key, sizeof(w->key), "%s", key);
 
     /* The deadline list is in arrival order, which is deadline order. */
-    w->dprev = svc->deadline_tail;
-    if (svc->deadline_tail)
-        svc->deadline_tail->dnext = w;
-    else
-        svc->deadline_head = w;
-    svc->deadline_tail = w;
+    lru_push_front(&svc->deadlines, &w->dlink);
     svc->lookups_waiting++;
-    if (svc->deadline_head == w)
+    if (earliest(svc) == w)
         arm(svc);
 
     if (fl == NULL) {
@@ -377,15 +375,18 @@ static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, co
         memset(fl, 0, offsetof(struct flight, dane));
         fl->svc = svc;
         snprintf(fl->domain, sizeof(fl->domain), "%s", res->domain);
+        /* The entry lookup_start() found, for the table in force now. */
+        fl->ov_gen = svc->overrides_gen;
+        fl->ov_found = res->facts.has_override;
+        fl->ov_hit.key = res->facts.override_key;
+        fl->ov_hit.value = res->facts.override_value;
+        fl->ov_hit.level = res->facts.override_level;
         fl->hnext = svc->flights[b];
         svc->flights[b] = fl;
     }
     /* SPEC 7: concurrent lookups of one domain share one resolution. */
     w->fl = fl;
-    w->next = fl->waiters;
-    if (w->next)
-        w->next->prev = w;
-    fl->waiters = w;
+    waitlist_push(&fl->waiters, &w->link);
     advance(fl);
 }
 
@@ -393,6 +394,7 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
                   void *arg)
 {
     struct lookup_result res;
+    struct overrides_hit hit;
     const char *why = NULL, *kstart;
     size_t klen;
     char key[300];
@@ -445,7 +447,7 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
         goto answer;
     }
 
-    local_facts(svc, &res);
+    local_facts(svc, &res, overrides_find(svc->overrides, res.domain, &hit) ? &hit : NULL);
     if (engine_needs(res.map, &res.facts) != 0) {
         wait_for_facts(svc, &res, key, done, arg);
         return;
@@ -457,10 +459,18 @@ answer:
     done(arg, &res);
 }
 
+void lookup_set_overrides(struct lookup_svc *svc, struct overrides *ov)
+{
+    overrides_free(svc->overrides);
+    svc->overrides = ov;
+    svc->overrides_gen++;
+}
+
 void lookup_svc_init(struct lookup_svc *svc, uv_loop_t *loop)
 {
     memset(svc, 0, sizeof(*svc));
     svc->loop = loop;
+    svc->overrides_gen = 1; /* a new flight's 0 means "not looked up yet" */
     svc->nbuckets = 1024;
     svc->flights = xcalloc(svc->nbuckets, sizeof(*svc->flights));
     uv_timer_init(loop, &svc->timer);
@@ -580,6 +590,7 @@ void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg)
     struct mtasts_opts mo;
 
     svc->timeout_ms = cfg->lookup_timeout_ms;
+    svc->drain_timeout_ms = cfg->drain_timeout_ms;
     svc->rtls_probe = cfg->requiretls_probe;
     svc->sts_flags = (cfg->sts_enforce_testing ? ENGINE_STS_ENFORCE_TESTING : 0) |
                      (cfg->sts_postfix_attributes ? ENGINE_STS_ATTRIBUTES : 0);
@@ -602,7 +613,7 @@ void lookup_svc_close(struct lookup_svc *svc)
 
     if (svc->flights == NULL)
         return;
-    while ((w = svc->deadline_head) != NULL) {
+    while ((w = earliest(svc)) != NULL) {
         unlink_waiter(svc, w);
         finish_waiter(svc, w, "the daemon is shutting down");
         free(w);
@@ -619,7 +630,7 @@ void lookup_svc_close(struct lookup_svc *svc)
     svc->fetch = NULL;
     probe_svc_destroy(svc->probe);
     svc->probe = NULL;
-    store_close(svc->store);
+    store_close(svc->store, svc->drain_timeout_ms);
     svc->store = NULL;
     resolver_destroy(svc->resolver);
     svc->resolver = NULL;

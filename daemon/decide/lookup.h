@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "lru.h"
 #include "mtasts.h"
 
 #include "domain.h"
@@ -35,6 +36,7 @@ struct flight;
 struct lookup_svc {
     uv_loop_t *loop;
     struct overrides *overrides; /* never NULL; replaced whole on reload */
+    unsigned long overrides_gen; /* counts replacements; waiting lookups keep their entry */
     struct resolver *resolver;   /* never NULL */
     struct mtasts_svc *mtasts;   /* never NULL */
     struct fetch_svc *fetch;     /* policy fetches */
@@ -43,6 +45,7 @@ struct lookup_svc {
     struct cafile *sts_ca;       /* sts_ca_file in memory (a reference), for the fetcher */
     struct cafile *probe_ca;     /* probe_ca_file in memory (a reference), for the prober */
     unsigned timeout_ms;         /* lookup_timeout */
+    unsigned drain_timeout_ms;   /* drain_timeout: bounds the store's last writes at close */
     unsigned sts_flags;          /* ENGINE_STS_* */
     int rtls_probe;              /* requiretls_probe */
 
@@ -50,7 +53,7 @@ struct lookup_svc {
      * so arrival order is deadline order). */
     struct flight **flights;
     size_t nbuckets;
-    struct waiter *deadline_head, *deadline_tail;
+    struct lru deadlines; /* struct waiter, newest at the head */
     uv_timer_t timer;
     unsigned long lookups_waiting;
 };
@@ -98,6 +101,13 @@ void lookup_set_ca(struct lookup_svc *svc, struct cafile *sts, struct cafile *pr
  * number). A daemon started as root calls this after dropping privileges.
  */
 void lookup_svc_load(struct lookup_svc *svc, const struct config *cfg);
+
+/*
+ * lookup_set_overrides - put the table ov (reloaded, never NULL) in force, taking it over,
+ * and free the one it replaces. Waiting lookups find their entry again in ov when they next
+ * look at their facts.
+ */
+void lookup_set_overrides(struct lookup_svc *svc, struct overrides *ov);
 
 /* lookup_apply_config - the keys that a reload may change: timeouts, MTA-STS options. */
 void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg);

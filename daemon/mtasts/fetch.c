@@ -32,6 +32,7 @@
 #include "cafile.h"
 #include "escape.h"
 #include "metrics.h"
+#include "waitlist.h"
 #include "xalloc.h"
 
 /* The enums of fetch.h and metrics.h must agree (metrics_fetch takes either). */
@@ -63,7 +64,7 @@ struct pin {
 };
 
 struct fetch_req {
-    struct fetch_req *next, **pprev; /* svc->active or svc->deferred */
+    struct waitlist_link link; /* on svc->active or svc->deferred; pprev NULL: on neither */
     struct fetch_svc *svc;
     enum req_state state;
     fetch_cb cb;
@@ -91,17 +92,17 @@ struct sock {
     uv_poll_t poll;
     struct fetch_svc *svc;
     curl_socket_t fd;
-    struct sock *next, **pprev;
+    struct waitlist_link link; /* on svc->socks */
 };
 
 struct fetch_svc {
     uv_loop_t *loop;
     CURLM *multi;
-    uv_timer_t timer; /* curl's next timeout */
-    uv_timer_t defer; /* reports the requests that failed in fetch_start */
-    struct sock *socks;
-    struct fetch_req *active, *deferred;
-    struct cafile *ca; /* the bundle new fetches use (a reference) */
+    uv_timer_t timer;                        /* curl's next timeout */
+    uv_timer_t defer;                        /* reports the requests that failed in fetch_start */
+    struct waitlist_link *socks;             /* struct sock */
+    struct waitlist_link *active, *deferred; /* struct fetch_req */
+    struct cafile *ca;                       /* the bundle new fetches use (a reference) */
     struct fetch_opts opts;
     unsigned open_handles;
     int destroying;
@@ -132,26 +133,14 @@ const char *fetch_outcome_name(enum fetch_outcome o)
     return "error";
 }
 
-/* Lists. */
-
-static void req_link(struct fetch_req **head, struct fetch_req *req)
-{
-    req->next = *head;
-    if (req->next)
-        req->next->pprev = &req->next;
-    req->pprev = head;
-    *head = req;
-}
-
+/* Take req off the list it is on, if any, and mark it as on none. */
 static void req_unlink(struct fetch_req *req)
 {
-    if (req->pprev == NULL)
+    if (req->link.pprev == NULL)
         return;
-    *req->pprev = req->next;
-    if (req->next)
-        req->next->pprev = req->pprev;
-    req->next = NULL;
-    req->pprev = NULL;
+    waitlist_remove(&req->link);
+    req->link.next = NULL;
+    req->link.pprev = NULL;
 }
 
 /* The easy handle goes before the share it uses (curl_share_cleanup refuses a share in use). */
@@ -505,9 +494,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void sock_close(struct sock *s)
 {
-    *s->pprev = s->next;
-    if (s->next)
-        s->next->pprev = s->pprev;
+    waitlist_remove(&s->link);
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
@@ -569,11 +556,10 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     }
     if (svc->destroying)
         return 0;
-    if (s == NULL) {
-        /* A watcher left over for this descriptor number (closed without REMOVE) is reused. */
-        for (s = svc->socks; s != NULL && s->fd != fd; s = s->next)
-            ;
-    }
+    /* A watcher left over for this descriptor number (closed without REMOVE) is reused. */
+    for (struct waitlist_link *l = svc->socks; s == NULL && l != NULL; l = l->next)
+        if (waitlist_entry(l, struct sock, link)->fd == fd)
+            s = waitlist_entry(l, struct sock, link);
     if (s == NULL) {
         int uerr;
 
@@ -592,11 +578,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         }
         s->svc = svc;
         s->fd = fd;
-        s->next = svc->socks;
-        if (s->next)
-            s->next->pprev = &s->next;
-        s->pprev = &svc->socks;
-        svc->socks = s;
+        waitlist_push(&svc->socks, &s->link);
         svc->open_handles++;
     }
     curl_multi_assign(svc->multi, fd, s);
@@ -614,7 +596,8 @@ static void on_defer(uv_timer_t *t)
     struct fetch_svc *svc = t->data;
     struct fetch_req *req;
 
-    while (!svc->destroying && (req = svc->deferred) != NULL) {
+    while (!svc->destroying &&
+           (req = waitlist_entry(svc->deferred, struct fetch_req, link)) != NULL) {
         struct fetch_result res;
 
         req_unlink(req);
@@ -692,19 +675,19 @@ void fetch_svc_destroy(struct fetch_svc *svc)
         return;
     svc->destroying = 1;
     /* Pending requests are dropped without callbacks; their sockets close with them. */
-    while ((req = svc->active) != NULL) {
+    while ((req = waitlist_entry(svc->active, struct fetch_req, link)) != NULL) {
         req_unlink(req);
         curl_multi_remove_handle(svc->multi, req->easy);
         req_free(req);
     }
-    while ((req = svc->deferred) != NULL) {
+    while ((req = waitlist_entry(svc->deferred, struct fetch_req, link)) != NULL) {
         req_unlink(req);
         req_free(req);
     }
     curl_multi_cleanup(svc->multi);
     svc->multi = NULL;
     while (svc->socks != NULL)
-        sock_close(svc->socks);
+        sock_close(waitlist_entry(svc->socks, struct sock, link));
     uv_close((uv_handle_t *)&svc->timer, on_timer_closed);
     uv_close((uv_handle_t *)&svc->defer, on_timer_closed);
 }
@@ -901,13 +884,13 @@ struct fetch_req *fetch_start(struct fetch_svc *svc, const char *host, const cha
         goto failed;
     }
     req->state = REQ_ACTIVE;
-    req_link(&svc->active, req);
+    waitlist_push(&svc->active, &req->link);
     return req;
 
 failed:
     /* The callback must not run before this returns: report from the loop. */
     req->state = REQ_DEFERRED;
-    req_link(&svc->deferred, req);
+    waitlist_push(&svc->deferred, &req->link);
     uv_timer_start(&svc->defer, on_defer, 0, 0);
     return req;
 }

@@ -21,6 +21,7 @@
 #include "dns.h"
 #include "escape.h"
 #include "fetch.h"
+#include "hash.h"
 #include "log.h"
 #include "lru.h"
 #include "metrics.h"
@@ -110,18 +111,9 @@ static int64_t wall_now(void)
     return (int64_t)time(NULL);
 }
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
-
 static struct entry **slot_of(struct mtasts_svc *svc, const char *domain)
 {
-    return &svc->buckets[hash(domain) & (svc->nbuckets - 1)];
+    return &svc->buckets[hash_string(domain) & (svc->nbuckets - 1)];
 }
 
 static struct entry *find(struct mtasts_svc *svc, const char *domain)
@@ -186,7 +178,7 @@ static void grow(struct mtasts_svc *svc)
         struct entry *e, *next;
 
         for (e = svc->buckets[i]; e != NULL; e = next) {
-            struct entry **slot = &b[hash(e->domain) & (n - 1)];
+            struct entry **slot = &b[hash_string(e->domain) & (n - 1)];
 
             next = e->hnext;
             e->hnext = *slot;

@@ -4,7 +4,8 @@
  * on load it is rebuilt as policy text and run through the RFC 8461 parser again, so a
  * record edited or damaged on disk is held to the same rules as one fetched from the web.
  * Writes (put, delete) are jobs on the libuv threadpool, at most one per domain at a time;
- * the store owns the jobs and lives until the last one's after-work callback has run.
+ * the store owns the jobs and lives until the last one's after-work callback has run, or
+ * (a write stuck in the kernel at shutdown) until the process leaves.
  */
 #include "store.h"
 
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "log.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -32,6 +34,8 @@
 
 /* Buckets of the table of domains with a write in flight (a few at a time, usually). */
 #define JOB_BUCKETS 256
+/* The shutdown line naming the domains left unwritten stays this short (a log line). */
+#define UNWRITTEN_NAMES_MAX 480
 
 enum op { OP_NONE, OP_PUT, OP_DELETE };
 
@@ -70,7 +74,10 @@ struct store {
     uv_loop_t *loop;
     struct job *jobs[JOB_BUCKETS];
     size_t njobs;
-    int closing; /* store_close() ran: freed when njobs reaches 0 */
+    int closing;            /* store_close() ran: freed when njobs reaches 0 */
+    int gave_up;            /* close_timer fired: writes not yet made are dropped */
+    uv_timer_t close_timer; /* store_close()'s deadline; initialised when closing with jobs */
+    unsigned close_timeout_ms;
 };
 
 /*
@@ -172,19 +179,59 @@ static void store_free(struct store *st)
     free(st);
 }
 
-void store_close(struct store *st)
+static void on_close_timer_closed(uv_handle_t *h)
+{
+    store_free(h->data);
+}
+
+/* The deadline of store_close(): name what is left, drop what has not started. */
+static void on_close_timeout(uv_timer_t *t)
+{
+    struct store *st = t->data;
+    char names[UNWRITTEN_NAMES_MAX + 1] = "";
+    size_t used = 0, named = 0, stuck = 0;
+
+    st->gave_up = 1;
+    for (size_t b = 0; b < JOB_BUCKETS; b++) {
+        for (struct job *j = st->jobs[b]; j != NULL; j = j->hnext) {
+            size_t len = strlen(j->domain) + 2;
+
+            if (used + len <= UNWRITTEN_NAMES_MAX) {
+                used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
+                                         named ? ", " : "", j->domain);
+                named++;
+            }
+            /* Queued writes are cancelled; one a thread is doing cannot be (uv_cancel). */
+            if (uv_cancel((uv_req_t *)&j->req) != 0)
+                stuck++;
+        }
+    }
+    log_error("state_dir: drain_timeout (%u ms) ran out with writes unfinished; policies not "
+              "persisted (%zu): %s%s",
+              st->close_timeout_ms, st->njobs, names, named < st->njobs ? ", ..." : "");
+    /* A thread stuck in the kernel (a hung fsync) would hold the loop's last run for ever. */
+    if (stuck > 0)
+        uv_stop(st->loop);
+}
+
+void store_close(struct store *st, unsigned timeout_ms)
 {
     if (st == NULL)
         return;
     /*
-     * Queued writes are finished rather than cancelled (uv_cancel): a policy dropped here
-     * would be missing after the restart, the downgrade persistence exists to prevent
-     * (RFC 8461 5.1). Each is one small file; the loop's last run waits for them.
+     * Queued writes are finished rather than cancelled: a policy dropped here would be
+     * missing after the restart, the downgrade persistence exists to prevent (RFC 8461
+     * 5.1). Each is one small file; the loop's last run waits for them, up to timeout_ms.
      */
-    if (st->njobs == 0)
+    if (st->njobs == 0) {
         store_free(st);
-    else
-        st->closing = 1;
+        return;
+    }
+    st->closing = 1;
+    st->close_timeout_ms = timeout_ms;
+    uv_timer_init(st->loop, &st->close_timer);
+    st->close_timer.data = st;
+    uv_timer_start(&st->close_timer, on_close_timeout, timeout_ms, 0);
 }
 
 /* Domains are normalised A-labels ([a-z0-9.-]), so they are safe file names as they are. */
@@ -197,18 +244,9 @@ static int file_name(const char *domain, const char *suffix, char *out, size_t o
     return snprintf(out, outlen, "%s%s", domain, suffix) < (int)outlen ? 0 : -1;
 }
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
-
 static struct job **job_slot(struct store *st, const char *domain)
 {
-    return &st->jobs[hash(domain) % JOB_BUCKETS];
+    return &st->jobs[hash_string(domain) % JOB_BUCKETS];
 }
 
 /* Write all of len bytes; a write that makes no progress is a short write, not an errno. */
@@ -318,11 +356,13 @@ static void after_job(uv_work_t *req, int status)
     struct store *st = j->st;
     struct job **pp;
 
-    report(j, status);
+    /* Cancelled by on_close_timeout(), which named the domain already. */
+    if (!(st->gave_up && status == UV_ECANCELED))
+        report(j, status);
     free(j->text);
     j->text = NULL;
     /* The newest request made meanwhile runs next: writes of one domain stay in order. */
-    if (j->next_op != OP_NONE) {
+    if (j->next_op != OP_NONE && !st->gave_up) {
         j->op = j->next_op;
         j->text = j->next_text;
         j->next_op = OP_NONE;
@@ -333,9 +373,10 @@ static void after_job(uv_work_t *req, int status)
     for (pp = job_slot(st, j->domain); *pp != j; pp = &(*pp)->hnext)
         ;
     *pp = j->hnext;
+    free(j->next_text);
     free(j);
     if (--st->njobs == 0 && st->closing)
-        store_free(st);
+        uv_close((uv_handle_t *)&st->close_timer, on_close_timer_closed);
 }
 
 static void queue_job(struct job *j)

@@ -43,12 +43,17 @@ struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t gr
 
 /*
  * store_close - no more store_put() or store_delete() after this. Writes already asked for
- * are finished, not dropped (a policy handed to store_put() reaches the disk); the store is
- * freed by the after-work callback of the last one, so the caller must run the loop until
- * its active requests are gone (uv_run(UV_RUN_DEFAULT) does) before uv_loop_close().
- * Without writes in flight the store is freed at once.
+ * are finished, not dropped (a policy handed to store_put() reaches the disk), for up to
+ * timeout_ms (drain_timeout); the store is freed once the last has finished, so the caller
+ * must run the loop until its handles and requests are gone (uv_run(UV_RUN_DEFAULT) does)
+ * before uv_loop_close(). Without writes in flight the store is freed at once.
+ * When timeout_ms runs out, one error line names the domains whose writes are unfinished,
+ * the writes not yet started are dropped, and if a thread is still inside one (a hung
+ * fsync on NFS or a dying disk) the store stops the loop (uv_stop): uv_run() then returns
+ * non-zero with that write still pending, and the caller should leave without waiting for
+ * it (_exit: libuv's exit-time destructor joins its threads, the stuck one included).
  */
-void store_close(struct store *st);
+void store_close(struct store *st, unsigned timeout_ms);
 
 /*
  * store_put - write rec through to disk, behind the caller: the record is encoded now (rec

@@ -153,38 +153,12 @@ static void on_signal(uv_signal_t *s, int signum)
         start_drain(srv, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* Settings that only take effect at start-up. */
 static void swap_str(char **a, char **b)
 {
     char *t = *a;
 
     *a = *b;
     *b = t;
-}
-
-static int needs_restart(const struct config *a, const struct config *b)
-{
-    if (a->nlisten != b->nlisten || a->socket_mode != b->socket_mode ||
-        strcmp(a->socket_group, b->socket_group) != 0 || strcmp(a->user, b->user) != 0)
-        return 1;
-    if (strcmp(a->state_dir, b->state_dir) != 0 ||
-        a->sts_connect_timeout_ms != b->sts_connect_timeout_ms ||
-        a->sts_fetch_timeout_ms != b->sts_fetch_timeout_ms)
-        return 1;
-    if (strcmp(a->dns_servers, b->dns_servers) != 0 || a->dns_timeout_ms != b->dns_timeout_ms ||
-        a->dns_cache_size != b->dns_cache_size || a->dns_min_ttl_ms != b->dns_min_ttl_ms ||
-        a->dns_max_ttl_ms != b->dns_max_ttl_ms)
-        return 1;
-    for (size_t i = 0; i < a->nlisten; i++)
-        if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
-            return 1;
-    if (strcmp(a->metrics_listen, b->metrics_listen) != 0)
-        return 1;
-    if (strcmp(a->probe_helo_name, b->probe_helo_name) != 0 ||
-        a->probe_timeout_ms != b->probe_timeout_ms || a->probe_ttl_ms != b->probe_ttl_ms ||
-        a->probe_max_concurrent != b->probe_max_concurrent)
-        return 1;
-    return 0;
 }
 
 /*
@@ -229,7 +203,7 @@ void server_reload(struct server *srv)
 {
     struct config cfg;
     struct overrides *ov;
-    char err[512];
+    char err[512], changed[256];
     int ca_ok;
 
     if (config_load(&cfg, srv->config_file, srv->opts, srv->nopts, err, sizeof(err)) < 0) {
@@ -244,46 +218,18 @@ void server_reload(struct server *srv)
         config_free(&cfg);
         return;
     }
-    if (needs_restart(&srv->cfg, &cfg)) {
-        log_warning("reload: listen, socket_mode, socket_group, user, metrics_listen, the "
-                    "dns_* keys, state_dir, the sts_*_timeout keys and the probe_* keys take "
-                    "effect only at restart (sts_ca_file and probe_ca_file are read again now); "
-                    "keeping the current listeners, resolver, fetcher and prober");
-        /* Keep the start-up settings so the configuration shown matches what is in force. */
-        struct endpoint *tmp = cfg.listen;
-        size_t ntmp = cfg.nlisten;
-        char *group = cfg.socket_group, *user = cfg.user;
-
-        cfg.listen = srv->cfg.listen;
-        cfg.nlisten = srv->cfg.nlisten;
-        cfg.socket_mode = srv->cfg.socket_mode;
-        cfg.socket_group = srv->cfg.socket_group;
-        cfg.user = srv->cfg.user;
-        swap_str(&cfg.dns_servers, &srv->cfg.dns_servers);
-        swap_str(&cfg.state_dir, &srv->cfg.state_dir);
-        swap_str(&cfg.metrics_listen, &srv->cfg.metrics_listen);
-        cfg.metrics_ep = srv->cfg.metrics_ep;
-        swap_str(&cfg.probe_helo_name, &srv->cfg.probe_helo_name);
-        cfg.probe_timeout_ms = srv->cfg.probe_timeout_ms;
-        cfg.probe_ttl_ms = srv->cfg.probe_ttl_ms;
-        cfg.probe_max_concurrent = srv->cfg.probe_max_concurrent;
-        cfg.sts_connect_timeout_ms = srv->cfg.sts_connect_timeout_ms;
-        cfg.sts_fetch_timeout_ms = srv->cfg.sts_fetch_timeout_ms;
-        cfg.dns_timeout_ms = srv->cfg.dns_timeout_ms;
-        cfg.dns_cache_size = srv->cfg.dns_cache_size;
-        cfg.dns_min_ttl_ms = srv->cfg.dns_min_ttl_ms;
-        cfg.dns_max_ttl_ms = srv->cfg.dns_max_ttl_ms;
-        srv->cfg.listen = tmp;
-        srv->cfg.nlisten = ntmp;
-        srv->cfg.socket_group = group;
-        srv->cfg.user = user;
-    }
+    /* Keep the start-up settings so the configuration shown matches what is in force. */
+    if (config_keep_restart_only(&cfg, &srv->cfg, changed, sizeof(changed)) > 0)
+        log_warning("reload: %s changed; listen, socket_mode, socket_group, user, "
+                    "metrics_listen, the dns_* keys, state_dir, the sts_*_timeout keys and the "
+                    "probe_* keys take effect only at restart (sts_ca_file and probe_ca_file are "
+                    "read again now); keeping the current listeners, resolver, fetcher and prober",
+                    changed);
     ca_ok = reload_ca_files(srv, &cfg) == 0;
     config_free(&srv->cfg);
     srv->cfg = cfg;
-    /* Waiting lookups read the overrides table when they answer, never an old pointer. */
-    overrides_free(srv->svc.overrides);
-    srv->svc.overrides = ov;
+    /* Waiting lookups find their entry again in the new table, never keep an old pointer. */
+    lookup_set_overrides(&srv->svc, ov);
     lookup_apply_config(&srv->svc, &srv->cfg);
     log_open(srv->cfg.log_level, srv->cfg.syslog);
     log_set_format(srv->cfg.log_json);
@@ -368,12 +314,25 @@ static int check_endpoints(const struct server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Run the loop until nothing is left. It comes back with work pending only when the store
+ * gave up on a write stuck in the kernel (store_close()); exit() would then wait for that
+ * thread (libuv joins its threads at exit), so the daemon leaves at once, unclean.
+ */
+static void run_to_end(struct server *srv)
+{
+    if (uv_run(srv->loop, UV_RUN_DEFAULT) == 0)
+        return;
+    log_error("exiting with a state_dir write still stuck in the kernel");
+    _exit(1);
+}
+
 /* Finish closing handles, then free what the server owns. 0 when nothing was left open. */
 static int teardown(struct server *srv)
 {
     if (srv->svc_open)
         lookup_svc_close(&srv->svc);
-    uv_run(srv->loop, UV_RUN_DEFAULT);
+    run_to_end(srv);
     overrides_free(srv->svc.overrides);
     free(srv->listeners);
     config_free(&srv->cfg);
@@ -454,6 +413,6 @@ fail:
 
 int server_run(struct server *srv)
 {
-    uv_run(srv->loop, UV_RUN_DEFAULT);
+    run_to_end(srv);
     return teardown(srv);
 }

@@ -1,7 +1,8 @@
 /*
  * The documentation keeps step with the parser: every key config_keys() knows has a row in
  * the README's Configuration table and an entry in tlspolicyd.conf(5), and every key those
- * name is one the parser knows.
+ * name is one the parser knows. The README's list of keys only a restart changes is the set
+ * of keys flagged restart_only.
  */
 #include "check.h"
 #include "config.h"
@@ -103,6 +104,44 @@ static size_t man_keys(const char *text, char names[][64])
     return n;
 }
 
+/* README: the keys named between "Only a restart changes" and the next ';'. */
+static size_t readme_restart_keys(const char *text, char names[][64])
+{
+    const char *p = strstr(text, "Only a restart changes"), *end, *b;
+    size_t n = 0;
+
+    if (p == NULL || (end = strchr(p, ';')) == NULL)
+        return 0;
+    for (; (p = memchr(p, '`', (size_t)(end - p))) != NULL; p = b + 1) {
+        b = memchr(p + 1, '`', (size_t)(end - p - 1));
+        if (b == NULL)
+            break;
+        if (n < MAXNAMES && b - p - 1 < 64)
+            snprintf(names[n++], 64, "%.*s", (int)(b - p - 1), p + 1);
+    }
+    return n;
+}
+
+static void check_restart_only(const char *path)
+{
+    static char names[MAXNAMES][64];
+    const char *label = "README.md restart-only keys";
+    char *text = slurp(path);
+    size_t n, nflagged = 0;
+
+    if (!check_true(label, "readable", text != NULL))
+        return;
+    n = readme_restart_keys(text, names);
+    for (const struct config_key_doc *k = config_keys(); k->name; k++) {
+        nflagged += k->restart_only != 0;
+        if (!check_true(label, "lists the key iff it is flagged",
+                        !k->restart_only == !listed(names, n, k->name)))
+            printf("%s: restart_only %d in the key table\n", k->name, k->restart_only);
+    }
+    check_true(label, "lists each key once, and only keys", n == nflagged && n > 0);
+    free(text);
+}
+
 static void check_doc(const char *label, const char *path,
                       size_t (*extract)(const char *, char[][64]))
 {
@@ -129,5 +168,6 @@ int main(void)
 {
     check_doc("README.md", SOURCE_DIR "/README.md", readme_keys);
     check_doc("tlspolicyd.conf.5", SOURCE_DIR "/doc/tlspolicyd.conf.5", man_keys);
+    check_restart_only(SOURCE_DIR "/README.md");
     return check_summary("test_confdoc");
 }

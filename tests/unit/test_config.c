@@ -194,6 +194,65 @@ static void check_print_covers_keys(void)
 }
 
 /*
+ * Reload (config_keep_restart_only): a restart-only key keeps the value in force and is
+ * named; any other key takes the new value. Each row loads "now" from defaults and "want"
+ * from one -o.
+ */
+struct keep_row {
+    const char *label;
+    const char *opt;
+    const char *want_changed; /* "": nothing kept */
+};
+
+static const struct keep_row keep_rows[] = {
+    {"keep: same value, other spelling", "probe_timeout=10000ms", ""},
+    {"keep: scalar", "probe_timeout=3s", "probe_timeout"},
+    {"keep: string", "state_dir=/var/lib/other", "state_dir"},
+    {"keep: endpoints", "listen=unix:/tmp/other.sock", "listen"},
+    {"keep: endpoint and its text", "metrics_listen=inet:127.0.0.1:9999", "metrics_listen"},
+    {"reload: not restart-only", "log_level=debug", ""},
+};
+
+/* What -p prints for cfg, to compare whole configurations; the caller frees it. */
+static char *printed(const struct config *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+
+    config_print(cfg, fp);
+    fclose(fp);
+    return buf;
+}
+
+static void check_keep(const struct keep_row *r)
+{
+    struct config now, want;
+    char err[512], changed[256], *opts[1] = {(char *)r->opt};
+    char *in_force, *asked, *shown, *released;
+    int kept = r->want_changed[0] != '\0';
+
+    config_load(&now, NULL, NULL, 0, err, sizeof(err));
+    config_load(&want, NULL, opts, 1, err, sizeof(err));
+    in_force = printed(&now);
+    asked = printed(&want);
+    check_int(r->label, "count",
+              (long long)config_keep_restart_only(&want, &now, changed, sizeof(changed)), kept);
+    check_str(r->label, "named", changed, r->want_changed);
+    /* Kept: the configuration that replaces now shows what stays in force. */
+    shown = printed(&want);
+    released = printed(&now);
+    check_str(r->label, "shown", shown, kept ? in_force : asked);
+    check_str(r->label, "released", released, kept ? asked : in_force);
+    free(in_force);
+    free(asked);
+    free(shown);
+    free(released);
+    config_free(&now);
+    config_free(&want);
+}
+
+/*
  * CA files (issue 10 section 3): -t must refuse what start-up cannot use, with one line
  * naming the key and the file. "@" in opt and want stands for a scratch directory.
  */
@@ -347,5 +406,7 @@ int main(void)
     check_defaults_file_and_opts();
     check_print_covers_keys();
     check_ca_files();
+    for (size_t i = 0; i < sizeof(keep_rows) / sizeof(keep_rows[0]); i++)
+        check_keep(&keep_rows[i]);
     return check_summary("test_config");
 }
