@@ -377,7 +377,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = container_of((uv_tcp_t *)h, struct conn, tcp);
 
-    (void)suggested;
     if (c->rx_off > 0) {
         memmove(c->rx, c->rx + c->rx_off, c->rx_len - c->rx_off);
         c->rx_len -= c->rx_off;
@@ -390,7 +389,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = container_of((uv_tcp_t *)s, struct conn, tcp);
 
-    (void)buf;
     if (c->closing || nread == 0)
         return;
     if (nread < 0) {

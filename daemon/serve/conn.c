@@ -22,6 +22,7 @@
 #include "netstring.h"
 #include "server.h"
 #include "sockmap.h"
+#include "waitlist.h"
 #include "xalloc.h"
 
 /* One whole request: SOCKMAP_MAX_REQUEST payload plus its length prefix and comma. */
@@ -44,7 +45,7 @@ struct conn {
     uv_timer_t timer;
     uv_write_t wreq;
     struct server *srv;
-    struct conn *prev, *next;
+    struct waitlist_link link; /* on the server's list of open connections */
     char peer[96];
 
     char *rbuf; /* received bytes not yet parsed: at most one partial request */
@@ -73,9 +74,14 @@ struct conn {
 
 static void process_input(struct conn *c);
 
+struct conn *conn_first(struct server *srv)
+{
+    return waitlist_entry(srv->conns, struct conn, link);
+}
+
 struct conn *conn_next(struct conn *c)
 {
-    return c->next;
+    return waitlist_entry(c->link.next, struct conn, link);
 }
 
 /* Freeing and closing. */
@@ -106,12 +112,7 @@ void conn_close(struct conn *c)
     if (c->closing)
         return;
     c->closing = 1;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        c->srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    waitlist_remove(&c->link);
     c->srv->nconns--;
     uv_close(&c->h.handle, on_close);
     uv_close((uv_handle_t *)&c->timer, on_close);
@@ -358,7 +359,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = h->data;
 
-    (void)suggested;
     *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(CONN_RBUF - c->rlen));
 }
 
@@ -366,7 +366,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = st->data;
 
-    (void)buf;
     if (nread == 0 || nread == UV_ENOBUFS)
         return;
     if (nread == UV_EOF) {
@@ -519,7 +518,7 @@ static struct conn *oldest_unbusy(struct server *srv)
     struct conn *c, *best = NULL;
     uint64_t best_since = 0;
 
-    for (c = srv->conns; c != NULL; c = c->next) {
+    for (c = conn_first(srv); c != NULL; c = conn_next(c)) {
         uint64_t since = c->rlen > 0 ? c->req_started : c->last_activity;
 
         if (c->closing || c->count > 0 || c->inflight > 0 || c->writing || c->olen > 0)
@@ -602,10 +601,7 @@ void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
     if (!is_unix)
         uv_tcp_nodelay(&c->h.tcp, 1);
     describe_peer(c, is_unix);
-    c->next = srv->conns;
-    if (c->next)
-        c->next->prev = c;
-    srv->conns = c;
+    waitlist_push(&srv->conns, &c->link);
     srv->nconns++;
     metrics_conn(METRICS_CONN_ACCEPTED);
     log_debug("%s: connection opened (%u open)", c->peer, srv->nconns);

@@ -25,7 +25,9 @@ void conn_drain(struct conn *c);
 /* conn_close - close now, dropping unanswered requests (drain timeout expired). */
 void conn_close(struct conn *c);
 
-/* conn_next - the next connection in the server's list (for iteration during drain). */
+/* conn_first, conn_next - the server's open connections, in turn (for drain); NULL at
+ * the end. */
+struct conn *conn_first(struct server *srv);
 struct conn *conn_next(struct conn *c);
 
 #endif

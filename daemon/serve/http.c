@@ -16,6 +16,7 @@
 
 #include "httpreq.h"
 #include "log.h"
+#include "waitlist.h"
 #include "xalloc.h"
 
 struct hconn {
@@ -24,7 +25,7 @@ struct hconn {
     uv_write_t wreq;
     uv_shutdown_t sreq;
     struct http_server *hs;
-    struct hconn *prev, *next;
+    struct waitlist_link link; /* on the endpoint's list of connections */
     char *out;
     size_t len;     /* bytes of the request head received */
     size_t scanned; /* bytes already searched for the end of the head */
@@ -39,7 +40,7 @@ struct http_server {
     struct endpoint ep;
     http_gauges_fn gauges;
     void *arg;
-    struct hconn *conns;
+    struct waitlist_link *conns;
     unsigned nconns, handles_open;
     unsigned long refused;
     uint64_t refused_logged_at;
@@ -73,12 +74,7 @@ static void conn_close(struct hconn *c)
     if (c->closing)
         return;
     c->closing = 1;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        hs->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    waitlist_remove(&c->link);
     hs->nconns--;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
@@ -104,7 +100,6 @@ static void on_drain_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct hconn *c = h->data;
 
-    (void)suggested;
     *buf = uv_buf_init(c->buf, sizeof(c->buf));
 }
 
@@ -113,7 +108,6 @@ static void on_drain_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     struct hconn *c = st->data;
 
-    (void)buf;
     if (nread < 0)
         conn_close(c);
 }
@@ -244,7 +238,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct hconn *c = h->data;
 
-    (void)suggested;
     *buf = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
 }
 
@@ -256,7 +249,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     size_t from;
     int rc;
 
-    (void)buf;
     if (nread == 0 || nread == UV_ENOBUFS)
         return;
     if (nread < 0) {
@@ -334,10 +326,7 @@ static void on_connection(uv_stream_t *st, int status)
     c->tcp.data = c->timer.data = c;
     c->handles_open = 2;
     hs->handles_open += 2;
-    c->next = hs->conns;
-    if (c->next)
-        c->next->prev = c;
-    hs->conns = c;
+    waitlist_push(&hs->conns, &c->link);
     hs->nconns++;
     if (uv_accept(st, (uv_stream_t *)&c->tcp) < 0 ||
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
@@ -405,6 +394,6 @@ void http_server_close(struct http_server *hs)
         return;
     hs->closing = 1;
     while (hs->conns)
-        conn_close(hs->conns);
+        conn_close(waitlist_entry(hs->conns, struct hconn, link));
     uv_close((uv_handle_t *)&hs->tcp, on_listener_closed);
 }

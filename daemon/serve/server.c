@@ -119,8 +119,8 @@ static void on_drain_timer(uv_timer_t *t)
     }
     if (uv_now(srv->loop) >= srv->drain_started + srv->cfg.drain_timeout_ms) {
         log_warning("drain timeout: closing %u connections with work unfinished", srv->nconns);
-        while (srv->conns)
-            conn_close(srv->conns);
+        while (conn_first(srv))
+            conn_close(conn_first(srv));
         finish_drain(srv);
     }
 }
@@ -135,7 +135,7 @@ static void start_drain(struct server *srv, const char *why)
     log_notice("%s: no new connections; draining %u open connections", why, srv->nconns);
     for (size_t i = 0; i < srv->nlisteners; i++)
         listener_close(&srv->listeners[i]);
-    for (c = srv->conns; c; c = next) {
+    for (c = conn_first(srv); c; c = next) {
         next = conn_next(c);
         conn_drain(c);
     }

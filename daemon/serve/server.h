@@ -14,6 +14,7 @@
 #include "activation.h"
 #include "config.h"
 #include "lookup.h"
+#include "waitlist.h"
 
 struct conn;
 struct listener;
@@ -32,7 +33,7 @@ struct server {
     struct listener *listeners;
     size_t nlisteners;
 
-    struct conn *conns; /* open connections, linked and counted by conn.c */
+    struct waitlist_link *conns; /* open connections, linked and counted by conn.c */
     unsigned nconns;
     unsigned long refused; /* connections refused over max_connections, since the last log */
     uint64_t refused_logged_at;
