@@ -21,62 +21,141 @@ static const struct {
     const char *label, *text, *want; /* want: NULL when it loads, else a word of the reason */
 } rows[] = {
     {"enforce policy",
-     "{\"domain\":\"example.com\",\"id\":\"20261129\",\"fetched\":1799990000,"
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"20261129\",\"fetched\":1799990000,"
      "\"expires\":1800076400,\"mode\":\"enforce\",\"max_age\":86400,"
      "\"mx\":[\"mx1.example.com\",\"*.backup.example.net\"]}",
      NULL},
     {"mode none without mx",
-     "{\"domain\":\"example.com\",\"id\":\"a1\",\"fetched\":1,\"expires\":1,\"mode\":\"none\","
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"a1\",\"fetched\":1,\"expires\":1,\"mode\":"
+     "\"none\","
      "\"max_age\":0,\"mx\":[]}",
      NULL},
     {"another domain's record",
-     "{\"domain\":\"example.org\",\"id\":\"1\",\"fetched\":1,\"expires\":2,\"mode\":\"enforce\","
+     "{\"version\":1,\"domain\":\"example.org\",\"id\":\"1\",\"fetched\":1,\"expires\":2,\"mode\":"
+     "\"enforce\","
      "\"max_age\":86400,\"mx\":[\"mx.example.org\"]}",
      "file name"},
     {"newline injects a policy line",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,\"mode\":\"enforce\","
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,\"mode\":"
+     "\"enforce\","
      "\"max_age\":86400,\"mx\":[\"a\\nmx: evil.example\"]}",
      "control"},
     {"newline in mode",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
      "\"mode\":\"enforce\\nmx: x\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
      "control"},
     {"fetched in the future",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1900000000,\"expires\":1900000001,"
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1900000000,\"expires\":"
+     "1900000001,"
      "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
      "future"},
     {"expires before fetched",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":10,\"expires\":5,\"mode\":\"enforce\","
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":10,\"expires\":5,\"mode\":"
+     "\"enforce\","
      "\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
      "times"},
     {"lifetime longer than max_age",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":10,\"expires\":100000,"
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":10,\"expires\":100000,"
      "\"mode\":\"enforce\",\"max_age\":60,\"mx\":[\"mx.example.com\"]}",
      "times"},
     {"max_age 0, cached for the floor of an hour",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1799999000,"
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1799999000,"
      "\"expires\":1800002600,\"mode\":\"enforce\",\"max_age\":0,"
      "\"mx\":[\"mx.example.com\"]}",
      NULL},
     {"max_age 0, kept longer than the floor",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1799999000,"
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1799999000,"
      "\"expires\":1800002602,\"mode\":\"enforce\",\"max_age\":0,"
      "\"mx\":[\"mx.example.com\"]}",
      "times"},
     {"invalid id",
-     "{\"domain\":\"example.com\",\"id\":\"not valid!\",\"fetched\":1,\"expires\":2,"
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"not valid!\",\"fetched\":1,\"expires\":2,"
      "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
      "id"},
     {"enforce without mx",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,\"mode\":\"enforce\","
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,\"mode\":"
+     "\"enforce\","
      "\"max_age\":86400,\"mx\":[]}",
      ""},
     {"wrong types",
-     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":\"1\",\"expires\":2,"
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":\"1\",\"expires\":2,"
      "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":\"mx.example.com\"}",
      "type"},
     {"not JSON", "{not json", "JSON"},
+    {"version missing",
+     "{\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
+     "missing"},
+    {"unknown version",
+     "{\"version\":2,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
+     "version"},
 };
+
+/*
+ * Lines of "state import" (no file name to match): the domain must be one a lookup could
+ * have asked for, and a valid line encodes back to the very same text (export round-trips).
+ */
+static const struct {
+    const char *label, *text, *want; /* want: NULL when it parses, else a word of the reason */
+} lines[] = {
+    {"import: canonical line",
+     "{\"version\":1,\"domain\":\"mail.example.org\",\"id\":\"20261129\",\"fetched\":"
+     "1799990000,\"expires\":1800076400,\"mode\":\"enforce\",\"max_age\":86400,\"mx\":["
+     "\"mx1.example.org\",\"*.backup.example.net\"]}\n",
+     NULL},
+    {"import: testing mode",
+     "{\"version\":1,\"domain\":\"xn--bcher-kva.example\",\"id\":\"a\",\"fetched\":1,"
+     "\"expires\":2,\"mode\":\"testing\",\"max_age\":86400,\"mx\":[\"mx.example\"]}\n",
+     NULL},
+    {"import: upper case domain",
+     "{\"version\":1,\"domain\":\"Example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
+     "domain"},
+    {"import: trailing dot",
+     "{\"version\":1,\"domain\":\"example.com.\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
+     "domain"},
+    {"import: path in domain",
+     "{\"version\":1,\"domain\":\"../etc/passwd\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
+     "domain"},
+    {"import: parent probe",
+     "{\"version\":1,\"domain\":\".example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
+     "domain"},
+    {"import: bad mode",
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "\"mode\":\"strict\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}",
+     "mode"},
+    {"import: two records on one line",
+     "{\"version\":1,\"domain\":\"example.com\",\"id\":\"1\",\"fetched\":1,\"expires\":2,"
+     "\"mode\":\"none\",\"max_age\":86400,\"mx\":[]} {}",
+     "JSON"},
+};
+
+static void check_lines(void)
+{
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        struct store_record rec;
+        const char *why = NULL;
+        char *text;
+        int rc;
+
+        memset(&rec, 0, sizeof(rec));
+        rc = store_record_parse(lines[i].text, strlen(lines[i].text), NULL, NOW, &rec, &why);
+        if (lines[i].want != NULL) {
+            check_int(lines[i].label, "refused", rc, -1);
+            check_true(lines[i].label, "reason", why != NULL && strstr(why, lines[i].want) != NULL);
+            continue;
+        }
+        if (!check_int(lines[i].label, "parses", rc, 0))
+            continue;
+        text = store_record_encode(&rec);
+        check_str(lines[i].label, "encodes back to the same line", text, lines[i].text);
+        free(text);
+    }
+}
 
 /* A record of domain whose file is larger than one page (32 long mx patterns). */
 static void big_record(struct store_record *rec, const char *domain)
@@ -134,7 +213,8 @@ static void close_finished(void *arg)
 {
     struct closing *c = arg;
     char err[256], path[200];
-    struct store *st = store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, err, sizeof(err));
+    struct store *st =
+        store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, STORE_SHARED, err, sizeof(err));
     struct store_record rec;
     struct stat sb;
 
@@ -155,7 +235,8 @@ static void close_stuck(void *arg)
 {
     struct closing *c = arg;
     char err[256], path[200], buf[4096];
-    struct store *st = store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, err, sizeof(err));
+    struct store *st =
+        store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, STORE_SHARED, err, sizeof(err));
     struct store_record rec;
     struct timespec t0;
     int queued = 0;
@@ -234,6 +315,7 @@ int main(void)
             check_true(rows[i].label, "reason", why != NULL && strstr(why, rows[i].want) != NULL);
         }
     }
+    check_lines();
     check_close();
     return check_summary("store");
 }
