@@ -404,18 +404,24 @@ static void do_job(uv_work_t *req)
     }
 }
 
-/* On the loop: log and count what the worker did. */
-static const char *const step_what[] = {
-    [STEP_OK] = "",
-    [STEP_OPEN] = "cannot create the temporary file",
-    [STEP_WRITE] = "cannot write the temporary file",
-    [STEP_SHORT] = "short write to the temporary file (the disk took no more bytes)",
-    [STEP_FSYNC] = "cannot fsync the temporary file",
-    [STEP_RENAME] = "cannot rename the temporary file over the record",
-    [STEP_DIRSYNC] = "cannot fsync the directory",
-    [STEP_UNLINK] = "cannot remove the record",
-};
+/* What a write was doing when it failed, for the log line or a command's message. */
+static const char *step_what(enum step step)
+{
+    static const char *const what[] = {
+        [STEP_OK] = "",
+        [STEP_OPEN] = "cannot create the temporary file",
+        [STEP_WRITE] = "cannot write the temporary file",
+        [STEP_SHORT] = "short write to the temporary file (the disk took no more bytes)",
+        [STEP_FSYNC] = "cannot fsync the temporary file",
+        [STEP_RENAME] = "cannot rename the temporary file over the record",
+        [STEP_DIRSYNC] = "cannot fsync the directory",
+        [STEP_UNLINK] = "cannot remove the record",
+    };
 
+    return what[step];
+}
+
+/* On the loop: log and count what the worker did. */
 static void report(const struct job *j, int status)
 {
     const char *verb = j->op == OP_PUT ? "policy not persisted" : "expired record not removed";
@@ -425,7 +431,7 @@ static void report(const struct job *j, int status)
                   uv_strerror(status));
     } else if (j->step != STEP_OK) {
         log_error("state_dir: %s/%s.json: %s: %s%s%s", j->st->dir, j->domain, verb,
-                  step_what[j->step], j->errnum ? ": " : "", j->errnum ? strerror(j->errnum) : "");
+                  step_what(j->step), j->errnum ? ": " : "", j->errnum ? strerror(j->errnum) : "");
     } else {
         log_debug("state_dir: %s: %s", j->domain,
                   j->op == OP_PUT ? "policy written" : "record removed");
@@ -777,7 +783,7 @@ int store_put_now(struct store *st, const struct store_record *rec, char *err, s
     free(j.text);
     if (j.step == STEP_OK)
         return 0;
-    snprintf(err, errlen, "%s/%s.json: %s%s%s", st->dir, rec->domain, step_what[j.step],
+    snprintf(err, errlen, "%s/%s.json: %s%s%s", st->dir, rec->domain, step_what(j.step),
              j.errnum ? ": " : "", j.errnum ? strerror(j.errnum) : "");
     return -1;
 }

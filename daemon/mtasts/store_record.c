@@ -27,6 +27,24 @@ static int has_control(const char *s)
     return 0;
 }
 
+/*
+ * Whose record this is: a name a lookup could have asked for (lower case A-labels, no
+ * trailing dot) and, read from a file, that file's own name. NULL, or the reason.
+ */
+static const char *domain_problem(const char *domain, const char *fname)
+{
+    char norm[DOMAIN_MAX + 1];
+    const char *dwhy;
+    size_t len = strlen(domain);
+
+    if (domain_normalize(domain, len, norm, &dwhy) != DOMAIN_OK || strcmp(norm, domain) != 0)
+        return "domain is not a normalised domain name";
+    /* The file name is the domain: a record cannot speak for another domain. */
+    if (fname != NULL && (strncmp(fname, domain, len) != 0 || strcmp(fname + len, ".json") != 0))
+        return "domain does not match the file name";
+    return NULL;
+}
+
 int store_record_parse(const char *buf, size_t n, const char *fname, int64_t now,
                        struct store_record *rec, const char **why)
 {
@@ -58,24 +76,9 @@ int store_record_parse(const char *buf, size_t n, const char *fname, int64_t now
         *why = "unknown record version";
         goto done;
     }
-    /* Only a name a lookup could have asked for: lower case A-labels, no trailing dot. */
-    {
-        char norm[DOMAIN_MAX + 1];
-        const char *dwhy;
-
-        if (domain_normalize(domain, strlen(domain), norm, &dwhy) != DOMAIN_OK ||
-            strcmp(norm, domain) != 0) {
-            *why = "domain is not a normalised domain name";
-            goto done;
-        }
-    }
-    /* The file name is the domain: a record cannot speak for another domain. */
-    if (fname != NULL &&
-        (snprintf(policy, sizeof(policy), "%s.json", domain) >= (int)sizeof(policy) ||
-         strcmp(policy, fname) != 0)) {
-        *why = "domain does not match the file name";
+    *why = domain_problem(domain, fname);
+    if (*why != NULL)
         goto done;
-    }
     if (has_control(id)) {
         *why = "control character in id";
         goto done;
