@@ -150,7 +150,6 @@ try:
             6: "mx", 7: "expired.test: expired", 8: "not a normalised domain name",
             10: "seed.test: not newer than the stored record",
             13: "not a normalised domain name"}
-    print(err, end="")
     for n, reason in want.items():
         hit = [x for x in err.splitlines() if f"line {n}: " in x]
         check_true(f"bad lines: line {n} reported ({reason})",
