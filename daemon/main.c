@@ -4,6 +4,7 @@
  *   tlspolicyd [-c FILE] [-o key=value]... [-t] [-p]   run in the foreground (or check)
  *   tlspolicyd query ...                               resolve without a daemon
  *   tlspolicyd probe ...                               probe MX hosts for REQUIRETLS
+ *   tlspolicyd state export | import FILE|-            persisted policies as JSON lines
  */
 #include <getopt.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include "probe_cmd.h"
 #include "query.h"
 #include "server.h"
+#include "state_cmd.h"
 #include "xalloc.h"
 
 static void usage(FILE *fp)
@@ -29,6 +31,8 @@ static void usage(FILE *fp)
                 "DOMAIN...\n"
                 "       tlspolicyd probe [-c FILE] [-o key=value]... [--port N] [--json] "
                 "DOMAIN...\n"
+                "       tlspolicyd state export [-c FILE] [-o key=value]...\n"
+                "       tlspolicyd state import [-c FILE] [-o key=value]... FILE|-\n"
                 "  -c FILE       configuration file (default: built-in defaults only)\n"
                 "  -o key=value  override a configuration key (repeatable)\n"
                 "  -t            check the configuration and the overrides table, then exit\n"
@@ -89,6 +93,8 @@ int main(int argc, char **argv)
         return query_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "probe") == 0)
         return probe_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "state") == 0)
+        return state_main(argc - 1, argv + 1);
 
     opts = xcalloc((size_t)argc, sizeof(char *));
     while ((ch = getopt(argc, argv, "c:o:tpVh")) != -1) {

@@ -539,7 +539,7 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     if (svc->fetch == NULL)
         return -1;
     if (cfg->state_dir[0] != '\0') {
-        svc->store = store_open(svc->loop, cfg->state_dir, owner, group, err, errlen);
+        svc->store = store_open(svc->loop, cfg->state_dir, owner, group, STORE_SHARED, err, errlen);
         if (svc->store == NULL)
             return -1;
     }

@@ -1,11 +1,11 @@
 /*
  * The MTA-STS policy store: one JSON document per domain in STATE_DIR/sts/DOMAIN.json,
- * written through on every change. A record holds the parsed policy, not the raw body;
- * on load it is rebuilt as policy text and run through the RFC 8461 parser again, so a
- * record edited or damaged on disk is held to the same rules as one fetched from the web.
+ * written through on every change (the record's text: store_record.c). A record holds the
+ * parsed policy, not the raw body, and is held to the RFC 8461 parser again when read.
  * Writes (put, delete) are jobs on the libuv threadpool, at most one per domain at a time;
  * the store owns the jobs and lives until the last one's after-work callback has run, or
- * (a write stuck in the kernel at shutdown) until the process leaves.
+ * (a write stuck in the kernel at shutdown) until the process leaves. The "state" commands
+ * use the synchronous side: store_scan() reads without changing, store_put_now() writes.
  */
 #include "store.h"
 
@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,11 +26,8 @@
 #include "metrics.h"
 #include "xalloc.h"
 
-/* A record file is small: a policy has at most STS_MAX_MX patterns of a domain name each. */
-#define STORE_FILE_MAX (64 * 1024)
-#define STORE_VERSION 1
-/* A record's fetched time may run ahead of this machine's clock by at most this much. */
-#define STORE_CLOCK_SKEW 300
+/* The advisory lock between a daemon (shared) and "state import" (exclusive), in state_dir. */
+#define STORE_LOCK_NAME "tlspolicyd.lock"
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Buckets of the table of domains with a write in flight (a few at a time, usually). */
@@ -69,8 +67,10 @@ struct job {
 };
 
 struct store {
-    char *dir; /* STATE_DIR/sts */
-    int dirfd;
+    char *dir;  /* STATE_DIR/sts */
+    int dirfd;  /* -1: a read-only store without sts/ (no records) */
+    int lockfd; /* the flock(2) held until the store is freed, or -1 */
+    int readonly;
     uv_loop_t *loop;
     struct job *jobs[JOB_BUCKETS];
     size_t njobs;
@@ -88,6 +88,25 @@ struct store {
  * after the open goes through the descriptor (fchown, fchmod, and *at calls relative to it),
  * never through the name again. Returns the descriptor, or -1 with a one-line reason.
  */
+static int open_dir(int at, const char *name, const char *shown, char *err, size_t errlen)
+{
+    struct stat sb;
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+    if (fd < 0) {
+        int e = errno;
+
+        if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(sb.st_mode))
+            snprintf(err, errlen, "state_dir: %s is a symbolic link; refusing to follow it", shown);
+        else if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode))
+            snprintf(err, errlen, "state_dir: %s is not a directory", shown);
+        else
+            snprintf(err, errlen, "state_dir: cannot open %s: %s", shown, strerror(e));
+        errno = e;
+    }
+    return fd;
+}
+
 static int own_dir(int at, const char *name, const char *shown, uid_t owner, gid_t group, char *err,
                    size_t errlen)
 {
@@ -99,18 +118,9 @@ static int own_dir(int at, const char *name, const char *shown, uid_t owner, gid
         snprintf(err, errlen, "state_dir: cannot create %s: %s", shown, strerror(errno));
         return -1;
     }
-    fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-
-        if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(sb.st_mode))
-            snprintf(err, errlen, "state_dir: %s is a symbolic link; refusing to follow it", shown);
-        else if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode))
-            snprintf(err, errlen, "state_dir: %s is not a directory", shown);
-        else
-            snprintf(err, errlen, "state_dir: cannot open %s: %s", shown, strerror(e));
+    fd = open_dir(at, name, shown, err, errlen);
+    if (fd < 0)
         return -1;
-    }
     if (fstat(fd, &sb) < 0) {
         snprintf(err, errlen, "state_dir: cannot stat %s: %s", shown, strerror(errno));
         goto fail;
@@ -140,31 +150,102 @@ fail:
     return -1;
 }
 
-struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group, char *err,
+/*
+ * The lock file in state_dir (descriptor topfd), flock(2)ed shared or exclusive without
+ * waiting. Made by root, it is given to owner, but only when this call created it: an
+ * existing name may be a link the directory's user planted, and is only opened (no
+ * O_TRUNC, no chown). Returns the descriptor, or -1 with a one-line reason.
+ */
+static int take_lock(int topfd, const char *top, uid_t owner, gid_t group, int exclusive, char *err,
+                     size_t errlen)
+{
+    int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    int fd = openat(topfd, STORE_LOCK_NAME, flags | O_CREAT | O_EXCL, 0640), created = fd >= 0;
+    struct stat sb;
+
+    if (fd < 0 && errno == EEXIST)
+        fd = openat(topfd, STORE_LOCK_NAME, flags);
+    if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "state_dir: cannot use %s/%s: %s", top, STORE_LOCK_NAME,
+                 fd < 0 ? strerror(errno) : "not a regular file");
+        goto fail;
+    }
+    if (created && owner != (uid_t)-1 && geteuid() == 0 && fchown(fd, owner, group) < 0) {
+        snprintf(err, errlen, "state_dir: cannot give %s/%s to uid %ld: %s", top, STORE_LOCK_NAME,
+                 (long)owner, strerror(errno));
+        goto fail;
+    }
+    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
+        return fd;
+    if (errno != EWOULDBLOCK)
+        snprintf(err, errlen, "state_dir: cannot lock %s/%s: %s", top, STORE_LOCK_NAME,
+                 strerror(errno));
+    else if (exclusive)
+        snprintf(err, errlen,
+                 "state_dir %s is in use by a running tlspolicyd (or query): stop it first; a "
+                 "running daemon does not re-read state_dir, and its writes would race the import",
+                 top);
+    else
+        snprintf(err, errlen,
+                 "state_dir %s is locked by a running \"tlspolicyd state import\"; start again "
+                 "when it has finished",
+                 top);
+fail:
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* The directories as they are, for reading only: nothing created, changed or locked. */
+static int open_readonly(const char *top, const char *sub, int *topfd, int *fd, char *err,
                          size_t errlen)
+{
+    *topfd = open_dir(AT_FDCWD, top, top, err, errlen);
+    if (*topfd < 0)
+        return -1;
+    *fd = open_dir(*topfd, "sts", sub, err, errlen);
+    /* A state_dir without sts/ has no records yet. */
+    return *fd >= 0 || errno == ENOENT ? 0 : -1;
+}
+
+struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group,
+                         enum store_access access, char *err, size_t errlen)
 {
     struct store *st = NULL;
     size_t len = strlen(dir), n = len + sizeof("/sts");
     char *top = xmalloc(len + 1), *sub = xmalloc(n);
-    int topfd = -1, fd;
+    int topfd = -1, fd = -1, lockfd = -1;
 
     /* A trailing slash would make the kernel follow a link that O_NOFOLLOW must catch. */
     memcpy(top, dir, len + 1);
     while (len > 1 && top[len - 1] == '/')
         top[--len] = '\0';
     snprintf(sub, n, "%s/sts", top);
-    topfd = own_dir(AT_FDCWD, top, top, owner, group, err, errlen);
-    if (topfd < 0)
-        goto done;
-    fd = own_dir(topfd, "sts", sub, owner, group, err, errlen);
-    if (fd < 0)
-        goto done;
+    if (access == STORE_READONLY) {
+        if (open_readonly(top, sub, &topfd, &fd, err, errlen) < 0)
+            goto done;
+    } else {
+        topfd = own_dir(AT_FDCWD, top, top, owner, group, err, errlen);
+        if (topfd < 0)
+            goto done;
+        fd = own_dir(topfd, "sts", sub, owner, group, err, errlen);
+        if (fd < 0)
+            goto done;
+        lockfd = take_lock(topfd, top, owner, group, access == STORE_EXCLUSIVE, err, errlen);
+        if (lockfd < 0)
+            goto done;
+    }
     st = xcalloc(1, sizeof(*st));
     st->dir = sub;
     sub = NULL;
     st->dirfd = fd;
+    fd = -1;
+    st->lockfd = lockfd;
+    st->readonly = access == STORE_READONLY;
     st->loop = loop;
 done:
+    if (fd >= 0)
+        close(fd);
     if (topfd >= 0)
         close(topfd);
     free(top);
@@ -174,7 +255,10 @@ done:
 
 static void store_free(struct store *st)
 {
-    close(st->dirfd);
+    if (st->dirfd >= 0)
+        close(st->dirfd);
+    if (st->lockfd >= 0)
+        close(st->lockfd);
     free(st->dir);
     free(st);
 }
@@ -320,8 +404,8 @@ static void do_job(uv_work_t *req)
     }
 }
 
-/* On the loop: log and count what the worker did. */
-static void report(const struct job *j, int status)
+/* What a write was doing when it failed, for the log line or a command's message. */
+static const char *step_what(enum step step)
 {
     static const char *const what[] = {
         [STEP_OK] = "",
@@ -333,14 +417,21 @@ static void report(const struct job *j, int status)
         [STEP_DIRSYNC] = "cannot fsync the directory",
         [STEP_UNLINK] = "cannot remove the record",
     };
+
+    return what[step];
+}
+
+/* On the loop: log and count what the worker did. */
+static void report(const struct job *j, int status)
+{
     const char *verb = j->op == OP_PUT ? "policy not persisted" : "expired record not removed";
 
     if (status != 0) {
         log_error("state_dir: %s/%s.json: %s: %s", j->st->dir, j->domain, verb,
                   uv_strerror(status));
     } else if (j->step != STEP_OK) {
-        log_error("state_dir: %s/%s.json: %s: %s%s%s", j->st->dir, j->domain, verb, what[j->step],
-                  j->errnum ? ": " : "", j->errnum ? strerror(j->errnum) : "");
+        log_error("state_dir: %s/%s.json: %s: %s%s%s", j->st->dir, j->domain, verb,
+                  step_what(j->step), j->errnum ? ": " : "", j->errnum ? strerror(j->errnum) : "");
     } else {
         log_debug("state_dir: %s: %s", j->domain,
                   j->op == OP_PUT ? "policy written" : "record removed");
@@ -418,60 +509,36 @@ static void submit(struct store *st, const char *domain, enum op op, char *text)
 
 void store_put(struct store *st, const struct store_record *rec)
 {
-    char name[DOMAIN_MAX + 16];
-    json_t *doc = NULL, *mx = json_array();
-    char *text = NULL, *line;
-    size_t len;
+    char name[DOMAIN_MAX + 16], *line;
 
-    if (st->closing)
-        goto done;
+    if (st->closing || st->readonly)
+        return;
     if (file_name(rec->domain, ".json.tmp", name, sizeof(name)) < 0) {
         log_error("state_dir: %s: policy not persisted: not a storable domain name", rec->domain);
         metrics_store(0);
-        goto done;
+        return;
     }
-    for (unsigned i = 0; i < rec->policy.nmx; i++)
-        json_array_append_new(mx, json_string(rec->policy.mx[i]));
-    doc = json_pack("{s:i, s:s, s:s, s:I, s:I, s:s, s:I, s:O}", "version", STORE_VERSION, "domain",
-                    rec->domain, "id", rec->id, "fetched", (json_int_t)rec->fetched, "expires",
-                    (json_int_t)rec->expires, "mode", sts_mode_name(rec->policy.mode), "max_age",
-                    (json_int_t)rec->policy.max_age, "mx", mx);
-    if (doc == NULL || (text = json_dumps(doc, JSON_COMPACT)) == NULL) {
+    line = store_record_encode(rec);
+    if (line == NULL) {
         log_error("state_dir: %s: policy not persisted: cannot encode the record", rec->domain);
         metrics_store(0);
-        goto done;
+        return;
     }
-    /* The file ends with a newline; the worker writes the text as it is. */
-    len = strlen(text);
-    line = xmalloc(len + 2);
-    memcpy(line, text, len);
-    memcpy(line + len, "\n", 2);
     submit(st, rec->domain, OP_PUT, line);
-done:
-    free(text);
-    json_decref(doc);
-    json_decref(mx);
 }
 
 void store_delete(struct store *st, const char *domain)
 {
     char name[DOMAIN_MAX + 16];
 
-    if (!st->closing && file_name(domain, ".json.tmp", name, sizeof(name)) == 0)
+    if (!st->closing && !st->readonly && file_name(domain, ".json.tmp", name, sizeof(name)) == 0)
         submit(st, domain, OP_DELETE, NULL);
-}
-
-/* A control character would let a string start a line of its own in the rebuilt policy. */
-static int has_control(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
-            return 1;
-    return 0;
 }
 
 /* read_record's answer for a file the daemon cannot open for a reason of its own. */
 #define STORE_READ_LOCAL (-2)
+/* read_record's answer for a file that is not there (gone since it was listed). */
+#define STORE_READ_MISSING (-3)
 
 /*
  * Read one record file; 0 with *rec filled, -1 with a reason when the file is unusable, or
@@ -480,7 +547,7 @@ static int has_control(const char *s)
 static int read_record(struct store *st, const char *fname, int64_t now, struct store_record *rec,
                        const char **why)
 {
-    char buf[STORE_FILE_MAX + 1];
+    char buf[STORE_RECORD_MAX + 1];
     struct stat sb;
     size_t n = 0;
     int fd;
@@ -492,6 +559,8 @@ static int read_record(struct store *st, const char *fname, int64_t now, struct 
     fd = openat(st->dirfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         *why = errno == ELOOP ? "a symbolic link" : "cannot open";
+        if (errno == ENOENT)
+            return STORE_READ_MISSING;
         /* Our permissions or our descriptors, not the record: leave it where it is. */
         return errno == EACCES || errno == EPERM || errno == EMFILE || errno == ENFILE ||
                        errno == ENOMEM
@@ -503,7 +572,7 @@ static int read_record(struct store *st, const char *fname, int64_t now, struct 
         *why = "not a regular file";
         return -1;
     }
-    if (sb.st_size > STORE_FILE_MAX) {
+    if (sb.st_size > STORE_RECORD_MAX) {
         close(fd);
         *why = "larger than a record can be";
         return -1;
@@ -523,100 +592,11 @@ static int read_record(struct store *st, const char *fname, int64_t now, struct 
         n += (size_t)r;
     }
     close(fd);
-    if (n > STORE_FILE_MAX) {
+    if (n > STORE_RECORD_MAX) {
         *why = "larger than a record can be";
         return -1;
     }
     return store_record_parse(buf, n, fname, now, rec, why);
-}
-
-int store_record_parse(const char *buf, size_t n, const char *fname, int64_t now,
-                       struct store_record *rec, const char **why)
-{
-    char policy[STS_MAX_MX * (STS_PATTERN_MAX + 8) + 128];
-    const char *domain, *id, *mode;
-    json_int_t fetched, expires, max_age;
-    json_t *doc, *mx, *v;
-    json_error_t jerr;
-    size_t i, off;
-    int rc = -1;
-
-    if (n > STORE_FILE_MAX) {
-        *why = "larger than a record can be";
-        return -1;
-    }
-    doc = json_loadb(buf, n, 0, &jerr);
-    if (doc == NULL) {
-        *why = "not JSON";
-        return -1;
-    }
-    if (json_unpack(doc, "{s:s, s:s, s:I, s:I, s:s, s:I, s:o}", "domain", &domain, "id", &id,
-                    "fetched", &fetched, "expires", &expires, "mode", &mode, "max_age", &max_age,
-                    "mx", &mx) < 0 ||
-        !json_is_array(mx)) {
-        *why = "fields missing or of the wrong type";
-        goto done;
-    }
-    /* The file name is the domain: a record cannot speak for another domain. */
-    if (file_name(domain, ".json", policy, sizeof(policy)) < 0 || strcmp(policy, fname) != 0) {
-        *why = "domain does not match the file name";
-        goto done;
-    }
-    if (has_control(id)) {
-        *why = "control character in id";
-        goto done;
-    }
-    {
-        char idcopy[STS_ID_MAX + 16], txt[STS_ID_MAX + 32];
-        const char *twhy;
-
-        snprintf(txt, sizeof(txt), "v=STSv1; id=%.40s", id);
-        if (strlen(id) > STS_ID_MAX || sts_txt_parse(txt, strlen(txt), idcopy, &twhy) != 0) {
-            *why = "invalid policy id";
-            goto done;
-        }
-    }
-    /* Rebuild the policy text and hold it to RFC 8461 3.2 again; one field, one line. */
-    if (has_control(mode)) {
-        *why = "control character in mode";
-        goto done;
-    }
-    off = (size_t)snprintf(policy, sizeof(policy), "version: STSv1\nmode: %.10s\nmax_age: %lld\n",
-                           mode, (long long)max_age);
-    json_array_foreach(mx, i, v)
-    {
-        if (!json_is_string(v) || strlen(json_string_value(v)) > STS_PATTERN_MAX ||
-            off + STS_PATTERN_MAX + 8 >= sizeof(policy)) {
-            *why = "invalid mx list";
-            goto done;
-        }
-        if (has_control(json_string_value(v))) {
-            *why = "control character in mx list";
-            goto done;
-        }
-        off +=
-            (size_t)snprintf(policy + off, sizeof(policy) - off, "mx: %s\n", json_string_value(v));
-    }
-    if (sts_policy_parse(policy, off, &rec->policy, why) != 0)
-        goto done;
-    if (fetched < 0 || expires < fetched ||
-        expires - fetched > (json_int_t)sts_cache_lifetime(rec->policy.max_age) + 1) {
-        *why = "inconsistent times";
-        goto done;
-    }
-    /* A record from the future would extend the policy's life past its max_age. */
-    if (fetched > now + STORE_CLOCK_SKEW) {
-        *why = "fetched in the future";
-        goto done;
-    }
-    snprintf(rec->domain, sizeof(rec->domain), "%s", domain);
-    snprintf(rec->id, sizeof(rec->id), "%s", id);
-    rec->fetched = fetched;
-    rec->expires = expires;
-    rc = 0;
-done:
-    json_decref(doc);
-    return rc;
 }
 
 size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg)
@@ -648,6 +628,8 @@ size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg)
             continue;
         memset(&rec, 0, sizeof(rec));
         rc = read_record(st, de->d_name, now, &rec, &why);
+        if (rc == STORE_READ_MISSING)
+            continue;
         if (rc == STORE_READ_LOCAL) {
             /*
              * A record the daemon's user may not read (written by another user, e.g. before
@@ -681,4 +663,127 @@ size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg)
     }
     closedir(dir);
     return loaded;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names of the record files of the directory, sorted: the domain order of store_scan(). */
+static char **list_records(struct store *st, size_t *count)
+{
+    int fd = dup(st->dirfd);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+
+    if (dir == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    rewinddir(dir);
+    while ((de = readdir(dir)) != NULL) {
+        size_t len = strlen(de->d_name);
+
+        if (len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            names = xrealloc(names, cap * sizeof(*names));
+        }
+        names[n++] = xstrdup(de->d_name);
+    }
+    closedir(dir);
+    if (n > 0)
+        qsort(names, n, sizeof(*names), cmp_names);
+    *count = n;
+    return names != NULL ? names : xcalloc(1, sizeof(*names));
+}
+
+int store_scan(struct store *st, int64_t now, store_scan_cb cb, void *arg, char *err, size_t errlen)
+{
+    struct store_record rec;
+    size_t n = 0;
+    char **names;
+
+    if (st->dirfd < 0)
+        return 0;
+    names = list_records(st, &n);
+    if (names == NULL) {
+        snprintf(err, errlen, "state_dir: cannot list %s: %s", st->dir, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *why = NULL;
+        int rc;
+
+        /* The record's name is its domain: the file name without ".json". */
+        memset(&rec, 0, sizeof(rec));
+        rc = read_record(st, names[i], now, &rec, &why);
+        names[i][strlen(names[i]) - 5] = '\0';
+        if (rc == STORE_READ_LOCAL)
+            cb(arg, names[i], NULL, strerror(errno));
+        else if (rc < 0 && rc != STORE_READ_MISSING)
+            cb(arg, names[i], NULL, why ? why : "unreadable");
+        else if (rc == 0 && rec.expires <= now)
+            cb(arg, names[i], NULL, "expired");
+        else if (rc == 0)
+            cb(arg, names[i], &rec, NULL);
+        free(names[i]);
+    }
+    free(names);
+    return 0;
+}
+
+int store_get(struct store *st, const char *domain, int64_t now, struct store_record *rec,
+              const char **why)
+{
+    char name[DOMAIN_MAX + 16];
+    int rc;
+
+    if (st->dirfd < 0 || file_name(domain, ".json", name, sizeof(name)) < 0)
+        return 0;
+    memset(rec, 0, sizeof(*rec));
+    rc = read_record(st, name, now, rec, why);
+    if (rc == STORE_READ_LOCAL) {
+        *why = strerror(errno);
+        return -1;
+    }
+    /* What store_load() would set aside or remove does not stand in a newer record's way. */
+    return rc == 0 && rec->expires > now ? 1 : 0;
+}
+
+int store_put_now(struct store *st, const struct store_record *rec, char *err, size_t errlen)
+{
+    struct job j;
+    char name[DOMAIN_MAX + 16];
+
+    if (st->readonly || st->dirfd < 0) {
+        snprintf(err, errlen, "the store is open read-only");
+        return -1;
+    }
+    if (file_name(rec->domain, ".json.tmp", name, sizeof(name)) < 0) {
+        snprintf(err, errlen, "not a storable domain name");
+        return -1;
+    }
+    /* The worker's steps, on this thread: the same crash-safe write as store_put(). */
+    memset(&j, 0, sizeof(j));
+    j.st = st;
+    j.op = OP_PUT;
+    j.text = store_record_encode(rec);
+    if (j.text == NULL) {
+        snprintf(err, errlen, "cannot encode the record");
+        return -1;
+    }
+    snprintf(j.domain, sizeof(j.domain), "%s", rec->domain);
+    do_job(&j.req);
+    free(j.text);
+    if (j.step == STEP_OK)
+        return 0;
+    snprintf(err, errlen, "%s/%s.json: %s%s%s", st->dir, rec->domain, step_what(j.step),
+             j.errnum ? ": " : "", j.errnum ? strerror(j.errnum) : "");
+    return -1;
 }

@@ -6,7 +6,6 @@
 #include "server.h"
 
 #include <errno.h>
-#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "overrides.h"
+#include "privs.h"
 #include "resolver.h"
 #include "xalloc.h"
 
@@ -65,30 +65,13 @@ int server_check_user(const struct config *cfg, char *err, size_t errlen)
 /* After binding: a root daemon becomes cfg->user (SPEC 7, security defaults). */
 static int drop_privileges(const struct config *cfg, char *err, size_t errlen)
 {
-    struct passwd *pw;
+    int rc = privs_drop(cfg, err, errlen);
 
-    if (geteuid() != 0)
-        return 0;
-    if (cfg->user[0] == '\0') {
+    if (rc == 0 && geteuid() == 0)
         log_warning("running as root: set user = NAME to drop privileges after binding");
-        return 0;
-    }
-    pw = getpwnam(cfg->user);
-    if (pw == NULL) {
-        snprintf(err, errlen, "user = %s: no such user", cfg->user);
-        return -1;
-    }
-    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0) {
-        snprintf(err, errlen, "user = %s: cannot switch: %s", cfg->user, strerror(errno));
-        return -1;
-    }
-    if (pw->pw_uid != 0 && setuid(0) == 0) {
-        snprintf(err, errlen, "user = %s: privileges could be regained", cfg->user);
-        return -1;
-    }
-    log_info("running as user %s (uid %ld)", pw->pw_name, (long)pw->pw_uid);
-    return 0;
+    else if (rc == 1)
+        log_info("running as user %s (uid %ld)", cfg->user, (long)getuid());
+    return rc < 0 ? -1 : 0;
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -368,10 +351,11 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
         goto fail;
     {
         /* state_dir must stay writable after the switch to user. */
-        struct passwd *pw = geteuid() == 0 && srv->cfg.user[0] ? getpwnam(srv->cfg.user) : NULL;
+        uid_t uid;
+        gid_t gid;
 
-        if (lookup_svc_open(&srv->svc, &srv->cfg, pw ? pw->pw_uid : (uid_t)-1,
-                            pw ? pw->pw_gid : (gid_t)-1, err, sizeof(err)) < 0)
+        privs_owner(&srv->cfg, &uid, &gid);
+        if (lookup_svc_open(&srv->svc, &srv->cfg, uid, gid, err, sizeof(err)) < 0)
             goto fail;
     }
     raise_fd_limit(srv->cfg.max_connections);

@@ -1,0 +1,258 @@
+/*
+ * The state commands (state_cmd.h). export walks the store read-only (store_scan) and prints
+ * each record as store_record_encode() writes it, in domain order, so two exports of the same
+ * policies are byte for byte equal. import holds every line to store_record_parse(), the
+ * parser a stored record meets at start-up (RFC 8461 3.2 again), and writes what passes
+ * through store_put_now(), crash-safe like the daemon's own writes, under the store's
+ * exclusive lock: a daemon holding state_dir makes import refuse, not race it.
+ */
+#include "state_cmd.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmdline.h"
+#include "privs.h"
+#include "store.h"
+
+struct state_cmd {
+    struct cmdline cl;
+    struct store *st;
+    int64_t now;
+    size_t done;    /* records exported or imported */
+    size_t skipped; /* records or lines left out, each reported */
+    size_t failed;  /* of the skipped lines, those whose write failed */
+};
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: tlspolicyd state export [-c FILE] [-o key=value]...\n"
+                    "       tlspolicyd state import [-c FILE] [-o key=value]... FILE|-\n");
+}
+
+/*
+ * The store of the configured state_dir, opened as the daemon would open it (given to
+ * user when root), and then, like the daemon, this process becomes user: what import
+ * writes belongs to the daemon's user, and nothing the user planted is read as root.
+ */
+static int open_store(struct state_cmd *sc, enum store_access access)
+{
+    const struct config *cfg = &sc->cl.cfg;
+    char err[512];
+    uid_t uid;
+    gid_t gid;
+
+    if (cfg->state_dir[0] == '\0') {
+        fprintf(stderr, "tlspolicyd: state_dir is empty: no policies persist; set it (-c FILE "
+                        "or -o state_dir=DIR)\n");
+        return -1;
+    }
+    privs_owner(cfg, &uid, &gid);
+    if (geteuid() == 0 && cfg->user[0] != '\0' && uid == (uid_t)-1) {
+        fprintf(stderr, "tlspolicyd: user = %s: no such user\n", cfg->user);
+        return -1;
+    }
+    sc->st = store_open(&sc->cl.loop, cfg->state_dir, uid, gid, access, err, sizeof(err));
+    if (sc->st == NULL || privs_drop(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tlspolicyd: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_record(void *arg, const char *name, const struct store_record *rec, const char *why)
+{
+    struct state_cmd *sc = arg;
+    char *line = rec != NULL ? store_record_encode(rec) : NULL;
+
+    if (line == NULL) {
+        fprintf(stderr, "tlspolicyd: state export: %s: %s; skipped\n", name,
+                why ? why : "cannot encode the record");
+        sc->skipped++;
+        return;
+    }
+    fputs(line, stdout);
+    free(line);
+    sc->done++;
+}
+
+static int export_cmd(struct state_cmd *sc)
+{
+    char err[512];
+
+    if (open_store(sc, STORE_READONLY) < 0)
+        return 2;
+    if (store_scan(sc->st, sc->now, on_record, sc, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tlspolicyd: %s\n", err);
+        return 2;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "tlspolicyd: state export: cannot write the output: %s\n", strerror(errno));
+        return 2;
+    }
+    fprintf(stderr, "tlspolicyd: state export: exported %zu, skipped %zu\n", sc->done, sc->skipped);
+    return 0;
+}
+
+/* What read_line() found besides a line. */
+#define LINE_EOF (-1)
+#define LINE_LONG (-2) /* longer than max: the rest of it was read and dropped */
+#define LINE_NUL (-3)  /* held a NUL byte, which no JSON text may (RFC 8259 7) */
+
+/*
+ * One line of fp into buf (at most max bytes, NUL-terminated, the newline dropped): its
+ * length, or LINE_EOF, LINE_LONG or LINE_NUL. Memory stays bounded whatever the input.
+ */
+static long read_line(FILE *fp, char *buf, size_t max)
+{
+    size_t n = 0;
+    int c, nul = 0;
+
+    while ((c = getc_unlocked(fp)) != EOF && c != '\n') {
+        if (c == '\0')
+            nul = 1;
+        if (n < max)
+            buf[n] = (char)c;
+        n++;
+    }
+    if (c == EOF && n == 0)
+        return LINE_EOF;
+    if (n > max)
+        return LINE_LONG;
+    buf[n] = '\0';
+    return nul ? LINE_NUL : (long)n;
+}
+
+static void skip_line(struct state_cmd *sc, unsigned long lineno, const char *domain,
+                      const char *why)
+{
+    fprintf(stderr, "tlspolicyd: state import: line %lu: %s%s%s; skipped\n", lineno,
+            domain ? domain : "", domain ? ": " : "", why);
+    sc->skipped++;
+}
+
+/*
+ * One line: parsed as a stored record is, then written unless expired or older than the
+ * record the store holds for the domain (the newer "fetched" wins; a tie keeps the stored).
+ */
+static void import_line(struct state_cmd *sc, unsigned long lineno, const char *buf, size_t len)
+{
+    struct store_record rec, old;
+    const char *why = NULL;
+    char err[512], reason[600];
+
+    memset(&rec, 0, sizeof(rec));
+    if (store_record_parse(buf, len, NULL, sc->now, &rec, &why) < 0) {
+        skip_line(sc, lineno, NULL, why);
+        return;
+    }
+    /* RFC 8461 5.1: an expired policy is no policy; the daemon would remove it at start. */
+    if (rec.expires <= sc->now) {
+        skip_line(sc, lineno, rec.domain, "expired");
+        return;
+    }
+    switch (store_get(sc->st, rec.domain, sc->now, &old, &why)) {
+    case -1:
+        snprintf(reason, sizeof(reason), "cannot read the stored record: %s", why);
+        skip_line(sc, lineno, rec.domain, reason);
+        return;
+    case 1:
+        if (old.fetched >= rec.fetched) {
+            snprintf(reason, sizeof(reason), "not newer than the stored record (fetched %lld)",
+                     (long long)old.fetched);
+            skip_line(sc, lineno, rec.domain, reason);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    if (store_put_now(sc->st, &rec, err, sizeof(err)) < 0) {
+        snprintf(reason, sizeof(reason), "not written: %s", err);
+        skip_line(sc, lineno, rec.domain, reason);
+        sc->failed++;
+        return;
+    }
+    sc->done++;
+}
+
+static int import_cmd(struct state_cmd *sc, const char *path)
+{
+    static char buf[STORE_RECORD_MAX + 1];
+    FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
+    unsigned long lineno = 0;
+    int status = 2;
+    long n;
+
+    /* The input is opened as the invoking user, before any switch to the daemon's. */
+    if (fp == NULL) {
+        fprintf(stderr, "tlspolicyd: cannot open %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    if (open_store(sc, STORE_EXCLUSIVE) < 0)
+        goto done;
+    while ((n = read_line(fp, buf, STORE_RECORD_MAX)) != LINE_EOF) {
+        lineno++;
+        if (n == LINE_LONG)
+            skip_line(sc, lineno, NULL, "longer than a record can be");
+        else if (n == LINE_NUL)
+            skip_line(sc, lineno, NULL, "NUL byte in the line");
+        else if (buf[strspn(buf, " \t\r")] != '\0')
+            import_line(sc, lineno, buf, (size_t)n);
+    }
+    if (ferror(fp)) {
+        fprintf(stderr, "tlspolicyd: cannot read %s: %s\n", path, strerror(errno));
+        goto done;
+    }
+    printf("imported %zu, skipped %zu\n", sc->done, sc->skipped);
+    status = sc->failed > 0 && sc->done == 0 ? 2 : sc->skipped > 0 ? 1 : 0;
+done:
+    if (fp != stdin)
+        fclose(fp);
+    return status;
+}
+
+int state_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct state_cmd sc;
+    const char *verb = argc > 1 ? argv[1] : "";
+    int ch, status = 2, import = strcmp(verb, "import") == 0;
+
+    if (!import && strcmp(verb, "export") != 0) {
+        usage();
+        return 2;
+    }
+    memset(&sc, 0, sizeof(sc));
+    sc.now = (int64_t)time(NULL);
+    cmdline_init(&sc.cl, argc);
+    /* The options follow the verb: argv + 1 is "export ..." or "import ...". */
+    optind = 1;
+    while ((ch = getopt_long(argc - 1, argv + 1, CMDLINE_SHORTOPTS, longopts, NULL)) != -1) {
+        if (ch == 'j' || !cmdline_option(&sc.cl, ch, optarg)) {
+            usage();
+            goto done;
+        }
+    }
+    if (optind != argc - 1 - (import ? 1 : 0)) {
+        usage();
+        goto done;
+    }
+    if (cmdline_start(&sc.cl) < 0)
+        goto done;
+    status = import ? import_cmd(&sc, argv[optind + 1]) : export_cmd(&sc);
+done:
+    /* Closing the store frees it at once: nothing was handed to the threadpool. */
+    store_close(sc.st, 0);
+    cmdline_close_loop(&sc.cl);
+    cmdline_free(&sc.cl);
+    return status;
+}
