@@ -8,6 +8,7 @@
  */
 #include "sts.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -362,15 +363,20 @@ static int policy_line(const char *s, size_t n, struct sts_policy *p, unsigned *
 
         if (mx_pattern(v, vn, pat, why) < 0)
             return -1;
+        size_t plen = strlen(pat);
+
         /* A repeated pattern adds nothing; only distinct ones count against the limit. */
-        for (unsigned k = 0; k < p->nmx; k++)
-            if (strcmp(p->mx[k], pat) == 0)
+        for (const char *q = sts_policy_mx(p, 0); q; q = sts_policy_next(p, q))
+            if (strcmp(q, pat) == 0)
                 return 0;
         if (p->nmx == STS_MAX_MX) {
             *why = "policy has more than 32 mx patterns";
             return -1;
         }
-        memcpy(p->mx[p->nmx++], pat, strlen(pat) + 1);
+        /* Packed after the others; STS_MX_SPACE holds STS_MAX_MX of the longest. */
+        memcpy(p->mx + p->mxlen, pat, plen + 1);
+        p->mxlen += (unsigned)plen + 1;
+        p->nmx++;
     }
     /* RFC 8461 3.2: other fields are extensions and are ignored. */
     return 0;
@@ -445,6 +451,48 @@ int sts_policy_parse(const char *body, size_t len, struct sts_policy *p, const c
     return STS_POLICY_OK;
 }
 
+/* The bytes of mx[] in use, never more than the array holds. */
+static size_t mx_used(const struct sts_policy *p)
+{
+    return p->mxlen <= STS_MX_SPACE ? p->mxlen : STS_MX_SPACE;
+}
+
+size_t sts_policy_size(const struct sts_policy *p)
+{
+    return offsetof(struct sts_policy, mx) + mx_used(p);
+}
+
+const char *sts_policy_next(const struct sts_policy *p, const char *pat)
+{
+    size_t end = mx_used(p), at = (size_t)(pat - p->mx);
+    const char *nul = at < end ? memchr(pat, '\0', end - at) : NULL;
+
+    /* The last pattern's NUL ends mx[0..mxlen); nothing after it is read. */
+    if (nul == NULL || (size_t)(nul + 1 - p->mx) >= end)
+        return NULL;
+    return nul + 1;
+}
+
+const char *sts_policy_mx(const struct sts_policy *p, unsigned i)
+{
+    const char *pat = p->mx;
+
+    if (i >= p->nmx || mx_used(p) == 0 || memchr(p->mx, '\0', mx_used(p)) == NULL)
+        return NULL;
+    while (pat && i-- > 0)
+        pat = sts_policy_next(p, pat);
+    return pat;
+}
+
+/* The length of pat, a pattern of p; more than STS_PATTERN_MAX when it is unusable. */
+static size_t pattern_len(const struct sts_policy *p, const char *pat)
+{
+    size_t room = mx_used(p) - (size_t)(pat - p->mx);
+    size_t plen = strnlen(pat, room);
+
+    return plen == room ? STS_PATTERN_MAX + 1 : plen;
+}
+
 uint32_t sts_cache_lifetime(uint32_t max_age)
 {
     return max_age < STS_CACHE_MIN_AGE ? STS_CACHE_MIN_AGE : max_age;
@@ -483,9 +531,8 @@ int sts_mx_match(const struct sts_policy *p, const char *host)
             return 0;
     }
 
-    for (unsigned k = 0; k < p->nmx && k < STS_MAX_MX; k++) {
-        const char *pat = p->mx[k];
-        size_t plen = strnlen(pat, STS_PATTERN_MAX + 1);
+    for (const char *pat = sts_policy_mx(p, 0); pat; pat = sts_policy_next(p, pat)) {
+        size_t plen = pattern_len(p, pat);
 
         if (plen > STS_PATTERN_MAX || numeric_tld(pat))
             continue;
@@ -514,9 +561,8 @@ int sts_match_list(const struct sts_policy *p, char *out, size_t outlen)
     size_t o = 0;
     int n = 0;
 
-    for (unsigned k = 0; k < p->nmx && k < STS_MAX_MX; k++) {
-        const char *pat = p->mx[k];
-        size_t plen = strnlen(pat, STS_PATTERN_MAX + 1);
+    for (const char *pat = sts_policy_mx(p, 0); pat; pat = sts_policy_next(p, pat)) {
+        size_t plen = pattern_len(p, pat);
 
         if (plen == 0 || plen > STS_PATTERN_MAX || !usable(pat))
             continue;

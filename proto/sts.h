@@ -48,12 +48,39 @@ int sts_txt_parse(const char *txt, size_t len, char id[STS_ID_MAX + 1], const ch
 
 enum sts_mode { STS_MODE_ENFORCE, STS_MODE_TESTING, STS_MODE_NONE };
 
+/* Room for STS_MAX_MX patterns of the longest length, each with its NUL. */
+#define STS_MX_SPACE (STS_MAX_MX * (STS_PATTERN_MAX + 1))
+
+/*
+ * A policy. The patterns are packed: nmx NUL-terminated strings one after the other in
+ * mx[0..mxlen), so the first sts_policy_size() bytes of the struct are the whole policy and
+ * a cache keeps only those (the rest of mx[] is room for the parser, never read).
+ */
 struct sts_policy {
     enum sts_mode mode;
-    uint32_t max_age;                         /* seconds */
-    unsigned nmx;                             /* patterns in mx[] */
-    char mx[STS_MAX_MX][STS_PATTERN_MAX + 1]; /* lower case, no trailing dot, "*.x" kept */
+    uint32_t max_age;      /* seconds */
+    unsigned nmx;          /* patterns in mx[] */
+    unsigned mxlen;        /* bytes of mx[] used, the NULs included */
+    char mx[STS_MX_SPACE]; /* lower case, no trailing dot, "*.x" kept */
 };
+
+/*
+ * sts_policy_size - the bytes of *p that hold the policy: offsetof(mx) + mxlen. A copy of
+ * that many bytes (into storage at least that large) reads as the same policy.
+ */
+size_t sts_policy_size(const struct sts_policy *p);
+
+/*
+ * sts_policy_mx - the i-th pattern (0-based, in the policy's order), NUL-terminated, or NULL
+ * when i >= nmx. Walks the packed patterns: O(i).
+ */
+const char *sts_policy_mx(const struct sts_policy *p, unsigned i);
+
+/*
+ * sts_policy_next - the pattern after pat (one returned by sts_policy_mx() or this), or NULL
+ * after the last: for (pat = sts_policy_mx(p, 0); pat; pat = sts_policy_next(p, pat)).
+ */
+const char *sts_policy_next(const struct sts_policy *p, const char *pat);
 
 enum sts_policy_rc { STS_POLICY_OK = 0, STS_POLICY_INVALID = -1 };
 

@@ -71,8 +71,9 @@ static json_t *facts_json(const struct lookup_result *res)
             json_t *mx = json_array();
             time_t now = time(NULL);
 
-            for (unsigned i = 0; i < m->policy.nmx; i++)
-                json_array_append_new(mx, json_string(m->policy.mx[i]));
+            for (const char *pat = sts_policy_mx(&m->policy, 0); pat;
+                 pat = sts_policy_next(&m->policy, pat))
+                json_array_append_new(mx, json_string(pat));
             json_object_set_new(sts, "policy",
                                 json_pack("{s:s, s:s, s:I, s:o, s:I, s:I, s:I}", "id", m->id,
                                           "mode", sts_mode_name(m->policy.mode), "max_age",

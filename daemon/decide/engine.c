@@ -183,12 +183,12 @@ static void append_sts_attributes(const struct engine_facts *f, struct engine_an
         size_t base = len;
 
         ADD(" policy_type=sts policy_domain=%s", f->domain);
-        for (unsigned i = 0; i < p->nmx; i++)
-            ADD(" mx_host_pattern=%s", p->mx[i]);
+        for (const char *m = sts_policy_mx(p, 0); m; m = sts_policy_next(p, m))
+            ADD(" mx_host_pattern=%s", m);
         ADD(" { policy_string = version: STSv1 } { policy_string = mode: %s }",
             sts_mode_name(p->mode));
-        for (unsigned i = 0; i < p->nmx; i++)
-            ADD(" { policy_string = mx: %s }", p->mx[i]);
+        for (const char *m = sts_policy_mx(p, 0); m; m = sts_policy_next(p, m))
+            ADD(" { policy_string = mx: %s }", m);
         ADD(" { policy_string = max_age: %u }", (unsigned)p->max_age);
         return;
     too_long:

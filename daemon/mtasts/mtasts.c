@@ -66,10 +66,12 @@ struct work {
 struct entry {
     struct entry *hnext;
     struct mtasts_svc *svc;
-    struct mtasts_facts f; /* the policy in force (state POLICY) or the last outcome */
-    int64_t checked;       /* when discovery last completed */
-    int64_t fail_until;    /* no new work before this after a failure */
-    int used;              /* a lookup was answered from the policy since it was fetched */
+    /* The policy in force (state POLICY) or the last outcome: an allocation of
+     * facts_size() bytes, its policy's patterns and no more (set_policy). */
+    struct mtasts_facts *f;
+    int64_t checked;    /* when discovery last completed */
+    int64_t fail_until; /* no new work before this after a failure */
+    int used;           /* a lookup was answered from the policy since it was fetched */
     struct work *work;
     struct waitlist_link *waiters;
     struct lru_link idle; /* on svc->idle while evictable (see idle_update) */
@@ -98,12 +100,24 @@ struct mtasts_svc {
 /* How often cached policies are looked over for renewal and expiry. */
 #define SWEEP_MS 60000
 
+/* The bytes of *f that hold the facts: up to its policy's last pattern and no further. */
+static size_t facts_size(const struct mtasts_facts *f)
+{
+    return offsetof(struct mtasts_facts, policy) + sts_policy_size(&f->policy);
+}
+
 void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src)
 {
-    unsigned n = src->policy.nmx <= STS_MAX_MX ? src->policy.nmx : STS_MAX_MX;
+    memcpy(dst, src, facts_size(src));
+}
 
-    memcpy(dst, src, offsetof(struct mtasts_facts, policy) + offsetof(struct sts_policy, mx));
-    memcpy(dst->policy.mx, src->policy.mx, n * sizeof(src->policy.mx[0]));
+/* The entry's facts take pol, their allocation resized to hold its patterns and no more. */
+static void set_policy(struct entry *e, const struct sts_policy *pol)
+{
+    size_t n = sts_policy_size(pol);
+
+    e->f = xrealloc(e->f, offsetof(struct mtasts_facts, policy) + n);
+    memcpy(&e->f->policy, pol, n);
 }
 
 static int64_t wall_now(void)
@@ -128,11 +142,11 @@ static struct entry *find(struct mtasts_svc *svc, const char *domain)
 /* Every change of an entry's state goes through here, for the policies gauge. */
 static void set_state(struct entry *e, enum mtasts_state state)
 {
-    if (e->f.state == MTASTS_POLICY)
+    if (e->f->state == MTASTS_POLICY)
         e->svc->npolicies--;
     if (state == MTASTS_POLICY)
         e->svc->npolicies++;
-    e->f.state = state;
+    e->f->state = state;
 }
 
 /*
@@ -143,7 +157,7 @@ static void set_state(struct entry *e, enum mtasts_state state)
 static void idle_update(struct entry *e)
 {
     int idle =
-        e->f.state != MTASTS_POLICY && e->work == NULL && e->waiters == NULL && e->answering == 0;
+        e->f->state != MTASTS_POLICY && e->work == NULL && e->waiters == NULL && e->answering == 0;
 
     if (idle && !e->on_idle)
         lru_push_front(&e->svc->idle, &e->idle);
@@ -162,9 +176,10 @@ static void entry_free(struct entry *e)
     *pp = e->hnext;
     if (e->on_idle)
         lru_unlink(&svc->idle, &e->idle);
-    if (e->f.state == MTASTS_POLICY)
+    if (e->f->state == MTASTS_POLICY)
         svc->npolicies--;
     svc->nentries--;
+    free(e->f);
     free(e);
 }
 
@@ -225,9 +240,11 @@ static struct entry *create(struct mtasts_svc *svc, const char *domain)
         grow(svc);
     b = slot_of(svc, domain);
     e = xcalloc(1, sizeof(*e));
+    /* No policy yet: the facts up to an empty pattern list. */
+    e->f = xcalloc(1, offsetof(struct mtasts_facts, policy) + offsetof(struct sts_policy, mx));
     e->svc = svc;
     snprintf(e->domain, sizeof(e->domain), "%s", domain);
-    e->f.state = MTASTS_NONE;
+    e->f->state = MTASTS_NONE;
     e->hnext = *b;
     *b = e;
     svc->nentries++;
@@ -236,21 +253,21 @@ static struct entry *create(struct mtasts_svc *svc, const char *domain)
 
 static int has_policy(const struct entry *e, int64_t now)
 {
-    return e->f.state == MTASTS_POLICY && e->f.expires > now;
+    return e->f->state == MTASTS_POLICY && e->f->expires > now;
 }
 
 /* RFC 8461 5.1: an expired policy is gone; so is its record. */
 static void expire(struct entry *e, int64_t now)
 {
-    if (e->f.state != MTASTS_POLICY || e->f.expires > now)
+    if (e->f->state != MTASTS_POLICY || e->f->expires > now)
         return;
-    log_info("mta-sts: policy of %s (id %s) reached its max_age; dropped", e->domain, e->f.id);
+    log_info("mta-sts: policy of %s (id %s) reached its max_age; dropped", e->domain, e->f->id);
     metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_EVICTION);
     if (e->svc->store)
         store_delete(e->svc->store, e->domain);
     set_state(e, MTASTS_NONE);
-    e->f.local_fault = 0;
-    snprintf(e->f.why, sizeof(e->f.why), "the cached policy expired");
+    e->f->local_fault = 0;
+    snprintf(e->f->why, sizeof(e->f->why), "the cached policy expired");
     idle_update(e);
 }
 
@@ -263,8 +280,8 @@ static void work_done(struct work *w)
     struct mtasts_facts f;
 
     /* The TXT record last seen stays with the entry, for query output. */
-    snprintf(e->f.txt, sizeof(e->f.txt), "%s", w->txt);
-    mtasts_facts_copy(&f, &e->f);
+    snprintf(e->f->txt, sizeof(e->f->txt), "%s", w->txt);
+    mtasts_facts_copy(&f, e->f);
     f.cached = 0;
     free(w);
     e->work = NULL;
@@ -285,7 +302,7 @@ static void work_done(struct work *w)
     if (--e->answering > 0)
         return;
     /* Nothing worth keeping: no policy and no failure to remember. */
-    if (e->f.state != MTASTS_POLICY && e->fail_until <= wall_now() && e->waiters == NULL &&
+    if (e->f->state != MTASTS_POLICY && e->fail_until <= wall_now() && e->waiters == NULL &&
         e->work == NULL)
         entry_free(e);
     else
@@ -313,7 +330,7 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
     struct entry *e = w->e;
     int64_t now = wall_now();
     int local = (how & END_LOCAL) != 0;
-    char why[sizeof(e->f.why)];
+    char why[sizeof(e->f->why)];
     va_list ap;
 
     va_start(ap, fmt);
@@ -324,20 +341,20 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
     if (has_policy(e, now)) {
         /* The next background check of the TXT id waits for sts_recheck again. */
         e->checked = now;
-        e->f.local_fault = 0;
+        e->f->local_fault = 0;
         if (local)
             log_error("mta-sts: %s: %s; the cached policy (id %s) stays in force", e->domain, why,
-                      e->f.id);
+                      e->f->id);
         else
             log_info("mta-sts: %s: %s; the cached policy (id %s) stays in force until it "
                      "expires in %llds (RFC 8461 5.1)",
-                     e->domain, why, e->f.id, (long long)(e->f.expires - now));
+                     e->domain, why, e->f->id, (long long)(e->f->expires - now));
     } else {
         if (!local)
             e->checked = now;
-        e->f.local_fault = local;
+        e->f->local_fault = local;
         set_state(e, MTASTS_NONE);
-        snprintf(e->f.why, sizeof(e->f.why), "%s", why);
+        snprintf(e->f->why, sizeof(e->f->why), "%s", why);
         if (local)
             log_error("mta-sts: %s: %s; answering TEMP until a fetch succeeds", e->domain, why);
         else
@@ -356,7 +373,7 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     int64_t now = wall_now();
 
     w->fetch = NULL;
-    snprintf(e->f.fetch, sizeof(e->f.fetch), "%s", fetch_outcome_name(res->outcome));
+    snprintf(e->f->fetch, sizeof(e->f->fetch), "%s", fetch_outcome_name(res->outcome));
     if (res->outcome == FETCH_LOCAL) {
         metrics_fetch(res->outcome);
         no_new_policy(w, END_LOCAL, "policy fetch from %s failed: %s", w->host, res->why);
@@ -368,7 +385,7 @@ static void on_fetch(void *arg, const struct fetch_result *res)
         return;
     }
     if (sts_policy_parse(res->body, res->len, &pol, &why) != STS_POLICY_OK) {
-        snprintf(e->f.fetch, sizeof(e->f.fetch), "invalid");
+        snprintf(e->f->fetch, sizeof(e->f->fetch), "invalid");
         metrics_fetch(METRICS_FETCH_INVALID);
         no_new_policy(w, END_REMEMBER, "policy from %s is invalid: %s", w->host, why);
         return;
@@ -376,16 +393,16 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     metrics_fetch(METRICS_FETCH_OK);
     /* RFC 8461 3.3: the policy is associated with the id of the TXT record that led to it. */
     set_state(e, MTASTS_POLICY);
-    e->f.policy = pol;
-    snprintf(e->f.id, sizeof(e->f.id), "%s", w->id);
-    e->f.fetched = now;
+    set_policy(e, &pol);
+    snprintf(e->f->id, sizeof(e->f->id), "%s", w->id);
+    e->f->fetched = now;
     /* Cached at least an hour, so a max_age of 0 is not a fetch per lookup (sts.h). */
-    e->f.expires = now + sts_cache_lifetime(pol.max_age);
-    snprintf(e->f.why, sizeof(e->f.why), "policy id %s fetched from %s", w->id, w->host);
+    e->f->expires = now + sts_cache_lifetime(pol.max_age);
+    snprintf(e->f->why, sizeof(e->f->why), "policy id %s fetched from %s", w->id, w->host);
     e->checked = now;
     e->fail_until = 0;
     e->used = 0;
-    e->f.local_fault = 0;
+    e->f->local_fault = 0;
     log_info("mta-sts: %s: policy id %s, mode %s, max_age %u%s, %u mx pattern%s", e->domain, w->id,
              sts_mode_name(pol.mode), (unsigned)pol.max_age,
              pol.max_age < STS_CACHE_MIN_AGE ? " (cached for the floor of 3600)" : "", pol.nmx,
@@ -397,8 +414,8 @@ static void on_fetch(void *arg, const struct fetch_result *res)
         memset(&rec, 0, sizeof(rec));
         snprintf(rec.domain, sizeof(rec.domain), "%s", e->domain);
         snprintf(rec.id, sizeof(rec.id), "%s", w->id);
-        rec.fetched = e->f.fetched;
-        rec.expires = e->f.expires;
+        rec.fetched = e->f->fetched;
+        rec.expires = e->f->expires;
         rec.policy = pol;
         store_put(svc->store, &rec);
     }
@@ -567,15 +584,15 @@ static void on_txt(void *arg, const struct resolver_answer *ans)
      * RFC 8461 5.1: the same id means the same policy; fetch again only to renew it once
      * half its lifetime has passed, so a policy in use never runs out.
      */
-    if (has_policy(e, now) && strcmp(e->f.id, w->id) == 0 &&
-        now < e->f.fetched + (e->f.expires - e->f.fetched) / 2) {
+    if (has_policy(e, now) && strcmp(e->f->id, w->id) == 0 &&
+        now < e->f->fetched + (e->f->expires - e->f->fetched) / 2) {
         e->checked = now;
         work_done(w);
         return;
     }
     if (has_policy(e, now))
         log_info("mta-sts: %s: TXT id %s (cached policy has %s): fetching", e->domain, w->id,
-                 e->f.id);
+                 e->f->id);
     resolve_host(w);
 }
 
@@ -607,7 +624,7 @@ static void deliver_now(struct entry *e, int cached, mtasts_cb cb, void *arg)
 {
     struct mtasts_facts f;
 
-    mtasts_facts_copy(&f, &e->f);
+    mtasts_facts_copy(&f, e->f);
     f.cached = cached;
     cb(arg, &f);
 }
@@ -675,11 +692,11 @@ static void on_loaded(void *arg, const struct store_record *rec)
     if (e == NULL)
         e = create(svc, rec->domain);
     set_state(e, MTASTS_POLICY);
-    e->f.policy = rec->policy;
-    snprintf(e->f.id, sizeof(e->f.id), "%s", rec->id);
-    e->f.fetched = rec->fetched;
-    e->f.expires = rec->expires;
-    snprintf(e->f.why, sizeof(e->f.why), "policy id %s from state_dir, fetched %lld", rec->id,
+    set_policy(e, &rec->policy);
+    snprintf(e->f->id, sizeof(e->f->id), "%s", rec->id);
+    e->f->fetched = rec->fetched;
+    e->f->expires = rec->expires;
+    snprintf(e->f->why, sizeof(e->f->why), "policy id %s from state_dir, fetched %lld", rec->id,
              (long long)rec->fetched);
     idle_update(e);
     /* Checked long ago: the first lookup looks at the TXT id again, behind the answer. */
@@ -708,14 +725,14 @@ static void on_sweep(uv_timer_t *t)
             next = e->hnext;
             if (e->work != NULL || e->waiters != NULL)
                 continue;
-            if (e->f.state == MTASTS_POLICY) {
+            if (e->f->state == MTASTS_POLICY) {
                 expire(e, now);
-                if (e->f.state != MTASTS_POLICY) {
+                if (e->f->state != MTASTS_POLICY) {
                     entry_free(e);
                     continue;
                 }
                 if (e->used && e->fail_until <= now &&
-                    e->f.expires - now < (e->f.expires - e->f.fetched) / 4) {
+                    e->f->expires - now < (e->f->expires - e->f->fetched) / 4) {
                     metrics_refresh(METRICS_REFRESH_RENEWAL);
                     start_work(e);
                 }
@@ -775,6 +792,7 @@ void mtasts_svc_destroy(struct mtasts_svc *svc)
                 free(e->work);
             }
             svc->buckets[b] = e->hnext;
+            free(e->f);
             free(e);
         }
     }

@@ -24,7 +24,7 @@ struct store;
 struct mtasts_svc;
 struct mtasts_lookup;
 
-/* sts_cache_size's default: an entry is about 9 KiB (its mx array), so some 180 MiB. */
+/* sts_cache_size's default: an entry is about 1.3 KiB (tests/bench/memory.sh), so some 26 MB. */
 #define MTASTS_CACHE_MAX_DEFAULT 20000
 
 struct mtasts_opts {
@@ -57,13 +57,16 @@ struct mtasts_facts {
      */
     int local_fault;
     char why[400]; /* one line: what decided the state */
-    /* Last, and its mx patterns last in it: mtasts_facts_copy() copies only those used. */
+    /* Last, and its packed mx patterns last in it: the cache keeps and mtasts_facts_copy()
+     * copies only the bytes used (sts_policy_size()). */
     struct sts_policy policy;
 };
 
 /*
- * mtasts_facts_copy - *dst = *src, without the unused part of the mx pattern array (most
- * of the struct's 9 KiB): a lookup copies the facts once or twice.
+ * mtasts_facts_copy - *dst = *src, up to src's last mx pattern (the unused room of the
+ * pattern array, most of the struct's 9 KiB, is neither read nor written): a lookup copies
+ * the facts once or twice, and the cache's own facts are allocated only that large. dst
+ * must be a whole struct.
  */
 void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src);
 

@@ -142,8 +142,9 @@ char *store_record_encode(const struct store_record *rec)
     char *text, *line = NULL;
     size_t len;
 
-    for (unsigned i = 0; i < rec->policy.nmx; i++)
-        json_array_append_new(mx, json_string(rec->policy.mx[i]));
+    for (const char *pat = sts_policy_mx(&rec->policy, 0); pat;
+         pat = sts_policy_next(&rec->policy, pat))
+        json_array_append_new(mx, json_string(pat));
     doc = json_pack("{s:i, s:s, s:s, s:I, s:I, s:s, s:I, s:O}", "version", STORE_VERSION, "domain",
                     rec->domain, "id", rec->id, "fetched", (json_int_t)rec->fetched, "expires",
                     (json_int_t)rec->expires, "mode", sts_mode_name(rec->policy.mode), "max_age",

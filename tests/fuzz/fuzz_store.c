@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(rec.policy.max_age <= STS_MAX_AGE_MAX);
     CHECK(rec.policy.nmx <= STS_MAX_MX);
     CHECK(rec.policy.mode == STS_MODE_NONE || rec.policy.nmx >= 1);
-    for (unsigned i = 0; i < rec.policy.nmx; i++)
-        for (const char *c = rec.policy.mx[i]; *c; c++)
+    for (const char *m = sts_policy_mx(&rec.policy, 0); m; m = sts_policy_next(&rec.policy, m))
+        for (const char *c = m; *c; c++)
             CHECK((unsigned char)*c > 0x20 && (unsigned char)*c < 0x7f);
     if (rec.policy.mode != STS_MODE_NONE && sts_match_list(&rec.policy, list, sizeof(list)) >= 0)
         CHECK(strchr(list, '*') == NULL);

@@ -74,13 +74,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < size; i++)
         CHECK(data[i] != '\0');
 
+    /* The packed patterns: nmx of them, filling mx[0..mxlen) exactly. */
+    {
+        unsigned count = 0;
+        size_t used = 0;
+
+        for (const char *m = sts_policy_mx(&p, 0); m; m = sts_policy_next(&p, m)) {
+            count++;
+            used += strlen(m) + 1;
+        }
+        CHECK(count == p.nmx);
+        CHECK(used == p.mxlen);
+    }
     for (unsigned k = 0; k < p.nmx; k++) {
-        const char *pat = p.mx[k];
+        const char *pat = sts_policy_mx(&p, k);
         char host[STS_PATTERN_MAX + 2];
 
         check_pattern(pat);
         for (unsigned j = 0; j < k; j++)
-            CHECK(strcmp(p.mx[j], pat) != 0);
+            CHECK(strcmp(sts_policy_mx(&p, j), pat) != 0);
 
         /* A pattern matches the host it describes ("*." stands for one label), and
          * neither its parent nor a name two labels down; addresses never match. */

@@ -139,11 +139,15 @@ static void big_record(struct store_record *rec, const char *domain)
     rec->policy.mode = STS_MODE_ENFORCE;
     rec->policy.max_age = 86400;
     rec->policy.nmx = STS_MAX_MX;
+    /* Packed, as the parser writes them (sts.h). */
     for (unsigned i = 0; i < STS_MAX_MX; i++)
-        snprintf(rec->policy.mx[i], sizeof(rec->policy.mx[i]),
-                 "mx%02u.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
-                 "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.example",
-                 i);
+        rec->policy.mxlen +=
+            (unsigned)snprintf(
+                rec->policy.mx + rec->policy.mxlen, sizeof(rec->policy.mx) - rec->policy.mxlen,
+                "mx%02u.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+                "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.example",
+                i) +
+            1;
 }
 
 static long long ms_since(const struct timespec *t0)

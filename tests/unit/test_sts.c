@@ -284,8 +284,8 @@ static void join_mx(const struct sts_policy *p, char *out, size_t outlen)
     size_t o = 0;
 
     out[0] = '\0';
-    for (unsigned k = 0; k < p->nmx && k < STS_MAX_MX; k++)
-        o += (size_t)snprintf(out + o, outlen - o, "%s%s", k ? " " : "", p->mx[k]);
+    for (const char *m = sts_policy_mx(p, 0); m; m = sts_policy_next(p, m))
+        o += (size_t)snprintf(out + o, outlen - o, "%s%s", o ? " " : "", m);
 }
 
 static void check_policy_row(const struct policy_row *r)
@@ -497,7 +497,8 @@ static void check_limits(void)
         check_int("253-character name", "length", (long long)strlen(name), DOMAIN_MAX);
         snprintf(pat, sizeof(pat), "*.%s", name);
         check_int("255-character pattern", "rc", make_policy("enforce", one, &p), STS_POLICY_OK);
-        check_int("255-character pattern", "length", (long long)strlen(p.mx[0]), STS_PATTERN_MAX);
+        check_int("255-character pattern", "length", (long long)strlen(sts_policy_mx(&p, 0)),
+                  STS_PATTERN_MAX);
         check_int("255-character pattern", "list", sts_match_list(&p, list, sizeof(list)),
                   STS_PATTERN_MAX - 1);
         snprintf(pat, sizeof(pat), "*.%s.", name);
