@@ -258,9 +258,9 @@ static int good(enum rtls_path path, const struct rtls_host *h)
 
 struct tally {
     unsigned candidates, good, good_pkix, authenticated; /* authenticated: TLS + auth ok */
-    unsigned transient; /* no definite probe result */
-    unsigned leaky;     /* authenticates, definitely without REQUIRETLS: must not be used */
-    unsigned unjudged;  /* transient and not good: nothing is known about it yet */
+    unsigned transient;                                  /* no definite probe result */
+    unsigned leaky;    /* authenticates, definitely without REQUIRETLS: must not be used */
+    unsigned unjudged; /* transient and not good: nothing is known about it yet */
 };
 
 static struct tally count(const struct engine_facts *f, enum rtls_path path)
@@ -589,7 +589,8 @@ static void to_access(struct engine_answer *a)
     }
 }
 
-void engine_decide(enum sockmap_map map, const struct engine_facts *facts, struct engine_answer *ans)
+void engine_decide(enum sockmap_map map, const struct engine_facts *facts,
+                   struct engine_answer *ans)
 {
     if (map == SOCKMAP_MAP_REQUIRETLS_ACCESS) {
         engine_decide(SOCKMAP_MAP_REQUIRETLS, facts, ans);

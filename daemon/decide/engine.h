@@ -15,7 +15,6 @@
 #include "sockmap.h"
 #include "tlspolicy.h"
 
-
 /* What is known about one domain when the decision is made. */
 struct engine_facts {
     const char *domain; /* normalised */
