@@ -63,12 +63,33 @@ struct work {
     const char *addr_why;
 };
 
+/*
+ * What the cache keeps of a domain's facts: struct mtasts_facts without its fixed-size text
+ * (the TXT record and the reason line are heap strings sized to their content, NULL for "")
+ * and with its policy's patterns and no more (set_policy). facts_of() builds the whole
+ * struct mtasts_facts a lookup is answered with.
+ */
+struct cached {
+    enum mtasts_state state;
+    int local_fault; /* as in struct mtasts_facts */
+    char id[STS_ID_MAX + 1];
+    int64_t fetched, expires;
+    char fetch[32];
+    char *txt; /* the TXT record that was found, escaped; NULL: none */
+    char *why; /* what decided the state; NULL: "" */
+    /* Last, and its packed mx patterns last in it (sts_policy_size()). */
+    struct sts_policy policy;
+};
+
+/* The reason line's room in struct mtasts_facts, which bounds the cache's copy too. */
+#define WHY_MAX sizeof(((struct mtasts_facts *)0)->why)
+
 struct entry {
     struct entry *hnext;
     struct mtasts_svc *svc;
     /* The policy in force (state POLICY) or the last outcome: an allocation of
-     * facts_size() bytes, its policy's patterns and no more (set_policy). */
-    struct mtasts_facts *f;
+     * struct cached up to its policy's last pattern and no more (set_policy). */
+    struct cached *f;
     int64_t checked;    /* when discovery last completed */
     int64_t fail_until; /* no new work before this after a failure */
     int used;           /* a lookup was answered from the policy since it was fetched */
@@ -77,7 +98,7 @@ struct entry {
     struct lru_link idle; /* on svc->idle while evictable (see idle_update) */
     int on_idle;
     int answering; /* work_done() is calling back: the entry must outlive the calls */
-    char domain[DOMAIN_MAX + 1];
+    char domain[]; /* sized to the name (create) */
 };
 
 struct mtasts_svc {
@@ -116,8 +137,53 @@ static void set_policy(struct entry *e, const struct sts_policy *pol)
 {
     size_t n = sts_policy_size(pol);
 
-    e->f = xrealloc(e->f, offsetof(struct mtasts_facts, policy) + n);
+    e->f = xrealloc(e->f, offsetof(struct cached, policy) + n);
     memcpy(&e->f->policy, pol, n);
+}
+
+/* *p becomes a copy of s, or NULL for "" (most entries have no TXT text to keep). */
+static void set_text(char **p, const char *s)
+{
+    free(*p);
+    *p = s[0] ? xstrdup(s) : NULL;
+}
+
+/* The entry's reason line, formatted and cut as struct mtasts_facts' why would cut it. */
+static void set_why(struct entry *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_why(struct entry *e, const char *fmt, ...)
+{
+    char why[WHY_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    set_text(&e->f->why, why);
+}
+
+/* *f: the entry's facts as lookups are answered with them (f a whole struct). */
+static void facts_of(const struct entry *e, struct mtasts_facts *f, int cached)
+{
+    const struct cached *c = e->f;
+
+    f->state = c->state;
+    memcpy(f->id, c->id, sizeof(f->id));
+    f->fetched = c->fetched;
+    f->expires = c->expires;
+    f->cached = cached;
+    snprintf(f->txt, sizeof(f->txt), "%s", c->txt ? c->txt : "");
+    memcpy(f->fetch, c->fetch, sizeof(f->fetch));
+    f->local_fault = c->local_fault;
+    snprintf(f->why, sizeof(f->why), "%s", c->why ? c->why : "");
+    memcpy(&f->policy, &c->policy, sts_policy_size(&c->policy));
+}
+
+static void cached_free(struct cached *c)
+{
+    free(c->txt);
+    free(c->why);
+    free(c);
 }
 
 static int64_t wall_now(void)
@@ -179,7 +245,7 @@ static void entry_free(struct entry *e)
     if (e->f->state == MTASTS_POLICY)
         svc->npolicies--;
     svc->nentries--;
-    free(e->f);
+    cached_free(e->f);
     free(e);
 }
 
@@ -234,16 +300,18 @@ static void make_room(struct mtasts_svc *svc)
 static struct entry *create(struct mtasts_svc *svc, const char *domain)
 {
     struct entry **b, *e;
+    size_t len = strnlen(domain, DOMAIN_MAX);
 
     make_room(svc);
     if (svc->nentries >= svc->nbuckets)
         grow(svc);
     b = slot_of(svc, domain);
-    e = xcalloc(1, sizeof(*e));
+    /* The name and no more room (xcalloc ends it with its NUL). */
+    e = xcalloc(1, offsetof(struct entry, domain) + len + 1);
     /* No policy yet: the facts up to an empty pattern list. */
-    e->f = xcalloc(1, offsetof(struct mtasts_facts, policy) + offsetof(struct sts_policy, mx));
+    e->f = xcalloc(1, offsetof(struct cached, policy) + offsetof(struct sts_policy, mx));
     e->svc = svc;
-    snprintf(e->domain, sizeof(e->domain), "%s", domain);
+    memcpy(e->domain, domain, len);
     e->f->state = MTASTS_NONE;
     e->hnext = *b;
     *b = e;
@@ -267,7 +335,7 @@ static void expire(struct entry *e, int64_t now)
         store_delete(e->svc->store, e->domain);
     set_state(e, MTASTS_NONE);
     e->f->local_fault = 0;
-    snprintf(e->f->why, sizeof(e->f->why), "the cached policy expired");
+    set_why(e, "the cached policy expired");
     idle_update(e);
 }
 
@@ -280,9 +348,8 @@ static void work_done(struct work *w)
     struct mtasts_facts f;
 
     /* The TXT record last seen stays with the entry, for query output. */
-    snprintf(e->f->txt, sizeof(e->f->txt), "%s", w->txt);
-    mtasts_facts_copy(&f, e->f);
-    f.cached = 0;
+    set_text(&e->f->txt, w->txt);
+    facts_of(e, &f, 0);
     free(w);
     e->work = NULL;
     svc->completions++;
@@ -330,7 +397,7 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
     struct entry *e = w->e;
     int64_t now = wall_now();
     int local = (how & END_LOCAL) != 0;
-    char why[sizeof(e->f->why)];
+    char why[WHY_MAX];
     va_list ap;
 
     va_start(ap, fmt);
@@ -354,7 +421,7 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
             e->checked = now;
         e->f->local_fault = local;
         set_state(e, MTASTS_NONE);
-        snprintf(e->f->why, sizeof(e->f->why), "%s", why);
+        set_text(&e->f->why, why);
         if (local)
             log_error("mta-sts: %s: %s; answering TEMP until a fetch succeeds", e->domain, why);
         else
@@ -398,7 +465,7 @@ static void on_fetch(void *arg, const struct fetch_result *res)
     e->f->fetched = now;
     /* Cached at least an hour, so a max_age of 0 is not a fetch per lookup (sts.h). */
     e->f->expires = now + sts_cache_lifetime(pol.max_age);
-    snprintf(e->f->why, sizeof(e->f->why), "policy id %s fetched from %s", w->id, w->host);
+    set_why(e, "policy id %s fetched from %s", w->id, w->host);
     e->checked = now;
     e->fail_until = 0;
     e->used = 0;
@@ -624,8 +691,7 @@ static void deliver_now(struct entry *e, int cached, mtasts_cb cb, void *arg)
 {
     struct mtasts_facts f;
 
-    mtasts_facts_copy(&f, e->f);
-    f.cached = cached;
+    facts_of(e, &f, cached);
     cb(arg, &f);
 }
 
@@ -696,8 +762,7 @@ static void on_loaded(void *arg, const struct store_record *rec)
     snprintf(e->f->id, sizeof(e->f->id), "%s", rec->id);
     e->f->fetched = rec->fetched;
     e->f->expires = rec->expires;
-    snprintf(e->f->why, sizeof(e->f->why), "policy id %s from state_dir, fetched %lld", rec->id,
-             (long long)rec->fetched);
+    set_why(e, "policy id %s from state_dir, fetched %lld", rec->id, (long long)rec->fetched);
     idle_update(e);
     /* Checked long ago: the first lookup looks at the TXT id again, behind the answer. */
     e->checked = 0;
@@ -792,7 +857,7 @@ void mtasts_svc_destroy(struct mtasts_svc *svc)
                 free(e->work);
             }
             svc->buckets[b] = e->hnext;
-            free(e->f);
+            cached_free(e->f);
             free(e);
         }
     }

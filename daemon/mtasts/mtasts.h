@@ -24,7 +24,7 @@ struct store;
 struct mtasts_svc;
 struct mtasts_lookup;
 
-/* sts_cache_size's default: an entry is about 1.3 KiB (tests/bench/memory.sh), so some 26 MB. */
+/* sts_cache_size's default: an entry is about 0.5 KiB (tests/bench/memory.sh), so some 10 MB. */
 #define MTASTS_CACHE_MAX_DEFAULT 20000
 
 struct mtasts_opts {
@@ -65,8 +65,8 @@ struct mtasts_facts {
 /*
  * mtasts_facts_copy - *dst = *src, up to src's last mx pattern (the unused room of the
  * pattern array, most of the struct's 9 KiB, is neither read nor written): a lookup copies
- * the facts once or twice, and the cache's own facts are allocated only that large. dst
- * must be a whole struct.
+ * the facts once or twice. The cache itself keeps a smaller form (text sized to its
+ * content) and builds the whole struct for each answer. dst must be a whole struct.
  */
 void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src);
 
