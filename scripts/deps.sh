@@ -8,7 +8,7 @@ set -euo pipefail
 want=${1:-build}
 # adduser: the daemon's system user (below).
 pkgs=(build-essential cmake pkg-config libuv1-dev libc-ares-dev libcurl4-openssl-dev
-      libjansson-dev libmbedtls-dev libidn2-dev adduser)
+      libjansson-dev libmbedtls-dev libidn2-dev liblmdb-dev adduser)
 if [ "$want" = test ]; then
     # postfix: postmap is the real socketmap client; python3: the bad-input clients;
     # clang and its runtime: libFuzzer builds of the fuzzers.

@@ -205,7 +205,10 @@ int query_main(int argc, char **argv)
             goto done;
         }
     }
-    lookup_svc_load(&svc, &cl.cfg);
+    if (lookup_svc_load(&svc, &cl.cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tlspolicyd: %s\n", err);
+        goto done;
+    }
 
     status = 0;
     for (int i = optind; i < argc; i++) {

@@ -1,10 +1,11 @@
 /*
- * The state commands (state_cmd.h). export walks the store read-only (store_scan) and prints
- * each record as store_record_encode() writes it, in domain order, so two exports of the same
- * policies are byte for byte equal. import holds every line to store_record_parse(), the
- * parser a stored record meets at start-up (RFC 8461 3.2 again), and writes what passes
- * through store_put_now(), crash-safe like the daemon's own writes, under the store's
- * exclusive lock: a daemon holding state_dir makes import refuse, not race it.
+ * The state commands (state_cmd.h). export walks the store in one read transaction
+ * (store_scan) and prints each record as store_record_encode() writes it, in domain order,
+ * so two exports of the same policies are byte for byte equal. import holds every line to
+ * store_record_parse(), the parser a stored record meets when it is read (RFC 8461 3.2
+ * again), and writes what passes in transactions of IMPORT_BATCH lines (store_batch_*),
+ * each durable when committed, under the store's exclusive lock: a daemon holding state_dir
+ * makes import refuse, not race it.
  */
 #include "state_cmd.h"
 
@@ -20,6 +21,9 @@
 #include "privs.h"
 #include "store.h"
 
+/* Lines per write transaction of "state import": one commit (two fsyncs) per batch. */
+#define IMPORT_BATCH 1000
+
 struct state_cmd {
     struct cmdline cl;
     struct store *st;
@@ -27,6 +31,9 @@ struct state_cmd {
     size_t done;    /* records exported or imported */
     size_t skipped; /* records or lines left out, each reported */
     size_t failed;  /* of the skipped lines, those whose write failed */
+    size_t pending; /* records written to the open batch, not yet committed */
+    unsigned long first_line; /* the open batch's first line */
+    int broken;     /* a commit failed: the rest of the input is not imported */
 };
 
 static void usage(void)
@@ -57,8 +64,11 @@ static int open_store(struct state_cmd *sc, enum store_access access)
         fprintf(stderr, "tlspolicyd: user = %s: no such user\n", cfg->user);
         return -1;
     }
-    sc->st = store_open(&sc->cl.loop, cfg->state_dir, uid, gid, access, err, sizeof(err));
-    if (sc->st == NULL || privs_drop(cfg, err, sizeof(err)) < 0) {
+    sc->st = store_open(&sc->cl.loop, cfg->state_dir, uid, gid, access,
+                        (uint64_t)cfg->state_max_size_mb << 20, err, sizeof(err));
+    /* As the daemon's user: a corrupt store set aside, the old layout migrated. */
+    if (sc->st == NULL || privs_drop(cfg, err, sizeof(err)) < 0 ||
+        store_start(sc->st, sc->now, err, sizeof(err)) < 0) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
         return -1;
     }
@@ -172,13 +182,58 @@ static void import_line(struct state_cmd *sc, unsigned long lineno, const char *
     default:
         break;
     }
-    if (store_put_now(sc->st, &rec, err, sizeof(err)) < 0) {
+    if (store_batch_put(sc->st, &rec, err, sizeof(err)) < 0) {
         snprintf(reason, sizeof(reason), "not written: %s", err);
         skip_line(sc, lineno, rec.domain, reason);
         sc->failed++;
         return;
     }
-    sc->done++;
+    sc->pending++;
+}
+
+/* Commit the open batch (if any) and count it; -1 after a failed commit, which lost it. */
+static int commit_batch(struct state_cmd *sc, unsigned long lineno)
+{
+    unsigned long first = sc->first_line;
+    char err[512];
+
+    sc->first_line = 0;
+    if (store_batch_commit(sc->st, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tlspolicyd: state import: lines %lu to %lu: %zu records not imported: "
+                        "%s\n", first, lineno, sc->pending, err);
+        sc->skipped += sc->pending;
+        sc->failed += sc->pending;
+        sc->pending = 0;
+        sc->broken = 1;
+        return -1;
+    }
+    sc->done += sc->pending;
+    sc->pending = 0;
+    return 0;
+}
+
+/* One line of the input into the open batch (opened when none is); full batches commit. */
+static int import_one(struct state_cmd *sc, unsigned long lineno, const char *buf, long n)
+{
+    char err[512];
+
+    if (sc->first_line == 0) {
+        if (store_batch_begin(sc->st, err, sizeof(err)) < 0) {
+            fprintf(stderr, "tlspolicyd: state import: %s\n", err);
+            sc->broken = 1;
+            return -1;
+        }
+        sc->first_line = lineno;
+    }
+    if (n == LINE_LONG)
+        skip_line(sc, lineno, NULL, "longer than a record can be");
+    else if (n == LINE_NUL)
+        skip_line(sc, lineno, NULL, "NUL byte in the line");
+    else if (buf[strspn(buf, " \t\r")] != '\0')
+        import_line(sc, lineno, buf, (size_t)n);
+    if (lineno - sc->first_line + 1 < IMPORT_BATCH)
+        return 0;
+    return commit_batch(sc, lineno);
 }
 
 static int import_cmd(struct state_cmd *sc, const char *path)
@@ -198,19 +253,21 @@ static int import_cmd(struct state_cmd *sc, const char *path)
         goto done;
     while ((n = read_line(fp, buf, STORE_RECORD_MAX)) != LINE_EOF) {
         lineno++;
-        if (n == LINE_LONG)
-            skip_line(sc, lineno, NULL, "longer than a record can be");
-        else if (n == LINE_NUL)
-            skip_line(sc, lineno, NULL, "NUL byte in the line");
-        else if (buf[strspn(buf, " \t\r")] != '\0')
-            import_line(sc, lineno, buf, (size_t)n);
+        if (import_one(sc, lineno, buf, n) < 0)
+            break;
     }
+    /* What was read before a read error is committed: each line stands on its own. */
+    if (!sc->broken && sc->first_line != 0)
+        commit_batch(sc, lineno);
     if (ferror(fp)) {
         fprintf(stderr, "tlspolicyd: cannot read %s: %s\n", path, strerror(errno));
         goto done;
     }
+    if (sc->broken)
+        fprintf(stderr, "tlspolicyd: state import: stopped at line %lu; the batches committed "
+                        "before it stay imported\n", lineno);
     printf("imported %zu, skipped %zu\n", sc->done, sc->skipped);
-    status = sc->failed > 0 && sc->done == 0 ? 2 : sc->skipped > 0 ? 1 : 0;
+    status = sc->broken || (sc->failed > 0 && sc->done == 0) ? 2 : sc->skipped > 0 ? 1 : 0;
 done:
     if (fp != stdin)
         fclose(fp);

@@ -444,6 +444,32 @@ static int set_sts_recheck(struct config *cfg, const char *value, const char **w
     return set_duration(&cfg->sts_recheck_ms, value, 0, why);
 }
 
+/* A size in MiB: "512M", "4G", or a bare number of MiB; from 1 MiB to 1 TiB. */
+static int set_state_max_size(struct config *cfg, const char *value, const char **why)
+{
+    char num[32];
+    size_t n = strlen(value);
+    unsigned long v, mul = 1;
+
+    if (n > 0 && (value[n - 1] == 'G' || value[n - 1] == 'g'))
+        mul = 1024;
+    if (n > 0 && (value[n - 1] == 'G' || value[n - 1] == 'g' || value[n - 1] == 'M' ||
+                  value[n - 1] == 'm'))
+        n--;
+    if (n == 0 || n >= sizeof(num)) {
+        *why = "expected a size such as 512M or 4G (1M to 1024G)";
+        return -1;
+    }
+    memcpy(num, value, n);
+    num[n] = '\0';
+    if (parse_uint(num, 1048576, &v) < 0 || v == 0 || v * mul > 1048576) {
+        *why = "expected a size such as 512M or 4G (1M to 1024G)";
+        return -1;
+    }
+    cfg->state_max_size_mb = (unsigned)(v * mul);
+    return 0;
+}
+
 static int set_sts_cache_size(struct config *cfg, const char *value, const char **why)
 {
     return set_bounded(&cfg->sts_cache_size, value, 1, 10000000,
@@ -597,6 +623,10 @@ static const struct key keys[] = {
     {"state_dir", "state", set_state_dir,
      "where MTA-STS policies persist across restarts (empty: nowhere, not advised)",
      RESTART_STRING(state_dir)},
+    {"state_max_size", "4G", set_state_max_size,
+     "bound of state_dir's policy store (policies.mdb; about 0.4 KiB a policy): past it, "
+     "writes fail, are counted and logged, and the policies stay in memory",
+     RESTART_VALUE(state_max_size_mb)},
     {"sts_ca_file", "", set_sts_ca_file,
      "CA bundle (PEM) for MTA-STS policy fetches, read into memory before the privilege drop "
      "and on SIGHUP (empty: the system bundle)",
@@ -847,6 +877,7 @@ void config_print(const struct config *cfg, FILE *fp)
     fprintf(fp, "dns_min_ttl = %ums\n", cfg->dns_min_ttl_ms);
     fprintf(fp, "dns_max_ttl = %ums\n", cfg->dns_max_ttl_ms);
     fprintf(fp, "state_dir = %s\n", cfg->state_dir);
+    fprintf(fp, "state_max_size = %uM\n", cfg->state_max_size_mb);
     fprintf(fp, "sts_ca_file = %s\n", cfg->sts_ca_file);
     fprintf(fp, "sts_allow_private = %s\n", cfg->sts_allow_private ? "yes" : "no");
     fprintf(fp, "sts_connect_timeout = %ums\n", cfg->sts_connect_timeout_ms);

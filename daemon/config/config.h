@@ -43,6 +43,7 @@ struct config {
     unsigned dns_min_ttl_ms;     /* cache bounds on record TTLs */
     unsigned dns_max_ttl_ms;
     char *state_dir;                 /* persisted MTA-STS policies; empty: none persist */
+    unsigned state_max_size_mb;      /* the store's bound (LMDB map size), MiB */
     char *sts_ca_file;               /* CA bundle for policy fetches; empty: the system's */
     int sts_allow_private;           /* policy hosts on special-purpose addresses (labs) */
     unsigned sts_connect_timeout_ms; /* TCP and TLS set-up of a policy fetch */

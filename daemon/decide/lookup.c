@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cafile.h"
 #include "dane.h"
@@ -539,7 +540,8 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     if (svc->fetch == NULL)
         return -1;
     if (cfg->state_dir[0] != '\0') {
-        svc->store = store_open(svc->loop, cfg->state_dir, owner, group, STORE_SHARED, err, errlen);
+        svc->store = store_open(svc->loop, cfg->state_dir, owner, group, STORE_SHARED,
+                                (uint64_t)cfg->state_max_size_mb << 20, err, errlen);
         if (svc->store == NULL)
             return -1;
     }
@@ -560,11 +562,15 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     return 0;
 }
 
-void lookup_svc_load(struct lookup_svc *svc, const struct config *cfg)
+int lookup_svc_load(struct lookup_svc *svc, const struct config *cfg, char *err, size_t errlen)
 {
-    if (svc->store && svc->mtasts)
-        log_info("state_dir %s: %zu MTA-STS policies loaded", cfg->state_dir,
-                 mtasts_load(svc->mtasts));
+    if (svc->store == NULL || svc->mtasts == NULL)
+        return 0;
+    if (store_start(svc->store, (int64_t)time(NULL), err, errlen) < 0)
+        return -1;
+    log_info("state_dir %s: %zu MTA-STS policies stored, read as lookups ask for them",
+             cfg->state_dir, store_count(svc->store));
+    return 0;
 }
 
 void lookup_set_ca(struct lookup_svc *svc, struct cafile *sts, struct cafile *probe)

@@ -82,7 +82,7 @@ void lookup_svc_init(struct lookup_svc *svc, uv_loop_t *loop);
  * of sts_ca_file and probe_ca_file read into memory (so call it before giving up root), the
  * resolver, the policy fetcher, the store in state_dir (given to owner/group when root, and
  * refused unless owned by owner, or by the effective user when owner is (uid_t)-1; see
- * store_open()) and MTA-STS, with no policies loaded yet (lookup_svc_load). -1 with a
+ * store_open()) and MTA-STS, with the store not yet opened (lookup_svc_load). -1 with a
  * one-line reason in err (a CA file's names its key and path); the caller then still calls
  * lookup_svc_close().
  */
@@ -97,10 +97,13 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
 void lookup_set_ca(struct lookup_svc *svc, struct cafile *sts, struct cafile *probe);
 
 /*
- * lookup_svc_load - load the persisted MTA-STS policies of state_dir (logged with their
- * number). A daemon started as root calls this after dropping privileges.
+ * lookup_svc_load - open state_dir's store (store_start(): a corrupt file set aside, the old
+ * per-file layout migrated) and log how many policies it holds; none is read now, each is
+ * read when a lookup first asks for its domain. A daemon started as root calls this after
+ * dropping privileges. -1 with a one-line reason in err (a fault of ours: permissions,
+ * space, descriptors).
  */
-void lookup_svc_load(struct lookup_svc *svc, const struct config *cfg);
+int lookup_svc_load(struct lookup_svc *svc, const struct config *cfg, char *err, size_t errlen);
 
 /*
  * lookup_set_overrides - put the table ov (reloaded, never NULL) in force, taking it over,

@@ -4,8 +4,11 @@
  * policy host's addresses (vetted: SPEC 7), the fetch (3.3) and the parse (3.2). Lookups
  * that arrive while work runs wait on the entry; a cached policy answers at once and, when
  * its TXT id has not been checked for recheck_s, starts the work in the background.
- * The cache is bounded by cache_max: remembered failures are evicted least recently used
- * first, policies in force never (5.1). Records are written through to the store.
+ * The cache is bounded by cache_max: entries are evicted least recently used first,
+ * remembered failures and policies whose record the store has committed (the store is the
+ * truth: a lookup that misses reads the record back, store_get), never a policy whose write
+ * is queued, running or failed (5.1). Records are written through to the store, and read
+ * from it lazily: nothing is loaded at start-up.
  */
 #include "mtasts.h"
 
@@ -93,6 +96,7 @@ struct entry {
     int64_t checked;    /* when discovery last completed */
     int64_t fail_until; /* no new work before this after a failure */
     int used;           /* a lookup was answered from the policy since it was fetched */
+    int unsaved;        /* the policy's store write is queued, running or failed */
     struct work *work;
     struct waitlist_link *waiters;
     struct lru_link idle; /* on svc->idle while evictable (see idle_update) */
@@ -116,7 +120,11 @@ struct mtasts_svc {
     int full_logged; /* the cap was passed by policies in force alone (logged once) */
     unsigned long completions, fetches;
     uv_timer_t sweep;
+    unsigned sweeps; /* of the cache; every STORE_SWEEP_EVERY-th also sweeps the store */
 };
+
+/* The store's expired records are swept every this many cache sweeps (an hour). */
+#define STORE_SWEEP_EVERY 60
 
 /* How often cached policies are looked over for renewal and expiry. */
 #define SWEEP_MS 60000
@@ -216,14 +224,16 @@ static void set_state(struct entry *e, enum mtasts_state state)
 }
 
 /*
- * An entry may be evicted when it holds no policy (RFC 8461 5.1: a policy in force is
- * kept until it expires), no work and no waiters: then it only remembers a failure. Called
- * whenever one of the three changes; keeps e on svc->idle exactly when it may go.
+ * An entry may be evicted when it has no work and no waiters and holds either no policy
+ * (it only remembers a failure) or a policy the store has committed (a later lookup reads
+ * it back: RFC 8461 5.1 keeps a policy in force until it expires, and the store keeps it).
+ * A policy without a store, or whose write is pending or failed, stays. Called whenever
+ * one of these changes; keeps e on svc->idle exactly when it may go.
  */
 static void idle_update(struct entry *e)
 {
-    int idle =
-        e->f->state != MTASTS_POLICY && e->work == NULL && e->waiters == NULL && e->answering == 0;
+    int policy_kept = e->f->state == MTASTS_POLICY && (e->svc->store == NULL || e->unsaved);
+    int idle = !policy_kept && e->work == NULL && e->waiters == NULL && e->answering == 0;
 
     if (idle && !e->on_idle)
         lru_push_front(&e->svc->idle, &e->idle);
@@ -272,9 +282,10 @@ static void grow(struct mtasts_svc *svc)
 }
 
 /*
- * Room for one more entry under sts_cache_size: the least recently used remembered
- * failures go first. Policies in force are never evicted (RFC 8461 5.1); when they alone
- * fill the cache it grows past the cap rather than drop one, and says so once.
+ * Room for one more entry under sts_cache_size: the least recently used idle entries go
+ * first (remembered failures, and policies the store holds). A policy in force that only
+ * memory holds is never evicted (RFC 8461 5.1); when such policies alone fill the cache it
+ * grows past the cap rather than drop one, and says so once.
  */
 static void make_room(struct mtasts_svc *svc)
 {
@@ -289,7 +300,8 @@ static void make_room(struct mtasts_svc *svc)
     }
     if (svc->nentries >= cap && !svc->full_logged) {
         log_warning("mta-sts: %lu entries, %lu of them policies in force: the cache grows past "
-                    "sts_cache_size %lu rather than drop a policy (RFC 8461 5.1); logged once",
+                    "sts_cache_size %lu rather than drop a policy not (yet) in the store (RFC "
+                    "8461 5.1); logged once",
                     svc->nentries, svc->npolicies, cap);
         svc->full_logged = 1;
     }
@@ -484,6 +496,8 @@ static void on_fetch(void *arg, const struct fetch_result *res)
         rec.fetched = e->f->fetched;
         rec.expires = e->f->expires;
         rec.policy = pol;
+        /* Not evicted until the store says the record is committed (on_stored). */
+        e->unsaved = 1;
         store_put(svc->store, &rec);
     }
     work_done(w);
@@ -695,13 +709,69 @@ static void deliver_now(struct entry *e, int cached, mtasts_cb cb, void *arg)
     cb(arg, &f);
 }
 
+/* The entry's policy becomes the stored record's (on a miss: mtasts_start()). */
+static void take_record(struct entry *e, const struct store_record *rec)
+{
+    set_state(e, MTASTS_POLICY);
+    set_policy(e, &rec->policy);
+    snprintf(e->f->id, sizeof(e->f->id), "%s", rec->id);
+    e->f->fetched = rec->fetched;
+    e->f->expires = rec->expires;
+    set_why(e, "policy id %s from state_dir, fetched %lld", rec->id, (long long)rec->fetched);
+    /* Checked long ago: the first lookup looks at the TXT id again, behind the answer. */
+    e->checked = 0;
+    e->unsaved = 0;
+    idle_update(e);
+}
+
+/*
+ * A domain the cache does not hold: its stored record, if the store has a valid unexpired
+ * one, becomes a cached policy and answers exactly as one fetched would (the store is
+ * the truth for evicted policies). 1 with *ep the new entry, 0 when the store has none,
+ * -1 when it cannot be read (a fault of ours: answered TEMP, never "no policy").
+ */
+static int from_store(struct mtasts_svc *svc, const char *domain, int64_t now, struct entry **ep,
+                      const char **why)
+{
+    struct store_record rec;
+    int rc;
+
+    *ep = NULL;
+    if (svc->store == NULL)
+        return 0;
+    rc = store_get(svc->store, domain, now, &rec, why);
+    if (rc == 1) {
+        *ep = create(svc, domain);
+        take_record(*ep, &rec);
+    }
+    return rc;
+}
+
+/* The store cannot be read: facts that say so (the engine answers TEMP). */
+static void deliver_store_fault(const char *domain, const char *why, mtasts_cb cb, void *arg)
+{
+    struct mtasts_facts f;
+
+    memset(&f, 0, sizeof(f));
+    f.state = MTASTS_NONE;
+    f.local_fault = 1;
+    snprintf(f.why, sizeof(f.why), "state_dir cannot be read: %s", why);
+    log_error("mta-sts: %s: state_dir cannot be read (%s); answering TEMP", domain, why);
+    cb(arg, &f);
+}
+
 struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, mtasts_cb cb,
                                    void *arg)
 {
     struct entry *e = find(svc, domain);
     struct mtasts_lookup *l;
     int64_t now = wall_now();
+    const char *why = "";
 
+    if (e == NULL && from_store(svc, domain, now, &e, &why) < 0) {
+        deliver_store_fault(domain, why, cb, arg);
+        return NULL;
+    }
     if (e != NULL) {
         expire(e, now);
         if (has_policy(e, now)) {
@@ -750,27 +820,19 @@ void mtasts_cancel(struct mtasts_lookup *l)
     idle_update(e);
 }
 
-static void on_loaded(void *arg, const struct store_record *rec)
+/*
+ * The store's word on a write of domain: once the last one asked for is committed, the
+ * policy may be evicted (the store holds it); a failed one keeps it in memory.
+ */
+static void on_stored(void *arg, const char *domain, int ok)
 {
     struct mtasts_svc *svc = arg;
-    struct entry *e = find(svc, rec->domain);
+    struct entry *e = find(svc, domain);
 
-    if (e == NULL)
-        e = create(svc, rec->domain);
-    set_state(e, MTASTS_POLICY);
-    set_policy(e, &rec->policy);
-    snprintf(e->f->id, sizeof(e->f->id), "%s", rec->id);
-    e->f->fetched = rec->fetched;
-    e->f->expires = rec->expires;
-    set_why(e, "policy id %s from state_dir, fetched %lld", rec->id, (long long)rec->fetched);
+    if (e == NULL || !ok || store_queued(svc->store, domain))
+        return;
+    e->unsaved = 0;
     idle_update(e);
-    /* Checked long ago: the first lookup looks at the TXT id again, behind the answer. */
-    e->checked = 0;
-}
-
-size_t mtasts_load(struct mtasts_svc *svc)
-{
-    return svc->store ? store_load(svc->store, wall_now(), on_loaded, svc) : 0;
 }
 
 /*
@@ -806,6 +868,9 @@ static void on_sweep(uv_timer_t *t)
             }
         }
     }
+    /* The records of policies no longer cached expire in the store: removed off the loop. */
+    if (svc->store != NULL && ++svc->sweeps % STORE_SWEEP_EVERY == 0)
+        store_sweep(svc->store, now);
 }
 
 struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct fetch_svc *fetch,
@@ -820,6 +885,8 @@ struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct
     svc->opts = *opts;
     svc->nbuckets = BUCKETS_MIN;
     svc->buckets = xcalloc(svc->nbuckets, sizeof(*svc->buckets));
+    if (store != NULL)
+        store_set_notify(store, on_stored, svc);
     uv_timer_init(loop, &svc->sweep);
     svc->sweep.data = svc;
     uv_timer_start(&svc->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
@@ -841,6 +908,8 @@ void mtasts_svc_destroy(struct mtasts_svc *svc)
 {
     if (svc == NULL)
         return;
+    if (svc->store != NULL)
+        store_set_notify(svc->store, NULL, NULL);
     for (size_t b = 0; b < svc->nbuckets; b++) {
         struct entry *e;
 

@@ -8,7 +8,8 @@
  * policy cache with its rules: a policy stays in force until max_age runs out even when the
  * TXT record goes or fetches fail (5.1), a changed id triggers a refetch, policies in use are
  * refreshed in the background, failures are remembered briefly, and concurrent lookups of
- * one domain share one discovery and one fetch. Policies are written through to the store.
+ * one domain share one discovery and one fetch. Policies are written through to the store and read back from
+ * it when a lookup misses the cache (nothing is loaded at start-up).
  */
 #ifndef DAEMON_MTASTS_H
 #define DAEMON_MTASTS_H
@@ -33,7 +34,8 @@ struct mtasts_opts {
     unsigned recheck_s;  /* a cached policy's TXT id is checked again after this long */
     /*
      * sts_cache_size: entries kept; past it the least recently used remembered failures
-     * are evicted, never a policy in force (RFC 8461 5.1). 0: MTASTS_CACHE_MAX_DEFAULT.
+     * and policies the store holds are evicted, never a policy in force that only memory
+     * holds (RFC 8461 5.1). 0: MTASTS_CACHE_MAX_DEFAULT.
      */
     unsigned cache_max;
 };
@@ -85,9 +87,6 @@ void mtasts_svc_destroy(struct mtasts_svc *svc);
 
 /* mtasts_set_opts - new options from a reload; they apply to work started afterwards. */
 void mtasts_set_opts(struct mtasts_svc *svc, const struct mtasts_opts *opts);
-
-/* mtasts_load - read the store's policies into the cache; returns how many. */
-size_t mtasts_load(struct mtasts_svc *svc);
 
 /*
  * mtasts_start - the MTA-STS facts for the normalised domain. When they are known now (a

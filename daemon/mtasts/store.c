@@ -1,18 +1,20 @@
 /*
- * The MTA-STS policy store: one JSON document per domain in STATE_DIR/sts/DOMAIN.json,
- * written through on every change (the record's text: store_record.c). A record holds the
- * parsed policy, not the raw body, and is held to the RFC 8461 parser again when read.
- * Writes (put, delete) are jobs on the libuv threadpool, at most one per domain at a time;
- * the store owns the jobs and lives until the last one's after-work callback has run, or
- * (a write stuck in the kernel at shutdown) until the process leaves. The "state" commands
- * use the synchronous side: store_scan() reads without changing, store_put_now() writes.
+ * The MTA-STS policy store: one LMDB environment, STATE_DIR/policies.mdb, key the domain and
+ * value the record's JSON line (store_record.c). A record holds the parsed policy, not the
+ * raw body, and is held to the RFC 8461 parser again whenever it is read. Writes (put,
+ * delete) queue up on the loop, coalesced per domain (the last write wins), and one
+ * threadpool job at a time commits the queue in one write transaction; the store owns the
+ * jobs and lives until the last one's after-work callback has run, or (a commit stuck in
+ * the kernel at shutdown) until the process leaves. Reads (store_get) are memory-map
+ * lookups on the caller's thread through one read transaction that is reset and renewed.
+ * The "state" commands use the synchronous side: store_scan() reads without changing,
+ * store_batch_*() write. The old per-file layout is migrated by store_migrate.c.
  */
 #include "store.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
+#include <lmdb.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,242 +26,279 @@
 #include "hash.h"
 #include "log.h"
 #include "metrics.h"
+#include "store_impl.h"
 #include "xalloc.h"
 
-/* The advisory lock between a daemon (shared) and "state import" (exclusive), in state_dir. */
-#define STORE_LOCK_NAME "tlspolicyd.lock"
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-/* Buckets of the table of domains with a write in flight (a few at a time, usually). */
-#define JOB_BUCKETS 256
+/* Buckets of the table of queued writes (a few at a time, usually). */
+#define QUEUE_BUCKETS 1024
 /* The shutdown line naming the domains left unwritten stays this short (a log line). */
 #define UNWRITTEN_NAMES_MAX 480
 
-enum op { OP_NONE, OP_PUT, OP_DELETE };
+enum op { OP_PUT, OP_DELETE };
 
-/* Where a write failed, for the log line; with the errno the worker saw. */
-enum step {
-    STEP_OK,
-    STEP_OPEN,
-    STEP_WRITE,
-    STEP_SHORT,
-    STEP_FSYNC,
-    STEP_RENAME,
-    STEP_DIRSYNC,
-    STEP_UNLINK
-};
-
-/*
- * One domain's writes. The worker thread reads domain, op and text and sets step and
- * errnum; everything else is touched on the loop only, never while the worker runs.
- */
-struct job {
-    uv_work_t req;
-    struct job *hnext;
-    struct store *st;
-    enum op op; /* running (or queued on the threadpool) */
+/* One queued write: on the queue (FIFO) and in its hash table until a batch takes it. */
+struct pend {
+    struct pend *hnext, *qnext;
+    enum op op;
     char *text; /* the encoded record of OP_PUT, with its newline */
-    enum step step;
-    int errnum;
-    enum op next_op; /* the newest request made while op runs: last write wins */
-    char *next_text;
     char domain[DOMAIN_MAX + 1];
 };
 
-struct store {
-    char *dir;  /* STATE_DIR/sts */
-    int dirfd;  /* -1: a read-only store without sts/ (no records) */
-    int lockfd; /* the flock(2) held until the store is freed, or -1 */
-    int readonly;
-    uv_loop_t *loop;
-    struct job *jobs[JOB_BUCKETS];
-    size_t njobs;
-    int closing;            /* store_close() ran: freed when njobs reaches 0 */
-    int gave_up;            /* close_timer fired: writes not yet made are dropped */
-    uv_timer_t close_timer; /* store_close()'s deadline; initialised when closing with jobs */
-    unsigned close_timeout_ms;
+/*
+ * One transaction's work. The worker reads ops and the sweep's input and sets rc, where
+ * and the figures; everything else is touched on the loop only, never while it runs.
+ */
+struct batch {
+    uv_work_t req;
+    struct store *st;
+    struct pend **ops;
+    size_t nops;
+    int rc;            /* 0, or the LMDB/errno code of the step that failed */
+    const char *where; /* that step */
+    /* The sweep's chunk, when one rides on this batch. */
+    int sweep;
+    int64_t sweep_now;
+    char sweep_from[DOMAIN_MAX + 1]; /* resume at this key ("" from the start) */
+    int sweep_done;                  /* the walk reached the end */
+    size_t swept, bad;               /* expired and invalid records removed */
+    char bad_names[UNWRITTEN_NAMES_MAX + 1];
+    int sweep_rc;
+    /* The store's size afterwards, for the gauges. */
+    uint64_t bytes, records;
 };
 
-/*
- * The directory name (relative to at) as one of the daemon's own: created (0750) when
- * missing, opened without following a symbolic link, given to owner/group when the process
- * is root, and refused unless it is then a directory owned by the daemon's user. The user
- * owns state_dir and may have planted anything in it since the last start, so everything
- * after the open goes through the descriptor (fchown, fchmod, and *at calls relative to it),
- * never through the name again. Returns the descriptor, or -1 with a one-line reason.
- */
-static int open_dir(int at, const char *name, const char *shown, char *err, size_t errlen)
-{
-    struct stat sb;
-    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-    if (fd < 0) {
-        int e = errno;
-
-        if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(sb.st_mode))
-            snprintf(err, errlen, "state_dir: %s is a symbolic link; refusing to follow it", shown);
-        else if (fstatat(at, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(sb.st_mode))
-            snprintf(err, errlen, "state_dir: %s is not a directory", shown);
-        else
-            snprintf(err, errlen, "state_dir: cannot open %s: %s", shown, strerror(e));
-        errno = e;
-    }
-    return fd;
-}
-
-static int own_dir(int at, const char *name, const char *shown, uid_t owner, gid_t group, char *err,
-                   size_t errlen)
-{
-    uid_t want = owner != (uid_t)-1 ? owner : geteuid();
-    struct stat sb;
-    int fd;
-
-    if (mkdirat(at, name, 0750) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "state_dir: cannot create %s: %s", shown, strerror(errno));
-        return -1;
-    }
-    fd = open_dir(at, name, shown, err, errlen);
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &sb) < 0) {
-        snprintf(err, errlen, "state_dir: cannot stat %s: %s", shown, strerror(errno));
-        goto fail;
-    }
-    /* Root gives the directory (the real one just opened, not a link) to the daemon's user. */
-    if (owner != (uid_t)-1 && geteuid() == 0 && (sb.st_uid != owner || sb.st_gid != group)) {
-        if (fchown(fd, owner, group) < 0 || fstat(fd, &sb) < 0) {
-            snprintf(err, errlen, "state_dir: cannot give %s to uid %ld: %s", shown, (long)owner,
-                     strerror(errno));
-            goto fail;
-        }
-    }
-    if (sb.st_uid != want) {
-        snprintf(err, errlen,
-                 "state_dir: %s is owned by uid %ld, not by the daemon's user (uid %ld)", shown,
-                 (long)sb.st_uid, (long)want);
-        goto fail;
-    }
-    /* No one but the daemon's user writes here: a group or others could plant records. */
-    if ((sb.st_mode & 07777) != (sb.st_mode & 0750) && fchmod(fd, sb.st_mode & 0750) < 0) {
-        snprintf(err, errlen, "state_dir: cannot chmod %s: %s", shown, strerror(errno));
-        goto fail;
-    }
-    return fd;
-fail:
-    close(fd);
-    return -1;
-}
-
-/*
- * The lock file in state_dir (descriptor topfd), flock(2)ed shared or exclusive without
- * waiting. Made by root, it is given to owner, but only when this call created it: an
- * existing name may be a link the directory's user planted, and is only opened (no
- * O_TRUNC, no chown). Returns the descriptor, or -1 with a one-line reason.
- */
-static int take_lock(int topfd, const char *top, uid_t owner, gid_t group, int exclusive, char *err,
-                     size_t errlen)
-{
-    int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
-    int fd = openat(topfd, STORE_LOCK_NAME, flags | O_CREAT | O_EXCL, 0640), created = fd >= 0;
-    struct stat sb;
-
-    if (fd < 0 && errno == EEXIST)
-        fd = openat(topfd, STORE_LOCK_NAME, flags);
-    if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "state_dir: cannot use %s/%s: %s", top, STORE_LOCK_NAME,
-                 fd < 0 ? strerror(errno) : "not a regular file");
-        goto fail;
-    }
-    if (created && owner != (uid_t)-1 && geteuid() == 0 && fchown(fd, owner, group) < 0) {
-        snprintf(err, errlen, "state_dir: cannot give %s/%s to uid %ld: %s", top, STORE_LOCK_NAME,
-                 (long)owner, strerror(errno));
-        goto fail;
-    }
-    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
-        return fd;
-    if (errno != EWOULDBLOCK)
-        snprintf(err, errlen, "state_dir: cannot lock %s/%s: %s", top, STORE_LOCK_NAME,
-                 strerror(errno));
-    else if (exclusive)
-        snprintf(err, errlen,
-                 "state_dir %s is in use by a running tlspolicyd (or query): stop it first; a "
-                 "running daemon does not re-read state_dir, and its writes would race the import",
-                 top);
-    else
-        snprintf(err, errlen,
-                 "state_dir %s is locked by a running \"tlspolicyd state import\"; start again "
-                 "when it has finished",
-                 top);
-fail:
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-/* The directories as they are, for reading only: nothing created, changed or locked. */
-static int open_readonly(const char *top, const char *sub, int *topfd, int *fd, char *err,
-                         size_t errlen)
-{
-    *topfd = open_dir(AT_FDCWD, top, top, err, errlen);
-    if (*topfd < 0)
-        return -1;
-    *fd = open_dir(*topfd, "sts", sub, err, errlen);
-    /* A state_dir without sts/ has no records yet. */
-    return *fd >= 0 || errno == ENOENT ? 0 : -1;
-}
 
 struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group,
-                         enum store_access access, char *err, size_t errlen)
+                         enum store_access access, uint64_t max_size, char *err, size_t errlen)
 {
     struct store *st = NULL;
-    size_t len = strlen(dir), n = len + sizeof("/sts");
-    char *top = xmalloc(len + 1), *sub = xmalloc(n);
-    int topfd = -1, fd = -1, lockfd = -1;
+    size_t len = strlen(dir);
+    char *top = xmalloc(len + 1);
+    int topfd = -1, lockfd = -1;
 
     /* A trailing slash would make the kernel follow a link that O_NOFOLLOW must catch. */
     memcpy(top, dir, len + 1);
     while (len > 1 && top[len - 1] == '/')
         top[--len] = '\0';
-    snprintf(sub, n, "%s/sts", top);
     if (access == STORE_READONLY) {
-        if (open_readonly(top, sub, &topfd, &fd, err, errlen) < 0)
-            goto done;
-    } else {
-        topfd = own_dir(AT_FDCWD, top, top, owner, group, err, errlen);
+        topfd = store_open_dir(AT_FDCWD, top, top, err, errlen);
         if (topfd < 0)
-            goto done;
-        fd = own_dir(topfd, "sts", sub, owner, group, err, errlen);
-        if (fd < 0)
-            goto done;
-        lockfd = take_lock(topfd, top, owner, group, access == STORE_EXCLUSIVE, err, errlen);
+            goto fail;
+    } else {
+        topfd = store_own_dir(AT_FDCWD, top, top, owner, group, err, errlen);
+        if (topfd < 0)
+            goto fail;
+        lockfd = store_take_lock(topfd, top, owner, group, access == STORE_EXCLUSIVE, err, errlen);
         if (lockfd < 0)
-            goto done;
+            goto fail;
+        if (store_own_file(topfd, top, STORE_FILE, owner, group, err, errlen) < 0 ||
+            store_own_file(topfd, top, STORE_LOCKFILE, owner, group, err, errlen) < 0)
+            goto fail;
     }
     st = xcalloc(1, sizeof(*st));
-    st->dir = sub;
-    sub = NULL;
-    st->dirfd = fd;
-    fd = -1;
+    st->top = top;
+    st->topfd = topfd;
     st->lockfd = lockfd;
     st->readonly = access == STORE_READONLY;
+    st->max_size = max_size ? max_size : STORE_MAX_SIZE_DEFAULT;
     st->loop = loop;
-done:
-    if (fd >= 0)
-        close(fd);
+    st->qbuckets = xcalloc(QUEUE_BUCKETS, sizeof(*st->qbuckets));
+    st->qtail = &st->qhead;
+    return st;
+fail:
+    if (lockfd >= 0)
+        close(lockfd);
     if (topfd >= 0)
         close(topfd);
     free(top);
-    free(sub);
-    return st;
+    return NULL;
+}
+
+int store_env_corrupt(int rc)
+{
+    return rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
+           rc == MDB_PAGE_NOTFOUND || rc == MDB_INCOMPATIBLE || rc == MDB_BAD_DBI;
+}
+
+/* A word for an LMDB result or errno, for a log line. */
+static const char *what(int rc)
+{
+    return mdb_strerror(rc);
+}
+
+void store_gauges(struct store *st, MDB_txn *txn)
+{
+    MDB_envinfo info;
+    MDB_stat ms;
+
+    if (mdb_env_info(st->env, &info) != 0 || mdb_stat(txn, st->dbi, &ms) != 0)
+        return;
+    metrics_store_size((uint64_t)(info.me_last_pgno + 1) * ms.ms_psize, ms.ms_entries,
+                       (uint64_t)info.me_mapsize);
+}
+
+static void env_close(struct store *st)
+{
+    if (st->rtxn != NULL)
+        mdb_txn_abort(st->rtxn);
+    if (st->wtxn != NULL)
+        mdb_txn_abort(st->wtxn);
+    st->rtxn = st->wtxn = NULL;
+    if (st->env != NULL)
+        mdb_env_close(st->env);
+    st->env = NULL;
+}
+
+/*
+ * Open the environment and check it: LMDB's header, the main database, and a file that
+ * still holds every page the header counts (a truncated file would fault, SIGBUS, when a
+ * missing page is touched). 0, an LMDB code or errno; *where says which step failed.
+ */
+static int env_try(struct store *st, const char *path, const char **where)
+{
+    unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | (st->readonly ? MDB_RDONLY : 0);
+    MDB_envinfo info;
+    MDB_stat ms;
+    MDB_txn *txn = NULL;
+    struct stat sb;
+    int rc, fd;
+
+    *where = "mdb_env_create";
+    rc = mdb_env_create(&st->env);
+    if (rc != 0)
+        return rc;
+    *where = "mdb_env_set_mapsize";
+    rc = mdb_env_set_mapsize(st->env, (size_t)st->max_size);
+    if (rc == 0) {
+        *where = "mdb_env_open";
+        rc = mdb_env_open(st->env, path, flags, 0640);
+    }
+    if (rc == 0) {
+        *where = "mdb_txn_begin";
+        rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    }
+    if (rc == 0) {
+        *where = "mdb_dbi_open";
+        rc = mdb_dbi_open(txn, NULL, 0, &st->dbi);
+    }
+    if (rc == 0) {
+        *where = "the file's size";
+        rc = mdb_env_info(st->env, &info);
+        if (rc == 0)
+            rc = mdb_stat(txn, st->dbi, &ms);
+        if (rc == 0)
+            rc = mdb_env_get_fd(st->env, &fd);
+        if (rc == 0 && fstat(fd, &sb) < 0)
+            rc = errno;
+        /* Truncated: the header counts pages the file no longer has. */
+        if (rc == 0 && (uint64_t)sb.st_size < (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize)
+            rc = MDB_CORRUPTED;
+        if (rc == 0 && !S_ISREG(sb.st_mode))
+            rc = MDB_INVALID;
+    }
+    if (rc == 0)
+        store_gauges(st, txn);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (rc != 0)
+        env_close(st);
+    return rc;
+}
+
+/* Rename the unreadable store file aside and drop LMDB's lock file (rebuilt from nothing). */
+static int set_aside(struct store *st, int64_t now, const char *why, char *err, size_t errlen)
+{
+    char aside[64];
+
+    snprintf(aside, sizeof(aside), STORE_FILE ".corrupt-%lld", (long long)now);
+    if (renameat(st->topfd, STORE_FILE, st->topfd, aside) < 0) {
+        snprintf(err, errlen, "state_dir: %s/%s: %s, and it cannot be set aside: %s", st->top,
+                 STORE_FILE, why, strerror(errno));
+        return -1;
+    }
+    unlinkat(st->topfd, STORE_LOCKFILE, 0);
+    log_error("state_dir: %s/%s: %s; set aside as %s, starting with an empty store (the "
+              "policies in it are fetched again as lookups ask for them)",
+              st->top, STORE_FILE, why, aside);
+    return 0;
+}
+
+int store_start(struct store *st, int64_t now, char *err, size_t errlen)
+{
+    char path[4096], why[256];
+    const char *where = "";
+    struct stat sb;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/%s", st->top, STORE_FILE);
+    if (st->readonly && fstatat(st->topfd, STORE_FILE, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
+        errno == ENOENT) {
+        if (fstatat(st->topfd, "sts", &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            snprintf(err, errlen,
+                     "state_dir %s still has the per-file layout of an earlier version (sts/): "
+                     "start the daemon (or run \"state import\" once) to migrate it",
+                     st->top);
+            return -1;
+        }
+        return 0; /* no records yet */
+    }
+    if (!st->readonly && fstatat(st->topfd, STORE_FILE, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(sb.st_mode)) {
+        snprintf(err, errlen, "state_dir: %s is a symbolic link; refusing to follow it", path);
+        return -1;
+    }
+    rc = env_try(st, path, &where);
+    if (rc != 0 && store_env_corrupt(rc) && !st->readonly) {
+        snprintf(why, sizeof(why), "%s: %s", where, what(rc));
+        if (set_aside(st, now, why, err, errlen) < 0)
+            return -1;
+        rc = env_try(st, path, &where);
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "state_dir: cannot open %s: %s: %s%s", path, where, what(rc),
+                 store_env_corrupt(rc) ? " (the file is not a valid store)" : "");
+        return -1;
+    }
+    return st->readonly ? 0 : store_migrate(st, now, err, errlen);
+}
+
+size_t store_count(struct store *st)
+{
+    MDB_txn *txn;
+    MDB_stat ms;
+    size_t n = 0;
+
+    if (st->env == NULL || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_stat(txn, st->dbi, &ms) == 0)
+        n = ms.ms_entries;
+    mdb_txn_abort(txn);
+    return n;
+}
+
+static void queue_free(struct pend *p)
+{
+    free(p->text);
+    free(p);
 }
 
 static void store_free(struct store *st)
 {
-    if (st->dirfd >= 0)
-        close(st->dirfd);
+    struct pend *p, *next;
+
+    for (p = st->qhead; p != NULL; p = next) {
+        next = p->qnext;
+        queue_free(p);
+    }
+    env_close(st);
+    if (st->topfd >= 0)
+        close(st->topfd);
     if (st->lockfd >= 0)
         close(st->lockfd);
-    free(st->dir);
+    free(st->qbuckets);
+    free(st->top);
     free(st);
 }
 
@@ -268,46 +307,65 @@ static void on_close_timer_closed(uv_handle_t *h)
     store_free(h->data);
 }
 
+/* Append domain to names (a log line's list), while it has room. */
+static void name_one(char *names, size_t size, size_t *used, size_t *named, const char *domain)
+{
+    size_t len = strlen(domain) + 2;
+
+    if (*used + len <= size - 1) {
+        *used += (size_t)snprintf(names + *used, size - *used, "%s%s", *named ? ", " : "", domain);
+        (*named)++;
+    }
+}
+
 /* The deadline of store_close(): name what is left, drop what has not started. */
 static void on_close_timeout(uv_timer_t *t)
 {
     struct store *st = t->data;
     char names[UNWRITTEN_NAMES_MAX + 1] = "";
-    size_t used = 0, named = 0, stuck = 0;
+    size_t used = 0, named = 0, total = st->nqueued;
+    struct pend *p, *next;
+    int stuck = 0;
 
     st->gave_up = 1;
-    for (size_t b = 0; b < JOB_BUCKETS; b++) {
-        for (struct job *j = st->jobs[b]; j != NULL; j = j->hnext) {
-            size_t len = strlen(j->domain) + 2;
-
-            if (used + len <= UNWRITTEN_NAMES_MAX) {
-                used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
-                                         named ? ", " : "", j->domain);
-                named++;
-            }
-            /* Queued writes are cancelled; one a thread is doing cannot be (uv_cancel). */
-            if (uv_cancel((uv_req_t *)&j->req) != 0)
-                stuck++;
-        }
+    if (st->running != NULL) {
+        for (size_t i = 0; i < st->running->nops; i++)
+            name_one(names, sizeof(names), &used, &named, st->running->ops[i]->domain);
+        total += st->running->nops;
+        /* A queued batch is cancelled; one a thread is committing cannot be (uv_cancel). */
+        stuck = uv_cancel((uv_req_t *)&st->running->req) != 0;
     }
+    for (p = st->qhead; p != NULL; p = next) {
+        next = p->qnext;
+        name_one(names, sizeof(names), &used, &named, p->domain);
+        queue_free(p);
+    }
+    st->qhead = NULL;
+    st->qtail = &st->qhead;
+    st->nqueued = 0;
+    memset(st->qbuckets, 0, QUEUE_BUCKETS * sizeof(*st->qbuckets));
     log_error("state_dir: drain_timeout (%u ms) ran out with writes unfinished; policies not "
               "persisted (%zu): %s%s",
-              st->close_timeout_ms, st->njobs, names, named < st->njobs ? ", ..." : "");
+              st->close_timeout_ms, total, names, named < total ? ", ..." : "");
     /* A thread stuck in the kernel (a hung fsync) would hold the loop's last run for ever. */
-    if (stuck > 0)
+    if (stuck)
         uv_stop(st->loop);
+    else if (st->running == NULL)
+        uv_close((uv_handle_t *)&st->close_timer, on_close_timer_closed);
 }
 
 void store_close(struct store *st, unsigned timeout_ms)
 {
     if (st == NULL)
         return;
+    st->notify = NULL;
+    st->sweeping = 0;
     /*
-     * Queued writes are finished rather than cancelled: a policy dropped here would be
+     * Queued writes are committed rather than cancelled: a policy dropped here would be
      * missing after the restart, the downgrade persistence exists to prevent (RFC 8461
-     * 5.1). Each is one small file; the loop's last run waits for them, up to timeout_ms.
+     * 5.1). The loop's last run waits for them, up to timeout_ms.
      */
-    if (st->njobs == 0) {
+    if (st->running == NULL && st->qhead == NULL) {
         store_free(st);
         return;
     }
@@ -318,202 +376,268 @@ void store_close(struct store *st, unsigned timeout_ms)
     uv_timer_start(&st->close_timer, on_close_timeout, timeout_ms, 0);
 }
 
-/* Domains are normalised A-labels ([a-z0-9.-]), so they are safe file names as they are. */
-static int file_name(const char *domain, const char *suffix, char *out, size_t outlen)
+/* Domains are normalised A-labels ([a-z0-9.-]): nothing else is a key. */
+static int storable(const char *domain)
 {
-    if (domain[0] == '\0' || domain[0] == '.' ||
-        strspn(domain, "abcdefghijklmnopqrstuvwxyz"
-                       "0123456789.-") != strlen(domain))
+    size_t n = strlen(domain);
+
+    return n > 0 && n <= DOMAIN_MAX &&
+           strspn(domain, "abcdefghijklmnopqrstuvwxyz0123456789.-") == n;
+}
+
+/*
+ * The value at key, parsed and held to the key: 0 with *rec, or -1 with a reason.
+ */
+static int parse_value(const MDB_val *key, const MDB_val *val, int64_t now,
+                       struct store_record *rec, const char **why)
+{
+    memset(rec, 0, sizeof(*rec));
+    if (store_record_parse(val->mv_data, val->mv_size, NULL, now, rec, why) < 0)
         return -1;
-    return snprintf(out, outlen, "%s%s", domain, suffix) < (int)outlen ? 0 : -1;
+    if (strlen(rec->domain) != key->mv_size || memcmp(rec->domain, key->mv_data, key->mv_size)) {
+        *why = "domain does not match its key";
+        return -1;
+    }
+    return 0;
 }
 
-static struct job **job_slot(struct store *st, const char *domain)
+/* The sweep's chunk, in its own write transaction after the batch's writes. */
+static void sweep_chunk(struct store *st, struct batch *b)
 {
-    return &st->jobs[hash_string(domain) % JOB_BUCKETS];
-}
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val key, val;
+    size_t seen = 0, used = 0, named = 0;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn), op = MDB_SET_RANGE;
 
-/* Write all of len bytes; a write that makes no progress is a short write, not an errno. */
-static enum step write_all(int fd, const char *p, size_t len, int *errnum)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, st->dbi, &cur);
+    key.mv_data = b->sweep_from;
+    key.mv_size = strlen(b->sweep_from);
+    if (key.mv_size == 0)
+        op = MDB_FIRST;
+    while (rc == 0 && (rc = mdb_cursor_get(cur, &key, &val, op)) == 0) {
+        struct store_record rec;
+        const char *why = NULL;
 
-        if (n < 0 && errno == EINTR)
+        op = MDB_NEXT;
+        if (seen++ == STORE_SWEEP_CHUNK) {
+            /* The next chunk starts here. */
+            snprintf(b->sweep_from, sizeof(b->sweep_from), "%.*s", (int)key.mv_size,
+                     (const char *)key.mv_data);
+            break;
+        }
+        if (parse_value(&key, &val, b->sweep_now, &rec, &why) < 0) {
+            char name[DOMAIN_MAX + 1];
+
+            snprintf(name, sizeof(name), "%.*s", (int)(key.mv_size > DOMAIN_MAX ? DOMAIN_MAX : key.mv_size),
+                     (const char *)key.mv_data);
+            name_one(b->bad_names, sizeof(b->bad_names), &used, &named, name);
+            b->bad++;
+        } else if (rec.expires > b->sweep_now) {
             continue;
-        if (n < 0) {
-            *errnum = errno;
-            return STEP_WRITE;
+        } else {
+            b->swept++;
         }
-        if (n == 0)
-            return STEP_SHORT;
-        p += n;
-        len -= (size_t)n;
+        rc = mdb_cursor_del(cur, 0);
     }
-    return STEP_OK;
+    if (rc == MDB_NOTFOUND) {
+        b->sweep_done = 1;
+        rc = 0;
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (rc == 0 && txn != NULL) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    b->sweep_rc = rc;
 }
 
-/* The threadpool side: the file operations of one write, and nothing of the loop's. */
-static void do_job(uv_work_t *req)
+/* The threadpool side: one write transaction for the batch, then the sweep's chunk. */
+static void do_batch(uv_work_t *req)
 {
-    struct job *j = container_of(req, struct job, req);
-    int dirfd = j->st->dirfd, fd;
-    char name[DOMAIN_MAX + 16], tmp[DOMAIN_MAX + 16];
+    struct batch *b = container_of(req, struct batch, req);
+    struct store *st = b->st;
+    MDB_txn *txn = NULL;
+    int rc;
 
-    j->step = STEP_OK;
-    j->errnum = 0;
-    /* The domain was checked by file_name() before the job was made; these cannot fail. */
-    snprintf(name, sizeof(name), "%s.json", j->domain);
-    snprintf(tmp, sizeof(tmp), "%s.json.tmp", j->domain);
-    if (j->op == OP_DELETE) {
-        if (unlinkat(dirfd, name, 0) < 0) {
-            if (errno != ENOENT) {
-                j->step = STEP_UNLINK;
-                j->errnum = errno;
-            }
-        } else if (fsync(dirfd) < 0) {
-            j->step = STEP_DIRSYNC;
-            j->errnum = errno;
+    b->where = "mdb_txn_begin";
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    for (size_t i = 0; rc == 0 && i < b->nops; i++) {
+        struct pend *p = b->ops[i];
+        MDB_val key = {strlen(p->domain), p->domain}, val;
+
+        if (p->op == OP_PUT) {
+            b->where = "mdb_put";
+            val.mv_size = strlen(p->text);
+            val.mv_data = p->text;
+            rc = mdb_put(txn, st->dbi, &key, &val, 0);
+        } else {
+            b->where = "mdb_del";
+            rc = mdb_del(txn, st->dbi, &key, NULL);
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
         }
-        return;
     }
-    /* Crash safety: the new file is complete and on disk before it replaces the old one. */
-    fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
-    if (fd < 0) {
-        j->step = STEP_OPEN;
-        j->errnum = errno;
-        return;
+    if (rc == 0) {
+        /* Durable when this returns 0: LMDB fsyncs the data and then the meta page. */
+        b->where = "mdb_txn_commit";
+        rc = mdb_txn_commit(txn);
+    } else if (txn != NULL) {
+        mdb_txn_abort(txn);
     }
-    j->step = write_all(fd, j->text, strlen(j->text), &j->errnum);
-    if (j->step == STEP_OK && fsync(fd) < 0) {
-        j->step = STEP_FSYNC;
-        j->errnum = errno;
-    }
-    close(fd);
-    if (j->step == STEP_OK && renameat(dirfd, tmp, dirfd, name) < 0) {
-        j->step = STEP_RENAME;
-        j->errnum = errno;
-    }
-    if (j->step != STEP_OK) {
-        unlinkat(dirfd, tmp, 0);
-        return;
-    }
-    if (fsync(dirfd) < 0) {
-        j->step = STEP_DIRSYNC;
-        j->errnum = errno;
-    }
+    b->rc = rc;
+    if (b->sweep)
+        sweep_chunk(st, b);
 }
 
-/* What a write was doing when it failed, for the log line or a command's message. */
-static const char *step_what(enum step step)
+static void start_batch(struct store *st);
+
+/* On the loop: log, count and tell what the batch did. */
+static void report(struct store *st, struct batch *b, int status)
 {
-    static const char *const what[] = {
-        [STEP_OK] = "",
-        [STEP_OPEN] = "cannot create the temporary file",
-        [STEP_WRITE] = "cannot write the temporary file",
-        [STEP_SHORT] = "short write to the temporary file (the disk took no more bytes)",
-        [STEP_FSYNC] = "cannot fsync the temporary file",
-        [STEP_RENAME] = "cannot rename the temporary file over the record",
-        [STEP_DIRSYNC] = "cannot fsync the directory",
-        [STEP_UNLINK] = "cannot remove the record",
-    };
+    int ok = status == 0 && b->rc == 0;
 
-    return what[step];
-}
-
-/* On the loop: log and count what the worker did. */
-static void report(const struct job *j, int status)
-{
-    const char *verb = j->op == OP_PUT ? "policy not persisted" : "expired record not removed";
-
-    if (status != 0) {
-        log_error("state_dir: %s/%s.json: %s: %s", j->st->dir, j->domain, verb,
-                  uv_strerror(status));
-    } else if (j->step != STEP_OK) {
-        log_error("state_dir: %s/%s.json: %s: %s%s%s", j->st->dir, j->domain, verb,
-                  step_what(j->step), j->errnum ? ": " : "", j->errnum ? strerror(j->errnum) : "");
-    } else {
-        log_debug("state_dir: %s: %s", j->domain,
-                  j->op == OP_PUT ? "policy written" : "record removed");
+    if (!ok && (!st->fail_logged || b->rc != MDB_MAP_FULL)) {
+        log_error("state_dir: %s/%s: %zu write%s not committed: %s: %s%s", st->top, STORE_FILE,
+                  b->nops, b->nops == 1 ? "" : "s", status ? "threadpool" : b->where,
+                  status ? uv_strerror(status) : what(b->rc),
+                  b->rc == MDB_MAP_FULL ? " (state_max_size reached: raise it, or remove "
+                                          "records; further failures are not logged until a "
+                                          "write succeeds)"
+                                        : "");
+        st->fail_logged = 1;
+    } else if (ok && b->nops > 0) {
+        st->fail_logged = 0;
+        log_debug("state_dir: batch of %zu write%s committed", b->nops, b->nops == 1 ? "" : "s");
     }
-    metrics_store(status == 0 && j->step == STEP_OK);
+    for (size_t i = 0; i < b->nops; i++) {
+        struct pend *p = b->ops[i];
+
+        if (ok)
+            log_debug("state_dir: %s: %s", p->domain,
+                      p->op == OP_PUT ? "policy written" : "record removed");
+        metrics_store(ok);
+        if (p->op == OP_PUT && st->notify != NULL)
+            st->notify(st->notify_arg, p->domain, ok);
+    }
+    if (b->sweep && b->sweep_rc != 0)
+        log_error("state_dir: %s/%s: sweep of expired records failed: %s", st->top, STORE_FILE,
+                  what(b->sweep_rc));
+    if (b->sweep && (b->swept > 0 || b->bad > 0))
+        log_info("state_dir: %zu expired record%s removed%s%zu invalid removed%s%s", b->swept,
+                 b->swept == 1 ? "" : "s", b->bad ? ", " : "", b->bad, b->bad ? ": " : "",
+                 b->bad_names);
 }
 
-static void queue_job(struct job *j);
-
-static void after_job(uv_work_t *req, int status)
+static void after_batch(uv_work_t *req, int status)
 {
-    struct job *j = container_of(req, struct job, req);
-    struct store *st = j->st;
-    struct job **pp;
+    struct batch *b = container_of(req, struct batch, req);
+    struct store *st = b->st;
 
-    /* Cancelled by on_close_timeout(), which named the domain already. */
+    /* Cancelled by on_close_timeout(), which named the domains already. */
     if (!(st->gave_up && status == UV_ECANCELED))
-        report(j, status);
-    free(j->text);
-    j->text = NULL;
-    /* The newest request made meanwhile runs next: writes of one domain stay in order. */
-    if (j->next_op != OP_NONE && !st->gave_up) {
-        j->op = j->next_op;
-        j->text = j->next_text;
-        j->next_op = OP_NONE;
-        j->next_text = NULL;
-        queue_job(j);
-        return;
+        report(st, b, status);
+    if (b->sweep) {
+        st->sweeping = status == 0 && b->sweep_rc == 0 && !b->sweep_done;
+        memcpy(st->sweep_from, b->sweep_from, sizeof(st->sweep_from));
     }
-    for (pp = job_slot(st, j->domain); *pp != j; pp = &(*pp)->hnext)
-        ;
-    *pp = j->hnext;
-    free(j->next_text);
-    free(j);
-    if (--st->njobs == 0 && st->closing)
+    if (status == 0 && st->env != NULL) {
+        MDB_txn *txn;
+
+        if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) == 0) {
+            store_gauges(st, txn);
+            mdb_txn_abort(txn);
+        }
+    }
+    for (size_t i = 0; i < b->nops; i++)
+        queue_free(b->ops[i]);
+    free(b->ops);
+    free(b);
+    st->running = NULL;
+    if (!st->gave_up && (st->qhead != NULL || st->sweeping))
+        start_batch(st);
+    else if (st->closing)
         uv_close((uv_handle_t *)&st->close_timer, on_close_timer_closed);
 }
 
-static void queue_job(struct job *j)
+static struct pend **queue_slot(struct store *st, const char *domain)
 {
-    /* uv_queue_work() fails only without a work callback; should it, write inline. */
-    if (uv_queue_work(j->st->loop, &j->req, do_job, after_job) != 0) {
-        do_job(&j->req);
-        after_job(&j->req, 0);
+    return &st->qbuckets[hash_string(domain) % QUEUE_BUCKETS];
+}
+
+/* The next batch: up to STORE_BATCH_MAX queued writes, oldest first, and a sweep chunk. */
+static void start_batch(struct store *st)
+{
+    struct batch *b = xcalloc(1, sizeof(*b));
+    size_t n = st->nqueued < STORE_BATCH_MAX ? st->nqueued : STORE_BATCH_MAX;
+
+    b->st = st;
+    b->ops = xcalloc(n ? n : 1, sizeof(*b->ops));
+    while (b->nops < n) {
+        struct pend *p = st->qhead, **pp;
+
+        st->qhead = p->qnext;
+        for (pp = queue_slot(st, p->domain); *pp != p; pp = &(*pp)->hnext)
+            ;
+        *pp = p->hnext;
+        b->ops[b->nops++] = p;
+    }
+    if (st->qhead == NULL)
+        st->qtail = &st->qhead;
+    st->nqueued -= n;
+    if (st->sweeping) {
+        b->sweep = 1;
+        b->sweep_now = st->sweep_now;
+        memcpy(b->sweep_from, st->sweep_from, sizeof(b->sweep_from));
+    }
+    st->running = b;
+    /* uv_queue_work() fails only without a work callback; should it, commit inline. */
+    if (uv_queue_work(st->loop, &b->req, do_batch, after_batch) != 0) {
+        do_batch(&b->req);
+        after_batch(&b->req, 0);
     }
 }
 
-/* Hand op (and text, which the store then owns) to domain's job; start one if none runs. */
+/* Queue op (and text, which the store then owns) for domain; a batch starts if none runs. */
 static void submit(struct store *st, const char *domain, enum op op, char *text)
 {
-    struct job **slot = job_slot(st, domain), *j;
+    struct pend **slot = queue_slot(st, domain), *p;
 
-    for (j = *slot; j != NULL; j = j->hnext)
-        if (strcmp(j->domain, domain) == 0)
+    for (p = *slot; p != NULL; p = p->hnext)
+        if (strcmp(p->domain, domain) == 0)
             break;
-    if (j != NULL) {
-        /* A write of this domain runs: this one replaces any that waits behind it. */
-        if (j->next_op != OP_NONE)
-            log_debug("state_dir: %s: a newer write replaces one not yet made", domain);
-        free(j->next_text);
-        j->next_op = op;
-        j->next_text = text;
+    if (p != NULL) {
+        /* A write of this domain waits: this one replaces it (the last write wins). */
+        log_debug("state_dir: %s: a newer write replaces one not yet made", domain);
+        free(p->text);
+        p->op = op;
+        p->text = text;
         return;
     }
-    j = xcalloc(1, sizeof(*j));
-    j->st = st;
-    j->op = op;
-    j->text = text;
-    snprintf(j->domain, sizeof(j->domain), "%s", domain);
-    j->hnext = *slot;
-    *slot = j;
-    st->njobs++;
-    queue_job(j);
+    p = xcalloc(1, sizeof(*p));
+    p->op = op;
+    p->text = text;
+    snprintf(p->domain, sizeof(p->domain), "%s", domain);
+    p->hnext = *slot;
+    *slot = p;
+    *st->qtail = p;
+    st->qtail = &p->qnext;
+    st->nqueued++;
+    if (st->running == NULL)
+        start_batch(st);
 }
 
 void store_put(struct store *st, const struct store_record *rec)
 {
-    char name[DOMAIN_MAX + 16], *line;
+    char *line;
 
-    if (st->closing || st->readonly)
+    if (st->closing || st->readonly || st->env == NULL)
         return;
-    if (file_name(rec->domain, ".json.tmp", name, sizeof(name)) < 0) {
+    if (!storable(rec->domain)) {
         log_error("state_dir: %s: policy not persisted: not a storable domain name", rec->domain);
         metrics_store(0);
         return;
@@ -529,261 +653,168 @@ void store_put(struct store *st, const struct store_record *rec)
 
 void store_delete(struct store *st, const char *domain)
 {
-    char name[DOMAIN_MAX + 16];
-
-    if (!st->closing && !st->readonly && file_name(domain, ".json.tmp", name, sizeof(name)) == 0)
+    if (!st->closing && !st->readonly && st->env != NULL && storable(domain))
         submit(st, domain, OP_DELETE, NULL);
 }
 
-/* read_record's answer for a file the daemon cannot open for a reason of its own. */
-#define STORE_READ_LOCAL (-2)
-/* read_record's answer for a file that is not there (gone since it was listed). */
-#define STORE_READ_MISSING (-3)
-
-/*
- * Read one record file; 0 with *rec filled, -1 with a reason when the file is unusable, or
- * STORE_READ_LOCAL (errno set) when the fault is ours (permissions, descriptors).
- */
-static int read_record(struct store *st, const char *fname, int64_t now, struct store_record *rec,
-                       const char **why)
+void store_set_notify(struct store *st, store_notify_cb cb, void *arg)
 {
-    char buf[STORE_RECORD_MAX + 1];
-    struct stat sb;
-    size_t n = 0;
-    int fd;
-
-    /*
-     * Not through a symlink, and never blocking: a FIFO or a device named like a record
-     * must not hang start-up, so the file is opened O_NONBLOCK and must be a regular one.
-     */
-    fd = openat(st->dirfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) {
-        *why = errno == ELOOP ? "a symbolic link" : "cannot open";
-        if (errno == ENOENT)
-            return STORE_READ_MISSING;
-        /* Our permissions or our descriptors, not the record: leave it where it is. */
-        return errno == EACCES || errno == EPERM || errno == EMFILE || errno == ENFILE ||
-                       errno == ENOMEM
-                   ? STORE_READ_LOCAL
-                   : -1;
-    }
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        *why = "not a regular file";
-        return -1;
-    }
-    if (sb.st_size > STORE_RECORD_MAX) {
-        close(fd);
-        *why = "larger than a record can be";
-        return -1;
-    }
-    while (n < sizeof(buf)) {
-        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            close(fd);
-            *why = "cannot read";
-            return -1;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (n > STORE_RECORD_MAX) {
-        *why = "larger than a record can be";
-        return -1;
-    }
-    return store_record_parse(buf, n, fname, now, rec, why);
+    st->notify = cb;
+    st->notify_arg = arg;
 }
 
-size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg)
+int store_queued(struct store *st, const char *domain)
 {
-    int fd = dup(st->dirfd);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    struct dirent *de;
-    size_t loaded = 0;
-    int rc;
-
-    if (dir == NULL) {
-        if (fd >= 0)
-            close(fd);
-        log_error("state_dir: cannot list %s: %s", st->dir, strerror(errno));
-        return 0;
-    }
-    rewinddir(dir);
-    while ((de = readdir(dir)) != NULL) {
-        size_t n = strlen(de->d_name);
-        struct store_record rec;
-        const char *why = NULL;
-
-        if (n > 9 && strcmp(de->d_name + n - 9, ".json.tmp") == 0) {
-            /* A write that a crash interrupted: the previous record (if any) stands. */
-            unlinkat(st->dirfd, de->d_name, 0);
-            continue;
-        }
-        if (n <= 5 || strcmp(de->d_name + n - 5, ".json") != 0)
-            continue;
-        memset(&rec, 0, sizeof(rec));
-        rc = read_record(st, de->d_name, now, &rec, &why);
-        if (rc == STORE_READ_MISSING)
-            continue;
-        if (rc == STORE_READ_LOCAL) {
-            /*
-             * A record the daemon's user may not read (written by another user, e.g. before
-             * an upgrade changed user) is not corrupt: setting it aside would lose a policy
-             * in force (RFC 8461 5.1). It stays, and the log says how to repair it.
-             */
-            log_error("state_dir: %s/%s: cannot open: %s; left in place, not loaded (give "
-                      "state_dir and its files to the daemon's user, e.g. chown -R, and restart)",
-                      st->dir, de->d_name, strerror(errno));
-            continue;
-        }
-        if (rc < 0) {
-            char aside[DOMAIN_MAX + 32];
-
-            snprintf(aside, sizeof(aside), "%.*s.corrupt", (int)(n - 5), de->d_name);
-            if (renameat(st->dirfd, de->d_name, st->dirfd, aside) < 0)
-                log_warning("state_dir: %s/%s: %s; skipped (cannot set it aside: %s)", st->dir,
-                            de->d_name, why ? why : "unreadable", strerror(errno));
-            else
-                log_warning("state_dir: %s/%s: %s; set aside as %s", st->dir, de->d_name,
-                            why ? why : "unreadable", aside);
-            continue;
-        }
-        if (rec.expires <= now) {
-            log_info("state_dir: policy of %s expired; removed", rec.domain);
-            unlinkat(st->dirfd, de->d_name, 0);
-            continue;
-        }
-        cb(arg, &rec);
-        loaded++;
-    }
-    closedir(dir);
-    return loaded;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Names of the record files of the directory, sorted: the domain order of store_scan(). */
-static char **list_records(struct store *st, size_t *count)
-{
-    int fd = dup(st->dirfd);
-    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
-    struct dirent *de;
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-
-    if (dir == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    rewinddir(dir);
-    while ((de = readdir(dir)) != NULL) {
-        size_t len = strlen(de->d_name);
-
-        if (len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            names = xrealloc(names, cap * sizeof(*names));
-        }
-        names[n++] = xstrdup(de->d_name);
-    }
-    closedir(dir);
-    if (n > 0)
-        qsort(names, n, sizeof(*names), cmp_names);
-    *count = n;
-    return names != NULL ? names : xcalloc(1, sizeof(*names));
-}
-
-int store_scan(struct store *st, int64_t now, store_scan_cb cb, void *arg, char *err, size_t errlen)
-{
-    struct store_record rec;
-    size_t n = 0;
-    char **names;
-
-    if (st->dirfd < 0)
-        return 0;
-    names = list_records(st, &n);
-    if (names == NULL) {
-        snprintf(err, errlen, "state_dir: cannot list %s: %s", st->dir, strerror(errno));
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *why = NULL;
-        int rc;
-
-        /* The record's name is its domain: the file name without ".json". */
-        memset(&rec, 0, sizeof(rec));
-        rc = read_record(st, names[i], now, &rec, &why);
-        names[i][strlen(names[i]) - 5] = '\0';
-        if (rc == STORE_READ_LOCAL)
-            cb(arg, names[i], NULL, strerror(errno));
-        else if (rc < 0 && rc != STORE_READ_MISSING)
-            cb(arg, names[i], NULL, why ? why : "unreadable");
-        else if (rc == 0 && rec.expires <= now)
-            cb(arg, names[i], NULL, "expired");
-        else if (rc == 0)
-            cb(arg, names[i], &rec, NULL);
-        free(names[i]);
-    }
-    free(names);
+    for (struct pend *p = *queue_slot(st, domain); p != NULL; p = p->hnext)
+        if (strcmp(p->domain, domain) == 0)
+            return 1;
     return 0;
+}
+
+void store_sweep(struct store *st, int64_t now)
+{
+    if (st->closing || st->readonly || st->env == NULL || st->sweeping)
+        return;
+    st->sweeping = 1;
+    st->sweep_now = now;
+    st->sweep_from[0] = '\0';
+    if (st->running == NULL)
+        start_batch(st);
 }
 
 int store_get(struct store *st, const char *domain, int64_t now, struct store_record *rec,
               const char **why)
 {
-    char name[DOMAIN_MAX + 16];
+    MDB_val key = {strlen(domain), (void *)domain}, val;
+    MDB_txn *txn = st->wtxn;
     int rc;
 
-    if (st->dirfd < 0 || file_name(domain, ".json", name, sizeof(name)) < 0)
+    if (st->env == NULL || !storable(domain))
         return 0;
-    memset(rec, 0, sizeof(*rec));
-    rc = read_record(st, name, now, rec, why);
-    if (rc == STORE_READ_LOCAL) {
-        *why = strerror(errno);
-        return -1;
+    if (txn == NULL) {
+        /* One read transaction, reset after each read and renewed for the next. */
+        rc = st->rtxn ? mdb_txn_renew(st->rtxn) : mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rtxn);
+        if (rc != 0) {
+            if (st->rtxn != NULL)
+                mdb_txn_abort(st->rtxn);
+            st->rtxn = NULL;
+            *why = what(rc);
+            return -1;
+        }
+        txn = st->rtxn;
     }
-    /* What store_load() would set aside or remove does not stand in a newer record's way. */
-    return rc == 0 && rec->expires > now ? 1 : 0;
+    rc = mdb_get(txn, st->dbi, &key, &val);
+    if (rc == 0) {
+        const char *pwhy = NULL;
+
+        /* Invalid: as good as missing here; the sweep names and removes it. */
+        rc = parse_value(&key, &val, now, rec, &pwhy) == 0 && rec->expires > now ? 1 : 0;
+    } else if (rc == MDB_NOTFOUND) {
+        rc = 0;
+    } else {
+        *why = what(rc);
+        rc = -1;
+    }
+    if (txn == st->rtxn)
+        mdb_txn_reset(st->rtxn);
+    return rc;
 }
 
-int store_put_now(struct store *st, const struct store_record *rec, char *err, size_t errlen)
+int store_scan(struct store *st, int64_t now, store_scan_cb cb, void *arg, char *err, size_t errlen)
 {
-    struct job j;
-    char name[DOMAIN_MAX + 16];
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc;
 
-    if (st->readonly || st->dirfd < 0) {
+    if (st->env == NULL)
+        return 0;
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0 && (rc = mdb_cursor_open(txn, st->dbi, &cur)) != 0)
+        mdb_txn_abort(txn);
+    if (rc != 0) {
+        snprintf(err, errlen, "state_dir: cannot read %s/%s: %s", st->top, STORE_FILE, what(rc));
+        return -1;
+    }
+    /* Keys in LMDB's order (bytes compared): domain order, as "state export" promises. */
+    while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
+        struct store_record rec;
+        const char *why = NULL;
+        char name[DOMAIN_MAX + 1];
+
+        snprintf(name, sizeof(name), "%.*s", (int)(key.mv_size > DOMAIN_MAX ? DOMAIN_MAX : key.mv_size),
+                 (const char *)key.mv_data);
+        if (parse_value(&key, &val, now, &rec, &why) < 0)
+            cb(arg, name, NULL, why ? why : "invalid");
+        else if (rec.expires <= now)
+            cb(arg, name, NULL, "expired");
+        else
+            cb(arg, name, &rec, NULL);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc != MDB_NOTFOUND) {
+        snprintf(err, errlen, "state_dir: cannot read %s/%s: %s", st->top, STORE_FILE, what(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int store_batch_begin(struct store *st, char *err, size_t errlen)
+{
+    int rc;
+
+    if (st->readonly || st->env == NULL) {
         snprintf(err, errlen, "the store is open read-only");
         return -1;
     }
-    if (file_name(rec->domain, ".json.tmp", name, sizeof(name)) < 0) {
-        snprintf(err, errlen, "not a storable domain name");
+    rc = mdb_txn_begin(st->env, NULL, 0, &st->wtxn);
+    if (rc != 0) {
+        st->wtxn = NULL;
+        snprintf(err, errlen, "%s/%s: mdb_txn_begin: %s", st->top, STORE_FILE, what(rc));
         return -1;
     }
-    /* The worker's steps, on this thread: the same crash-safe write as store_put(). */
-    memset(&j, 0, sizeof(j));
-    j.st = st;
-    j.op = OP_PUT;
-    j.text = store_record_encode(rec);
-    if (j.text == NULL) {
+    return 0;
+}
+
+int store_batch_put(struct store *st, const struct store_record *rec, char *err, size_t errlen)
+{
+    MDB_val key = {strlen(rec->domain), (void *)rec->domain}, val;
+    char *line;
+    int rc;
+
+    if (st->wtxn == NULL || !storable(rec->domain)) {
+        snprintf(err, errlen, st->wtxn ? "not a storable domain name" : "no batch open");
+        return -1;
+    }
+    line = store_record_encode(rec);
+    if (line == NULL) {
         snprintf(err, errlen, "cannot encode the record");
         return -1;
     }
-    snprintf(j.domain, sizeof(j.domain), "%s", rec->domain);
-    do_job(&j.req);
-    free(j.text);
-    if (j.step == STEP_OK)
+    val.mv_size = strlen(line);
+    val.mv_data = line;
+    rc = mdb_put(st->wtxn, st->dbi, &key, &val, 0);
+    free(line);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s/%s: mdb_put: %s%s", st->top, STORE_FILE, what(rc),
+                 rc == MDB_MAP_FULL ? " (state_max_size reached)" : "");
+        return -1;
+    }
+    return 0;
+}
+
+int store_batch_commit(struct store *st, char *err, size_t errlen)
+{
+    int rc;
+
+    if (st->wtxn == NULL)
         return 0;
-    snprintf(err, errlen, "%s/%s.json: %s%s%s", st->dir, rec->domain, step_what(j.step),
-             j.errnum ? ": " : "", j.errnum ? strerror(j.errnum) : "");
-    return -1;
+    rc = mdb_txn_commit(st->wtxn);
+    st->wtxn = NULL;
+    if (rc != 0) {
+        snprintf(err, errlen, "%s/%s: mdb_txn_commit: %s", st->top, STORE_FILE, what(rc));
+        return -1;
+    }
+    return 0;
 }

@@ -1,10 +1,17 @@
 /*
- * Write-through persistence of MTA-STS policies (SPEC section 7: nothing lost across a
- * restart or kill -9). One small JSON file per domain under STATE_DIR/sts/, replaced
- * atomically (write a temporary file, fsync, rename, fsync the directory), so a crash
- * leaves either the old record or the new one, never half of either. The writes run on the
- * libuv threadpool so that fsync never stalls the event loop. A file that cannot be read
- * back is renamed to NAME.corrupt and reported; it never stops the daemon.
+ * Persistence of MTA-STS policies (SPEC section 7: nothing lost across a restart or kill -9)
+ * in one LMDB environment, STATE_DIR/policies.mdb (and its lock file policies.mdb-lock):
+ * key the domain, value the record's compact JSON line (store_record_encode()). A write is
+ * durable once mdb_txn_commit() has returned 0 (no MDB_NOSYNC): LMDB's copy-on-write pages
+ * and its two meta pages leave either the old or the new transaction after a crash, never
+ * half of one. Writes queue up on the loop and one threadpool job commits each batch, so
+ * no fsync stalls the event loop. Reads are lookups in the memory map, on the caller's
+ * thread: a page in the page cache costs a few microseconds, a cold page one disk read
+ * (about 0.1 ms on an SSD, several ms on a spinning disk) before the record is parsed.
+ * A store file LMDB cannot read (not LMDB, wrong version, truncated) is renamed to
+ * policies.mdb.corrupt-UNIXTIME, reported, and replaced by an empty one; a fault of ours
+ * (permissions, space, descriptors) is an error, never "no policy". The per-file layout of
+ * earlier versions (STATE_DIR/sts/DOMAIN.json) is migrated into the environment once.
  */
 #ifndef DAEMON_STORE_H
 #define DAEMON_STORE_H
@@ -35,49 +42,93 @@ enum store_access {
 };
 
 /*
- * store_open - use (and create, mode 0750) dir and dir/sts, the daemon's own directories.
- * Neither is ever reached through a symbolic link (a trailing one is refused, not
- * followed); both are opened and then changed only through their descriptors, and every
- * later file operation is relative to dir/sts's descriptor (openat, renameat, unlinkat).
- * When owner is not (uid_t)-1 and the process is root, both are given to owner/group so the
- * daemon can still write after dropping privileges. Each must then be a directory owned by
- * owner (or by the effective user when owner is (uid_t)-1); group and other write and all
- * other permission bits are cleared (mode at most 0750). Writes run on loop's threadpool
- * (uv_queue_work), never on the loop itself.
+ * store_open - use (and create, mode 0750) dir, the daemon's own directory, and the store
+ * files in it (created 0640, the environment itself opened by store_start()). Neither dir
+ * nor a store file is ever reached through a symbolic link (refused, not followed). When
+ * owner is not (uid_t)-1 and the process is root, dir and the files this call creates are
+ * given to owner/group so the daemon can still write after dropping privileges. dir must
+ * then be a directory owned by owner (or by the effective user when owner is (uid_t)-1);
+ * group and other write and all other permission bits are cleared (mode at most 0750); an
+ * existing store file must be a regular file owned by the same user. Writes run on loop's
+ * threadpool (uv_queue_work), never on the loop itself. max_size bounds the environment
+ * (state_max_size, LMDB's map size; 0: STORE_MAX_SIZE_DEFAULT).
  * access STORE_SHARED or STORE_EXCLUSIVE also takes an advisory lock (flock(2) on
- * dir/tlspolicyd.lock, created when missing and given to owner like the directories), held
+ * dir/tlspolicyd.lock, created when missing and given to owner like the directory), held
  * until the store is freed: a running daemon's shared lock refuses an import, an import's
  * exclusive one refuses a daemon's start. STORE_READONLY only opens what exists (dir must,
- * dir/sts may be missing: no records), follows no link either, and writes nothing.
+ * the store file may be missing: no records), follows no link either, and writes nothing.
  * NULL with a one-line reason in err.
  */
 struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group,
-                         enum store_access access, char *err, size_t errlen);
+                         enum store_access access, uint64_t max_size, char *err, size_t errlen);
+
+/* state_max_size's default: 4 GiB of address space; the file grows only as records come. */
+#define STORE_MAX_SIZE_DEFAULT (4ULL << 30)
+
+/*
+ * store_start - open the LMDB environment, after the switch to the daemon's user (root
+ * never opens what that user may have planted). A file LMDB finds invalid or corrupted is
+ * set aside (policies.mdb.corrupt-UNIXTIME, one error line) and an empty store created;
+ * then an old per-file layout (dir/sts/DOMAIN.json) is migrated: every valid unexpired record
+ * moves into the environment in one transaction, invalid ones are set aside as
+ * NAME.corrupt, and the files are removed only after the commit (one log line with the
+ * counts), so an interrupted migration runs again in full at the next start. A read-only
+ * store migrates nothing and reads neither layout's records if the environment is missing.
+ * 0, or -1 with a one-line reason in err (permissions, space, descriptors: a fault of
+ * ours, not a corrupt file).
+ */
+int store_start(struct store *st, int64_t now, char *err, size_t errlen);
+
+/* store_count - records in the store now (LMDB keeps the count; constant time). */
+size_t store_count(struct store *st);
+
 
 /*
  * store_close - no more store_put() or store_delete() after this. Writes already asked for
- * are finished, not dropped (a policy handed to store_put() reaches the disk), for up to
- * timeout_ms (drain_timeout); the store is freed once the last has finished, so the caller
- * must run the loop until its handles and requests are gone (uv_run(UV_RUN_DEFAULT) does)
- * before uv_loop_close(). Without writes in flight the store is freed at once.
+ * are committed, not dropped (a policy handed to store_put() reaches the disk), for up to
+ * timeout_ms (drain_timeout); the store is freed once the last batch has committed, so the
+ * caller must run the loop until its handles and requests are gone (uv_run(UV_RUN_DEFAULT)
+ * does) before uv_loop_close(). Without writes in flight the store is freed at once.
  * When timeout_ms runs out, one error line names the domains whose writes are unfinished,
- * the writes not yet started are dropped, and if a thread is still inside one (a hung
- * fsync on NFS or a dying disk) the store stops the loop (uv_stop): uv_run() then returns
- * non-zero with that write still pending, and the caller should leave without waiting for
- * it (_exit: libuv's exit-time destructor joins its threads, the stuck one included).
+ * the writes not yet started are dropped, and if a thread is still inside a commit (a hung
+ * fsync on NFS or a dying disk, or another writer holding LMDB's write lock) the store stops
+ * the loop (uv_stop): uv_run() then returns non-zero with that batch still pending, and the
+ * caller should leave without waiting for it (_exit: libuv's exit-time destructor joins its
+ * threads, the stuck one included).
  */
 void store_close(struct store *st, unsigned timeout_ms);
 
 /*
  * store_put - write rec through to disk, behind the caller: the record is encoded now (rec
- * is not kept) and written by the threadpool. Writes of one domain run one at a time, in
- * order; a request made while one runs waits, and a newer request replaces a waiting one
- * (the last write wins). The outcome is logged and counted (metrics_store) on the loop.
+ * is not kept) and queued; a threadpool job commits the queue in one write transaction
+ * (STORE_BATCH_MAX writes at most), one batch at a time, so writes of one domain stay in
+ * order and a newer request replaces a queued one (the last write wins). The outcome is
+ * logged and counted (metrics_store) on the loop, and told to the notify callback.
  */
 void store_put(struct store *st, const struct store_record *rec);
 
 /* store_delete - forget domain's record (an expired policy), as store_put(). Missing is fine. */
 void store_delete(struct store *st, const char *domain);
+
+/* The most writes one transaction commits; more wait for the next batch. */
+#define STORE_BATCH_MAX 10000
+
+/*
+ * store_set_notify - cb(arg, domain, ok) on the loop once a store_put() of domain has
+ * committed (ok 1) or failed (ok 0); cb NULL: no more calls.
+ * store_queued - 1 when a write of domain waits for a batch not yet started.
+ */
+typedef void (*store_notify_cb)(void *arg, const char *domain, int ok);
+void store_set_notify(struct store *st, store_notify_cb cb, void *arg);
+int store_queued(struct store *st, const char *domain);
+
+/*
+ * store_sweep - remove the records expired at now (and any that no longer parse, each
+ * named in the log) off the loop, in transactions of STORE_SWEEP_CHUNK records, behind
+ * the queued writes. A sweep already under way is not restarted.
+ */
+void store_sweep(struct store *st, int64_t now);
+#define STORE_SWEEP_CHUNK 5000
 
 /* The record format "version" (store_record_encode() writes it, store_record_parse() wants it). */
 #define STORE_VERSION 1
@@ -89,10 +140,10 @@ void store_delete(struct store *st, const char *domain);
  * store_record_parse - read one record's text buf[0..len) (no I/O; the fuzzer's entry
  * point): JSON with today's fields (version 1, domain, id, fetched, expires, mode, max_age,
  * mx), the policy held to RFC 8461 3.2 again by rebuilding the policy text, the domain a
- * normalised domain name equal to the file name fname minus ".json" (fname NULL: a line of
- * "state import", no file to match), no control characters, times consistent and not in
- * the future of now. Expired records parse (the caller decides). 0 with *rec filled, or -1
- * with a reason.
+ * normalised domain name equal to the file name fname minus ".json" (fname NULL: a value of
+ * the store or a line of "state import", whose caller compares the key itself), no control
+ * characters, times consistent and not in the future of now. Expired records parse (the
+ * caller decides). 0 with *rec filled, or -1 with a reason.
  */
 int store_record_parse(const char *buf, size_t len, const char *fname, int64_t now,
                        struct store_record *rec, const char **why);
@@ -105,21 +156,10 @@ int store_record_parse(const char *buf, size_t len, const char *fname, int64_t n
 char *store_record_encode(const struct store_record *rec);
 
 /*
- * store_load - call cb for every record still valid at now; expired records are deleted,
- * unreadable ones (not a regular file, not a valid record, fetched in the future) set aside
- * as NAME.corrupt (each logged). Synchronous: for start-up, before the loop runs, and after
- * the switch to the daemon's user, so root never reads, renames or removes what that user
- * may have planted. Returns the number loaded.
- */
-typedef void (*store_load_cb)(void *arg, const struct store_record *rec);
-size_t store_load(struct store *st, int64_t now, store_load_cb cb, void *arg);
-
-/*
- * store_scan - read-only walk for "state export": cb(arg, name, rec, NULL) for every record
- * valid and unexpired at now, cb(arg, name, NULL, why) for every one skipped (unreadable,
- * invalid, expired), in domain order; name is the record's domain as the store knows it.
- * Nothing is renamed, removed or written. 0, or -1 with a one-line reason in err when the
- * store cannot be listed at all.
+ * store_scan - read-only walk for "state export", one read transaction in key (domain)
+ * order: cb(arg, name, rec, NULL) for every record valid and unexpired at now,
+ * cb(arg, name, NULL, why) for every one skipped (invalid, expired); name is the record's
+ * key. Nothing is changed. 0, or -1 with a one-line reason in err.
  */
 typedef void (*store_scan_cb)(void *arg, const char *name, const struct store_record *rec,
                               const char *why);
@@ -127,19 +167,23 @@ int store_scan(struct store *st, int64_t now, store_scan_cb cb, void *arg, char 
                size_t errlen);
 
 /*
- * store_get - domain's record as it stands, for "state import" to compare with. 1 with *rec
- * filled when a record valid and unexpired at now is stored, 0 when none is (missing,
- * expired or unusable: one the daemon would remove or set aside), -1 with a reason when it
- * cannot be read for a fault of ours (permissions, descriptors). Synchronous.
+ * store_get - domain's record as it stands: 1 with *rec filled when a record valid and
+ * unexpired at now is stored, 0 when none is (missing, expired, or invalid: logged once by
+ * the sweep that removes it), -1 with a reason when the store cannot be read (a fault of
+ * ours, or a page LMDB finds corrupted). Synchronous, on the calling thread; inside an open
+ * store_batch_begin() it sees the batch's own writes.
  */
 int store_get(struct store *st, const char *domain, int64_t now, struct store_record *rec,
               const char **why);
 
 /*
- * store_put_now - write rec on the calling thread, crash-safe as store_put() (temporary file,
- * fsync, rename, fsync of the directory), for commands that have no loop running. 0, or -1
- * with a one-line reason in err. Not on a store another write of the domain is under way in.
+ * The synchronous writes of "state import" (no loop running): store_batch_begin() opens a
+ * write transaction, store_batch_put() adds rec to it, store_batch_commit() commits it
+ * (durable when it returns 0). Each 0, or -1 with a one-line reason in err; a failed put
+ * leaves the transaction usable unless the store is full, a failed commit loses the batch.
  */
-int store_put_now(struct store *st, const struct store_record *rec, char *err, size_t errlen);
+int store_batch_begin(struct store *st, char *err, size_t errlen);
+int store_batch_put(struct store *st, const struct store_record *rec, char *err, size_t errlen);
+int store_batch_commit(struct store *st, char *err, size_t errlen);
 
 #endif

@@ -365,7 +365,8 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     if (drop_privileges(&srv->cfg, err, sizeof(err)) < 0)
         goto fail;
     /* As the daemon's user: root never reads or moves what that user may have planted. */
-    lookup_svc_load(&srv->svc, &srv->cfg);
+    if (lookup_svc_load(&srv->svc, &srv->cfg, err, sizeof(err)) < 0)
+        goto fail;
 
     uv_signal_init(loop, &srv->sighup);
     uv_signal_init(loop, &srv->sigterm);

@@ -79,6 +79,7 @@ static struct {
     uint64_t cache[METRICS_CACHE_N][3];
     uint64_t refresh[METRICS_REFRESH_N];
     uint64_t store[2]; /* [0] errors, [1] ok */
+    uint64_t store_bytes, store_records, store_max;
     uint64_t conn[METRICS_CONN_N];
     uint64_t reload[2];
     uint64_t http[NHANDLERS][NCODES];
@@ -161,6 +162,13 @@ void metrics_refresh(enum metrics_refresh trigger)
 void metrics_store(int ok)
 {
     m.store[ok ? 1 : 0]++;
+}
+
+void metrics_store_size(uint64_t bytes, uint64_t records, uint64_t max_bytes)
+{
+    m.store_bytes = bytes;
+    m.store_records = records;
+    m.store_max = max_bytes;
 }
 
 void metrics_conn(enum metrics_conn ev)
@@ -331,6 +339,14 @@ static void render_upstreams(struct out *o)
     put(o, "tlspolicyd_store_writes_total{result=\"ok\"} %llu\n", (unsigned long long)m.store[1]);
     put(o, "tlspolicyd_store_writes_total{result=\"error\"} %llu\n",
         (unsigned long long)m.store[0]);
+    single(o, "tlspolicyd_store_bytes", "gauge",
+           "Bytes of state_dir's policies.mdb in use (its pages up to the last written).",
+           (unsigned long long)m.store_bytes);
+    single(o, "tlspolicyd_store_max_bytes", "gauge",
+           "The store's bound (state_max_size); writes fail once bytes in use reach it.",
+           (unsigned long long)m.store_max);
+    single(o, "tlspolicyd_store_records", "gauge", "MTA-STS policy records in state_dir.",
+           (unsigned long long)m.store_records);
 }
 
 static void render_service(struct out *o, const struct metrics_gauges *g)

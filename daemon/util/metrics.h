@@ -100,8 +100,14 @@ void metrics_cache(enum metrics_cache kind, enum metrics_cache_event ev);
 /* metrics_refresh - background MTA-STS work started without a lookup waiting for it. */
 void metrics_refresh(enum metrics_refresh trigger);
 
-/* metrics_store - one write of state_dir: ok 1 when it reached the disk, 0 on an error. */
+/* metrics_store - one write of state_dir: ok 1 when it was committed, 0 on an error. */
 void metrics_store(int ok);
+
+/*
+ * metrics_store_size - the store's file in use (bytes: pages up to the last one written),
+ * its records, and its bound (state_max_size, LMDB's map size), as last seen.
+ */
+void metrics_store_size(uint64_t bytes, uint64_t records, uint64_t max_bytes);
 
 /* metrics_conn - a connection event. */
 void metrics_conn(enum metrics_conn ev);

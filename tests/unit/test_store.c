@@ -1,13 +1,18 @@
 /*
- * Unit table for store_record_parse() (daemon/mtasts/store.c): which record texts state_dir may
- * hold and be loaded, and why the others are set aside. Then store_close() on a loop: a write
- * finishes, and a write stuck in the kernel is given up after the timeout, named in the log.
+ * Unit table for store_record_parse() (daemon/mtasts/store_record.c): which record texts
+ * state_dir may hold and be read, and why the others are refused. Then the LMDB store on a
+ * loop: batched puts and a delete read back, the sweep, a full store (state_max_size), the
+ * migration of the per-file layout, a truncated and a garbage file set aside, and
+ * store_close(): a write finishes, and a commit stuck behind another writer is given up
+ * after the timeout, named in the log.
  */
 #include "check.h"
 #include "log.h"
 #include "store.h"
 
 #include <fcntl.h>
+#include <lmdb.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -128,7 +133,7 @@ static const struct {
      "JSON", 1},
 };
 
-/* A record of domain whose file is larger than one page (32 long mx patterns). */
+/* A record of domain larger than one page (32 long mx patterns, labels of 63). */
 static void big_record(struct store_record *rec, const char *domain)
 {
     memset(rec, 0, sizeof(*rec));
@@ -144,8 +149,8 @@ static void big_record(struct store_record *rec, const char *domain)
         rec->policy.mxlen +=
             (unsigned)snprintf(
                 rec->policy.mx + rec->policy.mxlen, sizeof(rec->policy.mx) - rec->policy.mxlen,
-                "mx%02u.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
-                "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.example",
+                "mx%02u.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+                "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.example",
                 i) +
             1;
 }
@@ -180,72 +185,296 @@ static char *logged_during(void (*fn)(void *), void *arg)
 struct closing {
     uv_loop_t *loop;
     char dir[64];
-    int fifo; /* read end of the FIFO the stuck write writes into */
+    int go[2]; /* the writer child waits for a byte here before it lets go */
+    pid_t child;
 };
 
-/* A write that finishes: the file is there after the loop's last run. */
+static struct store *open_started(struct closing *c, uint64_t max_size, int64_t now)
+{
+    char err[256];
+    struct store *st = store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, STORE_SHARED, max_size,
+                                  err, sizeof(err));
+
+    if (st != NULL && store_start(st, now, err, sizeof(err)) < 0) {
+        printf("  store_start: %s\n", err);
+        store_close(st, 0);
+        return NULL;
+    }
+    if (st == NULL)
+        printf("  store_open: %s\n", err);
+    return st;
+}
+
+/* Whether the reopened store has domain's record. */
+static int stored(struct closing *c, const char *domain)
+{
+    struct store *st = open_started(c, 0, NOW);
+    struct store_record rec;
+    const char *why = NULL;
+    int rc = st ? store_get(st, domain, NOW, &rec, &why) : -9;
+
+    store_close(st, 0);
+    return rc;
+}
+
+/* A write that finishes: the record is there after the loop's last run. */
 static void close_finished(void *arg)
 {
     struct closing *c = arg;
-    char err[256], path[200];
-    struct store *st =
-        store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, STORE_SHARED, err, sizeof(err));
+    struct store *st = open_started(c, 0, NOW);
     struct store_record rec;
-    struct stat sb;
 
+    if (!check_true("close: write finished", "store opens", st != NULL))
+        return;
     big_record(&rec, "done.example");
     store_put(st, &rec);
     store_close(st, 10000);
     check_int("close: write finished", "loop ran to the end", uv_run(c->loop, UV_RUN_DEFAULT), 0);
-    snprintf(path, sizeof(path), "%s/sts/done.example.json", c->dir);
-    check_int("close: write finished", "record on disk", stat(path, &sb), 0);
+    check_int("close: write finished", "record committed", stored(c, "done.example"), 1);
 }
 
 /*
- * A write stuck in the kernel: the temporary file is a FIFO whose one-page buffer nobody
- * reads, so the worker blocks in write() (as in a hung fsync). store_close() gives up after
- * 100 ms and stops the loop; then the FIFO is read, the write ends and the store is freed.
+ * A commit stuck behind LMDB's write lock: a child process holds a write transaction until
+ * told to let go, so the batch's worker waits in mdb_txn_begin (as in a hung fsync).
+ * store_close() gives up after 100 ms and stops the loop; then the child lets go, the batch
+ * commits and the store is freed.
  */
 static void close_stuck(void *arg)
 {
     struct closing *c = arg;
-    char err[256], path[200], buf[4096];
-    struct store *st =
-        store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, STORE_SHARED, err, sizeof(err));
+    struct store *st = open_started(c, 0, NOW);
     struct store_record rec;
     struct timespec t0;
-    int queued = 0;
+    int ready[2];
+    char byte;
 
-    snprintf(path, sizeof(path), "%s/sts/stuck.example.json.tmp", c->dir);
-    mkfifo(path, 0600);
-    c->fifo = open(path, O_RDONLY | O_NONBLOCK);
-    fcntl(c->fifo, F_SETPIPE_SZ, 4096);
+    if (!check_true("close: write stuck", "store opens", st != NULL) || pipe(ready) < 0 ||
+        pipe(c->go) < 0)
+        return;
+    c->child = fork();
+    if (c->child == 0) {
+        char path[128];
+        MDB_env *env;
+        MDB_txn *txn;
+
+        snprintf(path, sizeof(path), "%s/policies.mdb", c->dir);
+        if (mdb_env_create(&env) != 0 || mdb_env_open(env, path, MDB_NOSUBDIR, 0640) != 0 ||
+            mdb_txn_begin(env, NULL, 0, &txn) != 0)
+            _exit(1);
+        if (write(ready[1], "r", 1) != 1 || read(c->go[0], &byte, 1) != 1)
+            _exit(1);
+        mdb_txn_abort(txn);
+        mdb_env_close(env);
+        _exit(0);
+    }
+    check_int("close: write stuck", "writer child holds the lock", (int)read(ready[0], &byte, 1),
+              1);
     big_record(&rec, "stuck.example");
     store_put(st, &rec);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    /* Wait (up to 10 s) until the worker has filled the pipe and waits in write(). */
-    while (ioctl(c->fifo, FIONREAD, &queued) == 0 && queued < 4096 && ms_since(&t0) < 10000)
-        usleep(1000);
-    check_int("close: write stuck", "worker blocked", queued, 4096);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     store_close(st, 100);
     check_true("close: write stuck", "loop stopped with the write pending",
                uv_run(c->loop, UV_RUN_DEFAULT) != 0);
     check_true("close: write stuck", "within the timeout", ms_since(&t0) < 5000);
-    /* Let the worker finish (fsync of a FIFO fails: nothing is stored), then clean up. */
-    fcntl(c->fifo, F_SETFL, 0);
-    while (read(c->fifo, buf, sizeof(buf)) > 0)
-        ;
-    close(c->fifo);
+    /* Let the child go: the batch commits, then the store is freed. */
+    check_int("close: write stuck", "child told", (int)write(c->go[1], "g", 1), 1);
+    waitpid(c->child, NULL, 0);
     check_int("close: write stuck", "loop ends once the write does",
               uv_run(c->loop, UV_RUN_DEFAULT), 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(c->go[0]);
+    close(c->go[1]);
+}
+
+static int notified_ok, notified_failed;
+
+static void on_notify(void *arg, const char *domain, int ok)
+{
+    (void)arg;
+    (void)domain;
+    if (ok)
+        notified_ok++;
+    else
+        notified_failed++;
+}
+
+/* Puts and a delete commit in batches; get reads them back; the count follows. */
+static void round_trip(void *arg)
+{
+    struct closing *c = arg;
+    struct store *st = open_started(c, 0, NOW);
+    struct store_record rec, got;
+    const char *why = NULL;
+    char name[64];
+
+    if (!check_true("round trip", "store opens", st != NULL))
+        return;
+    notified_ok = notified_failed = 0;
+    store_set_notify(st, on_notify, NULL);
+    for (int i = 0; i < 50; i++) {
+        snprintf(name, sizeof(name), "d%02d.example", i);
+        big_record(&rec, name);
+        store_put(st, &rec);
+    }
+    check_int("round trip", "a newer write waits while the first batch runs",
+              store_queued(st, "d49.example"), 1);
+    store_delete(st, "d00.example");
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    check_int("round trip", "every put told committed", notified_ok, 50);
+    check_int("round trip", "no failure", notified_failed, 0);
+    check_int("round trip", "records", (int)store_count(st), 49);
+    check_int("round trip", "get d07", store_get(st, "d07.example", NOW, &got, &why), 1);
+    check_str("round trip", "get d07: domain", got.domain, "d07.example");
+    check_int("round trip", "get d07: patterns", (int)got.policy.nmx, STS_MAX_MX);
+    check_int("round trip", "deleted d00", store_get(st, "d00.example", NOW, &got, &why), 0);
+    check_int("round trip", "expired is no record",
+              store_get(st, "d07.example", NOW + 86400, &got, &why), 0);
+    /* The sweep removes what has expired, off the loop. */
+    store_sweep(st, NOW + 86400);
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    check_int("round trip", "swept", (int)store_count(st), 0);
+    store_close(st, 0);
+}
+
+/* A store bounded at 1 MiB fills up: the writes past it fail, are told and counted. */
+static void map_full(void *arg)
+{
+    struct closing *c = arg;
+    struct store *st;
+    struct store_record rec;
+    char name[64];
+
+    st = open_started(c, 1 << 20, NOW);
+    if (!check_true("map full", "store opens", st != NULL))
+        return;
+    notified_ok = notified_failed = 0;
+    store_set_notify(st, on_notify, NULL);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "full%04d.example", i);
+        big_record(&rec, name);
+        store_put(st, &rec);
+        if (i % 100 == 99)
+            uv_run(c->loop, UV_RUN_DEFAULT);
+    }
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    check_true("map full", "some committed", notified_ok > 0);
+    check_true("map full", "the rest failed", notified_failed > 0);
+    check_int("map full", "all told", notified_ok + notified_failed, 1000);
+    store_close(st, 0);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[256];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fp = fopen(path, "w");
+    if (fp != NULL) {
+        fputs(text, fp);
+        fclose(fp);
+    }
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char path[256];
+    struct stat sb;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return stat(path, &sb) == 0;
+}
+
+/* The per-file layout moves in: valid records in, a bad one aside, an expired one gone. */
+static void migration(void *arg)
+{
+    struct closing *c = arg;
+    char sts[128];
+    struct store *st;
+
+    snprintf(sts, sizeof(sts), "%s/sts", c->dir);
+    mkdir(sts, 0750);
+    write_file(sts, "a.example.json", rows[0].text);
+    write_file(sts, "example.com.json", rows[0].text);
+    write_file(sts, "bad.example.json", "{not json");
+    write_file(sts, "old.example.json",
+               "{\"version\":1,\"domain\":\"old.example\",\"id\":\"1\",\"fetched\":1,\"expires\":"
+               "86401,\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mx.example.com\"]}");
+    write_file(sts, "x.example.json.tmp", "half");
+    st = open_started(c, 0, NOW);
+    if (!check_true("migration", "store opens", st != NULL))
+        return;
+    check_int("migration", "one record moved (a.example.json names another domain)",
+              (int)store_count(st), 1);
+    store_close(st, 0);
+    check_int("migration", "moved record readable", stored(c, "example.com"), 1);
+    check_true("migration", "bad file set aside", exists(sts, "bad.example.corrupt"));
+    check_true("migration", "mismatched file set aside", exists(sts, "a.example.corrupt"));
+    check_true("migration", "migrated file removed", !exists(sts, "example.com.json"));
+    check_true("migration", "expired file removed", !exists(sts, "old.example.json"));
+    check_true("migration", "temporary file removed", !exists(sts, "x.example.json.tmp"));
+}
+
+/* Garbage, and a truncated file: set aside, reported, and a fresh store serves. */
+static void corruption(void *arg)
+{
+    struct closing *c = arg;
+    struct store *st = open_started(c, 0, NOW);
+    struct store_record rec;
+    char path[128], cmd[256];
+    char name[64];
+
+    if (!check_true("corrupt", "store opens", st != NULL))
+        return;
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "t%03d.example", i);
+        big_record(&rec, name);
+        store_put(st, &rec);
+    }
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    store_close(st, 0);
+    snprintf(path, sizeof(path), "%s/policies.mdb", c->dir);
+    check_int("corrupt: truncated", "truncate", truncate(path, 64 * 1024), 0);
+    st = open_started(c, 0, NOW);
+    check_true("corrupt: truncated", "store opens afresh", st != NULL);
+    check_int("corrupt: truncated", "empty", st ? (int)store_count(st) : -1, 0);
+    store_close(st, 0);
+    snprintf(cmd, sizeof(cmd), "head -c 100000 /dev/urandom > %s", path);
+    check_int("corrupt: garbage", "written", system(cmd), 0);
+    st = open_started(c, 0, NOW);
+    check_true("corrupt: garbage", "store opens afresh", st != NULL);
+    if (st != NULL) {
+        big_record(&rec, "after.example");
+        store_put(st, &rec);
+        uv_run(c->loop, UV_RUN_DEFAULT);
+        check_int("corrupt: garbage", "serves writes", (int)store_count(st), 1);
+    }
+    store_close(st, 0);
+}
+
+static void run_logged(struct closing *c, const char *label, void (*fn)(void *),
+                       const char *want1, const char *want2)
+{
+    char cmd[256], *log;
+
+    /* Each part starts with an empty store. */
+    snprintf(cmd, sizeof(cmd), "rm -f %s/policies.mdb %s/policies.mdb-lock", c->dir, c->dir);
+    check_int(label, "store removed", system(cmd), 0);
+    log = logged_during(fn, c);
+
+    if (want1 != NULL && !check_true(label, want1, strstr(log, want1) != NULL))
+        printf("  log: %s\n", log);
+    if (want2 != NULL && !check_true(label, want2, strstr(log, want2) != NULL))
+        printf("  log: %s\n", log);
+    free(log);
 }
 
 static void check_close(void)
 {
     struct closing c;
     uv_loop_t loop;
-    char *log;
+    char cmd[128];
 
     uv_loop_init(&loop);
     c.loop = &loop;
@@ -253,23 +482,22 @@ static void check_close(void)
     if (!check_true("close", "scratch directory", mkdtemp(c.dir) != NULL))
         return;
     log_open(LOG_INFO, 0);
-    log = logged_during(close_finished, &c);
-    check_true("close: write finished", "nothing left unwritten",
-               strstr(log, "drain_timeout") == NULL);
-    free(log);
-    log = logged_during(close_stuck, &c);
-    if (!check_true("close: write stuck", "logged with the domain",
-                    strstr(log, "drain_timeout (100 ms) ran out with writes unfinished; "
-                                "policies not persisted (1): stuck.example\n") != NULL))
-        printf("  log: %s\n", log);
-    free(log);
+    run_logged(&c, "close: write finished", close_finished, NULL, NULL);
+    run_logged(&c, "close: write stuck", close_stuck,
+               "drain_timeout (100 ms) ran out with writes unfinished; "
+               "policies not persisted (1): stuck.example\n",
+               NULL);
+    run_logged(&c, "round trip", round_trip, "49 expired records removed", NULL);
+    run_logged(&c, "corrupt", corruption, "set aside as policies.mdb.corrupt-",
+               "starting with an empty store");
+    run_logged(&c, "migration", migration, "2 set aside, 1 expired", "1 records moved");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", c.dir);
+    check_int("close", "scratch removed", system(cmd), 0);
+    snprintf(c.dir, sizeof(c.dir), "/tmp/test_store_full");
+    mkdir(c.dir, 0750);
+    run_logged(&c, "map full", map_full, "MDB_MAP_FULL", "state_max_size reached");
     check_int("close", "loop closes", uv_loop_close(&loop), 0);
-    {
-        char cmd[128];
-
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", c.dir);
-        check_int("close", "scratch removed", system(cmd), 0);
-    }
+    check_int("close", "scratch removed", system("rm -rf /tmp/test_store_full"), 0);
 }
 
 int main(void)
