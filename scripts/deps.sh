@@ -14,6 +14,8 @@ if [ "$want" = test ]; then
     # clang and its runtime: libFuzzer builds of the fuzzers.
     # nsd, unbound, bind9-utils (dnssec-keygen/signzone), bind9-dnsutils (dig), iproute2,
     # util-linux (unshare): the DNSSEC lab of tests/lab/.
+    # lmdb-utils: mdb_load and mdb_stat put hand-made and corrupt records into a store and
+    # count what an interrupted import committed.
     # prometheus: promtool checks /metrics and the alert rules; man-db: man -l renders the
     # manual pages (systemd-analyze, where systemd is installed, checks the units).
     # exim4-dev: the headers of contrib/exim's dlfunc module (Exim itself is not installed:
@@ -21,7 +23,7 @@ if [ "$want" = test ]; then
     pkgs+=(exim4-dev)
     pkgs+=(postfix python3 procps clang libclang-rt-14-dev openssl
            nsd unbound bind9-utils bind9-dnsutils iproute2 util-linux nginx
-           prometheus man-db)
+           prometheus man-db lmdb-utils)
 fi
 
 missing=()

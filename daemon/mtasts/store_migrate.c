@@ -224,8 +224,14 @@ int store_migrate(struct store *st, int64_t now, char *err, size_t errlen)
     if (dirfd < 0 && errno == ENOENT)
         return 0; /* nothing to migrate */
     if (dirfd < 0) {
+        struct stat sb;
+        int e = errno;
+
+        /* O_DIRECTORY with O_NOFOLLOW says ENOTDIR for a link: name it as what it is. */
+        if (fstatat(st->topfd, "sts", &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(sb.st_mode))
+            e = ELOOP;
         snprintf(err, errlen, "state_dir: cannot open %s/sts to migrate it: %s", st->top,
-                 errno == ELOOP ? "a symbolic link" : strerror(errno));
+                 e == ELOOP ? "a symbolic link" : strerror(e));
         return -1;
     }
     names = list_names(dirfd, &n);
@@ -241,11 +247,14 @@ int store_migrate(struct store *st, int64_t now, char *err, size_t errlen)
                  mdb_strerror(rc));
     else if (migrate_names(st, dirfd, txn, names, n, now, gone, &m, err, errlen) < 0)
         rc = -1;
-    else if ((rc = mdb_txn_commit(txn)) != 0)
+    else if ((rc = mdb_txn_commit(txn)) != 0) {
+        txn = NULL;
         snprintf(err, errlen, "state_dir: cannot migrate %s/sts: mdb_txn_commit: %s", st->top,
                  mdb_strerror(rc));
-    else if ((txn = NULL) == NULL) {
+    }
+    if (rc == 0) {
         /* Committed: only now may the files go. */
+        txn = NULL;
         for (size_t i = 0; i < n; i++)
             if (gone[i] != NULL && unlinkat(dirfd, gone[i], 0) < 0 && errno != ENOENT)
                 log_warning("state_dir: %s/sts/%s: migrated but not removed: %s", st->top,

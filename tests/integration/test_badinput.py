@@ -518,11 +518,31 @@ def sts_not_a_dir(state):
     return [os.path.join(state, "sts")]
 
 
-hostile_state("sts symlink to a root directory", sts_link_to_dir, "/state/sts is a symbolic link")
-hostile_state("sts symlink to a root file", sts_link_to_file, "/state/sts is a symbolic link")
+def store_link_to_file(name):
+    def plant(state):
+        own_state(state)
+        fd, v = tempfile.mkstemp(prefix="tlspolicyd-victim-")
+        os.write(fd, b"root's secret\n")
+        os.close(fd)
+        os.chmod(v, 0o600)
+        os.symlink(v, os.path.join(state, name))
+        return [v]
+    return plant
+
+
+# The old per-file layout (sts/) is only migrated, after the switch to nobody, and never
+# through a link; the store's files are never links either.
+hostile_state("sts symlink to a root directory", sts_link_to_dir,
+              "/state/sts to migrate it: a symbolic link")
+hostile_state("sts symlink to a root file", sts_link_to_file,
+              "/state/sts to migrate it: a symbolic link")
+hostile_state("policies.mdb symlink to a root file", store_link_to_file("policies.mdb"),
+              "/state/policies.mdb is a symbolic link; refusing to use it")
+hostile_state("policies.mdb-lock symlink to a root file", store_link_to_file("policies.mdb-lock"),
+              "/state/policies.mdb-lock is a symbolic link; refusing to use it")
 hostile_state("state_dir symlink to a root directory", state_link_to_dir,
               "/state is a symbolic link")
-hostile_state("sts a regular file", sts_not_a_dir, "/state/sts is not a directory")
+hostile_state("sts a regular file", sts_not_a_dir, "/state/sts to migrate it: Not a directory")
 # A daemon that stays root (user empty) does not use a directory another user can write.
 hostile_state("owned by another user", lambda state: own_state(state) or [state],
               f"/state is owned by uid {NOBODY.pw_uid}, not by the daemon's user (uid 0)", user="")
@@ -531,19 +551,24 @@ hostile_state("owned by another user", lambda state: own_state(state) or [state]
 d = Daemon(overrides=OVERRIDES, user="nobody")
 try:
     d.start()
-    for sub in ("state", "state/sts"):
+    st = os.lstat(os.path.join(d.dir, "state"))
+    check("state_dir: state made for nobody, 0750",
+          (stat.S_ISDIR(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode)),
+          (True, NOBODY.pw_uid, 0o750))
+    for sub in ("state/policies.mdb", "state/policies.mdb-lock"):
         st = os.lstat(os.path.join(d.dir, sub))
-        check(f"state_dir: {sub} made for nobody, 0750",
-              (stat.S_ISDIR(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode)),
-              (True, NOBODY.pw_uid, 0o750))
+        check(f"state_dir: {sub} made for nobody, 0640",
+              (stat.S_ISREG(st.st_mode), st.st_uid, stat.S_IMODE(st.st_mode)),
+              (True, NOBODY.pw_uid, 0o640))
     check("state_dir: the daemon serves", d.ask("policy", "example.com"), GOOD_ANSWER)
     check("state_dir: daemon exits cleanly", d.stop(), 0)
 finally:
     d.cleanup()
 
-# A record the daemon's user cannot read (written by root, or by the user of an earlier
-# version): not corrupt, so not set aside (that would lose a policy in force); it stays, and
-# one error line says how to repair it.
+# A record of the old layout the daemon's user cannot read (written by root, or by the user
+# of an earlier version): not corrupt, so not set aside (that would lose a policy in force);
+# a fault of ours, so the migration stops and the daemon does not start, with one error line
+# that says how to repair it; the file stays.
 d = Daemon(overrides=OVERRIDES, user="nobody")
 try:
     sts = os.path.join(d.dir, "state", "sts")
@@ -556,13 +581,19 @@ try:
         f.write('{"version":1,"domain":"locked.example","id":"1","fetched":%d,"expires":%d,'
                 '"mode":"enforce","max_age":86400,"mx":["mx.locked.example"]}' % (now, now + 86000))
     os.chmod(rec, 0o600)
-    d.start()
+    try:
+        d.start()
+        started = True
+    except RuntimeError:
+        started = False
+    check_true("state_dir: unreadable record: refused to start", not started, d.log()[-600:])
     check_true("state_dir: unreadable record: one error line with the repair",
-               d.wait_log("locked.example.json: cannot open: Permission denied; left in place"),
+               "cannot migrate " in d.log() and
+               "/sts/locked.example.json: Permission denied (give state_dir" in d.log(),
                d.log()[-600:])
     check("state_dir: unreadable record left in place, not set aside",
           sorted(os.listdir(sts)), ["locked.example.json"])
-    check("state_dir: unreadable record: daemon exits cleanly", d.stop(), 0)
+    d.stop()
 finally:
     d.cleanup()
 

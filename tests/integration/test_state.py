@@ -33,10 +33,13 @@ def run(*args, stdin=None, timeout=60):
 
 
 def listing(state):
-    """What state_dir holds: names, sizes and times, to see that nothing changed."""
+    """What state_dir holds: names, sizes and times, to see that nothing changed (but LMDB's
+    lock file, whose reader table every reader writes to by design)."""
     out = []
     for root, dirs, files in os.walk(state):
         for n in sorted(dirs + files):
+            if n == "policies.mdb-lock":
+                continue
             st = os.lstat(os.path.join(root, n))
             out.append((os.path.relpath(os.path.join(root, n), state), st.st_size, st.st_mtime_ns))
     return sorted(out)
@@ -48,6 +51,23 @@ def line(domain, fetched, **kw):
            "mx": [f"mx1.{domain}"]}
     rec.update(kw)
     return json.dumps(rec, separators=(",", ":"))
+
+
+def mdb_load(path, pairs):
+    """Key and value pairs into the store at path with LMDB's mdb_load (plain text, -T)."""
+    text = "".join(f"{k}\n{v}\n" for k, v in pairs)
+    subprocess.run(["mdb_load", "-n", "-T", path], input=text, text=True, check=True,
+                   timeout=30)
+
+
+def mdb_entries(path):
+    """How many records the store at path holds, as LMDB's mdb_stat counts them."""
+    out = subprocess.run(["mdb_stat", "-n", path], capture_output=True, text=True,
+                         timeout=30).stdout
+    for x in out.splitlines():
+        if x.strip().startswith("Entries:"):
+            return int(x.split()[1])
+    return -1
 
 
 scratch = tempfile.mkdtemp(prefix="tlspolicyd-state-")
@@ -86,13 +106,13 @@ try:
           ("enforce", ["mx1.enforce.sts.test", "*.backup.sts.test"]))
     check_true("export: summary on stderr", "exported 3, skipped 0" in err, err)
 
-    # Export is read-only: a corrupt and an expired record are reported, not moved.
-    sts = os.path.join(state, "sts")
-    with open(os.path.join(sts, "junk.test.json"), "w") as f:
-        f.write("{not json")
+    # Export is read-only: a corrupt and an expired record (put into the store with LMDB's
+    # own mdb_load) are reported, not removed.
+    saved = os.path.join(scratch, "saved.mdb")
+    shutil.copy2(os.path.join(state, "policies.mdb"), saved)
     now = int(time.time())
-    with open(os.path.join(sts, "old.test.json"), "w") as f:
-        f.write(line("old.test", now - 100000) + "\n")
+    mdb_load(os.path.join(state, "policies.mdb"),
+             [("junk.test", "{not json"), ("old.test", line("old.test", now - 100000))])
     before = listing(state)
     rc, out, err = run("export", "-c", d.conf)
     check("export with bad records: exit", rc, 0)
@@ -100,8 +120,7 @@ try:
     check_true("export: corrupt record reported", "junk.test: not JSON; skipped" in err, err)
     check_true("export: expired record reported", "old.test: expired; skipped" in err, err)
     check("export: state_dir unchanged", listing(state), before)
-    os.unlink(os.path.join(sts, "junk.test.json"))
-    os.unlink(os.path.join(sts, "old.test.json"))
+    shutil.copy2(saved, os.path.join(state, "policies.mdb"))
 
     # Import into an empty state_dir (-o state_dir=), from a file: exact round trip.
     dumpfile = os.path.join(scratch, "dump.jsonl")
@@ -186,7 +205,7 @@ try:
     d2 = Daemon(conf_lines=STS_CONF, user="nobody", opts=[f"state_dir={fresh}"])
     try:
         d2.start()
-        check_true("imported state: loaded", d2.wait_log("3 MTA-STS policies loaded"),
+        check_true("imported state: stored", d2.wait_log("3 MTA-STS policies stored"),
                    d2.log()[-800:])
         check("imported state: enforce answered from it", d2.ask("policy", "enforce.sts.test"),
               "OK " + ENFORCE)
