@@ -240,6 +240,20 @@ int store_migrate(struct store *st, int64_t now, char *err, size_t errlen)
         close(dirfd);
         return -1;
     }
+    {
+        size_t records = 0;
+
+        for (size_t i = 0; i < n; i++)
+            records += ends_with(names[i], ".json") || ends_with(names[i], ".json.tmp");
+        if (records == 0) {
+            /* Migrated already: what is left was set aside for the administrator. */
+            for (size_t i = 0; i < n; i++)
+                free(names[i]);
+            free(names);
+            close(dirfd);
+            return 0;
+        }
+    }
     gone = xcalloc(n ? n : 1, sizeof(*gone));
     rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc != 0)
