@@ -1,0 +1,187 @@
+#!/bin/bash
+# The scale rows of issue 12: N MTA-STS policies in state_dir, all of them cached.
+#
+#   tests/bench/scale.sh BUILD_DIR [N...]      (as root; default N: 10000 100000 1000000)
+#
+# Runs itself inside the lab (tests/lab/dnslab.sh), whose validating resolver answers for
+# the generated domains: a lookup needs DNS first (no DANE for the insecure zone
+# unsigned.test, then MTA-STS decides, and the TXT id is checked behind the cached answer).
+# For each N: generates N records (dNNNNNNN.unsigned.test, 1 to 3 mx patterns, valid for 30
+# days), imports them with "tlspolicyd state import" into an empty state_dir (timed), then
+# starts the daemon on it three times with nothing leaving the lab (a unix socket, DNS to
+# the lab's resolver, metrics on a loopback port): cold (the page cache dropped with
+# "sync; echo 3 > /proc/sys/vm/drop_caches" first; when the kernel refuses, the store file
+# is evicted with posix_fadvise(DONTNEED) and the row says so) and warm, each timed from exec
+# to the "ready" line; the third run asks every domain once through the socket
+# (bench_loadgen, one connection with 32 requests in flight, each key once; the answers must
+# all be OK) so all N are cached, reads VmRSS,
+# and measures cached lookups for 5 s after 1 s of warm-up (50 lockstep connections over all
+# N keys): p50, p99 and the daemon's CPU time per answer.
+#
+# Output, on stdout: one machine-readable line per N,
+#   scale n=N import_s=.. cold_s=.. warm_s=.. cached=.. rss_kib=.. bytes_per_domain=..
+#         rss_ready_kib=.. added_bytes_per_domain=.. anon_kib=.. anon_bytes_per_domain=..
+#         p50_us=.. p99_us=.. cpu_us=.. errors=.. cold_method=drop_caches|fadvise
+#         store_bytes=.. load='1 5 15 min load averages'
+# (VmRSS counts the store's pages mapped from the page cache; RssAnon is the heap alone;
+# "added" is VmRSS after the lookups minus VmRSS at "ready", divided by N)
+# and then a Markdown table of the same figures. Progress goes to stderr. Exit 0 when every
+# N measured cleanly, 1 otherwise. BENCH_KEEP=1 keeps the work directory.
+set -euo pipefail
+
+bench_tag=scale
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -z "${LAB_RESOLVER:-}" ]; then
+    b=${1:?usage: tests/bench/scale.sh BUILD_DIR [N...]}
+    case $b in /*) ;; *) b=$PWD/$b ;; esac
+    shift
+    exec "$here/../lab/dnslab.sh" "$here/scale.sh" "$b" "$@"
+fi
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+build=${1:?usage: tests/bench/scale.sh BUILD_DIR [N...]}
+shift
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000 1000000)
+bin=$build/tlspolicyd
+loadgen=$build/tests/bench_loadgen
+[ -x "$bin" ] || die "no $bin"
+[ -x "$loadgen" ] || die "no $loadgen (build the tests)"
+[ "$(id -u)" = 0 ] || die "run as root (the page cache is dropped for the cold start)"
+
+bench_workdir tlspolicyd-scale
+
+# A free loopback port for the metrics endpoint.
+mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+# gen N FILE KEYS: N records as JSON lines, and their domains one a line.
+gen() {
+    local now
+    now=$(date +%s)
+    awk -v n="$1" -v f="$((now - 60))" -v a=2592000 -v keys="$3" 'BEGIN {
+        for (i = 0; i < n; i++) {
+            d = sprintf("d%07d.unsigned.test", i);
+            k = i % 3;
+            mx = "\"mx1." d "\"";
+            if (k >= 1) mx = mx ",\"*.mx." d "\"";
+            if (k >= 2) mx = mx ",\"backup-mail-exchanger." d "\"";
+            printf "{\"version\":1,\"domain\":\"%s\",\"id\":\"id%07d\",\"fetched\":%d,\"expires\":%d,\"mode\":\"enforce\",\"max_age\":%d,\"mx\":[%s]}\n",
+                d, i, f, f + a, a, mx;
+            print d > keys;
+        }
+    }' >"$2"
+}
+
+# cold_cache FILE: drop the page cache (or, refused, this file's pages); sets cold_method.
+cold_cache() {
+    sync
+    if echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
+        cold_method=drop_caches
+    else
+        python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"
+        cold_method=fadvise
+    fi
+}
+
+# daemon_start N: start the daemon on $state; sets dpid and start_s (exec to "ready").
+daemon_start() {
+    local t0 t1 i
+    : >"$dir/daemon.log"
+    t0=$(date +%s.%N)
+    "$bin" -o "state_dir=$state" -o user= -o "listen=unix:$dir/x.sock" \
+        -o "metrics_listen=inet:127.0.0.1:$mport" -o "dns_servers=$LAB_RESOLVER:$LAB_RESOLVER_PORT" \
+        -o log_level=info -o "sts_cache_size=$(($1 + 1000))" -o max_connections=200 \
+        2>"$dir/daemon.log" &
+    dpid=$!
+    pids+=("$dpid")
+    for ((i = 0; i < 60000; i++)); do
+        grep -q ' ready' "$dir/daemon.log" && break
+        kill -0 "$dpid" 2>/dev/null || {
+            tail -5 "$dir/daemon.log" >&2
+            die "the daemon exited during start-up"
+        }
+        sleep 0.001
+    done
+    t1=$(date +%s.%N)
+    grep -q ' ready' "$dir/daemon.log" || die "no ready line in 60 s"
+    start_s=$(echo "$t1 - $t0" | bc)
+}
+
+daemon_stop() {
+    kill -TERM "$dpid"
+    wait "$dpid" 2>/dev/null || true
+    pids=()
+}
+
+rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# The anonymous part of it: the heap, without the store's pages mapped from the page cache.
+rss_anon() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+
+rows=()
+for n in "${sizes[@]}"; do
+    state=$dir/state-$n
+    say "N=$n: generating"
+    gen "$n" "$dir/records.jsonl" "$dir/keys.txt"
+    t0=$(date +%s.%N)
+    "$bin" state import -o "state_dir=$state" -o user= "$dir/records.jsonl" \
+        >"$dir/import.out" 2>"$dir/import.err" || {
+        tail -5 "$dir/import.err" >&2
+        die "import failed"
+    }
+    t1=$(date +%s.%N)
+    import_s=$(echo "$t1 - $t0" | bc)
+    say "N=$n: imported in $import_s s: $(cat "$dir/import.out")"
+
+    cold_cache "$state/policies.mdb"
+    daemon_start "$n"
+    cold_s=$start_s
+    daemon_stop
+    daemon_start "$n"
+    warm_s=$start_s
+    daemon_stop
+    say "N=$n: start-up cold $cold_s s ($cold_method), warm $warm_s s"
+
+    daemon_start "$n"
+    rss_ready=$(rss "$dpid")
+    anon_ready=$(rss_anon "$dpid")
+    # Every domain once: one connection walks the key list in order, 32 requests in flight,
+    # and stops after N answers (bench_loadgen's connections would start at neighbouring keys).
+    bench_measure daemon "$dpid" '%.2f' "$loadgen" --connect "unix:$dir/x.sock" \
+        --connections 1 --depth 32 --warmup 0 --duration 3600 --requests "$n" \
+        --keys "$dir/keys.txt" --json
+    fill_errs=$errs
+    say "N=$n: every domain once: $(printf '%s\n' "$json" | sed -n 's/.*"replies":\({[^}]*}\).*/\1/p')"
+    cached=$(metric 'tlspolicyd_cache_entries{cache="sts"}')
+    rss_full=$(rss "$dpid")
+    anon_full=$(rss_anon "$dpid")
+    # A cached answer must be the stored policy: the first domain's, exactly.
+    echo d0000000.unsigned.test >"$dir/first.txt"
+    check=$("$loadgen" --connect "unix:$dir/x.sock" --connections 1 --duration 0.2 \
+        --warmup 0 --keys "$dir/first.txt" \
+        --expect "OK secure match=mx1.d0000000.unsigned.test servername=hostname" --json \
+        2>>"$dir/loadgen.log") || die "the stored policy was not the answer: $check"
+    bench_measure daemon "$dpid" '%.2f' "$loadgen" --connect "unix:$dir/x.sock" \
+        --connections 50 --warmup 1 --duration 5 --keys "$dir/keys.txt" --json
+    store_bytes=$(metric tlspolicyd_store_bytes)
+    daemon_stop
+    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    line="scale n=$n import_s=$import_s cold_s=$cold_s warm_s=$warm_s cached=${cached:-?}"
+    line+=" rss_kib=$rss_full bytes_per_domain=$((rss_full * 1024 / n))"
+    line+=" rss_ready_kib=$rss_ready added_bytes_per_domain=$(((rss_full - rss_ready) * 1024 / n))"
+    line+=" anon_kib=$anon_full anon_bytes_per_domain=$((anon_full * 1024 / n))"
+    line+=" p50_us=$p50 p99_us=$p99 cpu_us=$cpu errors=$((fill_errs + errs))"
+    line+=" cold_method=$cold_method store_bytes=${store_bytes:-?} load='$load'"
+    echo "$line"
+    rows+=("| $n | $import_s | $cold_s | $warm_s | ${cached:-?} | $rss_full | $((rss_full * 1024 / n)) | $(((rss_full - rss_ready) * 1024 / n)) | $((anon_full * 1024 / n)) | $p50 | $p99 | $cpu | $((fill_errs + errs)) | $load |")
+    rm -rf "$state" "$dir/records.jsonl" "$dir/keys.txt"
+done
+
+echo
+echo "| N | import s | start-up cold s | start-up warm s | cached | VmRSS KiB | VmRSS bytes/domain | added bytes/domain | RssAnon bytes/domain | cached p50 us | cached p99 us | CPU us/answer | errors | load avg |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+printf '%s\n' "${rows[@]}"
+exit "$failed"
