@@ -28,12 +28,12 @@ struct state_cmd {
     struct cmdline cl;
     struct store *st;
     int64_t now;
-    size_t done;    /* records exported or imported */
-    size_t skipped; /* records or lines left out, each reported */
-    size_t failed;  /* of the skipped lines, those whose write failed */
-    size_t pending; /* records written to the open batch, not yet committed */
+    size_t done;              /* records exported or imported */
+    size_t skipped;           /* records or lines left out, each reported */
+    size_t failed;            /* of the skipped lines, those whose write failed */
+    size_t pending;           /* records written to the open batch, not yet committed */
     unsigned long first_line; /* the open batch's first line */
-    int broken;     /* a commit failed: the rest of the input is not imported */
+    int broken;               /* a commit failed: the rest of the input is not imported */
 };
 
 static void usage(void)
@@ -199,8 +199,10 @@ static int commit_batch(struct state_cmd *sc, unsigned long lineno)
 
     sc->first_line = 0;
     if (store_batch_commit(sc->st, err, sizeof(err)) < 0) {
-        fprintf(stderr, "tlspolicyd: state import: lines %lu to %lu: %zu records not imported: "
-                        "%s\n", first, lineno, sc->pending, err);
+        fprintf(stderr,
+                "tlspolicyd: state import: lines %lu to %lu: %zu records not imported: "
+                "%s\n",
+                first, lineno, sc->pending, err);
         sc->skipped += sc->pending;
         sc->failed += sc->pending;
         sc->pending = 0;
@@ -264,8 +266,10 @@ static int import_cmd(struct state_cmd *sc, const char *path)
         goto done;
     }
     if (sc->broken)
-        fprintf(stderr, "tlspolicyd: state import: stopped at line %lu; the batches committed "
-                        "before it stay imported\n", lineno);
+        fprintf(stderr,
+                "tlspolicyd: state import: stopped at line %lu; the batches committed "
+                "before it stay imported\n",
+                lineno);
     printf("imported %zu, skipped %zu\n", sc->done, sc->skipped);
     status = sc->broken || (sc->failed > 0 && sc->done == 0) ? 2 : sc->skipped > 0 ? 1 : 0;
 done:

@@ -453,8 +453,8 @@ static int set_state_max_size(struct config *cfg, const char *value, const char 
 
     if (n > 0 && (value[n - 1] == 'G' || value[n - 1] == 'g'))
         mul = 1024;
-    if (n > 0 && (value[n - 1] == 'G' || value[n - 1] == 'g' || value[n - 1] == 'M' ||
-                  value[n - 1] == 'm'))
+    if (n > 0 &&
+        (value[n - 1] == 'G' || value[n - 1] == 'g' || value[n - 1] == 'M' || value[n - 1] == 'm'))
         n--;
     if (n == 0 || n >= sizeof(num)) {
         *why = "expected a size such as 512M or 4G (1M to 1024G)";

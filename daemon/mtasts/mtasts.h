@@ -8,8 +8,8 @@
  * policy cache with its rules: a policy stays in force until max_age runs out even when the
  * TXT record goes or fetches fail (5.1), a changed id triggers a refetch, policies in use are
  * refreshed in the background, failures are remembered briefly, and concurrent lookups of
- * one domain share one discovery and one fetch. Policies are written through to the store and read back from
- * it when a lookup misses the cache (nothing is loaded at start-up).
+ * one domain share one discovery and one fetch. Policies are written through to the store and read
+ * back from it when a lookup misses the cache (nothing is loaded at start-up).
  */
 #ifndef DAEMON_MTASTS_H
 #define DAEMON_MTASTS_H

@@ -69,7 +69,6 @@ struct batch {
     uint64_t bytes, records;
 };
 
-
 struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group,
                          enum store_access access, uint64_t max_size, char *err, size_t errlen)
 {
@@ -430,7 +429,8 @@ static void sweep_chunk(struct store *st, struct batch *b)
         if (parse_value(&key, &val, b->sweep_now, &rec, &why) < 0) {
             char name[DOMAIN_MAX + 1];
 
-            snprintf(name, sizeof(name), "%.*s", (int)(key.mv_size > DOMAIN_MAX ? DOMAIN_MAX : key.mv_size),
+            snprintf(name, sizeof(name), "%.*s",
+                     (int)(key.mv_size > DOMAIN_MAX ? DOMAIN_MAX : key.mv_size),
                      (const char *)key.mv_data);
             name_one(b->bad_names, sizeof(b->bad_names), &used, &named, name);
             b->bad++;
@@ -693,7 +693,8 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
         return 0;
     if (txn == NULL) {
         /* One read transaction, reset after each read and renewed for the next. */
-        rc = st->rtxn ? mdb_txn_renew(st->rtxn) : mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rtxn);
+        rc = st->rtxn ? mdb_txn_renew(st->rtxn)
+                      : mdb_txn_begin(st->env, NULL, MDB_RDONLY, &st->rtxn);
         if (rc != 0) {
             if (st->rtxn != NULL)
                 mdb_txn_abort(st->rtxn);
@@ -742,7 +743,8 @@ int store_scan(struct store *st, int64_t now, store_scan_cb cb, void *arg, char 
         const char *why = NULL;
         char name[DOMAIN_MAX + 1];
 
-        snprintf(name, sizeof(name), "%.*s", (int)(key.mv_size > DOMAIN_MAX ? DOMAIN_MAX : key.mv_size),
+        snprintf(name, sizeof(name), "%.*s",
+                 (int)(key.mv_size > DOMAIN_MAX ? DOMAIN_MAX : key.mv_size),
                  (const char *)key.mv_data);
         if (parse_value(&key, &val, now, &rec, &why) < 0)
             cb(arg, name, NULL, why ? why : "invalid");

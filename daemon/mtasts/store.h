@@ -82,7 +82,6 @@ int store_start(struct store *st, int64_t now, char *err, size_t errlen);
 /* store_count - records in the store now (LMDB keeps the count; constant time). */
 size_t store_count(struct store *st);
 
-
 /*
  * store_close - no more store_put() or store_delete() after this. Writes already asked for
  * are committed, not dropped (a policy handed to store_put() reaches the disk), for up to

@@ -41,7 +41,7 @@ int store_open_dir(int at, const char *name, const char *shown, char *err, size_
 }
 
 int store_own_dir(int at, const char *name, const char *shown, uid_t owner, gid_t group, char *err,
-                   size_t errlen)
+                  size_t errlen)
 {
     uid_t want = owner != (uid_t)-1 ? owner : geteuid();
     struct stat sb;
@@ -90,7 +90,7 @@ fail:
  * O_TRUNC, no chown). Returns the descriptor, or -1 with a one-line reason.
  */
 int store_take_lock(int topfd, const char *top, uid_t owner, gid_t group, int exclusive, char *err,
-                     size_t errlen)
+                    size_t errlen)
 {
     int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
     int fd = openat(topfd, STORE_LOCK_NAME, flags | O_CREAT | O_EXCL, 0640), created = fd >= 0;
@@ -136,7 +136,7 @@ fail:
  * no open): root must not open what that user may have planted.
  */
 int store_own_file(int topfd, const char *top, const char *name, uid_t owner, gid_t group,
-                    char *err, size_t errlen)
+                   char *err, size_t errlen)
 {
     uid_t want = owner != (uid_t)-1 ? owner : geteuid();
     int fd = openat(topfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
@@ -173,4 +173,3 @@ int store_own_file(int topfd, const char *top, const char *name, uid_t owner, gi
     }
     return 0;
 }
-

@@ -84,8 +84,6 @@ static int read_record(int dirfd, const char *fname, int64_t now, struct store_r
     return store_record_parse(buf, n, fname, now, rec, why);
 }
 
-
-
 /* The names of sts/, for the walk (the directory is not changed while it is read). */
 static char **list_names(int dirfd, size_t *count)
 {
@@ -151,7 +149,8 @@ static int put_newer(struct store *st, MDB_txn *txn, const struct store_record *
     char *line;
     int rc = mdb_get(txn, st->dbi, &key, &val);
 
-    if (rc == 0 && store_record_parse(val.mv_data, val.mv_size, NULL, rec->fetched, &old, &why) == 0 &&
+    if (rc == 0 &&
+        store_record_parse(val.mv_data, val.mv_size, NULL, rec->fetched, &old, &why) == 0 &&
         old.fetched >= rec->fetched)
         return 0;
     line = store_record_encode(rec);
@@ -271,8 +270,8 @@ int store_migrate(struct store *st, int64_t now, char *err, size_t errlen)
         txn = NULL;
         for (size_t i = 0; i < n; i++)
             if (gone[i] != NULL && unlinkat(dirfd, gone[i], 0) < 0 && errno != ENOENT)
-                log_warning("state_dir: %s/sts/%s: migrated but not removed: %s", st->top,
-                            gone[i], strerror(errno));
+                log_warning("state_dir: %s/sts/%s: migrated but not removed: %s", st->top, gone[i],
+                            strerror(errno));
         fsync(dirfd);
         /* Empty now unless files were set aside, which stay for the administrator. */
         unlinkat(st->topfd, "sts", AT_REMOVEDIR);

@@ -192,8 +192,8 @@ struct closing {
 static struct store *open_started(struct closing *c, uint64_t max_size, int64_t now)
 {
     char err[256];
-    struct store *st = store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, STORE_SHARED, max_size,
-                                  err, sizeof(err));
+    struct store *st =
+        store_open(c->loop, c->dir, (uid_t)-1, (gid_t)-1, STORE_SHARED, max_size, err, sizeof(err));
 
     if (st != NULL && store_start(st, now, err, sizeof(err)) < 0) {
         printf("  store_start: %s\n", err);
@@ -453,8 +453,8 @@ static void corruption(void *arg)
     store_close(st, 0);
 }
 
-static void run_logged(struct closing *c, const char *label, void (*fn)(void *),
-                       const char *want1, const char *want2)
+static void run_logged(struct closing *c, const char *label, void (*fn)(void *), const char *want1,
+                       const char *want2)
 {
     char cmd[256], *log;
 
