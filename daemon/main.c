@@ -21,7 +21,9 @@
 #include "probe_cmd.h"
 #include "query.h"
 #include "server.h"
+#include "privs.h"
 #include "state_cmd.h"
+#include "store.h"
 #include "xalloc.h"
 
 static void usage(FILE *fp)
@@ -40,6 +42,18 @@ static void usage(FILE *fp)
                 "  -V            print the version\n");
 }
 
+/* state_dir's store files, as far as a check without opening the store can tell. */
+static int check_state(const struct config *cfg, char *err, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+
+    if (cfg->state_dir[0] == '\0')
+        return 0;
+    privs_owner(cfg, &uid, &gid);
+    return store_check(cfg->state_dir, uid, err, errlen);
+}
+
 /* -t: everything start-up checks short of binding; -p: print the configuration. */
 static int check_only(const char *file, char **opts, size_t nopts, int print)
 {
@@ -53,7 +67,8 @@ static int check_only(const char *file, char **opts, size_t nopts, int print)
     }
     /* What start-up will need beyond the configuration: the user, the socket directories. */
     if (!print && (server_check_user(&cfg, err, sizeof(err)) < 0 ||
-                   listener_check_all(&cfg, err, sizeof(err)) < 0)) {
+                   listener_check_all(&cfg, err, sizeof(err)) < 0 ||
+                   check_state(&cfg, err, sizeof(err)) < 0)) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
         config_free(&cfg);
         return 1;

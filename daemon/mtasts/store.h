@@ -62,6 +62,13 @@ enum store_access {
 struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t group,
                          enum store_access access, uint64_t max_size, char *err, size_t errlen);
 
+/*
+ * store_check - what "tlspolicyd -t" can tell of dir without changing it: the store files,
+ * where they exist, must be regular files of owner's (the effective user's when owner is
+ * (uid_t)-1) that this process can open for writing. 0, or -1 with a one-line reason.
+ */
+int store_check(const char *dir, uid_t owner, char *err, size_t errlen);
+
 /* state_max_size's default: 4 GiB of address space; the file grows only as records come. */
 #define STORE_MAX_SIZE_DEFAULT (4ULL << 30)
 

@@ -173,3 +173,48 @@ int store_own_file(int topfd, const char *top, const char *name, uid_t owner, gi
     }
     return 0;
 }
+
+/* One store file for store_check(): a regular file of the daemon's user that opens. */
+static int check_file(int topfd, const char *top, const char *name, uid_t owner, char *err,
+                      size_t errlen)
+{
+    uid_t want = owner != (uid_t)-1 ? owner : geteuid();
+    struct stat sb;
+    int fd;
+
+    if (fstatat(topfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "state_dir: %s/%s is %s; refusing to use it", top, name,
+                 S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a regular file");
+        return -1;
+    }
+    if (sb.st_uid != want) {
+        snprintf(err, errlen,
+                 "state_dir: %s/%s is owned by uid %ld, not by the daemon's user (uid %ld)", top,
+                 name, (long)sb.st_uid, (long)want);
+        return -1;
+    }
+    fd = openat(topfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "state_dir: cannot open %s/%s: %s", top, name, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int store_check(const char *dir, uid_t owner, char *err, size_t errlen)
+{
+    int topfd = openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc;
+
+    if (topfd < 0 && errno == ENOENT)
+        return 0; /* created at start */
+    if (topfd < 0)
+        return store_open_dir(AT_FDCWD, dir, dir, err, errlen);
+    rc = check_file(topfd, dir, STORE_FILE, owner, err, errlen);
+    if (rc == 0)
+        rc = check_file(topfd, dir, STORE_LOCKFILE, owner, err, errlen);
+    close(topfd);
+    return rc;
+}

@@ -1,5 +1,5 @@
 """The LMDB store of state_dir (issue 12) inside the lab, with real daemons and commands:
-the per-file layout of an earlier version is migrated once (a bad file set aside, an expired
+-t names a store file that is a link or another user's; the per-file layout of an earlier version is migrated once (a bad file set aside, an expired
 one dropped, the counts in one line) and answered from with the policy host stopped; a
 garbage store file is set aside, reported in one line, and the daemon serves; kill -9 in
 the middle of "state import" loses no committed batch (and leaves no half of one); kill -9
@@ -73,6 +73,29 @@ def state(*args, stdin=None, timeout=300):
                        input=stdin, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
 
+
+# -t names a store file the daemon could not use, as start-up would.
+d = Daemon(conf_lines=STS_CONF, user="nobody")
+try:
+    st = os.path.join(d.dir, "state")
+    os.makedirs(st)
+    give_to_nobody(st)
+    os.symlink("/etc/passwd", os.path.join(st, "policies.mdb"))
+    p = subprocess.run([TLSPOLICYD, "-t", "-c", d.conf], capture_output=True, text=True,
+                       timeout=30)
+    check("-t: store file a symbolic link: exit 1", p.returncode, 1)
+    check_true("-t: one line naming it",
+               "/state/policies.mdb is a symbolic link" in p.stderr and
+               p.stderr.count("\n") == 1, p.stderr)
+    os.unlink(os.path.join(st, "policies.mdb"))
+    with open(os.path.join(st, "policies.mdb"), "w"):
+        pass
+    p = subprocess.run([TLSPOLICYD, "-t", "-c", d.conf], capture_output=True, text=True,
+                       timeout=30)
+    check("-t: store file of another user (root): exit 1", p.returncode, 1)
+    check_true("-t: names the owner", "policies.mdb is owned by uid 0" in p.stderr, p.stderr)
+finally:
+    d.cleanup()
 
 # Migration: sts/*.json of an earlier version moves into policies.mdb at the first start.
 now = int(time.time())
