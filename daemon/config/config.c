@@ -642,7 +642,8 @@ static const struct key keys[] = {
     {"sts_recheck", "5m", set_sts_recheck,
      "a cached policy's TXT id is checked again, behind the answer, after this long", RELOADS},
     {"sts_cache_size", "20000", set_sts_cache_size,
-     "MTA-STS domains kept in memory; remembered failures go first, policies in force never",
+     "MTA-STS domains kept in memory; remembered failures and stored policies go first, "
+     "policies only memory holds never",
      RELOADS},
     {"requiretls_probe", "yes", set_requiretls_probe,
      "yes: REQUIRETLS answers name only MX hosts that the probe saw advertise REQUIRETLS "
