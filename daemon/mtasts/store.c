@@ -92,8 +92,9 @@ struct store *store_open(uv_loop_t *loop, const char *dir, uid_t owner, gid_t gr
         lockfd = store_take_lock(topfd, top, owner, group, access == STORE_EXCLUSIVE, err, errlen);
         if (lockfd < 0)
             goto fail;
-        if (store_own_file(topfd, top, STORE_FILE, owner, group, err, errlen) < 0 ||
-            store_own_file(topfd, top, STORE_LOCKFILE, owner, group, err, errlen) < 0)
+        /* The lock file first: whoever sees the data file may open the store at once. */
+        if (store_own_file(topfd, top, STORE_LOCKFILE, owner, group, err, errlen) < 0 ||
+            store_own_file(topfd, top, STORE_FILE, owner, group, err, errlen) < 0)
             goto fail;
     }
     st = xcalloc(1, sizeof(*st));

@@ -184,7 +184,8 @@ try:
                            stderr=subprocess.DEVNULL)
     seen, deadline = 0, time.time() + 120
     while time.time() < deadline and imp.poll() is None:
-        if os.path.exists(db):
+        # mdb_stat (root) must not be the one to create LMDB's lock file.
+        if os.path.exists(db) and os.path.exists(db + "-lock"):
             seen = mdb_entries(db)
             if seen > 0:
                 break

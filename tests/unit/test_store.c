@@ -236,7 +236,7 @@ static void close_finished(void *arg)
 /*
  * A commit stuck behind LMDB's write lock: a child process holds a write transaction until
  * told to let go, so the batch's worker waits in mdb_txn_begin (as in a hung fsync).
- * store_close() gives up after 100 ms and stops the loop; then the child lets go, the batch
+ * store_close() gives up after 1000 ms and stops the loop; then the child lets go, the batch
  * commits and the store is freed.
  */
 static void close_stuck(void *arg)
@@ -271,8 +271,13 @@ static void close_stuck(void *arg)
               1);
     big_record(&rec, "stuck.example");
     store_put(st, &rec);
+    /* Give the threadpool time to take the batch (a busy machine is slow to), so that it
+     * is inside mdb_txn_begin, not cancellable, when the deadline comes. */
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    store_close(st, 100);
+    while (ms_since(&t0) < 300)
+        usleep(10000);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    store_close(st, 1000);
     check_true("close: write stuck", "loop stopped with the write pending",
                uv_run(c->loop, UV_RUN_DEFAULT) != 0);
     check_true("close: write stuck", "within the timeout", ms_since(&t0) < 5000);
@@ -484,7 +489,7 @@ static void check_close(void)
     log_open(LOG_INFO, 0);
     run_logged(&c, "close: write finished", close_finished, NULL, NULL);
     run_logged(&c, "close: write stuck", close_stuck,
-               "drain_timeout (100 ms) ran out with writes unfinished; "
+               "drain_timeout (1000 ms) ran out with writes unfinished; "
                "policies not persisted (1): stuck.example\n",
                NULL);
     run_logged(&c, "round trip", round_trip, "49 expired records removed", NULL);
