@@ -1,8 +1,12 @@
 /*
- * The DANE facts cache (dane_cache.h): one allocation per domain holding its facts up to the
- * last host in use and the domain's name, on a chain of a power-of-two hash table that
- * doubles past one entry per bucket, and on an LRU list whose tail is evicted when the cache
- * is full. Every operation is O(1) on average: nothing walks the whole cache.
+ * The DANE facts cache (dane_cache.h): one allocation per domain holding the domain's name
+ * next to its header (what a lookup compares) and then its facts up to the last host in use,
+ * on a chain of a power-of-two hash table that doubles past one entry per bucket. Eviction
+ * is CLOCK, second chance on an LRU-ordered list: a hit only sets a bit in its own entry
+ * (moving it to the head would write to two neighbours at random places in memory, a cache
+ * miss each with a million domains); when the cache is full, a referenced entry at the tail
+ * loses its bit and goes to the head, an unreferenced one is evicted. Every operation is
+ * O(1) amortised: nothing walks the whole cache.
  */
 #include "dane_cache.h"
 
@@ -24,9 +28,9 @@ struct dentry {
     uint64_t expires;    /* loop time in ms: the earliest expiry of the answers used */
     unsigned long epoch; /* resolver_epoch() when the walk began */
     uint32_t hash;
-    const char *domain; /* in the same allocation, after the facts */
-    /* Last: only the hosts in use are allocated (dane_facts_copy()). */
-    struct dane_facts f;
+    int referenced;       /* a hit since the eviction hand last passed */
+    struct dane_facts *f; /* in the same allocation, after domain, with the hosts in use */
+    char domain[];        /* sized to the name, then padded to align f */
 };
 
 struct dane_cache {
@@ -117,9 +121,9 @@ const struct dane_facts *dane_cache_get(struct dane_cache *c, const char *domain
     }
     if (e == NULL)
         return NULL; /* the miss is counted by the walk it leads to (dane_start) */
-    lru_touch(&c->lru, &e->lru);
+    e->referenced = 1;
     metrics_cache(METRICS_CACHE_DANE, METRICS_CACHE_HIT);
-    return &e->f;
+    return e->f;
 }
 
 void dane_cache_put(struct dane_cache *c, const char *domain, const struct dane_facts *f,
@@ -128,7 +132,7 @@ void dane_cache_put(struct dane_cache *c, const char *domain, const struct dane_
     uint32_t h = hash_string(domain);
     struct dentry *e = find(c, domain, h);
     size_t fb = facts_bytes(f), dlen = strlen(domain) + 1;
-    char *name;
+    size_t at = (offsetof(struct dentry, domain) + dlen + 7) & ~(size_t)7;
 
     if (e != NULL)
         entry_free(c, e);
@@ -136,18 +140,25 @@ void dane_cache_put(struct dane_cache *c, const char *domain, const struct dane_
     if (expires <= resolver_now(c->r) || epoch != resolver_epoch(c->r) || f->state == DANE_TEMP ||
         f->state == DANE_DEGRADED)
         return;
+    /* CLOCK: each entry is passed over at most once per hit it had, so O(1) amortised. */
     while (c->nentries >= c->max_entries && c->lru.tail != NULL) {
-        entry_free(c, lru_entry(c->lru.tail, struct dentry, lru));
+        struct dentry *v = lru_entry(c->lru.tail, struct dentry, lru);
+
+        if (v->referenced) {
+            v->referenced = 0;
+            lru_touch(&c->lru, &v->lru);
+            continue;
+        }
+        entry_free(c, v);
         metrics_cache(METRICS_CACHE_DANE, METRICS_CACHE_EVICTION);
     }
     if (c->nentries >= c->nbuckets)
         grow(c);
-    e = xmalloc(offsetof(struct dentry, f) + fb + dlen);
-    memset(e, 0, offsetof(struct dentry, f));
-    dane_facts_copy(&e->f, f);
-    name = (char *)&e->f + fb;
-    memcpy(name, domain, dlen);
-    e->domain = name;
+    e = xmalloc(at + fb);
+    memset(e, 0, offsetof(struct dentry, domain));
+    memcpy(e->domain, domain, dlen);
+    e->f = (struct dane_facts *)(void *)((char *)e + at);
+    dane_facts_copy(e->f, f);
     e->hash = h;
     e->expires = expires;
     e->epoch = epoch;

@@ -261,8 +261,15 @@ static void check_put_rules(struct resolver *r)
         dane_cache_put(c, name, &f, later, resolver_epoch(r));
     }
     check_int("bound", "entries", (int)dane_cache_entries(c), 3);
-    check_true("least recent evicted", "holds", dane_cache_get(c, "x.test") == NULL);
+    check_true("a hit's second chance used up, then evicted", "holds",
+               dane_cache_get(c, "x.test") == NULL);
     check_true("most recent kept", "holds", dane_cache_get(c, "d4.test") != NULL);
+    /* CLOCK: d2 (the tail), d3, d4 held; d2 hit: the next put passes it over, evicts d3. */
+    check_true("tail hit", "holds", dane_cache_get(c, "d2.test") != NULL);
+    dane_cache_put(c, "e.test", &f, later, resolver_epoch(r));
+    check_true("hit tail kept (second chance)", "holds", dane_cache_get(c, "d2.test") != NULL);
+    check_true("unreferenced next evicted", "holds", dane_cache_get(c, "d3.test") == NULL);
+    check_true("new entry", "holds", dane_cache_get(c, "e.test") != NULL);
     dane_cache_destroy(c);
 }
 
