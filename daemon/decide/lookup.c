@@ -363,7 +363,7 @@ static int cached_facts(struct lookup_svc *svc, struct lookup_result *res, unsig
     if (svc->rtls_probe && res->map != SOCKMAP_MAP_POLICY)
         return 0;
     if (need & ENGINE_NEED_DANE) {
-        /* Nothing below until the decision calls into the DANE cache again. */
+        /* The cache's own facts: valid until a DANE walk ends, which none does below. */
         res->facts.dane = dane_cache_get(svc->dane_cache, res->domain);
         if (res->facts.dane == NULL)
             return 0;

@@ -114,12 +114,12 @@ const struct dane_facts *dane_cache_get(struct dane_cache *c, const char *domain
     uint32_t h = hash_string(domain);
     struct dentry *e = find(c, domain, h);
 
-    if (e != NULL && (e->expires <= resolver_now(c->r) || e->epoch != resolver_epoch(c->r))) {
-        /* An answer it rests on has expired or left the DNS cache: a new walk decides. */
-        entry_free(c, e);
-        e = NULL;
-    }
-    if (e == NULL)
+    /*
+     * An answer it rests on has expired or left the DNS cache: a new walk decides, and its
+     * put replaces the entry (or CLOCK evicts it). Not freed here, so that facts handed out
+     * stay valid until the next put, whatever else is looked up meanwhile.
+     */
+    if (e == NULL || e->expires <= resolver_now(c->r) || e->epoch != resolver_epoch(c->r))
         return NULL; /* the miss is counted by the walk it leads to (dane_start) */
     e->referenced = 1;
     metrics_cache(METRICS_CACHE_DANE, METRICS_CACHE_HIT);

@@ -28,10 +28,9 @@ void dane_cache_destroy(struct dane_cache *c);
 
 /*
  * dane_cache_get - the facts of the normalised domain while they hold, else NULL (a stale
- * entry is dropped). A hit is counted in the "dane" cache's metrics; dane_start() counts the
- * miss when it walks. The facts belong to the
- * cache: valid until the next dane_cache_put() or dane_cache_get() of this cache. No
- * allocation.
+ * entry stays until a walk's put replaces it or eviction takes it). A hit is counted in the "dane"
+ * cache's metrics; dane_start() counts the miss when it walks. The facts belong to the cache: valid
+ * until the next dane_cache_put() to this cache. No allocation.
  */
 const struct dane_facts *dane_cache_get(struct dane_cache *c, const char *domain);
 
