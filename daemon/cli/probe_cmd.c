@@ -682,7 +682,7 @@ static void start_job(struct run *run, struct job *j, const char *arg)
         start_connect(j, &run->a);
     } else {
         j->pending++;
-        j->dl = dane_start(run->r, j->domain, on_dane, j);
+        j->dl = dane_start(run->r, NULL, j->domain, on_dane, j);
     }
     job_check(j);
 }

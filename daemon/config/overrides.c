@@ -1,6 +1,8 @@
 /*
- * The overrides table: parsed from a Postfix-style table source into a sorted array and
- * searched with bsearch(). Entries and their strings live in one table-owned arena.
+ * The overrides table: parsed from a Postfix-style table source into an array (sorted once,
+ * to find duplicate keys) and indexed by an open-addressing hash table of at least twice as
+ * many slots as entries, so a lookup costs the same with ten entries or a million: the exact
+ * name, then each ".parent" key, each a hash and a compare or two, no copy of the name.
  */
 #include "overrides.h"
 
@@ -11,6 +13,7 @@
 
 #include "cfline.h"
 #include "domain.h"
+#include "hash.h"
 #include "xalloc.h"
 
 struct entry {
@@ -22,7 +25,34 @@ struct entry {
 struct overrides {
     struct entry *v;
     size_t n;
+    size_t *slots; /* index + 1 into v, 0: empty; nslots a power of two >= 2n */
+    size_t nslots;
 };
+
+/* FNV-1a (hash.h) of "." followed by s, without building the string. */
+static uint32_t hash_dotted(const char *s)
+{
+    uint32_t h = (2166136261u ^ (uint8_t)'.') * 16777619u;
+
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* Index every entry by its key (linear probing). */
+static void build_index(struct overrides *ov)
+{
+    for (ov->nslots = 16; ov->nslots < 2 * ov->n; ov->nslots *= 2)
+        ;
+    ov->slots = xcalloc(ov->nslots, sizeof(*ov->slots));
+    for (size_t i = 0; i < ov->n; i++) {
+        size_t s = hash_string(ov->v[i].key) & (ov->nslots - 1);
+
+        while (ov->slots[s] != 0)
+            s = (s + 1) & (ov->nslots - 1);
+        ov->slots[s] = i + 1;
+    }
+}
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -43,6 +73,7 @@ void overrides_free(struct overrides *ov)
         free(ov->v[i].value);
     }
     free(ov->v);
+    free(ov->slots);
     free(ov);
 }
 
@@ -99,6 +130,7 @@ struct overrides *overrides_parse(const char *text, size_t len, const char *fnam
         }
     }
     free(line);
+    build_index(ov);
     return ov;
 
 fail:
@@ -144,27 +176,31 @@ done:
     return ov;
 }
 
-static const struct entry *find(const struct overrides *ov, const char *key)
+/* The entry whose key is name, or "." name when dotted; NULL when none. */
+static const struct entry *find(const struct overrides *ov, const char *name, int dotted)
 {
-    struct entry probe = {.key = (char *)key};
+    size_t s;
 
     if (ov->n == 0)
         return NULL;
-    return bsearch(&probe, ov->v, ov->n, sizeof(*ov->v), cmp_entry);
+    s = (dotted ? hash_dotted(name) : hash_string(name)) & (ov->nslots - 1);
+    for (; ov->slots[s] != 0; s = (s + 1) & (ov->nslots - 1)) {
+        const struct entry *e = &ov->v[ov->slots[s] - 1];
+
+        if (dotted ? e->key[0] == '.' && strcmp(e->key + 1, name) == 0 : strcmp(e->key, name) == 0)
+            return e;
+    }
+    return NULL;
 }
 
 int overrides_find(const struct overrides *ov, const char *domain, struct overrides_hit *hit)
 {
-    char probe[DOMAIN_MAX + 2];
-    const struct entry *e = find(ov, domain);
+    const struct entry *e = find(ov, domain, 0);
     const char *p = domain;
 
     /* Postfix: the exact domain, then ".parent" keys from the nearest parent upward. */
-    while (e == NULL && (p = domain_parent(p)) != NULL) {
-        probe[0] = '.';
-        snprintf(probe + 1, sizeof(probe) - 1, "%s", p);
-        e = find(ov, probe);
-    }
+    while (e == NULL && (p = domain_parent(p)) != NULL)
+        e = find(ov, p, 1);
     if (e == NULL)
         return 0;
     hit->key = e->key;

@@ -14,6 +14,7 @@
 
 #include "cafile.h"
 #include "dane.h"
+#include "dane_cache.h"
 #include "escape.h"
 #include "fetch.h"
 #include "hash.h"
@@ -48,6 +49,7 @@ struct flight {
     struct dane_facts dane;
     struct mtasts_facts sts;
     struct rtls_facts rtls;
+    struct mtasts_text sts_text; /* the text of sts */
 };
 
 struct waiter {
@@ -297,7 +299,7 @@ static void advance(struct flight *fl)
         want &= ~fl->started;
         if (want & ENGINE_NEED_DANE) {
             fl->started |= ENGINE_NEED_DANE;
-            fl->dl = dane_start(svc->resolver, fl->domain, on_dane, fl);
+            fl->dl = dane_start(svc->resolver, svc->dane_cache, fl->domain, on_dane, fl);
             fl->again = 1;
         }
         if (want & ENGINE_NEED_STS) {
@@ -335,7 +337,7 @@ static void on_sts(void *arg, const struct mtasts_facts *f)
     struct flight *fl = arg;
 
     fl->sl = NULL;
-    mtasts_facts_copy(&fl->sts, f);
+    mtasts_facts_copy(&fl->sts, f, &fl->sts_text);
     fl->done |= ENGINE_NEED_STS;
     advance(fl);
 }
@@ -348,6 +350,33 @@ static void on_rtls(void *arg, const struct rtls_facts *f)
     fl->rtls = *f;
     fl->done |= ENGINE_NEED_PROBE;
     advance(fl);
+}
+
+/*
+ * The hot path: the facts the decision needs, when the caches hold them now (the DANE facts
+ * of the domain, then, where DANE does not decide, its MTA-STS facts), with no flight, no
+ * allocation and no copy. 1 when they are enough to decide; 0 sends the lookup to a flight,
+ * which asks again. REQUIRETLS decisions that wait for the MX probe always take a flight.
+ * The facts are the caches' own: the decision is made before control returns to the loop.
+ */
+static int cached_facts(struct lookup_svc *svc, struct lookup_result *res, unsigned need)
+{
+    if (svc->rtls_probe && res->map != SOCKMAP_MAP_POLICY)
+        return 0;
+    if (need & ENGINE_NEED_DANE) {
+        /* The cache's own facts: valid until a DANE walk ends, which none does below. */
+        res->facts.dane = dane_cache_get(svc->dane_cache, res->domain);
+        if (res->facts.dane == NULL)
+            return 0;
+        need = engine_needs(res->map, &res->facts);
+    }
+    if (need & ENGINE_NEED_STS) {
+        res->facts.sts = mtasts_cached(svc->mtasts, res->domain);
+        if (res->facts.sts == NULL)
+            return 0;
+        need = engine_needs(res->map, &res->facts);
+    }
+    return need == 0;
 }
 
 static void wait_for_facts(struct lookup_svc *svc, struct lookup_result *res, const char *key,
@@ -399,6 +428,7 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
     const char *why = NULL, *kstart;
     size_t klen;
     char key[300];
+    unsigned need;
     int d;
 
     /* Not a memset: the answer text alone is 4 KiB, and this is the hot path. */
@@ -449,7 +479,10 @@ void lookup_start(struct lookup_svc *svc, const struct sockmap_request *req, loo
     }
 
     local_facts(svc, &res, overrides_find(svc->overrides, res.domain, &hit) ? &hit : NULL);
-    if (engine_needs(res.map, &res.facts) != 0) {
+    need = engine_needs(res.map, &res.facts);
+    if (need != 0 && !cached_facts(svc, &res, need)) {
+        res.facts.dane = NULL;
+        res.facts.sts = NULL;
         wait_for_facts(svc, &res, key, done, arg);
         return;
     }
@@ -536,6 +569,8 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     svc->resolver = resolver_create(svc->loop, cfg, err, errlen);
     if (svc->resolver == NULL)
         return -1;
+    /* A DANE domain rests on a few DNS answers at least: dns_cache_size bounds it too. */
+    svc->dane_cache = dane_cache_create(svc->resolver, cfg->dns_cache_size);
     svc->fetch = fetch_svc_create(svc->loop, &fo, err, errlen);
     if (svc->fetch == NULL)
         return -1;
@@ -638,6 +673,9 @@ void lookup_svc_close(struct lookup_svc *svc)
     svc->probe = NULL;
     store_close(svc->store, svc->drain_timeout_ms);
     svc->store = NULL;
+    /* After the flights, whose DANE walks write to it. */
+    dane_cache_destroy(svc->dane_cache);
+    svc->dane_cache = NULL;
     resolver_destroy(svc->resolver);
     svc->resolver = NULL;
     cafile_unref(svc->sts_ca);

@@ -26,6 +26,7 @@
 struct overrides;
 struct cafile;
 struct resolver;
+struct dane_cache;
 struct fetch_svc;
 struct probe_svc;
 struct store;
@@ -35,19 +36,20 @@ struct flight;
 /* The lookup service: what a lookup consults. Owned by the server (or the query command). */
 struct lookup_svc {
     uv_loop_t *loop;
-    struct overrides *overrides; /* never NULL; replaced whole on reload */
-    unsigned long overrides_gen; /* counts replacements; waiting lookups keep their entry */
-    struct resolver *resolver;   /* never NULL */
-    struct mtasts_svc *mtasts;   /* never NULL */
-    struct fetch_svc *fetch;     /* policy fetches */
-    struct probe_svc *probe;     /* MX probes for REQUIRETLS */
-    struct store *store;         /* NULL without state_dir */
-    struct cafile *sts_ca;       /* sts_ca_file in memory (a reference), for the fetcher */
-    struct cafile *probe_ca;     /* probe_ca_file in memory (a reference), for the prober */
-    unsigned timeout_ms;         /* lookup_timeout */
-    unsigned drain_timeout_ms;   /* drain_timeout: bounds the store's last writes at close */
-    unsigned sts_flags;          /* ENGINE_STS_* */
-    int rtls_probe;              /* requiretls_probe */
+    struct overrides *overrides;   /* never NULL; replaced whole on reload */
+    unsigned long overrides_gen;   /* counts replacements; waiting lookups keep their entry */
+    struct resolver *resolver;     /* never NULL */
+    struct dane_cache *dane_cache; /* DANE facts per domain (dane_cache.h) */
+    struct mtasts_svc *mtasts;     /* never NULL */
+    struct fetch_svc *fetch;       /* policy fetches */
+    struct probe_svc *probe;       /* MX probes for REQUIRETLS */
+    struct store *store;           /* NULL without state_dir */
+    struct cafile *sts_ca;         /* sts_ca_file in memory (a reference), for the fetcher */
+    struct cafile *probe_ca;       /* probe_ca_file in memory (a reference), for the prober */
+    unsigned timeout_ms;           /* lookup_timeout */
+    unsigned drain_timeout_ms;     /* drain_timeout: bounds the store's last writes at close */
+    unsigned sts_flags;            /* ENGINE_STS_* */
+    int rtls_probe;                /* requiretls_probe */
 
     /* Private: flights by domain, and waiters in deadline order (all budgets are equal,
      * so arrival order is deadline order). */

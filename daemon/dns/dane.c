@@ -6,6 +6,7 @@
  * bogus or failed answer, which cancels the rest.
  */
 #include "dane.h"
+#include "dane_cache.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "resolver.h"
 #include "xalloc.h"
 
@@ -41,6 +43,9 @@ struct host_work {
 
 struct dane_lookup {
     struct resolver *r;
+    struct dane_cache *cache; /* where the facts go when they are done; may be NULL */
+    uint64_t expires;         /* the earliest expiry of the answers used (0: one was not cached) */
+    unsigned long epoch;      /* resolver_epoch() at the start */
     char domain[DANE_NAME_MAX];
     dane_cb cb;
     void *arg;
@@ -221,6 +226,8 @@ static int maybe_finish(struct dane_lookup *d)
     else
         summarise(d);
     sort_hosts(&d->f);
+    if (d->cache != NULL)
+        dane_cache_put(d->cache, d->domain, &d->f, d->expires, d->epoch);
     d->cb(d->arg, &d->f);
     free(d);
     return 1;
@@ -462,6 +469,9 @@ static void on_answer(void *arg, const struct resolver_answer *ans)
     s->req = NULL;
     d->pending--;
     if (!d->finished) {
+        /* The facts hold as long as every answer they were concluded from. */
+        if (ans->expires < d->expires)
+            d->expires = ans->expires;
         d->busy++;
         switch (s->kind) {
         case SLOT_MX:
@@ -480,14 +490,29 @@ static void on_answer(void *arg, const struct resolver_answer *ans)
     maybe_finish(d);
 }
 
-struct dane_lookup *dane_start(struct resolver *r, const char *domain, dane_cb cb, void *arg)
+struct dane_lookup *dane_start(struct resolver *r, struct dane_cache *cache, const char *domain,
+                               dane_cb cb, void *arg)
 {
-    struct dane_lookup *d = xmalloc(sizeof(*d));
+    struct dane_lookup *d;
+
+    if (cache != NULL) {
+        const struct dane_facts *f = dane_cache_get(cache, domain);
+
+        if (f != NULL) {
+            cb(arg, f);
+            return NULL;
+        }
+        metrics_cache(METRICS_CACHE_DANE, METRICS_CACHE_MISS);
+    }
+    d = xmalloc(sizeof(*d));
 
     /* Everything but the host entries, which add_host() clears as it fills them. */
     memset(d, 0, offsetof(struct dane_lookup, f) + offsetof(struct dane_facts, hosts));
 
     d->r = r;
+    d->cache = cache;
+    d->expires = UINT64_MAX;
+    d->epoch = resolver_epoch(r);
     d->cb = cb;
     d->arg = arg;
     snprintf(d->domain, sizeof(d->domain), "%s", domain);

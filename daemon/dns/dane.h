@@ -11,6 +11,7 @@
 
 struct resolver;
 struct dane_lookup;
+struct dane_cache;
 
 /* MX hosts examined per domain, lowest preference first (Postfix tries at most 5 by
  * default, smtp_mx_address_limit; 10 leaves room). */
@@ -72,9 +73,11 @@ typedef void (*dane_cb)(void *arg, const struct dane_facts *f);
 /*
  * dane_start - resolve DANE facts for the normalised domain. When every answer is cached
  * the callback runs before dane_start returns and the result is NULL; otherwise the result
- * is the pending lookup.
+ * is the pending lookup. cache (may be NULL) answers first when it holds the domain's
+ * facts, and keeps what the walk concludes (dane_cache.h).
  */
-struct dane_lookup *dane_start(struct resolver *r, const char *domain, dane_cb cb, void *arg);
+struct dane_lookup *dane_start(struct resolver *r, struct dane_cache *cache, const char *domain,
+                               dane_cb cb, void *arg);
 
 /* dane_cancel - stop a pending lookup; its callback will not run. */
 void dane_cancel(struct dane_lookup *d);

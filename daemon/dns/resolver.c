@@ -71,6 +71,7 @@ struct resolver {
     struct lru lru; /* every entry; head: most recently used */
     uint64_t min_ttl_ms, max_ttl_ms;
     unsigned long queries_sent;
+    unsigned long epoch; /* resolver_epoch() */
     int destroying;
 };
 
@@ -109,6 +110,9 @@ static void evict(struct resolver *r)
         struct entry *prev = lru_entry(e->lru.prev, struct entry, lru);
 
         if (!e->inflight && !e->pinned) {
+            /* An answer still good goes early: facts that rest on it no longer hold. */
+            if (e->expires > uv_now(r->loop))
+                r->epoch++;
             entry_free(r, e);
             metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_EVICTION);
         }
@@ -134,7 +138,8 @@ static void deliver(struct entry *e, int from_cache)
                                   .info = e->info,
                                   .msg = e->msg,
                                   .len = e->len,
-                                  .from_cache = from_cache};
+                                  .from_cache = from_cache,
+                                  .expires = e->expires};
     struct waitlist_link *list, *l;
 
     e->deliveries++;
@@ -226,7 +231,8 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
                                       .info = e->info,
                                       .msg = e->msg,
                                       .len = e->len,
-                                      .from_cache = 1};
+                                      .from_cache = 1,
+                                      .expires = e->expires};
 
         lru_touch(&r->lru, &e->lru);
         metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_HIT);
@@ -296,6 +302,16 @@ void resolver_cancel(struct resolver_req *w)
         return;
     waitlist_remove(&w->link);
     free(w);
+}
+
+uint64_t resolver_now(const struct resolver *r)
+{
+    return uv_now(r->loop);
+}
+
+unsigned long resolver_epoch(const struct resolver *r)
+{
+    return r->epoch;
 }
 
 unsigned long resolver_queries_sent(const struct resolver *r)

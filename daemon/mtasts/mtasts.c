@@ -64,35 +64,24 @@ struct work {
     size_t naddrs;
     char refused[160]; /* the first address refused, and why */
     const char *addr_why;
-};
-
-/*
- * What the cache keeps of a domain's facts: struct mtasts_facts without its fixed-size text
- * (the TXT record and the reason line are heap strings sized to their content, NULL for "")
- * and with its policy's patterns and no more (set_policy). facts_of() builds the whole
- * struct mtasts_facts a lookup is answered with.
- */
-struct cached {
-    enum mtasts_state state;
-    int local_fault; /* as in struct mtasts_facts */
-    char id[STS_ID_MAX + 1];
-    int64_t fetched, expires;
-    char fetch[32];
-    char *txt; /* the TXT record that was found, escaped; NULL: none */
-    char *why; /* what decided the state; NULL: "" */
-    /* Last, and its packed mx patterns last in it (sts_policy_size()). */
-    struct sts_policy policy;
+    uint64_t txt_expires; /* the TXT answer's resolver_answer.expires */
 };
 
 /* The reason line's room in struct mtasts_facts, which bounds the cache's copy too. */
-#define WHY_MAX sizeof(((struct mtasts_facts *)0)->why)
+#define WHY_MAX MTASTS_WHY_MAX
+
+/* The text of facts that have none (not allocated, never freed). */
+static const char no_text[] = "";
 
 struct entry {
     struct entry *hnext;
     struct mtasts_svc *svc;
-    /* The policy in force (state POLICY) or the last outcome: an allocation of
-     * struct cached up to its policy's last pattern and no more (set_policy). */
-    struct cached *f;
+    /*
+     * The policy in force (state POLICY) or the last outcome: an allocation of struct
+     * mtasts_facts up to its policy's last pattern and no more (set_policy), its text heap
+     * strings sized to their content (or no_text). Cached answers hand out this very struct.
+     */
+    struct mtasts_facts *f;
     int64_t checked;    /* when discovery last completed */
     int64_t fail_until; /* no new work before this after a failure */
     int used;           /* a lookup was answered from the policy since it was fetched */
@@ -135,9 +124,14 @@ static size_t facts_size(const struct mtasts_facts *f)
     return offsetof(struct mtasts_facts, policy) + sts_policy_size(&f->policy);
 }
 
-void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src)
+void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src,
+                       struct mtasts_text *text)
 {
     memcpy(dst, src, facts_size(src));
+    snprintf(text->txt, sizeof(text->txt), "%s", src->txt);
+    snprintf(text->why, sizeof(text->why), "%s", src->why);
+    dst->txt = text->txt;
+    dst->why = text->why;
 }
 
 /* The entry's facts take pol, their allocation resized to hold its patterns and no more. */
@@ -145,18 +139,19 @@ static void set_policy(struct entry *e, const struct sts_policy *pol)
 {
     size_t n = sts_policy_size(pol);
 
-    e->f = xrealloc(e->f, offsetof(struct cached, policy) + n);
+    e->f = xrealloc(e->f, offsetof(struct mtasts_facts, policy) + n);
     memcpy(&e->f->policy, pol, n);
 }
 
-/* *p becomes a copy of s, or NULL for "" (most entries have no TXT text to keep). */
-static void set_text(char **p, const char *s)
+/* *p becomes a copy of s (cut as the facts' bound cuts it), or no_text for "". */
+static void set_text(const char **p, const char *s, size_t max)
 {
-    free(*p);
-    *p = s[0] ? xstrdup(s) : NULL;
+    if (*p != no_text)
+        free((char *)*p);
+    *p = s[0] ? xstrndup(s, max - 1) : no_text;
 }
 
-/* The entry's reason line, formatted and cut as struct mtasts_facts' why would cut it. */
+/* The entry's reason line, formatted and cut as MTASTS_WHY_MAX cuts it. */
 static void set_why(struct entry *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void set_why(struct entry *e, const char *fmt, ...)
@@ -167,31 +162,14 @@ static void set_why(struct entry *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    set_text(&e->f->why, why);
+    set_text(&e->f->why, why, WHY_MAX);
 }
 
-/* *f: the entry's facts as lookups are answered with them (f a whole struct). */
-static void facts_of(const struct entry *e, struct mtasts_facts *f, int cached)
+static void facts_free(struct mtasts_facts *f)
 {
-    const struct cached *c = e->f;
-
-    f->state = c->state;
-    memcpy(f->id, c->id, sizeof(f->id));
-    f->fetched = c->fetched;
-    f->expires = c->expires;
-    f->cached = cached;
-    snprintf(f->txt, sizeof(f->txt), "%s", c->txt ? c->txt : "");
-    memcpy(f->fetch, c->fetch, sizeof(f->fetch));
-    f->local_fault = c->local_fault;
-    snprintf(f->why, sizeof(f->why), "%s", c->why ? c->why : "");
-    memcpy(&f->policy, &c->policy, sts_policy_size(&c->policy));
-}
-
-static void cached_free(struct cached *c)
-{
-    free(c->txt);
-    free(c->why);
-    free(c);
+    set_text(&f->txt, "", MTASTS_TXT_MAX);
+    set_text(&f->why, "", WHY_MAX);
+    free(f);
 }
 
 static int64_t wall_now(void)
@@ -255,7 +233,7 @@ static void entry_free(struct entry *e)
     if (e->f->state == MTASTS_POLICY)
         svc->npolicies--;
     svc->nentries--;
-    cached_free(e->f);
+    facts_free(e->f);
     free(e);
 }
 
@@ -321,7 +299,8 @@ static struct entry *create(struct mtasts_svc *svc, const char *domain)
     /* The name and no more room (xcalloc ends it with its NUL). */
     e = xcalloc(1, offsetof(struct entry, domain) + len + 1);
     /* No policy yet: the facts up to an empty pattern list. */
-    e->f = xcalloc(1, offsetof(struct cached, policy) + offsetof(struct sts_policy, mx));
+    e->f = xcalloc(1, offsetof(struct mtasts_facts, policy) + offsetof(struct sts_policy, mx));
+    e->f->txt = e->f->why = no_text;
     e->svc = svc;
     memcpy(e->domain, domain, len);
     e->f->state = MTASTS_NONE;
@@ -357,11 +336,9 @@ static void work_done(struct work *w)
     struct entry *e = w->e;
     struct mtasts_svc *svc = e->svc;
     struct waitlist_link *list, *ln;
-    struct mtasts_facts f;
 
     /* The TXT record last seen stays with the entry, for query output. */
-    set_text(&e->f->txt, w->txt);
-    facts_of(e, &f, 0);
+    set_text(&e->f->txt, w->txt, MTASTS_TXT_MAX);
     free(w);
     e->work = NULL;
     svc->completions++;
@@ -371,7 +348,9 @@ static void work_done(struct work *w)
     while ((ln = waitlist_pop(&list)) != NULL) {
         struct mtasts_lookup *l = waitlist_entry(ln, struct mtasts_lookup, link);
 
-        l->cb(l->arg, &f);
+        /* The entry's own facts; a callback may renew them (e->f is read again each time). */
+        e->f->cached = 0;
+        l->cb(l->arg, e->f);
         free(l);
     }
     /*
@@ -398,6 +377,13 @@ enum {
      * Nothing is remembered, so the first lookup after the fault is fixed fetches again.
      */
     END_LOCAL = 2,
+    /*
+     * The TXT answer alone decided (no record, no STSv1 record, several, an invalid one):
+     * without a policy in force the outcome is remembered for as long as the resolver keeps
+     * that answer, so lookups in the meantime do not repeat a discovery that could only
+     * read the same cached answer again and reach the same end.
+     */
+    END_TXT = 4,
 };
 
 /* The work ended without a new policy: keep the one in force (5.1), else say why. */
@@ -417,6 +403,13 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
     va_end(ap);
     if (how & END_REMEMBER)
         e->fail_until = now + e->svc->opts.fail_ttl_s;
+    if ((how & END_TXT) && !has_policy(e, now)) {
+        uint64_t now_ms = resolver_now(e->svc->r);
+
+        /* Whole seconds, rounded down: never past the answer's own expiry. */
+        if (w->txt_expires > now_ms)
+            e->fail_until = now + (int64_t)((w->txt_expires - now_ms) / 1000);
+    }
     if (has_policy(e, now)) {
         /* The next background check of the TXT id waits for sts_recheck again. */
         e->checked = now;
@@ -433,7 +426,7 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
             e->checked = now;
         e->f->local_fault = local;
         set_state(e, MTASTS_NONE);
-        set_text(&e->f->why, why);
+        set_text(&e->f->why, why, WHY_MAX);
         if (local)
             log_error("mta-sts: %s: %s; answering TEMP until a fetch succeeds", e->domain, why);
         else
@@ -610,10 +603,11 @@ static void on_txt(void *arg, const struct resolver_answer *ans)
     int64_t now = wall_now();
 
     w->txt_req = NULL;
+    w->txt_expires = ans->expires;
     switch (ans->info.outcome) {
     case DNS_OUT_NODATA:
     case DNS_OUT_NXDOMAIN:
-        no_new_policy(w, 0, "no _mta-sts TXT record");
+        no_new_policy(w, END_TXT, "no _mta-sts TXT record");
         return;
     case DNS_OUT_BOGUS:
     case DNS_OUT_FAILED:
@@ -648,17 +642,18 @@ static void on_txt(void *arg, const struct resolver_answer *ans)
         }
     }
     if (nsts == 0) {
-        no_new_policy(w, 0, "no v=STSv1 TXT record at _mta-sts.%s", e->domain);
+        no_new_policy(w, END_TXT, "no v=STSv1 TXT record at _mta-sts.%s", e->domain);
         return;
     }
     if (nsts > 1) {
         w->txt[0] = '\0';
-        no_new_policy(w, 0, "%u v=STSv1 TXT records at _mta-sts.%s (RFC 8461 3.1: exactly one)",
-                      nsts, e->domain);
+        no_new_policy(w, END_TXT,
+                      "%u v=STSv1 TXT records at _mta-sts.%s (RFC 8461 3.1: exactly one)", nsts,
+                      e->domain);
         return;
     }
     if (bad) {
-        no_new_policy(w, 0, "invalid _mta-sts TXT record: %s", bad);
+        no_new_policy(w, END_TXT, "invalid _mta-sts TXT record: %s", bad);
         return;
     }
     /*
@@ -701,12 +696,42 @@ static int start_work(struct entry *e)
     return svc->completions != before;
 }
 
-static void deliver_now(struct entry *e, int cached, mtasts_cb cb, void *arg)
+/*
+ * The entry's facts when the cache answers now, counted as a hit; NULL when it cannot (no
+ * entry, work running, nothing remembered), with nothing counted. A policy in force answers
+ * (RFC 8461 5.1) and a TXT check that is due starts behind it first, so the facts handed
+ * out are the ones in force once it has run (it may complete at once from the DNS cache).
+ */
+static const struct mtasts_facts *cached_facts(struct mtasts_svc *svc, struct entry *e, int64_t now)
 {
-    struct mtasts_facts f;
+    expire(e, now);
+    if (has_policy(e, now)) {
+        e->used = 1;
+        metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_HIT);
+        if (e->work == NULL && now - e->checked >= (int64_t)svc->opts.recheck_s) {
+            metrics_refresh(METRICS_REFRESH_RECHECK);
+            start_work(e);
+        }
+        /* A policy in force is never dropped by its own check (5.1): e is still here. */
+        e->f->cached = 1;
+        return e->f;
+    }
+    if (e->work == NULL && e->fail_until > now) {
+        /* A remembered failure answers too (negative caching), and is kept longer. */
+        if (e->on_idle)
+            lru_touch(&svc->idle, &e->idle);
+        metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_HIT);
+        e->f->cached = 1;
+        return e->f;
+    }
+    return NULL;
+}
 
-    facts_of(e, &f, cached);
-    cb(arg, &f);
+const struct mtasts_facts *mtasts_cached(struct mtasts_svc *svc, const char *domain)
+{
+    struct entry *e = find(svc, domain);
+
+    return e != NULL ? cached_facts(svc, e, wall_now()) : NULL;
 }
 
 /* The entry's policy becomes the stored record's (on a miss: mtasts_start()). */
@@ -751,11 +776,14 @@ static int from_store(struct mtasts_svc *svc, const char *domain, int64_t now, s
 static void deliver_store_fault(const char *domain, const char *why, mtasts_cb cb, void *arg)
 {
     struct mtasts_facts f;
+    char line[MTASTS_WHY_MAX];
 
     memset(&f, 0, sizeof(f));
     f.state = MTASTS_NONE;
     f.local_fault = 1;
-    snprintf(f.why, sizeof(f.why), "state_dir cannot be read: %s", why);
+    f.txt = "";
+    snprintf(line, sizeof(line), "state_dir cannot be read: %s", why);
+    f.why = line;
     log_error("mta-sts: %s: state_dir cannot be read (%s); answering TEMP", domain, why);
     cb(arg, &f);
 }
@@ -773,24 +801,10 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
         return NULL;
     }
     if (e != NULL) {
-        expire(e, now);
-        if (has_policy(e, now)) {
-            /* The cached policy answers; a due TXT check runs behind it (RFC 8461 5.1). */
-            e->used = 1;
-            metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_HIT);
-            deliver_now(e, 1, cb, arg);
-            if (e->work == NULL && now - e->checked >= (int64_t)svc->opts.recheck_s) {
-                metrics_refresh(METRICS_REFRESH_RECHECK);
-                start_work(e);
-            }
-            return NULL;
-        }
-        if (e->work == NULL && e->fail_until > now) {
-            /* A remembered failure answers too (negative caching), and is kept longer. */
-            if (e->on_idle)
-                lru_touch(&svc->idle, &e->idle);
-            metrics_cache(METRICS_CACHE_STS, METRICS_CACHE_HIT);
-            deliver_now(e, 1, cb, arg);
+        const struct mtasts_facts *f = cached_facts(svc, e, now);
+
+        if (f != NULL) {
+            cb(arg, f);
             return NULL;
         }
     } else {
@@ -926,7 +940,7 @@ void mtasts_svc_destroy(struct mtasts_svc *svc)
                 free(e->work);
             }
             svc->buckets[b] = e->hnext;
-            cached_free(e->f);
+            facts_free(e->f);
             free(e);
         }
     }

@@ -45,12 +45,21 @@ enum mtasts_state {
     MTASTS_POLICY, /* policy holds the policy in force */
 };
 
+/* Bounds of the two text fields of struct mtasts_facts, their NUL included. */
+#define MTASTS_TXT_MAX 256
+#define MTASTS_WHY_MAX 400
+
+/*
+ * The MTA-STS facts of a domain. The cache keeps exactly this struct for each domain (one
+ * allocation, up to its policy's last pattern), and a cached answer hands it out as it is:
+ * nothing is copied or rebuilt per lookup. The text fields point to strings owned by
+ * whoever owns the struct (the cache, or a mtasts_text given to mtasts_facts_copy()).
+ */
 struct mtasts_facts {
     enum mtasts_state state;
     char id[STS_ID_MAX + 1];
     int64_t fetched, expires; /* wall-clock seconds */
     int cached;               /* answered from the cache, not from a fetch just made */
-    char txt[256];            /* the TXT record that was found, escaped, or "" */
     char fetch[32];           /* outcome of the last fetch ("ok", "tls", ...), or "" */
     /*
      * state NONE because a fetch failed on our side (FETCH_LOCAL: our CA bundle, memory,
@@ -58,19 +67,27 @@ struct mtasts_facts {
      * not RFC 8461's "no policy" (the engine answers TEMP), and not remembered.
      */
     int local_fault;
-    char why[400]; /* one line: what decided the state */
+    const char *txt; /* the TXT record that was found, escaped, or "" (< MTASTS_TXT_MAX) */
+    const char *why; /* one line: what decided the state (< MTASTS_WHY_MAX); never NULL */
     /* Last, and its packed mx patterns last in it: the cache keeps and mtasts_facts_copy()
      * copies only the bytes used (sts_policy_size()). */
     struct sts_policy policy;
 };
 
+/* Room for the text of facts that must outlive the callback that gave them. */
+struct mtasts_text {
+    char txt[MTASTS_TXT_MAX];
+    char why[MTASTS_WHY_MAX];
+};
+
 /*
  * mtasts_facts_copy - *dst = *src, up to src's last mx pattern (the unused room of the
- * pattern array, most of the struct's 9 KiB, is neither read nor written): a lookup copies
- * the facts once or twice. The cache itself keeps a smaller form (text sized to its
- * content) and builds the whole struct for each answer. dst must be a whole struct.
+ * pattern array, most of the struct's 9 KiB, is neither read nor written), with the text
+ * copied into *text and dst's text fields pointing there: dst stays valid however the
+ * cache changes. dst must be a whole struct.
  */
-void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src);
+void mtasts_facts_copy(struct mtasts_facts *dst, const struct mtasts_facts *src,
+                       struct mtasts_text *text);
 
 /* Called once per mtasts_start() that returned non-NULL unless cancelled; f valid during it. */
 typedef void (*mtasts_cb)(void *arg, const struct mtasts_facts *f);
@@ -95,6 +112,15 @@ void mtasts_set_opts(struct mtasts_svc *svc, const struct mtasts_opts *opts);
  */
 struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, mtasts_cb cb,
                                    void *arg);
+/*
+ * mtasts_cached - the facts of domain when the cache can answer now (a policy in force, a
+ * remembered failure), else NULL and nothing happens (mtasts_start() then does the work).
+ * A hit is counted and, like mtasts_start()'s, starts a due TXT check behind the answer.
+ * The facts are the cache's own, not a copy: valid until control returns to the loop or
+ * the next call into this service, whichever is first. No allocation, no copy.
+ */
+const struct mtasts_facts *mtasts_cached(struct mtasts_svc *svc, const char *domain);
+
 void mtasts_cancel(struct mtasts_lookup *l);
 
 /* Counters for tests and metrics. */

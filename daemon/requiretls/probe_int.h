@@ -26,7 +26,7 @@
 /* Ciphertext waiting for mbedTLS: one TLS record is at most 2^14 + 2048 + 5 bytes (RFC 5246
  * 6.2.3); twice that leaves room for the next one. */
 #define RX_CAP (2 * (16384 + 2048 + 5))
-#define NBUCKETS 1024
+#define NBUCKETS 16384 /* a power of two above CACHE_MAX (probe.c): chains of one entry or so */
 #define HOST_MAX 253
 #define ADDR_MAX 46 /* INET6_ADDRSTRLEN */
 

@@ -15,6 +15,7 @@
 
 #include "cafile.h"
 #include "conn.h"
+#include "dane_cache.h"
 #include "http.h"
 #include "listener.h"
 #include "log.h"
@@ -234,6 +235,7 @@ static void fill_gauges(void *arg, struct metrics_gauges *g)
         srv->svc.resolver ? resolver_cache_entries(srv->svc.resolver) : 0;
     g->cache_entries[METRICS_CACHE_STS] =
         srv->svc.mtasts ? mtasts_cache_entries(srv->svc.mtasts, &g->sts_policies) : 0;
+    g->cache_entries[METRICS_CACHE_DANE] = dane_cache_entries(srv->svc.dane_cache);
     g->serving = !srv->draining && srv->nlisteners > 0;
 }
 

@@ -62,7 +62,7 @@ static const char *const fetch_outcomes[METRICS_FETCH_N] = {
 static const char *const probe_outcomes[METRICS_PROBE_N] = {
     "requiretls",    "no_requiretls", "no_starttls", "tls_error",
     "connect_error", "smtp_error",    "timeout",     "error"};
-static const char *const cache_names[METRICS_CACHE_N] = {"dns", "sts"};
+static const char *const cache_names[METRICS_CACHE_N] = {"dns", "sts", "dane"};
 static const char *const refresh_names[METRICS_REFRESH_N] = {"recheck", "renewal"};
 static const char *const http_handlers[] = {"metrics", "healthz", "other"};
 #define NHANDLERS (sizeof(http_handlers) / sizeof(http_handlers[0]))
@@ -291,7 +291,7 @@ static void render_caches(struct out *o, const struct metrics_gauges *g)
         {"tlspolicyd_cache_hits_total", "Answers taken from a cache, by cache."},
         {"tlspolicyd_cache_misses_total", "Questions a cache could not answer, by cache."},
         {"tlspolicyd_cache_evictions_total",
-         "Entries dropped from a cache for room (dns) or at max_age (sts), by cache."},
+         "Entries dropped from a cache for room (dns, dane) or at max_age (sts), by cache."},
     };
 
     family(o, "tlspolicyd_cache_entries", "gauge", "Entries held in each cache.");

@@ -15,8 +15,9 @@
 #include "dns_answer.h"
 #include "sockmap.h"
 
-/* Caches, label cache="dns" (resolver answers) and cache="sts" (MTA-STS policies). */
-enum metrics_cache { METRICS_CACHE_DNS, METRICS_CACHE_STS, METRICS_CACHE_N };
+/* Caches, label cache="dns" (resolver answers), cache="sts" (MTA-STS policies) and
+ * cache="dane" (DANE facts concluded per domain, dane_cache.h). */
+enum metrics_cache { METRICS_CACHE_DNS, METRICS_CACHE_STS, METRICS_CACHE_DANE, METRICS_CACHE_N };
 enum metrics_cache_event { METRICS_CACHE_HIT, METRICS_CACHE_MISS, METRICS_CACHE_EVICTION };
 
 /*

@@ -3,7 +3,7 @@
 # Benchmark tlspolicyd against bench_ceiling, the trivial socketmap server that shows what
 # the machine and libuv allow. Both listen on unix sockets in a private temporary
 # directory; the daemon answers from a generated overrides table (no DNS). For each mode
-# (lockstep 50 and 200 connections, pipelined 10 x depth 32) each server is measured with
+# (lockstep 1, 50 and 200 connections, pipelined 10 x depth 32) each server is measured with
 # bench_loadgen, and a Markdown table goes to stdout (answers/s, latency, the server's CPU
 # time per answer, errors, daemon/ceiling ratio); progress goes to stderr. Every process
 # started here is stopped on exit. Nothing is pinned to a CPU.
@@ -172,7 +172,7 @@ measure() {
     last_row="| $server | $mode | $(printf '%.0f' "$rate") | $p50 | $p99 | $cpu | $errs$note |"
 }
 
-modes=("lockstep 50:50:1" "lockstep 200:200:1" "pipelined 10x32:10:32")
+modes=("lockstep 1:1:1" "lockstep 50:50:1" "lockstep 200:200:1" "pipelined 10x32:10:32")
 for m in "${modes[@]}"; do
     IFS=: read -r mode conns depth <<<"$m"
     measure ceiling "$mode" "$conns" "$depth"

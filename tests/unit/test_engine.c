@@ -210,7 +210,8 @@ static void check_row(const struct row *r)
         memset(&sf, 0, sizeof(sf));
         sf.state = r->sts == STS_NOPOLICY || r->sts == STS_LOCAL ? MTASTS_NONE : MTASTS_POLICY;
         sf.local_fault = r->sts == STS_LOCAL || r->sts == STS_ENFORCE_LOCAL;
-        snprintf(sf.why, sizeof(sf.why), "%s", sf.local_fault ? LOCAL_WHY : "why");
+        sf.txt = "";
+        sf.why = sf.local_fault ? LOCAL_WHY : "why";
         if (sf.state == MTASTS_POLICY &&
             sts_policy_parse(bodies[r->sts], strlen(bodies[r->sts]), &sf.policy, &why) != 0)
             printf("FAIL %s: test policy does not parse: %s\n", r->label, why);

@@ -55,6 +55,41 @@ static const struct parse_row parse_rows[] = {
     {"continuation of nothing", "  a.example may\n", "t:1: line starts with whitespace"},
 };
 
+/*
+ * A large table (the hash index grows with it): every exact key found, every child of a
+ * ".parent" key found by the nearest parent, names in neither not found.
+ */
+static void check_large(void)
+{
+    enum { N = 20000 };
+    size_t cap = (size_t)N * 64, len = 0;
+    char *text = malloc(cap), name[64], err[256] = "";
+    struct overrides *ov;
+    struct overrides_hit hit;
+    unsigned bad = 0;
+
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(text + len, cap - len, "%sd%d.example may\n", i % 2 ? "." : "", i);
+    len += (size_t)snprintf(text + len, cap - len, ".d1.example.d3.example encrypt\n");
+    ov = overrides_parse(text, len, "large", err, sizeof(err));
+    if (!check_true("large table", "parses", ov != NULL)) {
+        free(text);
+        return;
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), i % 2 ? "mx.d%d.example" : "d%d.example", i);
+        bad += !overrides_find(ov, name, &hit) || strcmp(hit.key + (i % 2), name + 3 * (i % 2));
+        snprintf(name, sizeof(name), i % 2 ? "d%d.example" : "mx.d%d.example", i);
+        bad += overrides_find(ov, name, &hit); /* .parent does not match itself; no child */
+    }
+    check_int("large table", "wrong finds", bad, 0);
+    check_true("large table", "nearest parent wins",
+               overrides_find(ov, "a.d1.example.d3.example", &hit) &&
+                   strcmp(hit.key, ".d1.example.d3.example") == 0);
+    overrides_free(ov);
+    free(text);
+}
+
 static void check_parse(const struct parse_row *r)
 {
     char err[256] = "";
@@ -104,6 +139,7 @@ int main(void)
 
     for (size_t i = 0; i < sizeof(parse_rows) / sizeof(parse_rows[0]); i++)
         check_parse(&parse_rows[i]);
+    check_large();
 
     ov = overrides_load("/nonexistent/overrides", err, sizeof(err));
     check_true("missing file", "rejected", ov == NULL);

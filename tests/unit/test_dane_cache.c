@@ -1,0 +1,319 @@
+/*
+ * The DANE facts cache (daemon/dns/dane_cache.c) with the real walk (dane.c) and resolver
+ * (resolver.c, c-ares on libuv) against a small validating-resolver stand-in on loopback:
+ * a UDP server in this process that answers from a table of records with the AD bit set, so
+ * every answer reads as DNSSEC-secure. What is checked: a cached domain is answered without
+ * a query; when an answer the facts rest on expires, or leaves the resolver cache early, the
+ * next lookup walks again and sees the zone as it is now (the answer changes); failures are
+ * never kept; the cache stays within its bound.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "check.h"
+#include "config.h"
+#include "dane.h"
+#include "dane_cache.h"
+#include "dns.h"
+#include "resolver.h"
+
+/* The zone: owner, type, rdata in wire form; a record with off set is not served. */
+struct rec {
+    const char *owner;
+    uint16_t type;
+    const char *rdata;
+    size_t rdlen;
+    int off;
+};
+
+#define S(lit) lit, sizeof(lit) - 1
+#define DIGEST                                                                                     \
+    "\000\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017"                             \
+    "\020\021\022\023\024\025\026\027\030\031\032\033\034\035\036\037"
+
+static struct rec zone[] = {
+    {"example.test", DNS_TYPE_MX, S("\000\012\002mx\007example\004test\000"), 0},
+    {"mx.example.test", DNS_TYPE_A, S("\300\000\002\001"), 0},
+    {"mx.example.test", DNS_TYPE_AAAA, NULL, 0, 1}, /* the name exists: NODATA */
+    {"_25._tcp.mx.example.test", DNS_TYPE_TLSA, S("\003\001\001" DIGEST), 0},
+};
+#define NZONE (sizeof(zone) / sizeof(zone[0]))
+#define TLSA_REC 3
+
+static uv_loop_t loop;
+static uv_udp_t server;
+static unsigned long served;
+
+/* The question's name in presentation form, lower case; its end in *end. 0, or -1. */
+static int read_qname(const uint8_t *m, size_t len, char *out, size_t outlen, size_t *end)
+{
+    size_t p = DNS_HEADER_LEN, o = 0;
+
+    while (p < len && m[p] != 0) {
+        size_t l = m[p++];
+
+        if (l > 63 || p + l > len || o + l + 2 > outlen)
+            return -1;
+        if (o > 0)
+            out[o++] = '.';
+        for (size_t i = 0; i < l; i++)
+            out[o++] = (char)((m[p + i] >= 'A' && m[p + i] <= 'Z') ? m[p + i] + 32 : m[p + i]);
+        p += l;
+    }
+    if (p + 5 > len)
+        return -1;
+    out[o] = '\0';
+    *end = p + 5; /* the root label, qtype, qclass */
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char mem[4096];
+
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(mem, sizeof(mem));
+}
+
+static void on_sent(uv_udp_send_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+/* Answer one query: the records of its name and type, NODATA or NXDOMAIN; AD always set. */
+static void on_query(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from,
+                     unsigned flags)
+{
+    const uint8_t *q = (const uint8_t *)buf->base;
+    uint8_t *m;
+    char name[DNS_NAME_MAX + 1];
+    size_t qend, p;
+    uint16_t qtype;
+    unsigned an = 0;
+    int exists = 0;
+    uv_udp_send_t *req;
+    uv_buf_t out;
+
+    (void)flags;
+    if (n <= 0 || from == NULL || read_qname(q, (size_t)n, name, sizeof(name), &qend) < 0)
+        return;
+    qtype = (uint16_t)(q[qend - 4] << 8 | q[qend - 3]);
+    req = malloc(sizeof(*req) + 1024);
+    m = (uint8_t *)(req + 1);
+    memcpy(m, q, qend);
+    m[2] = (uint8_t)(0x80 | (q[2] & 0x01)); /* QR, RD as asked */
+    m[3] = 0xa0;                            /* RA, AD, NOERROR */
+    memset(m + 4, 0, 8);
+    m[5] = 1;
+    p = qend;
+    for (size_t i = 0; i < NZONE; i++) {
+        if (strcmp(zone[i].owner, name) != 0)
+            continue;
+        exists = 1;
+        if (zone[i].type != qtype || zone[i].off || zone[i].rdata == NULL)
+            continue;
+        /* The owner as a pointer to the question, class IN, TTL 300. */
+        memcpy(m + p, "\300\014", 2);
+        m[p + 2] = (uint8_t)(qtype >> 8);
+        m[p + 3] = (uint8_t)qtype;
+        memcpy(m + p + 4, "\000\001\000\000\001\054", 6);
+        m[p + 10] = (uint8_t)(zone[i].rdlen >> 8);
+        m[p + 11] = (uint8_t)zone[i].rdlen;
+        memcpy(m + p + 12, zone[i].rdata, zone[i].rdlen);
+        p += 12 + zone[i].rdlen;
+        an++;
+    }
+    if (!exists)
+        m[3] |= 3; /* NXDOMAIN */
+    m[7] = (uint8_t)an;
+    served++;
+    out = uv_buf_init((char *)m, (unsigned)p);
+    if (uv_udp_send(req, h, &out, 1, from, on_sent) != 0)
+        free(req);
+}
+
+static int done;
+static struct dane_facts got;
+
+static void on_facts(void *arg, const struct dane_facts *f)
+{
+    (void)arg;
+    done = 1;
+    dane_facts_copy(&got, f);
+}
+
+/* One DANE lookup through the cache, run to its end (at most 5 s). */
+static enum dane_state walk(struct resolver *r, struct dane_cache *c, const char *domain)
+{
+    uint64_t until = uv_now(&loop) + 5000;
+
+    done = 0;
+    dane_start(r, c, domain, on_facts, NULL);
+    while (!done && uv_now(&loop) < until)
+        uv_run(&loop, UV_RUN_ONCE);
+    return done ? got.state : (enum dane_state) - 1;
+}
+
+static void on_any(void *arg, const struct resolver_answer *ans)
+{
+    (void)ans;
+    (*(int *)arg)--;
+}
+
+/* Let loop time pass (the cache's expiries are in loop time). */
+static void pass_ms(unsigned ms)
+{
+    uv_sleep(ms);
+    uv_update_time(&loop);
+}
+
+static void check_invalidation(struct resolver *r, struct dane_cache *c)
+{
+    unsigned long before;
+
+    /* A first lookup walks: MX, A, AAAA, TLSA. */
+    check_int("first walk", "state", walk(r, c, "example.test"), DANE_ALL);
+    check_int("first walk", "queries", (int)resolver_queries_sent(r), 4);
+    check_int("first walk", "entries", (int)dane_cache_entries(c), 1);
+
+    /* The second is the cache's: the callback runs inside dane_start, no query. */
+    before = served;
+    done = 0;
+    check_true("cached: answered at once", "holds",
+               dane_start(r, c, "example.test", on_facts, NULL) == NULL);
+    check_true("cached: callback ran", "holds", done);
+    check_int("cached", "state", got.state, DANE_ALL);
+    check_int("cached", "no query", (int)(served - before), 0);
+
+    /*
+     * The TLSA record goes. While the answers are cached the facts hold (a new walk would
+     * read the same cached answers); once the TLSA answer expires the next lookup walks
+     * and the answer changes: no TLSA, no DANE.
+     */
+    zone[TLSA_REC].off = 1;
+    check_int("TLSA gone, answers cached", "state", walk(r, c, "example.test"), DANE_ALL);
+    pass_ms(150); /* past dns_max_ttl below */
+    check_true("expired: not held", "holds", dane_cache_get(c, "example.test") == NULL);
+    check_int("expired: walks again", "state", walk(r, c, "example.test"), DANE_NONE);
+    zone[TLSA_REC].off = 0;
+    pass_ms(150);
+    check_int("TLSA back after expiry", "state", walk(r, c, "example.test"), DANE_ALL);
+
+    /*
+     * An answer that leaves the resolver cache before it expires (evicted for room:
+     * dns_cache_size 16 below) takes the facts with it, though none of them expired.
+     */
+    check_true("held before eviction", "holds", dane_cache_get(c, "example.test") != NULL);
+    zone[TLSA_REC].off = 1;
+    {
+        int pending = 0;
+        char name[64];
+
+        for (int i = 0; i < 20; i++) {
+            snprintf(name, sizeof(name), "n%d.example.test", i);
+            pending++;
+            resolver_query(r, name, DNS_TYPE_A, on_any, &pending);
+        }
+        for (int i = 0; i < 1000 && pending > 0; i++)
+            uv_run(&loop, UV_RUN_ONCE);
+        check_int("filler queries", "answered", pending, 0);
+    }
+    check_true("evicted answer: facts dropped", "holds", dane_cache_get(c, "example.test") == NULL);
+    check_int("evicted answer: walks again", "state", walk(r, c, "example.test"), DANE_NONE);
+    zone[TLSA_REC].off = 0;
+}
+
+/* Failures are asked again, never kept; stale puts are refused; the bound holds. */
+static void check_put_rules(struct resolver *r)
+{
+    struct dane_cache *c = dane_cache_create(r, 3);
+    struct dane_facts f;
+    uint64_t later = resolver_now(r) + 60000;
+    char name[32];
+
+    memset(&f, 0, sizeof(f));
+    f.state = DANE_TEMP;
+    dane_cache_put(c, "temp.test", &f, later, resolver_epoch(r));
+    check_true("TEMP not kept", "holds", dane_cache_get(c, "temp.test") == NULL);
+    f.state = DANE_DEGRADED;
+    dane_cache_put(c, "degraded.test", &f, later, resolver_epoch(r));
+    check_true("DEGRADED not kept", "holds", dane_cache_get(c, "degraded.test") == NULL);
+    f.state = DANE_NONE;
+    dane_cache_put(c, "zero.test", &f, 0, resolver_epoch(r));
+    check_true("uncached answer: not kept", "holds", dane_cache_get(c, "zero.test") == NULL);
+    dane_cache_put(c, "old.test", &f, later, resolver_epoch(r) - 1);
+    check_true("older epoch: not kept", "holds", dane_cache_get(c, "old.test") == NULL);
+
+    /* A replaced entry answers with the new facts. */
+    dane_cache_put(c, "x.test", &f, later, resolver_epoch(r));
+    f.state = DANE_SOME;
+    dane_cache_put(c, "x.test", &f, later, resolver_epoch(r));
+    check_true("replaced", "holds",
+               dane_cache_get(c, "x.test") != NULL &&
+                   dane_cache_get(c, "x.test")->state == DANE_SOME);
+    check_int("replaced", "entries", (int)dane_cache_entries(c), 1);
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof(name), "d%d.test", i);
+        dane_cache_put(c, name, &f, later, resolver_epoch(r));
+    }
+    check_int("bound", "entries", (int)dane_cache_entries(c), 3);
+    check_true("a hit's second chance used up, then evicted", "holds",
+               dane_cache_get(c, "x.test") == NULL);
+    check_true("most recent kept", "holds", dane_cache_get(c, "d4.test") != NULL);
+    /* CLOCK: d2 (the tail), d3, d4 held; d2 hit: the next put passes it over, evicts d3. */
+    check_true("tail hit", "holds", dane_cache_get(c, "d2.test") != NULL);
+    dane_cache_put(c, "e.test", &f, later, resolver_epoch(r));
+    check_true("hit tail kept (second chance)", "holds", dane_cache_get(c, "d2.test") != NULL);
+    check_true("unreferenced next evicted", "holds", dane_cache_get(c, "d3.test") == NULL);
+    check_true("new entry", "holds", dane_cache_get(c, "e.test") != NULL);
+    dane_cache_destroy(c);
+}
+
+int main(void)
+{
+    struct config cfg;
+    struct sockaddr_in sin;
+    int namelen = sizeof(sin);
+    char err[256], servers[64];
+    struct resolver *r;
+    struct dane_cache *c;
+
+    uv_loop_init(&loop);
+    uv_udp_init(&loop, &server);
+    uv_ip4_addr("127.0.0.1", 0, &sin);
+    if (uv_udp_bind(&server, (const struct sockaddr *)&sin, 0) != 0 ||
+        uv_udp_getsockname(&server, (struct sockaddr *)&sin, &namelen) != 0) {
+        printf("FAIL cannot bind a UDP socket on 127.0.0.1\n");
+        return 1;
+    }
+    uv_udp_recv_start(&server, on_alloc, on_query);
+    snprintf(servers, sizeof(servers), "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+    if (config_load(&cfg, NULL, NULL, 0, err, sizeof(err)) < 0) {
+        printf("FAIL config: %s\n", err);
+        return 1;
+    }
+    free(cfg.dns_servers);
+    cfg.dns_servers = strdup(servers);
+    /* Every answer cached 100 ms whatever its TTL, and room for 16 answers. */
+    cfg.dns_min_ttl_ms = cfg.dns_max_ttl_ms = 100;
+    cfg.dns_cache_size = 16;
+    r = resolver_create(&loop, &cfg, err, sizeof(err));
+    if (r == NULL) {
+        printf("FAIL resolver: %s\n", err);
+        return 1;
+    }
+    c = dane_cache_create(r, 100);
+    check_invalidation(r, c);
+    check_put_rules(r);
+    dane_cache_destroy(c);
+    resolver_destroy(r);
+    uv_close((uv_handle_t *)&server, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    check_int("loop", "closed", uv_loop_close(&loop), 0);
+    config_free(&cfg);
+    return check_summary("test_dane_cache");
+}
