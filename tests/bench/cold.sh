@@ -106,6 +106,7 @@ openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/cold.k
 ca_key=${LAB_CA_FILE%.pem}.key
 [ -r "$ca_key" ] || die "no lab CA key at $ca_key"
 ncerts=$(((max + names_per_cert - 1) / names_per_cert))
+# shellcheck disable=SC2317 # run by xargs, through bash -c
 cert_one() { # cert_one INDEX
     local c=$1 i san="" first=$(($1 * names_per_cert)) last
     last=$((first + names_per_cert))
@@ -159,6 +160,7 @@ EOF
         printf ';\n        ssl_certificate "%s/c%d.pem";\n        ssl_certificate_key "%s/cold.key";\n' \
             "$pki" "$c" "$pki"
         printf '        location = /.well-known/mta-sts.txt {\n'
+        # shellcheck disable=SC2016 # $cold_domain is nginx's variable
         printf '            return 200 "version: STSv1\\nmode: enforce\\nmx: mx.$cold_domain\\nmax_age: 86400\\n";\n'
         printf '        }\n    }\n'
     done
@@ -168,6 +170,7 @@ nginx_cmd=(nginx -p "$dir/nginx" -c "$dir/nginx.conf" -e "$dir/nginx.log" -g 'da
 "${nginx_cmd[@]}" -t -q 2>"$dir/nginx-t.log" || die "nginx -t: $(tail -n 3 "$dir/nginx-t.log")"
 start nginx "${nginx_cmd[@]}"
 nginx_pid=${pids[-1]}
+# shellcheck disable=SC2317 # invoked through bench_wait_ready
 policy_ok() { curl -sf --cacert "$LAB_CA_FILE" --resolve "mta-sts.d000000.cold.test:443:$COLD_HTTPS" \
     https://mta-sts.d000000.cold.test/.well-known/mta-sts.txt | grep -q '^mx: mx.d000000.cold.test$'; }
 bench_wait_ready nginx "$nginx_pid" policy_ok
@@ -214,7 +217,7 @@ lab_ticks() {
     local name p t
     for name in unbound nsd; do
         t=0
-        for p in $(pgrep -x "$name"); do t=$((t + $(cpu_ticks "$p"))); done
+        for p in $(pgrep "^$name"); do t=$((t + $(cpu_ticks "$p"))); done
         printf '%s ' "$t"
     done
     cpu_ticks "$nginx_pid"
@@ -235,6 +238,7 @@ for n in "${sizes[@]}"; do
         rm -rf "$dir/state.$s.$n"
         if [ "$s" = tlspolicyd ] && [ -n "${BENCH_COLD_STAGES:-}" ]; then
             # Debug lines, each stamped with the time, for cold_stages.py (costs CPU).
+            # shellcheck disable=SC2016 # expanded by the inner bash
             start "$s-$n" env STAMP="$here/cold_stages.py" STAMPED="$BENCH_COLD_STAGES.$n" \
                 bash -c 'exec "$@" 2> >(exec "$STAMP" stamp >"$STAMPED")' _ "$daemon" \
                 -c "$dir/tlspolicyd.conf" -o log_level=debug -o "state_dir=$dir/state.$s.$n"
@@ -252,6 +256,7 @@ for n in "${sizes[@]}"; do
         bench_wait_ready "$s-$n" "$pid" answers "$sock" "$map"
         perf_pid=""
         if [ -n "${BENCH_COLD_PERF:-}" ] && [ "$s" = tlspolicyd ] && [ "$n" = "${sizes[0]}" ]; then
+            # shellcheck disable=SC2086 # options, split on purpose
             perf record ${BENCH_COLD_PERF_ARGS:--g} -o "$BENCH_COLD_PERF" -p "$pid" 2>"$dir/perf.log" &
             perf_pid=$!
             sleep 0.5
