@@ -33,6 +33,7 @@
 #   BENCH_COLD_STAGES=PREFIX    run tlspolicyd with debug lines stamped with the time into
 #                               PREFIX.*, and print where each lookup's time went
 #                               (tests/bench/cold_stages.py; the debug lines cost CPU)
+#   BENCH_COLD_STATE_DIR=DIR    the daemon's state_dir under DIR (default: the work directory)
 #   BENCH_KEEP=1                keep the work directory (logs, per-key latencies)
 # Output: a Markdown table on stdout (rows "| server | N | wall s | CPU ms/domain | p50 ms |
 # p99 ms | max ms | answers |"), progress on stderr. Exits 0 when every domain got the
@@ -171,8 +172,20 @@ nginx_cmd=(nginx -p "$dir/nginx" -c "$dir/nginx.conf" -e "$dir/nginx.log" -g 'da
 start nginx "${nginx_cmd[@]}"
 nginx_pid=${pids[-1]}
 # shellcheck disable=SC2317 # invoked through bench_wait_ready
-policy_ok() { curl -sf --cacert "$LAB_CA_FILE" --resolve "mta-sts.d000000.cold.test:443:$COLD_HTTPS" \
-    https://mta-sts.d000000.cold.test/.well-known/mta-sts.txt | grep -q '^mx: mx.d000000.cold.test$'; }
+policy_ok() {
+    /usr/bin/python3 - "$LAB_CA_FILE" "$COLD_HTTPS" <<'EOF' 2>/dev/null
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+host = "mta-sts.d000000.cold.test"
+with socket.create_connection((sys.argv[2], 443), timeout=2) as s:
+    with ctx.wrap_socket(s, server_hostname=host) as t:
+        t.sendall(b"GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: " + host.encode() + b"\r\n\r\n")
+        body = b""
+        while chunk := t.recv(4096):
+            body += chunk
+sys.exit(0 if b"\nmx: mx.d000000.cold.test\n" in body else 1)
+EOF
+}
 bench_wait_ready nginx "$nginx_pid" policy_ok
 
 # What a production machine trusts, plus the lab CA (BENCH_COLD_CA=lab: the lab CA alone).
@@ -230,21 +243,26 @@ lab_cpu() {
             (y[2] - x[2]) * 100 / hz / w, (y[3] - x[3]) * 100 / hz / w }'
 }
 
+# Where the daemon's state_dir goes (BENCH_COLD_STATE_DIR: e.g. a tmpfs, to see the CPU
+# that the store's file writes take).
+state_root=${BENCH_COLD_STATE_DIR:-$dir}
+mkdir -p "$state_root"
+
 rows=()
 for n in "${sizes[@]}"; do
     head -n "$n" "$dir/keys.all" >"$dir/keys.$n"
     for s in $servers; do
         "$LAB_CTL" --resolver-restart
-        rm -rf "$dir/state.$s.$n"
+        rm -rf "${state_root:?}/state.$s.$n"
         if [ "$s" = tlspolicyd ] && [ -n "${BENCH_COLD_STAGES:-}" ]; then
             # Debug lines, each stamped with the time, for cold_stages.py (costs CPU).
             # shellcheck disable=SC2016 # expanded by the inner bash
             start "$s-$n" env STAMP="$here/cold_stages.py" STAMPED="$BENCH_COLD_STAGES.$n" \
                 bash -c 'exec "$@" 2> >(exec "$STAMP" stamp >"$STAMPED")' _ "$daemon" \
-                -c "$dir/tlspolicyd.conf" -o log_level=debug -o "state_dir=$dir/state.$s.$n"
+                -c "$dir/tlspolicyd.conf" -o log_level=debug -o "state_dir=$state_root/state.$s.$n"
             sock=$dir/tlspolicyd.sock map=policy
         elif [ "$s" = tlspolicyd ]; then
-            start "$s-$n" "$daemon" -c "$dir/tlspolicyd.conf" -o "state_dir=$dir/state.$s.$n"
+            start "$s-$n" "$daemon" -c "$dir/tlspolicyd.conf" -o "state_dir=$state_root/state.$s.$n"
             sock=$dir/tlspolicyd.sock map=policy
         else
             start "$s-$n" env -u https_proxy -u HTTPS_PROXY -u http_proxy -u HTTP_PROXY \
@@ -274,6 +292,7 @@ for n in "${sizes[@]}"; do
         fi
         kill -TERM "$pid"
         wait "$pid" 2>/dev/null || true
+        [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "${state_root:?}/state.$s.$n"
         if [ "$s" = tlspolicyd ] && [ -n "${BENCH_COLD_STAGES:-}" ]; then
             sleep 0.5
             say "stages of tlspolicyd's lookups, N=$n:"
