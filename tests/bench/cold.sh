@@ -286,6 +286,9 @@ for n in "${sizes[@]}"; do
             "$dir/latency.$s.$n") || die "the client failed against $s"
         t1=$(cpu_ticks "$pid")
         lab1=$(lab_ticks)
+        # Questions the server asked the resolver (restarted before the row) per domain.
+        queries=$($LAB_UNBOUND_CONTROL stats_noreset 2>/dev/null |
+            awk -F= -v n="$n" '$1 == "total.num.queries" { printf "%.1f", $2 / n }')
         if [ -n "$perf_pid" ]; then
             kill -INT "$perf_pid"
             wait "$perf_pid" || true
@@ -303,7 +306,7 @@ for n in "${sizes[@]}"; do
         ok=$(printf '%s\n' "$json" | sed -n 's/.*"OK": \([0-9]*\).*/\1/p')
         [ "${ok:-0}" = "$n" ] || failed=1
         get() { printf '%s\n' "$json" | sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
-        rows+=("| $s | $n | $(get wall_s) | $cpu | $(get p50_ms) | $(get p99_ms) | $(get max_ms) | $kinds | $(lab_cpu "$lab0" "$lab1" "$(get wall_s)"), client $(get client_cpu_pct)% |")
+        rows+=("| $s | $n | $(get wall_s) | $cpu | $(get p50_ms) | $(get p99_ms) | $(get max_ms) | $kinds | $(lab_cpu "$lab0" "$lab1" "$(get wall_s)"), client $(get client_cpu_pct)%; ${queries:-?} DNS queries per domain |")
         say "${rows[-1]}"
     done
 done
