@@ -17,7 +17,10 @@
 # environment:
 #   BENCH_SECTIONS (hot,cold,scale)   the sections to run, comma-separated
 #   BENCH_QUICK=1                     a try-out: 2 s per hot row, cold 100 and 1,000, scale 10k
-#   BENCH_COLD_SIZES, BENCH_SCALE_SIZES   other N (space-separated)
+#   BENCH_COLD_SIZES, BENCH_SCALE_SIZES   other N (space-separated). With the per-file store,
+#                                     memory.sh imports about 200 records a second on a busy
+#                                     2-core machine: 1,000,000 takes over an hour
+#                                     (BENCH_SCALE_SIZES="10000 100000" skips it)
 # Each script's own output is kept in the work directory (BENCH_KEEP=1 keeps it). Exits 1
 # when a script failed (its rows are then missing or marked), 0 otherwise.
 set -eu
