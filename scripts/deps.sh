@@ -7,7 +7,7 @@ set -euo pipefail
 
 want=${1:-build}
 # adduser: the daemon's system user (below).
-pkgs=(build-essential cmake pkg-config libuv1-dev libc-ares-dev libcurl4-openssl-dev
+pkgs=(build-essential cmake pkg-config libuv1-dev libc-ares-dev libcurl4-openssl-dev libssl-dev
       libjansson-dev libmbedtls-dev libidn2-dev liblmdb-dev adduser)
 if [ "$want" = test ]; then
     # postfix: postmap is the real socketmap client; python3: the bad-input clients;

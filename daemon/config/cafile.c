@@ -1,11 +1,13 @@
 /*
  * CA bundles in memory: read a PEM bundle file once, check that it holds a certificate,
- * keep its bytes (for libcurl's CURLOPT_CAINFO_BLOB) and its parsed chain (for mbedTLS).
- * The bundle owns both; references are counted (see cafile.h).
+ * keep its bytes, its parsed chain (for mbedTLS) and, built on first use, its OpenSSL
+ * certificate store (for libcurl's transfers). The bundle owns all three; references are
+ * counted (see cafile.h).
  */
 #include "cafile.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,9 @@
 #include <unistd.h>
 
 #include <mbedtls/error.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509_vfy.h>
 
 #include "config.h"
 #include "xalloc.h"
@@ -28,11 +33,15 @@ struct cafile {
     size_t len;
     unsigned count, unparsed;
     mbedtls_x509_crt chain;
+    X509_STORE *store;   /* cafile_x509_store(): NULL until built, or when it failed */
+    int store_tried;     /* built or failed once: not tried again */
+    char store_why[160]; /* why OpenSSL could not read the bundle */
 };
 
 static void cafile_free(struct cafile *ca)
 {
     mbedtls_x509_crt_free(&ca->chain);
+    X509_STORE_free(ca->store);
     free(ca->pem);
     free(ca->path);
     free(ca);
@@ -168,6 +177,58 @@ unsigned cafile_count(const struct cafile *ca)
 unsigned cafile_unparsed(const struct cafile *ca)
 {
     return ca->unparsed;
+}
+
+/*
+ * The store as libcurl 7.88 builds it from a CURLOPT_CAINFO_BLOB at every handshake
+ * (load_cacert_from_memory and populate_x509_store in lib/vtls/openssl.c): every certificate
+ * and CRL of the PEM bundle; a bundle OpenSSL refuses, or in which it finds nothing, fails
+ * as a whole; the flags TRUSTED_FIRST and PARTIAL_CHAIN. Here it is built once.
+ */
+static X509_STORE *build_store(struct cafile *ca)
+{
+    X509_STORE *store = X509_STORE_new();
+    BIO *bio = ca->len <= INT32_MAX ? BIO_new_mem_buf(ca->pem, (int)ca->len) : NULL;
+    STACK_OF(X509_INFO) *inf = NULL;
+    int count = 0;
+
+    ERR_clear_error();
+    if (store != NULL && bio != NULL)
+        inf = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+    for (int i = 0; inf != NULL && i < sk_X509_INFO_num(inf); i++) {
+        X509_INFO *it = sk_X509_INFO_value(inf, i);
+
+        if ((it->x509 != NULL && !X509_STORE_add_cert(store, it->x509)) ||
+            (it->crl != NULL && !X509_STORE_add_crl(store, it->crl))) {
+            count = 0;
+            break;
+        }
+        count += (it->x509 != NULL) + (it->crl != NULL);
+    }
+    if (count == 0) {
+        unsigned long e = ERR_peek_last_error();
+
+        snprintf(ca->store_why, sizeof(ca->store_why), "CA file %s: OpenSSL cannot use it: %s",
+                 ca->path, e ? ERR_reason_error_string(e) : "no certificate");
+        X509_STORE_free(store);
+        store = NULL;
+    } else {
+        X509_STORE_set_flags(store, X509_V_FLAG_TRUSTED_FIRST | X509_V_FLAG_PARTIAL_CHAIN);
+    }
+    ERR_clear_error();
+    sk_X509_INFO_pop_free(inf, X509_INFO_free);
+    BIO_free(bio);
+    return store;
+}
+
+X509_STORE *cafile_x509_store(struct cafile *ca, const char **why)
+{
+    if (!ca->store_tried) {
+        ca->store_tried = 1;
+        ca->store = build_store(ca);
+    }
+    *why = ca->store ? NULL : ca->store_why;
+    return ca->store;
 }
 
 int cafile_check_config(const struct config *cfg, char *err, size_t errlen)

@@ -1,8 +1,9 @@
 /*
  * CA bundles held in memory (issue 10 section 3). A bundle file (sts_ca_file, probe_ca_file,
  * the system bundle by default) is read once, while the daemon still runs as the user that
- * started it, checked to hold at least one PEM certificate, and kept: its bytes for libcurl
- * (CURLOPT_CAINFO_BLOB) and the certificates parsed once by mbedTLS for the MX probes. A
+ * started it, checked to hold at least one PEM certificate, and kept: its bytes, the
+ * certificates parsed once by mbedTLS for the MX probes, and an OpenSSL store built once for
+ * libcurl's policy fetches (before, libcurl re-parsed the whole bundle at every handshake). A
  * struct cafile is reference counted: each service and each transfer in flight holds a
  * reference, so a SIGHUP can put a new bundle in place while work started on the old one
  * finishes with it.
@@ -13,6 +14,7 @@
 #include <stddef.h>
 
 #include <mbedtls/x509_crt.h>
+#include <openssl/types.h>
 
 struct config;
 struct cafile;
@@ -49,6 +51,17 @@ mbedtls_x509_crt *cafile_chain(struct cafile *ca);
 /* cafile_count - certificates parsed; cafile_unparsed - PEM blocks mbedTLS could not parse. */
 unsigned cafile_count(const struct cafile *ca);
 unsigned cafile_unparsed(const struct cafile *ca);
+
+/*
+ * cafile_x509_store - the bundle as an OpenSSL certificate store (owned by ca; valid while
+ * a reference is held; take X509_STORE_up_ref() to give it to an SSL_CTX), built on the
+ * first call exactly as libcurl builds one from the bundle's bytes (CURLOPT_CAINFO_BLOB):
+ * every certificate and CRL, flags X509_V_FLAG_TRUSTED_FIRST and X509_V_FLAG_PARTIAL_CHAIN.
+ * NULL when OpenSSL refuses the bundle (a PEM block it cannot read fails the whole bundle,
+ * as it did in libcurl), with a one-line reason naming the file in *why. Not thread-safe:
+ * one thread (the loop's) calls it.
+ */
+X509_STORE *cafile_x509_store(struct cafile *ca, const char **why);
 
 /*
  * cafile_check_config - what start-up will load: sts_ca_file and probe_ca_file (each the

@@ -5,9 +5,9 @@
  * transfers are collected with curl_multi_info_read() after each curl_multi_socket_action().
  * The service owns the multi handle, its handles and every request; a request owns its easy
  * handle, its private DNS share (the CURLOPT_RESOLVE pins live and die with it) and its body.
- * Service and requests each hold a reference to the CA bundle in memory (cafile.h), which
- * libcurl reads without copying (CURLOPT_CAINFO_BLOB). The service's memory goes from the
- * last close callback after fetch_svc_destroy().
+ * Service and requests each hold a reference to the CA bundle in memory (cafile.h), whose
+ * OpenSSL store, built once, each transfer's SSL_CTX takes (CURLOPT_SSL_CTX_FUNCTION). The
+ * service's memory goes from the last close callback after fetch_svc_destroy().
  *
  * Outcomes are split by whose fault they are: the policy host's (RFC 8461 3.3: the domain
  * is treated as having no policy) or ours (FETCH_LOCAL: our CA bundle, memory, descriptors,
@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -77,7 +78,7 @@ struct fetch_req {
     unsigned port;
     int refused_unpinned; /* the open-socket callback refused an address */
     int socket_errno;     /* socket() failed in the open-socket callback: our fault */
-    struct cafile *ca;    /* the bundle libcurl reads without copying: held until freed */
+    struct cafile *ca;    /* the bundle whose store the handshake uses: held until freed */
     char *body;           /* xmalloc'd, grown up to max_body */
     size_t len, cap;
     int status;     /* status of the response whose headers are being read */
@@ -107,31 +108,6 @@ struct fetch_svc {
     unsigned open_handles;
     int destroying;
 };
-
-const char *fetch_outcome_name(enum fetch_outcome o)
-{
-    switch (o) {
-    case FETCH_OK:
-        return "ok";
-    case FETCH_HTTP_STATUS:
-        return "http-status";
-    case FETCH_CONTENT_TYPE:
-        return "content-type";
-    case FETCH_TOO_BIG:
-        return "too-big";
-    case FETCH_TLS:
-        return "tls";
-    case FETCH_CONNECT:
-        return "connect";
-    case FETCH_TIMEOUT:
-        return "timeout";
-    case FETCH_ERROR:
-        return "error";
-    case FETCH_LOCAL:
-        return "local";
-    }
-    return "error";
-}
 
 /* Take req off the list it is on, if any, and mark it as on none. */
 static void req_unlink(struct fetch_req *req)
@@ -280,6 +256,26 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
 }
 
 /*
+ * CURLOPT_SSL_CTX_FUNCTION: the bundle's store, built once (cafile.h), not the whole PEM
+ * bundle parsed by libcurl at every handshake (87% of the CPU of a cold domain with Debian's
+ * 145 certificates). No CAINFO, CAPATH or blob: libcurl adds nothing to it.
+ */
+static CURLcode on_ssl_ctx(CURL *easy, void *ssl_ctx, void *userp)
+{
+    struct fetch_req *req = userp;
+    const char *why = NULL;
+    X509_STORE *store = cafile_x509_store(req->ca, &why);
+
+    (void)easy;
+    if (store == NULL || !X509_STORE_up_ref(store)) {
+        reject(req, FETCH_LOCAL, "local fault: %s", why ? why : "cannot share the CA store");
+        return CURLE_SSL_CACERT_BADFILE;
+    }
+    SSL_CTX_set_cert_store(ssl_ctx, store);
+    return CURLE_OK;
+}
+
+/*
  * socket() for a pinned address. Running out of descriptors or memory is our fault, not
  * the host's; other errors (EAFNOSUPPORT on a host without IPv6) are a route we do not
  * have to that address, and stay "no connection".
@@ -326,66 +322,6 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct cu
 
 /* Completion. */
 
-static enum fetch_outcome curl_outcome(CURLcode rc)
-{
-    switch (rc) {
-    /*
-     * Ours, whatever the policy host does: the CA bundle libcurl could not read (a PEM
-     * block OpenSSL refuses makes the whole blob fail), memory, libcurl's own set-up.
-     */
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_OUT_OF_MEMORY:
-    case CURLE_FAILED_INIT:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
-    case CURLE_NOT_BUILT_IN:
-    case CURLE_UNKNOWN_OPTION:
-    case CURLE_BAD_FUNCTION_ARGUMENT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        return FETCH_LOCAL;
-    case CURLE_OPERATION_TIMEDOUT:
-        return FETCH_TIMEOUT;
-    case CURLE_COULDNT_CONNECT:
-        return FETCH_CONNECT;
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_SSL_CLIENTCERT:
-    case CURLE_USE_SSL_FAILED:
-        return FETCH_TLS;
-    case CURLE_FILESIZE_EXCEEDED:
-        return FETCH_TOO_BIG;
-    default:
-        /* Local trouble (a bad CA file, out of memory), a broken reply, a reset stream. */
-        return FETCH_ERROR;
-    }
-}
-
-static const char *outcome_prefix(enum fetch_outcome o)
-{
-    switch (o) {
-    case FETCH_TIMEOUT:
-        return "timed out";
-    case FETCH_CONNECT:
-        return "no connection";
-    case FETCH_TLS:
-        return "TLS failed";
-    case FETCH_TOO_BIG:
-        return "body too big";
-    case FETCH_LOCAL:
-        return "local fault";
-    default:
-        return "fetch failed";
-    }
-}
-
 /* Fill res for a finished transfer; the why names the address when there was a connection. */
 static void judge(struct fetch_req *req, CURLcode rc, struct fetch_result *res)
 {
@@ -409,12 +345,12 @@ static void judge(struct fetch_req *req, CURLcode rc, struct fetch_result *res)
         return;
     }
     if (rc != CURLE_OK) {
-        res->outcome = curl_outcome(rc);
+        res->outcome = fetch_curl_outcome(rc);
         if (req->errbuf[0] != '\0')
             escape_log(esc, sizeof(esc), req->errbuf, strlen(req->errbuf));
         else
             snprintf(esc, sizeof(esc), "%s", curl_easy_strerror(rc));
-        snprintf(res->why, sizeof(res->why), "%s: %s%s", outcome_prefix(res->outcome), esc,
+        snprintf(res->why, sizeof(res->why), "%s: %s%s", fetch_outcome_prefix(res->outcome), esc,
                  req->refused_unpinned ? " (an address that is not pinned was refused)" : "");
         return;
     }
@@ -769,7 +705,6 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
     struct fetch_svc *svc = req->svc;
     const struct fetch_opts *o = &svc->opts;
     char url[300 + 1024];
-    struct curl_blob blob;
     CURLcode rc = CURLE_OK;
     int n;
 
@@ -826,19 +761,16 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     /*
-     * Only the bundle in memory, read before the daemon gave up root: libcurl (7.77+) reads
-     * the blob instead of CURLOPT_CAINFO, but Debian's libcurl also has a default CA
-     * directory (CURLOPT_CAPATH), which would be read as the daemon's user at every
-     * handshake. The blob is not copied: the request holds a reference to the bundle. A
-     * blob also keeps libcurl's CA cache (CURLOPT_CA_CACHE_TIMEOUT, 7.87+) out of the way,
-     * so a bundle replaced on SIGHUP is used by the very next fetch.
+     * Only the bundle read before the daemon gave up root (on_ssl_ctx): not Debian's default
+     * CA file and directory; CA_CACHE_TIMEOUT 0: libcurl's cached store (7.87+) would replace
+     * ours and hide a bundle reloaded on SIGHUP.
      */
     req->ca = cafile_ref(svc->ca);
-    blob.data = (void *)cafile_pem(req->ca, &blob.len);
-    blob.flags = CURL_BLOB_NOCOPY;
-    SET(CURLOPT_CAINFO_BLOB, &blob);
     SET(CURLOPT_CAINFO, (char *)NULL);
     SET(CURLOPT_CAPATH, (char *)NULL);
+    SET(CURLOPT_CA_CACHE_TIMEOUT, 0L);
+    SET(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+    SET(CURLOPT_SSL_CTX_DATA, req);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, (long)o->total_timeout_ms);
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);

@@ -93,4 +93,11 @@ void fetch_cancel(struct fetch_req *req);
 /* fetch_outcome_name - "ok", "http-status", "content-type", "too-big", "tls", ..., "local" */
 const char *fetch_outcome_name(enum fetch_outcome o);
 
+/* fetch_outcome_prefix - the start of a failed fetch's reason: "timed out", "TLS failed"... */
+const char *fetch_outcome_prefix(enum fetch_outcome o);
+
+/* fetch_curl_outcome - the outcome of a failed transfer's CURLcode: FETCH_LOCAL for our CA
+ * bundle, memory and libcurl set-up, FETCH_TLS, FETCH_TIMEOUT, ... (fetch_outcome.c) */
+enum fetch_outcome fetch_curl_outcome(int rc);
+
 #endif

@@ -21,7 +21,8 @@
 #   BUILD_DIR/tlspolicyd and BUILD_DIR/tests/bench_loadgen; needs the Debian package
 #   postfix-mta-sts-resolver (exit 2 without it).
 # environment: BENCH_DURATION (5), BENCH_WARMUP (1): seconds per measurement;
-#   BENCH_KEEP=1 keeps the work directory (configurations, logs).
+#   BENCH_KEEP=1 keeps the work directory (configurations, logs); BENCH_MODES
+#   ("NAME:CONNECTIONS:DEPTH,...") replaces the two speed modes.
 # Exits 0 when every measurement completed without errors, 1 otherwise (answers that
 # differ between the daemons are reported, not failures).
 
@@ -337,6 +338,8 @@ measure() {
     rows_b+=("| ${srv_label[$s]} | $mode | $(printf '%.0f' "$rate") | $p50 | $p99 | $cpu | $errs$note |")
 }
 modes=("lockstep 50:50:1" "pipelined 10x32:10:32")
+# BENCH_MODES="NAME:CONNECTIONS:DEPTH,...": other modes (tests/bench/table.sh sets them).
+if [ -n "${BENCH_MODES:-}" ]; then IFS=, read -r -a modes <<<"$BENCH_MODES"; fi
 for m in "${modes[@]}"; do
     IFS=: read -r mode conns depth <<<"$m"
     for s in "${servers[@]}"; do measure "$s" "$mode" "$conns" "$depth"; done

@@ -16,6 +16,7 @@
 #                     $BENCH_CEILING (the ceiling binary) are exported for it.
 #   BENCH_DAEMON_CONF_EXTRA  lines appended to the daemon's configuration file
 #   BENCH_DURATION (5), BENCH_WARMUP (1): seconds per measurement
+#   BENCH_MODES       "NAME:CONNECTIONS:DEPTH,..." instead of the three modes below
 #   BENCH_DOMAINS (1000): entries in the overrides table
 #   BENCH_KEEP=1      keep the work directory (configuration, keys, logs)
 #   BENCH_KEYS=FILE   look these keys up instead of the overrides' (one domain a line):
@@ -173,6 +174,8 @@ measure() {
 }
 
 modes=("lockstep 1:1:1" "lockstep 50:50:1" "lockstep 200:200:1" "pipelined 10x32:10:32")
+# BENCH_MODES="NAME:CONNECTIONS:DEPTH,...": other modes (tests/bench/table.sh sets them).
+if [ -n "${BENCH_MODES:-}" ]; then IFS=, read -r -a modes <<<"$BENCH_MODES"; fi
 for m in "${modes[@]}"; do
     IFS=: read -r mode conns depth <<<"$m"
     measure ceiling "$mode" "$conns" "$depth"

@@ -187,8 +187,9 @@ try:
         d.cleanup()
 
     # 4. A local fault at fetch time: a bundle with the lab CA and one corrupt block passes
-    # the daemon's check (mbedTLS keeps the good certificate) but libcurl's OpenSSL refuses
-    # the whole blob, so every fetch fails on our side.
+    # the daemon's check (mbedTLS keeps the good certificate) but OpenSSL, which checks the
+    # policy hosts' certificates, refuses the whole bundle (cafile_x509_store, as libcurl did
+    # with the blob), so every fetch fails on our side.
     mixed = os.path.join(cadir, "mixed.pem")
     write(mixed, read(CA) + CORRUPT)
     port = free_port()

@@ -312,6 +312,32 @@ static void write_file(const char *dir, const char *name, const char *data, size
         fclose(fp);
 }
 
+/*
+ * The OpenSSL store fetches use: built once, the same one at every call; a bundle with one
+ * block OpenSSL cannot read (mixed.pem, written by the caller) gives none and says why.
+ */
+static void check_ca_store(struct cafile *sys, const char *dir)
+{
+    const char *why = "unset";
+    X509_STORE *st = cafile_x509_store(sys, &why);
+    char path[512], err[512];
+    struct cafile *mixed;
+
+    check_true("CA store: system bundle", "built", st != NULL && why == NULL);
+    check_true("CA store: system bundle", "built once", cafile_x509_store(sys, &why) == st);
+    snprintf(path, sizeof(path), "%s/mixed.pem", dir);
+    mixed = cafile_load(path, err, sizeof(err));
+    if (!check_true("CA store: one corrupt block", "mbedTLS accepts the bundle", mixed != NULL))
+        return;
+    check_true("CA store: one corrupt block", "OpenSSL refuses the whole bundle",
+               cafile_x509_store(mixed, &why) == NULL);
+    check_true("CA store: one corrupt block", "the reason names the file",
+               why != NULL && strstr(why, "mixed.pem: OpenSSL cannot use it") != NULL);
+    check_true("CA store: one corrupt block", "not tried again",
+               cafile_x509_store(mixed, &why) == NULL);
+    cafile_unref(mixed);
+}
+
 static void check_ca_files(void)
 {
     char dir[] = "/tmp/test_config_ca_XXXXXX", *one = NULL;
@@ -345,6 +371,7 @@ static void check_ca_files(void)
         write_file(dir, "mixed.pem", one, n + sizeof(garbage) - 1);
     }
     check_true("CA: system bundle", "holds certificates", cafile_count(sys) > 0);
+    check_ca_store(sys, dir);
     cafile_unref(sys);
     write_file(dir, "empty.pem", "", 0);
     write_file(dir, "text.pem", "not a bundle\n", 13);

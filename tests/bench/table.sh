@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+#
+# Every benchmark of issue 12 in one run, as ONE Markdown table on stdout (progress on
+# stderr): the scripts beside this one do the work, this one runs them and puts their rows
+# side by side.
+#
+#   hot    cached answers in the lab (lab.sh: tlspolicyd and bench_ceiling over the lab's
+#          DANE and MTA-STS domains; peer.sh: tlspolicyd and postfix-mta-sts-resolver over
+#          its MTA-STS domains): lockstep 1, lockstep 50, pipelined 10x32
+#   cold   never-seen generated MTA-STS domains (cold.sh): 100, 1,000 and 10,000, each asked
+#          once through 20 connections, of tlspolicyd and of the peer
+#   scale  10k, 100k and 1M policies imported with "tlspolicyd state import": resident memory
+#          per domain, start-up to a serving socket (cold and warm page cache), cached p99
+#
+# usage: tests/bench/table.sh BUILD_DIR       (a RelWithDebInfo build without sanitizers;
+#                                              as root: the lab and the scale runs need it)
+# environment:
+#   BENCH_SECTIONS (hot,cold,scale)   the sections to run, comma-separated
+#   BENCH_QUICK=1                     a try-out: 2 s per hot row, cold 100 and 1,000, scale 10k
+#   BENCH_COLD_SIZES, BENCH_SCALE_SIZES   other N (space-separated). With the per-file store,
+#                                     memory.sh imports about 200 records a second on a busy
+#                                     2-core machine: 1,000,000 takes over an hour
+#                                     (BENCH_SCALE_SIZES="10000 100000" skips it)
+# Each script's own output is kept in the work directory (BENCH_KEEP=1 keeps it). Exits 1
+# when a script failed (its rows are then missing or marked), 0 otherwise.
+set -eu
+export LC_ALL=C
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:?usage: tests/bench/table.sh BUILD_DIR}
+case $build in /*) ;; *) build=$PWD/$build ;; esac
+sections=",${BENCH_SECTIONS:-hot,cold,scale},"
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    export BENCH_DURATION=${BENCH_DURATION:-2} BENCH_WARMUP=${BENCH_WARMUP:-1}
+    cold_sizes=${BENCH_COLD_SIZES:-100 1000}
+    scale_sizes=${BENCH_SCALE_SIZES:-10000}
+else
+    cold_sizes=${BENCH_COLD_SIZES:-100 1000 10000}
+    scale_sizes=${BENCH_SCALE_SIZES:-10000 100000 1000000}
+fi
+
+bench_tag=table
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
+bench_workdir tlspolicyd-table
+[ -x "$build/tlspolicyd" ] || die "$build/tlspolicyd: not built"
+
+rows=()
+add() { rows+=("$1"); }
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+load_before=$(sed 's/ [0-9]*\/.*//' /proc/loadavg)
+
+# cells FILE [SECTION]: the Markdown rows of FILE (after its header separator), one per line,
+# cells separated by "|" without the outer bars or spaces around them; with SECTION, only the
+# rows after the line "### SECTION".
+cells() {
+    awk -v want="${2:-}" '
+        want != "" && /^### / { on = ($0 == "### " want); next }
+        want != "" && !on { next }
+        /^\|---/ { body = 1; next }
+        body && /^\| / { sub(/^\| /, ""); sub(/ \|$/, ""); gsub(/ *\| */, "|"); print; next }
+        body && !/^\|/ { body = 0 }' "$1"
+}
+
+# ---- hot ----
+hot_modes="lockstep 1:1:1,lockstep 50:50:1,pipelined 10x32:10:32"
+if [[ $sections == *,hot,* ]]; then
+    say "hot: lab.sh (tlspolicyd and bench_ceiling, cached lab domains)"
+    BENCH_MODES=$hot_modes "$here/lab.sh" "$build" >"$dir/lab.md" 2>"$dir/lab.log" ||
+        { say "lab.sh failed; see $dir/lab.log"; failed=1; }
+    while IFS='|' read -r server mode rate p50 p99 cpu errs ratio; do
+        [ "$server" = daemon ] && server=tlspolicyd
+        add "| hot | $server | $mode, lab DANE and MTA-STS domains (cached) | $rate/s | $p50 us |\
+ $p99 us | $cpu us | errors $errs${ratio:+, $ratio x the ceiling rate} |"
+    done < <(cells "$dir/lab.md")
+    say "hot: peer.sh (tlspolicyd and mta-sts-daemon, cached MTA-STS domains)"
+    rc=0
+    BENCH_MODES=$hot_modes "$here/peer.sh" "$build" >"$dir/peer.md" 2>"$dir/peer.log" || rc=$?
+    if [ "$rc" = 2 ]; then
+        say "postfix-mta-sts-resolver is not installed: no peer rows"
+    elif [ "$rc" != 0 ]; then
+        say "peer.sh failed; see $dir/peer.log"
+        failed=1
+    fi
+    while IFS='|' read -r server mode rate p50 p99 cpu errs; do
+        add "| hot | $server | $mode, MTA-STS enforce/testing/none/no TXT (cached) | $rate/s |\
+ $p50 us | $p99 us | $cpu us | errors $errs |"
+    done < <([ -s "$dir/peer.md" ] && cells "$dir/peer.md" Speed)
+fi
+
+# ---- cold ----
+if [[ $sections == *,cold,* ]]; then
+    say "cold: cold.sh $cold_sizes"
+    # shellcheck disable=SC2086 # a list of sizes
+    "$here/cold.sh" "$build" $cold_sizes >"$dir/cold.md" 2>"$dir/cold.log" ||
+        { say "cold.sh failed; see $dir/cold.log"; failed=1; }
+    while IFS='|' read -r server n wall cpu p50 p99 max answers labcpu; do
+        [ "$server" = peer ] && server="mta-sts-daemon (internal cache)"
+        add "| cold | $server | $(printf "%'d" "$n") never-seen MTA-STS domains, 20 connections |\
+ $wall s for all | $p50 ms | $p99 ms | $cpu ms | max $max ms; $answers; $labcpu |"
+    done < <(cells "$dir/cold.md")
+fi
+
+# ---- scale ----
+# THE ONE PLACE where the scale script is invoked: scale_run N prints one line of
+# KEY=VALUE words (VmRSS=KiB, "per policy=BYTES", "start-up to ready=S"; a scale script may
+# add "cold=S" for start-up with a cold page cache and "p99=US" for cached answers).
+# tests/bench/memory.sh gives memory and a warm start-up only; switch this to the scale
+# script of the LMDB store (tests/bench/scale.sh or memory.sh extended) when it is merged.
+scale_run() {
+    "$here/memory.sh" "$build" "$1"
+}
+if [[ $sections == *,scale,* ]]; then
+    for n in $scale_sizes; do
+        say "scale: $n policies imported"
+        if ! scale_run "$n" >"$dir/scale.$n" 2>>"$dir/scale.log"; then
+            say "the scale run for $n failed; see $dir/scale.log"
+            failed=1
+            add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported | failed | | | | see scale.log |"
+            continue
+        fi
+        line=$(grep 'VmRSS=' "$dir/scale.$n" | tail -n 1)
+        word() { printf '%s\n' "$line" | sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
+        rss=$(word VmRSS) per=$(word 'per policy') warm=$(word 'start-up to ready')
+        cold=$(word cold) p99=$(word p99)
+        cold=${cold:+$cold s} p99=${p99:+$p99 us cached}
+        add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported | start-up ${warm:--} s warm, ${cold:--} cold | | ${p99:--} | | ${per:--} bytes per domain (VmRSS ${rss:--} KiB) |"
+    done
+fi
+
+printf '## tlspolicyd: issue 12 benchmarks\n\n'
+printf '%s; %s CPUs, %s; load average %s before, %s after; build %s (%s).\n' \
+    "$started" "$(nproc)" "$(uname -sr)" "$load_before" "$(sed 's/ [0-9]*\/.*//' /proc/loadavg)" \
+    "${build##*/}" "$("$build/tlspolicyd" -V 2>&1 | head -n 1)"
+printf 'hot: per answer, write to reply, 5 s after 1 s warm-up unless BENCH_QUICK; CPU: the\n'
+printf "server's CPU time per answer. cold: each domain asked once, resolver restarted and server\n"
+printf 'started empty; CPU: per domain. scale: policies imported, then the daemon started on them.\n\n'
+printf '| section | server | case | rate or time | p50 | p99 | CPU | notes |\n'
+printf '|---|---|---|---:|---:|---:|---:|---|\n'
+printf '%s\n' "${rows[@]}"
+exit "$failed"
