@@ -562,6 +562,7 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     lookup_mtasts_opts(cfg, &mo);
     svc->mtasts = mtasts_svc_create(svc->loop, svc->resolver, svc->fetch, svc->store, &mo);
     mtasts_set_fleet(svc->mtasts, svc->fleet);
+    probe_set_fleet(svc->probe, svc->fleet);
     return 0;
 }
 

@@ -86,7 +86,7 @@ def timed_ask(d, domain):
     return ans, time.monotonic() - t0
 
 
-conf = ["requiretls_probe = no", f"sts_ca_file = {CA}", "sts_allow_private = yes",
+conf = ["requiretls_probe = yes", "probe_timeout = 2s", f"sts_ca_file = {CA}", "sts_allow_private = yes",
         "sts_connect_timeout = 1s", "sts_fetch_timeout = 1s", "dns_timeout = 1s",
         f"lookup_timeout = {int(LOOKUP_TIMEOUT)}s", f"redis_auth_file = {auth}",
         f"redis_prefix = {PREFIX}", "redis_timeout = 300ms"]
@@ -130,6 +130,34 @@ try:
                b.log()[-600:])
     subprocess.run([os.environ["LAB_CTL"], "--https-start"], check=True, timeout=30)
     check("shared: one fetch in all", fetches("enforce.sts.test"), 1)
+
+    # A REQUIRETLS probe result is shared: daemon 1 answers from daemon 0's probe with the
+    # SMTP peers stopped (a probe of its own would fail); a corrupted result is refused.
+    first = a.ask("requiretls", "rtls-dane.test")
+    check_true("probe: daemon 0 probes rtls-dane.test", first.startswith("OK "), first)
+    keys = lambda: rcli("--scan", "--pattern", PREFIX + "rtls:*").split()
+    check_true("probe: the result reaches Redis", wait_for(lambda: len(keys()) == 1), str(keys()))
+    pkey = keys()[0] if keys() else PREFIX + "rtls:none"
+    check_true("probe: written with its key and probe_ttl",
+               rcli("GET", pkey).startswith("tlspolicyd-probe 1 " + pkey[len(PREFIX) + 5:]) and
+               3500 < int(rcli("TTL", pkey) or -1) <= 3600, rcli("GET", pkey))
+    subprocess.run([os.environ["LAB_CTL"], "--smtp-stop"], check=True, timeout=30)
+    check("probe: daemon 1 answers from the fleet with the SMTP peers stopped",
+          b.ask("requiretls", "rtls-dane.test"), first)
+    check_true("probe: daemon 1 says so", "result from the fleet" in b.log(), b.log()[-600:])
+    subprocess.run([os.environ["LAB_CTL"], "--smtp-start"], check=True, timeout=30)
+    # The right key, but REQUIRETLS and PKIX claimed without a TLS session.
+    now = int(time.time())
+    rcli("SET", pkey, f"tlspolicyd-probe 1 {pkey[len(PREFIX) + 5:]} {now} {now + 3600} "
+         "1100110 1 0 - - 1 forged")
+    check("probe: a corrupted result does not change the answer",
+          c.ask("requiretls", "rtls-dane.test"), first)
+    check_true("probe: the corrupted result is refused and logged",
+               c.wait_log("shared result refused: an authenticated or REQUIRETLS result without TLS"),
+               c.log()[-600:])
+    check_true("probe: and replaced by daemon 2's own probe",
+               wait_for(lambda: rcli("GET", pkey).startswith("tlspolicyd-probe 1 ") and
+                        "forged" not in rcli("GET", pkey)), rcli("GET", pkey))
 
     # 30 concurrent cold lookups of one domain over the three daemons: one fetch.
     before = fetches("wildcard.sts.test")
