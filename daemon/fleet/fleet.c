@@ -186,8 +186,8 @@ static void lost(struct fleet *f, const char *why)
     if (f->closing)
         return;
     if (was_up || !f->warned)
-        log_warning("redis %s: %s; lookups go on without the shared tier, reconnecting",
-                    f->ep.text, why);
+        log_warning("redis %s: %s; lookups go on without the shared tier, reconnecting", f->ep.text,
+                    why);
     else
         log_info("redis %s: %s; next attempt in %u ms", f->ep.text, why, f->backoff_ms);
     f->warned = 1;
@@ -250,7 +250,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             f->backoff_ms = BACKOFF_MIN_MS;
             f->warned = 0;
             metrics_redis_connect(1);
-            log_notice("redis %s: connected%s", f->ep.text, f->password[0] ? ", authenticated" : "");
+            log_notice("redis %s: connected%s", f->ep.text,
+                       f->password[0] ? ", authenticated" : "");
             finish(r, FLEET_OK, NULL, 0);
         } else if (rep->type == REDIS_REPLY_NIL) {
             finish(r, FLEET_NONE, NULL, 0);
@@ -448,8 +449,7 @@ void fleet_set(struct fleet *f, const char *kind, const char *name, const char *
     const char *argv[5] = {"SET", key, val, "PX", ttl};
     size_t lens[5] = {3, make_key(f, key, kind, "", name), len, 2, 0};
 
-    lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%llu",
-                               (unsigned long long)(ttl_ms ? ttl_ms : 1));
+    lens[4] = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(ttl_ms ? ttl_ms : 1));
     send_cmd(f, OP_SET, NULL, NULL, 5, argv, lens);
 }
 

@@ -708,15 +708,24 @@ static void discover(struct work *w)
 
 /* ---- Fleet tier hooks (mtasts_share.h): read on a miss, one fetch across the fleet. ---- */
 
-/* The fleet's record answers a local miss as a state_dir record would, and is kept there. */
-static void on_share_read(void *arg, enum share_result res, const struct store_record *rec)
+/*
+ * A record from the fleet: after a local miss it answers as a state_dir record would (the
+ * next lookup checks the TXT id, behind its answer); after the TXT check (claim) it is the
+ * policy another daemon fetched for that id, as good as fetching it here. Kept in state_dir.
+ */
+static void on_share(void *arg, enum share_result res, const struct store_record *rec)
 {
     struct work *w = arg;
     struct entry *e = w->e;
+    int claim = w->id[0] != '\0';
 
     w->share = NULL;
     if (res != SHARE_RECORD) {
-        discover(w);
+        w->locked = res == SHARE_FETCH_LOCKED;
+        if (claim)
+            resolve_host(w);
+        else
+            discover(w);
         return;
     }
     take_record(e, rec, "the fleet");
@@ -724,29 +733,7 @@ static void on_share_read(void *arg, enum share_result res, const struct store_r
              (long long)rec->fetched);
     if (e->svc->store)
         store_put(e->svc->store, rec);
-    /* As for state_dir: the next lookup checks the TXT id again, behind its answer. */
-    e->checked = 0;
-    work_done(w);
-}
-
-static void on_share_claim(void *arg, enum share_result res, const struct store_record *rec)
-{
-    struct work *w = arg;
-    struct entry *e = w->e;
-
-    w->share = NULL;
-    if (res != SHARE_RECORD) {
-        w->locked = res == SHARE_FETCH_LOCKED;
-        resolve_host(w);
-        return;
-    }
-    /* Another daemon fetched the policy of this TXT id: the same as fetching it here. */
-    take_record(e, rec, "the fleet");
-    log_info("mta-sts: %s: policy id %s from the fleet, fetched %lld by another daemon",
-             e->domain, rec->id, (long long)rec->fetched);
-    if (e->svc->store)
-        store_put(e->svc->store, rec);
-    e->checked = wall_now();
+    e->checked = claim ? wall_now() : 0;
     e->fail_until = 0;
     e->used = 0;
     work_done(w);
@@ -758,8 +745,8 @@ static void claim_or_fetch(struct work *w)
     struct mtasts_svc *svc = w->e->svc;
 
     if (svc->fleet)
-        w->share = share_claim(svc->fleet, w->e->domain, w->id, svc->opts.share_lock_ms,
-                               on_share_claim, w);
+        w->share =
+            share_claim(svc->fleet, w->e->domain, w->id, svc->opts.share_lock_ms, on_share, w);
     if (w->share == NULL)
         resolve_host(w);
 }
@@ -783,7 +770,7 @@ static int start_work(struct entry *e)
     idle_update(e);
     /* A local miss asks the fleet tier first (never for a policy in force: that is a recheck). */
     if (svc->fleet && !has_policy(e, wall_now()))
-        w->share = share_read(svc->fleet, e->domain, on_share_read, w);
+        w->share = share_read(svc->fleet, e->domain, on_share, w);
     if (w->share == NULL)
         discover(w);
     return svc->completions != before;

@@ -30,7 +30,7 @@ struct share_req {
     uint64_t deadline; /* claim: stop waiting at this uv_now() */
     uv_loop_t *loop;
     unsigned lock_ms;
-    uv_timer_t poll;   /* claim only */
+    uv_timer_t poll; /* claim only */
 };
 
 static void on_poll_closed(uv_handle_t *h)
@@ -175,8 +175,8 @@ static void claim_step(struct share_req *r)
         done(r, SHARE_FETCH, NULL);
 }
 
-struct share_req *share_claim(struct fleet *f, const char *domain, const char *id,
-                              unsigned lock_ms, share_cb cb, void *arg)
+struct share_req *share_claim(struct fleet *f, const char *domain, const char *id, unsigned lock_ms,
+                              share_cb cb, void *arg)
 {
     struct share_req *r = xcalloc(1, sizeof(*r));
 

@@ -37,8 +37,8 @@ struct share_req *share_read(struct fleet *f, const char *domain, share_cb cb, v
  * SHARE_POLL_MS, for at most lock_ms); SHARE_FETCH_LOCKED when the lock (lock_ms long) is
  * ours; SHARE_FETCH otherwise. NULL when the tier cannot be asked now: fetch.
  */
-struct share_req *share_claim(struct fleet *f, const char *domain, const char *id,
-                              unsigned lock_ms, share_cb cb, void *arg);
+struct share_req *share_claim(struct fleet *f, const char *domain, const char *id, unsigned lock_ms,
+                              share_cb cb, void *arg);
 
 /* share_publish - write rec for the fleet (expiring with it); then release the lock if held. */
 void share_publish(struct fleet *f, const struct store_record *rec, int locked);

@@ -334,7 +334,8 @@ static void on_share(void *arg, enum fleet_status st, const char *val, size_t le
     lru_push_front(&svc->lru, &e->lru);
     probe_record_key(key, sizeof(key), e->host, e->addr, e->ntlsa, e->fp);
     /* Untrusted input: the strict parser, bound to this key (probe_record.h). */
-    if (st == FLEET_OK && probe_record_parse(val, len, key, now, &r, &fetched, &expires, &why) < 0) {
+    if (st == FLEET_OK &&
+        probe_record_parse(val, len, key, now, &r, &fetched, &expires, &why) < 0) {
         log_warning("probe: %s: shared result refused: %s; ignored, the probe replaces it", key,
                     why);
         metrics_shared(METRICS_SHARED_PROBE, METRICS_SHARED_INVALID);
@@ -348,7 +349,8 @@ static void on_share(void *arg, enum fleet_status st, const char *val, size_t le
         return;
     }
     metrics_shared(METRICS_SHARED_PROBE, METRICS_SHARED_HIT);
-    log_debug("probe: %s: result from the fleet, probed %llds ago", key, (long long)(now - fetched));
+    log_debug("probe: %s: result from the fleet, probed %llds ago", key,
+              (long long)(now - fetched));
     /* Kept no longer than this daemon's own probe_ttl, and refreshed from half of it. */
     left_ms = (uint64_t)(expires - now) * 1000;
     if (left_ms > svc->opts.ttl_ms)

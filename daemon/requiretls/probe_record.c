@@ -121,8 +121,7 @@ static int next_number(const char **p, const char *end, unsigned long long max,
 }
 
 int probe_record_parse(const char *buf, size_t len, const char *key, int64_t now,
-                       struct probe_result *r, int64_t *fetched, int64_t *expires,
-                       const char **why)
+                       struct probe_result *r, int64_t *fetched, int64_t *expires, const char **why)
 {
     const char *p = buf, *end = buf + len;
     char tok[PROBE_RECORD_KEY_MAX + 2];
