@@ -27,6 +27,7 @@ struct share_req {
     char id[STS_ID_MAX + 1]; /* claim: the TXT id a record must carry; "" for a read */
     int claim;
     int waited;        /* claim: counted once as waiting for another daemon */
+    int locked;        /* claim: the lock is ours, the record is looked for once more */
     uint64_t deadline; /* claim: stop waiting at this uv_now() */
     uv_loop_t *loop;
     unsigned lock_ms;
@@ -122,8 +123,13 @@ static void on_lock(void *arg, enum fleet_status st, const char *val, size_t len
 
     r->pending = NULL;
     if (st == FLEET_OK) {
-        metrics_shared(METRICS_SHARED_STS, METRICS_SHARED_LOCKED);
-        done(r, SHARE_FETCH_LOCKED, NULL);
+        /*
+         * Ours: look for the record once more. The holder before us may have written it
+         * and released the lock between our GET and our SET NX (its SET comes before its
+         * release on the same connection, so a GET after our lock sees it).
+         */
+        r->locked = 1;
+        claim_step(r);
         return;
     }
     if (st == FLEET_FAIL || uv_now(r->loop) >= r->deadline) {
@@ -151,13 +157,20 @@ static void on_claim_get(void *arg, enum fleet_status st, const char *val, size_
 
     r->pending = NULL;
     if (st == FLEET_FAIL) {
-        done(r, SHARE_FETCH, NULL);
+        done(r, r->locked ? SHARE_FETCH_LOCKED : SHARE_FETCH, NULL);
         return;
     }
     if (st == FLEET_OK && parse_value(r, val, len, &rec) && strcmp(rec.id, r->id) == 0 &&
         now < rec.fetched + (rec.expires - rec.fetched) / 2) {
+        if (r->locked)
+            fleet_unlock(r->f, KIND, r->domain);
         metrics_shared(METRICS_SHARED_STS, METRICS_SHARED_HIT);
         done(r, SHARE_RECORD, &rec);
+        return;
+    }
+    if (r->locked) {
+        metrics_shared(METRICS_SHARED_STS, METRICS_SHARED_LOCKED);
+        done(r, SHARE_FETCH_LOCKED, NULL);
         return;
     }
     if (!r->waited)
@@ -172,7 +185,7 @@ static void claim_step(struct share_req *r)
 {
     r->pending = fleet_get(r->f, KIND, r->domain, on_claim_get, r);
     if (r->pending == NULL)
-        done(r, SHARE_FETCH, NULL);
+        done(r, r->locked ? SHARE_FETCH_LOCKED : SHARE_FETCH, NULL);
 }
 
 struct share_req *share_claim(struct fleet *f, const char *domain, const char *id, unsigned lock_ms,

@@ -35,7 +35,9 @@ struct share_req *share_read(struct fleet *f, const char *domain, share_cb cb, v
  * holds a record of that id not yet half through its life (as this daemon would keep its
  * own), now or after waiting for the daemon that holds the lock (polled every
  * SHARE_POLL_MS, for at most lock_ms); SHARE_FETCH_LOCKED when the lock (lock_ms long) is
- * ours; SHARE_FETCH otherwise. NULL when the tier cannot be asked now: fetch.
+ * ours and a second look, after taking it, still finds no such record (the previous holder
+ * may have written it and let go between our look and our lock); SHARE_FETCH otherwise. NULL when
+ * the tier cannot be asked now: fetch.
  */
 struct share_req *share_claim(struct fleet *f, const char *domain, const char *id, unsigned lock_ms,
                               share_cb cb, void *arg);
