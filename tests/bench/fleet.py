@@ -21,7 +21,7 @@ DOMAINS = [f"{c}.sts.test" for c in ("enforce", "wildcard", "crlf", "split", "ch
                                      "testing", "none")]
 ACCESS_LOG = os.path.join(os.environ["LAB_DIR"], "nginx-access.log")
 CONF = ["requiretls_probe = no", f"sts_ca_file = {os.environ['LAB_CA_FILE']}",
-        "sts_allow_private = yes", "log_level = warning", "lookup_timeout = 8s"]
+        "sts_allow_private = yes", "log_level = notice", "lookup_timeout = 8s"]
 
 
 def fetches():
