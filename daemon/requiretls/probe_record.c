@@ -169,6 +169,11 @@ int probe_record_parse(const char *buf, size_t len, const char *key, int64_t now
         *why = "bad elapsed time";
         return -1;
     }
+    /* The why line follows one space, also when it is empty: one text per result. */
+    if (p[-1] != ' ') {
+        *why = "the why field is missing";
+        return -1;
+    }
     /* The rest is the why line (may be empty). */
     if ((size_t)(end - p) >= sizeof(r->why)) {
         *why = "why line too long";

@@ -39,6 +39,7 @@ static const struct {
     {"a space in the cipher", P "1799990000 1799993600 1110000 0 0 - a b 5 x", "elapsed"},
     {"a quote in the version", P "1799990000 1799993600 1110000 0 0 \"x - 5 x", "TLS version"},
     {"bad flags", P "1799990000 1799993600 11100002 0 0 - - 5 x", "flags"},
+    {"no space before an empty why", P "1799990000 1799993600 1100000 1 0 - - 50", "why field"},
     {"truncated", P "1799990000 1799993600", "flags"},
 };
 
