@@ -22,9 +22,12 @@ struct config;
 struct fleet;
 struct fleet_req;
 
-/* Room for the key prefix (redis_prefix) and for one key: prefix, kind, ':' and a name. */
+/*
+ * Room for the key prefix (redis_prefix) and for one key: prefix, kind, ':' and a name of
+ * up to 512 bytes (a probe's HOST/ADDR/N-FP is at most 319). A longer name is cut.
+ */
 #define FLEET_PREFIX_MAX 64
-#define FLEET_KEY_MAX (FLEET_PREFIX_MAX + 16 + 256)
+#define FLEET_KEY_MAX (FLEET_PREFIX_MAX + 16 + 512)
 
 /* A value is at most this long; a longer one is refused as invalid without being read. */
 #define FLEET_VALUE_MAX (64 * 1024)
