@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "cafile.h"
+#include "fleet.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -80,7 +81,8 @@ static int check_only(const char *file, char **opts, size_t nopts, int print)
         return 1;
     }
     /* The CA files start-up reads into memory: missing, unreadable, or no certificate. */
-    if (!print && cafile_check_config(&cfg, err, sizeof(err)) < 0) {
+    if (!print && (cafile_check_config(&cfg, err, sizeof(err)) < 0 ||
+                   fleet_check_config(&cfg, err, sizeof(err)) < 0)) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
         overrides_free(ov);
         config_free(&cfg);

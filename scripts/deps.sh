@@ -6,9 +6,9 @@
 set -euo pipefail
 
 want=${1:-build}
-# adduser: the daemon's system user (below).
+# adduser: the daemon's system user (below). libhiredis-dev: the fleet tier's Redis client.
 pkgs=(build-essential cmake pkg-config libuv1-dev libc-ares-dev libcurl4-openssl-dev libssl-dev
-      libjansson-dev libmbedtls-dev libidn2-dev liblmdb-dev adduser)
+      libjansson-dev libmbedtls-dev libidn2-dev liblmdb-dev libhiredis-dev adduser)
 if [ "$want" = test ]; then
     # postfix: postmap is the real socketmap client; python3: the bad-input clients;
     # clang and its runtime: libFuzzer builds of the fuzzers.
@@ -24,6 +24,8 @@ if [ "$want" = test ]; then
     pkgs+=(postfix python3 procps clang libclang-rt-14-dev openssl
            nsd unbound bind9-utils bind9-dnsutils iproute2 util-linux nginx
            prometheus man-db lmdb-utils)
+    # redis-server and redis-tools (redis-cli): integration_fleet's shared Redis.
+    pkgs+=(redis-server redis-tools)
 fi
 
 missing=()
@@ -58,7 +60,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps.sh: installing ${missing[*]}" >&2
 
-# Keep apt from starting nsd, unbound, nginx or postfix on install; restore what was there.
+# Keep apt from starting nsd, unbound, nginx, postfix or redis on install; restore what was there.
 prc=/usr/sbin/policy-rc.d
 saved=""
 if [ -e "$prc" ]; then saved=$(mktemp); cp -p "$prc" "$saved"; fi

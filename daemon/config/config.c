@@ -577,6 +577,33 @@ static int set_syslog(struct config *cfg, const char *value, const char **why)
     return 0;
 }
 
+static int set_redis(struct config *cfg, const char *value, const char **why)
+{
+    if (value[0] != '\0' && config_endpoint_parse(value, &cfg->redis_ep, why) < 0)
+        return -1;
+    return set_string(&cfg->redis, value);
+}
+
+static int set_redis_prefix(struct config *cfg, const char *value, const char **why)
+{
+    for (const char *p = value; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f || p - value >= 64) {
+            *why = "expected at most 64 printable characters without spaces";
+            return -1;
+        }
+    return set_string(&cfg->redis_prefix, value);
+}
+
+static int set_redis_auth_file(struct config *cfg, const char *value, const char **why)
+{
+    return set_string(&cfg->redis_auth_file, value);
+}
+
+static int set_redis_timeout(struct config *cfg, const char *value, const char **why)
+{
+    return set_duration(&cfg->redis_timeout_ms, value, 100, why);
+}
+
 /*
  * The keys. Defaults suit the quick start: a unix socket under ./run, loopback only.
  * Postfix's socketmap client closes idle connections after 10 s and any after 100 s
@@ -679,6 +706,20 @@ static const struct key keys[] = {
     {"metrics_listen", "inet:127.0.0.1:9461", set_metrics_listen,
      "inet:HOST:PORT serving Prometheus /metrics and /healthz (empty: off)", KEEP_STRING,
      SPAN(metrics_listen, metrics_ep)},
+    {"redis", "", set_redis,
+     "the fleet tier shared by several daemons: unix:PATH or inet:HOST:PORT of a Redis server "
+     "(empty: off)",
+     KEEP_STRING, SPAN(redis, redis_ep)},
+    {"redis_prefix", "tlspolicyd:", set_redis_prefix,
+     "start of every Redis key the daemon reads and writes (one per deployment)",
+     RESTART_STRING(redis_prefix)},
+    {"redis_auth_file", "", set_redis_auth_file,
+     "file with one line, PASSWORD or USER PASSWORD, for Redis AUTH, read before the privilege "
+     "drop; mode 0600 (empty: no AUTH)",
+     RESTART_STRING(redis_auth_file)},
+    {"redis_timeout", "300ms", set_redis_timeout,
+     "one Redis command; past it the connection is dropped and lookups go on without it",
+     RESTART_VALUE(redis_timeout_ms)},
 
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -763,6 +804,9 @@ void config_free(struct config *cfg)
     free(cfg->metrics_listen);
     free(cfg->probe_ca_file);
     free(cfg->probe_helo_name);
+    free(cfg->redis);
+    free(cfg->redis_prefix);
+    free(cfg->redis_auth_file);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -907,4 +951,7 @@ void config_print(const struct config *cfg, FILE *fp)
             : cfg->log_decisions == LOG_INFO ? "info"
                                              : "debug");
     fprintf(fp, "metrics_listen = %s\n", cfg->metrics_listen);
+    fprintf(fp, "redis = %s\nredis_prefix = %s\n", cfg->redis, cfg->redis_prefix);
+    fprintf(fp, "redis_auth_file = %s\n", cfg->redis_auth_file);
+    fprintf(fp, "redis_timeout = %ums\n", cfg->redis_timeout_ms);
 }

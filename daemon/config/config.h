@@ -67,6 +67,11 @@ struct config {
     int log_decisions;             /* syslog level of the one line per lookup decision */
     char *metrics_listen;          /* as written; empty: no metrics endpoint */
     struct endpoint metrics_ep;    /* parsed metrics_listen, when not empty */
+    char *redis;                   /* the fleet tier: unix:PATH or inet:HOST:PORT; empty: off */
+    struct endpoint redis_ep;      /* parsed redis, when not empty */
+    char *redis_prefix;            /* every key the daemon writes starts with this */
+    char *redis_auth_file;         /* "PASSWORD" or "USER PASSWORD", read as root; empty: none */
+    unsigned redis_timeout_ms;     /* one Redis command; keep it well below lookup_timeout */
 };
 
 /*

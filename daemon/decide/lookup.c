@@ -17,6 +17,7 @@
 #include "dane_cache.h"
 #include "escape.h"
 #include "fetch.h"
+#include "fleet.h"
 #include "hash.h"
 #include "log.h"
 #include "overrides.h"
@@ -592,8 +593,13 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
         if (svc->probe == NULL)
             return -1;
     }
+    /* The fleet tier reads redis_auth_file now, before the privilege drop. */
+    if (fleet_create(svc->loop, cfg, &svc->fleet, err, errlen) < 0)
+        return -1;
     lookup_mtasts_opts(cfg, &mo);
     svc->mtasts = mtasts_svc_create(svc->loop, svc->resolver, svc->fetch, svc->store, &mo);
+    mtasts_set_fleet(svc->mtasts, svc->fleet);
+    probe_set_fleet(svc->probe, svc->fleet);
     return 0;
 }
 
@@ -646,6 +652,8 @@ void lookup_mtasts_opts(const struct config *cfg, struct mtasts_opts *mo)
     mo->fail_ttl_s = cfg->sts_fail_ttl_ms / 1000;
     mo->recheck_s = cfg->sts_recheck_ms / 1000;
     mo->cache_max = cfg->sts_cache_size;
+    /* The policy host's addresses (A and AAAA at once) and the fetch, and a second more. */
+    mo->share_lock_ms = cfg->dns_timeout_ms + cfg->sts_fetch_timeout_ms + 1000;
 }
 
 void lookup_svc_close(struct lookup_svc *svc)
@@ -671,6 +679,8 @@ void lookup_svc_close(struct lookup_svc *svc)
     svc->fetch = NULL;
     probe_svc_destroy(svc->probe);
     svc->probe = NULL;
+    fleet_destroy(svc->fleet);
+    svc->fleet = NULL;
     store_close(svc->store, svc->drain_timeout_ms);
     svc->store = NULL;
     /* After the flights, whose DANE walks write to it. */

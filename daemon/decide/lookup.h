@@ -30,6 +30,7 @@ struct dane_cache;
 struct fetch_svc;
 struct probe_svc;
 struct store;
+struct fleet;
 struct waiter;
 struct flight;
 
@@ -44,6 +45,7 @@ struct lookup_svc {
     struct fetch_svc *fetch;       /* policy fetches */
     struct probe_svc *probe;       /* MX probes for REQUIRETLS */
     struct store *store;           /* NULL without state_dir */
+    struct fleet *fleet;           /* the fleet tier on Redis; NULL without redis */
     struct cafile *sts_ca;         /* sts_ca_file in memory (a reference), for the fetcher */
     struct cafile *probe_ca;       /* probe_ca_file in memory (a reference), for the prober */
     unsigned timeout_ms;           /* lookup_timeout */

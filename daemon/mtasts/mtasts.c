@@ -28,6 +28,7 @@
 #include "log.h"
 #include "lru.h"
 #include "metrics.h"
+#include "mtasts_share.h"
 #include "resolver.h"
 #include "store.h"
 #include "waitlist.h"
@@ -56,6 +57,8 @@ struct work {
     struct entry *e;
     struct resolver_req *txt_req, *a_req, *aaaa_req;
     struct fetch_req *fetch;
+    struct share_req *share; /* fleet tier: a read or a claim in flight */
+    int locked;              /* fleet tier: this daemon holds the domain's fetch lock */
     int a_done, aaaa_done;
     char id[STS_ID_MAX + 1];
     char txt[256];
@@ -99,6 +102,7 @@ struct mtasts_svc {
     struct resolver *r;
     struct fetch_svc *fetch;
     struct store *store;
+    struct fleet *fleet; /* NULL: no fleet tier */
     struct mtasts_opts opts;
     struct entry **buckets;
     size_t nbuckets;
@@ -330,6 +334,19 @@ static void expire(struct entry *e, int64_t now)
     idle_update(e);
 }
 
+/* rec, from state_dir or the fleet tier, becomes the entry's policy in force. */
+static void take_record(struct entry *e, const struct store_record *rec, const char *from)
+{
+    set_state(e, MTASTS_POLICY);
+    set_policy(e, &rec->policy);
+    snprintf(e->f->id, sizeof(e->f->id), "%s", rec->id);
+    e->f->fetched = rec->fetched;
+    e->f->expires = rec->expires;
+    e->f->local_fault = 0;
+    set_why(e, "policy id %s from %s, fetched %lld", rec->id, from, (long long)rec->fetched);
+    idle_update(e);
+}
+
 /* The work is over: answer every waiter with the entry's facts. */
 static void work_done(struct work *w)
 {
@@ -339,6 +356,9 @@ static void work_done(struct work *w)
 
     /* The TXT record last seen stays with the entry, for query output. */
     set_text(&e->f->txt, w->txt, MTASTS_TXT_MAX);
+    /* Fleet: a fetch that gave no policy lets the next daemon try. */
+    if (w->locked)
+        share_release(svc->fleet, e->domain);
     free(w);
     e->work = NULL;
     svc->completions++;
@@ -479,7 +499,7 @@ static void on_fetch(void *arg, const struct fetch_result *res)
              sts_mode_name(pol.mode), (unsigned)pol.max_age,
              pol.max_age < STS_CACHE_MIN_AGE ? " (cached for the floor of 3600)" : "", pol.nmx,
              pol.nmx == 1 ? "" : "s");
-    if (svc->store) {
+    if (svc->store || svc->fleet) {
         /* Written behind the answer, off the loop; the store logs and counts the outcome. */
         struct store_record rec;
 
@@ -489,9 +509,15 @@ static void on_fetch(void *arg, const struct fetch_result *res)
         rec.fetched = e->f->fetched;
         rec.expires = e->f->expires;
         rec.policy = pol;
-        /* Not evicted until the store says the record is committed (on_stored). */
-        e->unsaved = 1;
-        store_put(svc->store, &rec);
+        if (svc->store) {
+            /* Not evicted until the store says the record is committed (on_stored). */
+            e->unsaved = 1;
+            store_put(svc->store, &rec);
+        }
+        /* Fleet: the record for the others, then the lock released (in that order). */
+        if (svc->fleet)
+            share_publish(svc->fleet, &rec, w->locked);
+        w->locked = 0;
     }
     work_done(w);
 }
@@ -591,6 +617,8 @@ static void resolve_host(struct work *w)
         w->aaaa_req = req;
 }
 
+static void claim_or_fetch(struct work *w); /* the fleet tier hooks, below */
+
 /* RFC 8461 3.1: exactly one record starting with v=STSv1, else no policy. */
 static void on_txt(void *arg, const struct resolver_answer *ans)
 {
@@ -669,8 +697,78 @@ static void on_txt(void *arg, const struct resolver_answer *ans)
     if (has_policy(e, now))
         log_info("mta-sts: %s: TXT id %s (cached policy has %s): fetching", e->domain, w->id,
                  e->f->id);
-    resolve_host(w);
+    claim_or_fetch(w);
 }
+
+/* Discovery (RFC 8461 3.1): the TXT record lives at _mta-sts.DOMAIN. */
+static void discover(struct work *w)
+{
+    struct resolver_req *req;
+    char name[DOMAIN_MAX + 16];
+
+    snprintf(name, sizeof(name), "_mta-sts.%s", w->e->domain);
+    if (strlen(name) > DOMAIN_MAX) {
+        no_new_policy(w, 0, "%s is too long for an _mta-sts name", w->e->domain);
+        return;
+    }
+    req = resolver_query(w->e->svc->r, name, DNS_TYPE_TXT, on_txt, w);
+    if (req)
+        w->txt_req = req; /* pending: w lives until on_txt */
+}
+
+/* ---- Fleet tier hooks (mtasts_share.h): read on a miss, one fetch across the fleet. ---- */
+
+/*
+ * A record from the fleet: after a local miss it answers as a state_dir record would (the
+ * next lookup checks the TXT id, behind its answer); after the TXT check (claim) it is the
+ * policy another daemon fetched for that id, as good as fetching it here. Kept in state_dir.
+ */
+static void on_share(void *arg, enum share_result res, const struct store_record *rec)
+{
+    struct work *w = arg;
+    struct entry *e = w->e;
+    int claim = w->id[0] != '\0';
+
+    w->share = NULL;
+    if (res != SHARE_RECORD) {
+        w->locked = res == SHARE_FETCH_LOCKED;
+        if (claim)
+            resolve_host(w);
+        else
+            discover(w);
+        return;
+    }
+    if (e->svc->store)
+        e->unsaved = 1; /* kept in memory until state_dir has it too (on_stored) */
+    take_record(e, rec, "the fleet");
+    log_info("mta-sts: %s: policy id %s from the fleet, fetched %lld", e->domain, rec->id,
+             (long long)rec->fetched);
+    if (e->svc->store)
+        store_put(e->svc->store, rec);
+    e->checked = claim ? wall_now() : 0;
+    e->fail_until = 0;
+    e->used = 0;
+    work_done(w);
+}
+
+/* Before a fetch: with a fleet tier, take its lock or wait for the daemon that has it. */
+static void claim_or_fetch(struct work *w)
+{
+    struct mtasts_svc *svc = w->e->svc;
+
+    if (svc->fleet)
+        w->share =
+            share_claim(svc->fleet, w->e->domain, w->id, svc->opts.share_lock_ms, on_share, w);
+    if (w->share == NULL)
+        resolve_host(w);
+}
+
+void mtasts_set_fleet(struct mtasts_svc *svc, struct fleet *f)
+{
+    svc->fleet = f;
+}
+
+/* ---- End of the fleet tier hooks. ---- */
 
 /* Start discovery for e. Returns 1 when the work completed before returning. */
 static int start_work(struct entry *e)
@@ -678,21 +776,15 @@ static int start_work(struct entry *e)
     struct mtasts_svc *svc = e->svc;
     unsigned long before = svc->completions;
     struct work *w = xcalloc(1, sizeof(*w));
-    struct resolver_req *req;
-    char name[DOMAIN_MAX + 16];
 
     w->e = e;
     e->work = w;
     idle_update(e);
-    /* RFC 8461 3.1: the TXT record lives at _mta-sts.DOMAIN. */
-    snprintf(name, sizeof(name), "_mta-sts.%s", e->domain);
-    if (strlen(name) > DOMAIN_MAX) {
-        no_new_policy(w, 0, "%s is too long for an _mta-sts name", e->domain);
-        return 1;
-    }
-    req = resolver_query(svc->r, name, DNS_TYPE_TXT, on_txt, w);
-    if (req)
-        w->txt_req = req; /* pending: w lives until on_txt */
+    /* A local miss asks the fleet tier first (never for a policy in force: that is a recheck). */
+    if (svc->fleet && !has_policy(e, wall_now()))
+        w->share = share_read(svc->fleet, e->domain, on_share, w);
+    if (w->share == NULL)
+        discover(w);
     return svc->completions != before;
 }
 
@@ -734,21 +826,6 @@ const struct mtasts_facts *mtasts_cached(struct mtasts_svc *svc, const char *dom
     return e != NULL ? cached_facts(svc, e, wall_now()) : NULL;
 }
 
-/* The entry's policy becomes the stored record's (on a miss: mtasts_start()). */
-static void take_record(struct entry *e, const struct store_record *rec)
-{
-    set_state(e, MTASTS_POLICY);
-    set_policy(e, &rec->policy);
-    snprintf(e->f->id, sizeof(e->f->id), "%s", rec->id);
-    e->f->fetched = rec->fetched;
-    e->f->expires = rec->expires;
-    set_why(e, "policy id %s from state_dir, fetched %lld", rec->id, (long long)rec->fetched);
-    /* Checked long ago: the first lookup looks at the TXT id again, behind the answer. */
-    e->checked = 0;
-    e->unsaved = 0;
-    idle_update(e);
-}
-
 /*
  * A domain the cache does not hold: its stored record, if the store has a valid unexpired
  * one, becomes a cached policy and answers exactly as one fetched would (the store is
@@ -767,7 +844,9 @@ static int from_store(struct mtasts_svc *svc, const char *domain, int64_t now, s
     rc = store_get(svc->store, domain, now, &rec, why);
     if (rc == 1) {
         *ep = create(svc, domain);
-        take_record(*ep, &rec);
+        /* Checked long ago: the first lookup looks at the TXT id again, behind the answer. */
+        (*ep)->checked = 0;
+        take_record(*ep, &rec, "state_dir");
     }
     return rc;
 }
@@ -937,6 +1016,7 @@ void mtasts_svc_destroy(struct mtasts_svc *svc)
                 resolver_cancel(e->work->a_req);
                 resolver_cancel(e->work->aaaa_req);
                 fetch_cancel(e->work->fetch);
+                share_cancel(e->work->share);
                 free(e->work);
             }
             svc->buckets[b] = e->hnext;

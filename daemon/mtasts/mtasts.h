@@ -38,6 +38,9 @@ struct mtasts_opts {
      * holds (RFC 8461 5.1). 0: MTASTS_CACHE_MAX_DEFAULT.
      */
     unsigned cache_max;
+    /* Fleet tier: how long a fleet lock lasts, and the longest wait for another daemon's
+     * fetch (mtasts_share.h); about one policy host lookup and fetch. */
+    unsigned share_lock_ms;
 };
 
 enum mtasts_state {
@@ -101,6 +104,14 @@ typedef void (*mtasts_cb)(void *arg, const struct mtasts_facts *f);
 struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct fetch_svc *fetch,
                                      struct store *store, const struct mtasts_opts *opts);
 void mtasts_svc_destroy(struct mtasts_svc *svc);
+
+/*
+ * mtasts_set_fleet - share policies with the other daemons of a fleet through f (fleet.h;
+ * NULL: off): read on a local miss, one fetch per domain across the fleet, written after
+ * every fetch. The caller destroys f after this service.
+ */
+struct fleet;
+void mtasts_set_fleet(struct mtasts_svc *svc, struct fleet *f);
 
 /* mtasts_set_opts - new options from a reload; they apply to work started afterwards. */
 void mtasts_set_opts(struct mtasts_svc *svc, const struct mtasts_opts *opts);

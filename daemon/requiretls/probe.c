@@ -13,10 +13,15 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "escape.h"
+#include "fleet.h"
+#include "log.h"
+#include "metrics.h"
 #include "probe_int.h"
+#include "probe_record.h"
 #include "xalloc.h"
 
 /* A probe that got no answer at all (no connection, time-out, reset) is remembered for at
@@ -167,6 +172,10 @@ static void entry_free(struct probe_svc *svc, struct entry *e)
         lru_unlink(&svc->lru, &e->lru);
     else if (e->state == E_QUEUED)
         queue_unlink(svc, e);
+    else if (e->state == E_SHARED) {
+        lru_unlink(&svc->shared, &e->q);
+        fleet_cancel(e->share);
+    }
     while ((l = waitlist_pop(&e->waiters)) != NULL)
         free(waitlist_entry(l, struct probe_req, link));
     if (e->conn)
@@ -286,6 +295,100 @@ static void on_queue_deadline(uv_timer_t *t)
         svc_maybe_free(svc);
 }
 
+/* ---- Fleet tier hooks (issue 13): a result read before probing, written after one. ---- */
+
+#define SHARE_KIND "rtls"
+
+/* A result cached here goes to the fleet too, with the same lifetime. */
+static void share_write(struct probe_svc *svc, const struct entry *e, uint64_t ttl_ms)
+{
+    char key[PROBE_RECORD_KEY_MAX], val[PROBE_RECORD_MAX + 1];
+    int64_t now = (int64_t)time(NULL);
+    size_t n;
+
+    if (svc->fleet == NULL || ttl_ms < 1000)
+        return;
+    probe_record_key(key, sizeof(key), e->host, e->addr, e->ntlsa, e->fp);
+    n = probe_record_encode(val, sizeof(val), key, &e->res, now, now + (int64_t)(ttl_ms / 1000));
+    if (n == 0)
+        return;
+    fleet_set(svc->fleet, SHARE_KIND, key, val, n, ttl_ms);
+    metrics_shared(METRICS_SHARED_PROBE, METRICS_SHARED_WRITE);
+}
+
+/* The fleet's answer for an entry about to be probed: its result, or the probe goes on. */
+static void on_share(void *arg, enum fleet_status st, const char *val, size_t len)
+{
+    struct entry *e = arg;
+    struct probe_svc *svc = e->svc;
+    char key[PROBE_RECORD_KEY_MAX];
+    struct probe_result r;
+    struct waitlist_link *list;
+    int64_t fetched = 0, expires = 0, now = (int64_t)time(NULL);
+    const char *why = NULL;
+    uint64_t left_ms;
+
+    e->share = NULL;
+    lru_unlink(&svc->shared, &e->q);
+    e->state = E_IDLE;
+    lru_push_front(&svc->lru, &e->lru);
+    probe_record_key(key, sizeof(key), e->host, e->addr, e->ntlsa, e->fp);
+    /* Untrusted input: the strict parser, bound to this key (probe_record.h). */
+    if (st == FLEET_OK &&
+        probe_record_parse(val, len, key, now, &r, &fetched, &expires, &why) < 0) {
+        log_warning("probe: %s: shared result refused: %s; ignored, the probe replaces it", key,
+                    why);
+        metrics_shared(METRICS_SHARED_PROBE, METRICS_SHARED_INVALID);
+        st = FLEET_NONE;
+    }
+    if (st != FLEET_OK || expires <= now) {
+        if (st != FLEET_FAIL)
+            metrics_shared(METRICS_SHARED_PROBE, METRICS_SHARED_MISS);
+        queue_append(svc, e);
+        pump(svc);
+        return;
+    }
+    metrics_shared(METRICS_SHARED_PROBE, METRICS_SHARED_HIT);
+    log_debug("probe: %s: result from the fleet, probed %llds ago", key,
+              (long long)(now - fetched));
+    /* Kept no longer than this daemon's own probe_ttl, and refreshed from half of it. */
+    left_ms = (uint64_t)(expires - now) * 1000;
+    if (left_ms > svc->opts.ttl_ms)
+        left_ms = svc->opts.ttl_ms;
+    e->res = r;
+    e->res.host = e->host;
+    e->res.addr = e->addr;
+    e->expires = uv_now(svc->loop) + left_ms;
+    e->refresh_at = uv_now(svc->loop) + left_ms / 2;
+    waitlist_take(&e->waiters, &list);
+    deliver(svc, &list, &e->res, 1);
+    svc_maybe_free(svc);
+}
+
+/* Before a probe: ask the fleet (1: asked, the entry waits in E_SHARED; 0: probe now). */
+static int share_read(struct probe_svc *svc, struct entry *e)
+{
+    char key[PROBE_RECORD_KEY_MAX];
+
+    if (svc->fleet == NULL || svc->opts.ttl_ms == 0)
+        return 0;
+    probe_record_key(key, sizeof(key), e->host, e->addr, e->ntlsa, e->fp);
+    e->share = fleet_get(svc->fleet, SHARE_KIND, key, on_share, e);
+    if (e->share == NULL)
+        return 0;
+    lru_unlink(&svc->lru, &e->lru);
+    e->state = E_SHARED;
+    lru_push_front(&svc->shared, &e->q);
+    return 1;
+}
+
+void probe_set_fleet(struct probe_svc *svc, struct fleet *f)
+{
+    svc->fleet = f;
+}
+
+/* ---- End of the fleet tier hooks. ---- */
+
 /*
  * The connection's result goes to its entry's waiters and into the cache. It replaces what
  * was cached, also after a background refresh: the host is as it was seen now. But when a
@@ -328,6 +431,7 @@ void probe_complete(struct conn *c)
         e->res.addr = e->addr;
         e->expires = now + ttl;
         e->refresh_at = now + ttl / 2;
+        share_write(svc, e, ttl);
     }
     waitlist_take(&e->waiters, &list);
     /* Not cached: the entry goes now; the result is delivered from the connection's copy. */
@@ -518,7 +622,7 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
     w->cb = cb;
     w->arg = arg;
     waitlist_push(&e->waiters, &w->link);
-    if (e->state == E_IDLE) {
+    if (e->state == E_IDLE && !share_read(svc, e)) {
         /* New, or an expired result: probe again, now or when a slot frees up. */
         queue_append(svc, e);
         pump(svc);
@@ -613,6 +717,8 @@ void probe_svc_destroy(struct probe_svc *svc)
      */
     while (svc->queue.head != NULL)
         entry_free(svc, lru_entry(svc->queue.head, struct entry, q));
+    while (svc->shared.head != NULL)
+        entry_free(svc, lru_entry(svc->shared.head, struct entry, q));
     for (struct waitlist_link *l = svc->conns; l != NULL; l = l->next) {
         struct conn *c = waitlist_entry(l, struct conn, link);
 

@@ -134,6 +134,15 @@ struct probe_req *probe_start(struct probe_svc *svc, const char *host, const cha
  */
 void probe_cancel(struct probe_req *req);
 
+/*
+ * probe_set_fleet - share results with the other daemons of a fleet through f (fleet.h;
+ * NULL: off): a probe that would start reads the fleet's result for the same host, address
+ * and TLSA set first, and every result cached here is written there with the same
+ * lifetime. The caller destroys f after this service.
+ */
+struct fleet;
+void probe_set_fleet(struct probe_svc *svc, struct fleet *f);
+
 /* Counters for tests and metrics: probes started (connections attempted), now running,
  * now queued. */
 unsigned long probe_svc_started(const struct probe_svc *svc);

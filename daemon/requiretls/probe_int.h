@@ -45,7 +45,15 @@ enum conn_state {
  * E_IDLE entries are in svc->lru (the eviction order): E_QUEUED ones are in svc->queue and
  * E_RUNNING ones belong to their connection, and neither may be evicted.
  */
-enum entry_state { E_IDLE, E_QUEUED, E_RUNNING };
+struct fleet;
+struct fleet_req;
+
+enum entry_state {
+    E_IDLE,
+    E_QUEUED,
+    E_RUNNING,
+    E_SHARED, /* reading the fleet tier before probing (in svc->shared, by q) */
+};
 
 struct tlsa_rec {
     uint8_t usage, selector, mtype;
@@ -61,6 +69,7 @@ struct entry {
     enum entry_state state;
     struct waitlist_link *waiters;
     struct conn *conn;   /* while E_RUNNING */
+    struct fleet_req *share; /* while E_SHARED */
     uint64_t expires;    /* loop time in ms: res is served until then; 0: no result yet */
     uint64_t refresh_at; /* loop time in ms: a hit from then on also probes again */
     uint64_t queued_at;  /* loop time in ms it joined the queue, while E_QUEUED */
@@ -109,6 +118,8 @@ struct probe_svc {
     struct entry *buckets[NBUCKETS];
     struct lru lru;    /* E_IDLE entries; head: most recently used */
     struct lru queue;  /* E_QUEUED entries: in at the head, out at the tail */
+    struct lru shared; /* E_SHARED entries */
+    struct fleet *fleet; /* the fleet tier; NULL: none */
     uv_timer_t qtimer; /* the deadline of the queue's oldest entry */
     int qtimer_open;   /* qtimer not yet closed */
     size_t nentries;

@@ -205,9 +205,10 @@ void server_reload(struct server *srv)
     /* Keep the start-up settings so the configuration shown matches what is in force. */
     if (config_keep_restart_only(&cfg, &srv->cfg, changed, sizeof(changed)) > 0)
         log_warning("reload: %s changed; listen, socket_mode, socket_group, user, "
-                    "metrics_listen, the dns_* keys, state_dir, the sts_*_timeout keys and the "
-                    "probe_* keys take effect only at restart (sts_ca_file and probe_ca_file are "
-                    "read again now); keeping the current listeners, resolver, fetcher and prober",
+                    "metrics_listen, the dns_* keys, state_dir, the sts_*_timeout keys, the "
+                    "redis keys and the probe_* keys take effect only at restart (sts_ca_file and "
+                    "probe_ca_file are read again now); keeping the current listeners, resolver, "
+                    "fetcher and prober",
                     changed);
     ca_ok = reload_ca_files(srv, &cfg) == 0;
     config_free(&srv->cfg);

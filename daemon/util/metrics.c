@@ -64,6 +64,11 @@ static const char *const probe_outcomes[METRICS_PROBE_N] = {
     "connect_error", "smtp_error",    "timeout",     "error"};
 static const char *const cache_names[METRICS_CACHE_N] = {"dns", "sts", "dane"};
 static const char *const refresh_names[METRICS_REFRESH_N] = {"recheck", "renewal"};
+static const char *const redis_results[METRICS_REDIS_N] = {"ok", "error", "timeout", "dropped",
+                                                           "unavailable"};
+static const char *const shared_events[METRICS_SHARED_N] = {"hit",   "miss",   "invalid",
+                                                            "write", "locked", "waited"};
+static const char *const shared_kinds[METRICS_SHARED_KIND_N] = {"sts", "probe"};
 static const char *const http_handlers[] = {"metrics", "healthz", "other"};
 #define NHANDLERS (sizeof(http_handlers) / sizeof(http_handlers[0]))
 static const int http_codes[] = {200, 400, 404, 405, 408, 431, 503, 505};
@@ -81,6 +86,9 @@ static struct {
     uint64_t store[2]; /* [0] errors, [1] ok */
     uint64_t store_bytes, store_records, store_max;
     uint64_t conn[METRICS_CONN_N];
+    uint64_t redis[METRICS_REDIS_N];
+    uint64_t redis_connect[2]; /* [0] failed, [1] ok */
+    uint64_t shared[METRICS_SHARED_KIND_N][METRICS_SHARED_N];
     uint64_t reload[2];
     uint64_t http[NHANDLERS][NCODES];
     double start_time;
@@ -169,6 +177,23 @@ void metrics_store_size(uint64_t bytes, uint64_t records, uint64_t max_bytes)
     m.store_bytes = bytes;
     m.store_records = records;
     m.store_max = max_bytes;
+}
+
+void metrics_redis_command(enum metrics_redis r)
+{
+    if ((unsigned)r < METRICS_REDIS_N)
+        m.redis[r]++;
+}
+
+void metrics_redis_connect(int ok)
+{
+    m.redis_connect[ok ? 1 : 0]++;
+}
+
+void metrics_shared(enum metrics_shared_kind kind, enum metrics_shared ev)
+{
+    if ((unsigned)kind < METRICS_SHARED_KIND_N && (unsigned)ev < METRICS_SHARED_N)
+        m.shared[kind][ev]++;
 }
 
 void metrics_conn(enum metrics_conn ev)
@@ -347,6 +372,24 @@ static void render_upstreams(struct out *o)
            (unsigned long long)m.store_max);
     single(o, "tlspolicyd_store_records", "gauge", "MTA-STS policy records in state_dir.",
            (unsigned long long)m.store_records);
+
+    family(o, "tlspolicyd_redis_commands_total", "counter",
+           "Commands to the fleet tier's Redis, by result (unavailable: not sent, not connected).");
+    for (int r = 0; r < METRICS_REDIS_N; r++)
+        put(o, "tlspolicyd_redis_commands_total{result=\"%s\"} %llu\n", redis_results[r],
+            (unsigned long long)m.redis[r]);
+    family(o, "tlspolicyd_redis_connections_total", "counter",
+           "Connections to Redis, by result (ok: answered AUTH or PING).");
+    put(o, "tlspolicyd_redis_connections_total{result=\"ok\"} %llu\n",
+        (unsigned long long)m.redis_connect[1]);
+    put(o, "tlspolicyd_redis_connections_total{result=\"error\"} %llu\n",
+        (unsigned long long)m.redis_connect[0]);
+    family(o, "tlspolicyd_shared_total", "counter",
+           "Fleet tier values by kind and event (invalid: refused by the parser and replaced).");
+    for (int k = 0; k < METRICS_SHARED_KIND_N; k++)
+        for (int e = 0; e < METRICS_SHARED_N; e++)
+            put(o, "tlspolicyd_shared_total{kind=\"%s\",event=\"%s\"} %llu\n", shared_kinds[k],
+                shared_events[e], (unsigned long long)m.shared[k][e]);
 }
 
 static void render_service(struct out *o, const struct metrics_gauges *g)

@@ -54,6 +54,28 @@ enum metrics_probe {
 /* Background MTA-STS work, label trigger: a lookup's TXT recheck, or the sweep's renewal. */
 enum metrics_refresh { METRICS_REFRESH_RECHECK, METRICS_REFRESH_RENEWAL, METRICS_REFRESH_N };
 
+/* The fleet tier's Redis commands (fleet.c), label result. */
+enum metrics_redis {
+    METRICS_REDIS_OK,          /* answered */
+    METRICS_REDIS_ERROR,       /* an error reply */
+    METRICS_REDIS_TIMEOUT,     /* no answer within redis_timeout: the connection is dropped */
+    METRICS_REDIS_DROPPED,     /* in flight when the connection was lost or dropped */
+    METRICS_REDIS_UNAVAILABLE, /* not sent: not connected */
+    METRICS_REDIS_N
+};
+
+/* Values read from the fleet tier, label result (kind: sts or probe). */
+enum metrics_shared {
+    METRICS_SHARED_HIT,     /* a valid value was used */
+    METRICS_SHARED_MISS,    /* none there (or not the one needed) */
+    METRICS_SHARED_INVALID, /* refused by the caller's parser: logged, ignored, replaced */
+    METRICS_SHARED_WRITE,   /* a value written */
+    METRICS_SHARED_LOCKED,  /* this daemon took the fleet lock to fetch or probe */
+    METRICS_SHARED_WAITED,  /* another daemon held it: this one waited for its result */
+    METRICS_SHARED_N
+};
+enum metrics_shared_kind { METRICS_SHARED_STS, METRICS_SHARED_PROBE, METRICS_SHARED_KIND_N };
+
 /* Connection events for socketmap and HTTP listeners. */
 enum metrics_conn {
     METRICS_CONN_ACCEPTED,      /* socketmap connection accepted and served */
@@ -109,6 +131,15 @@ void metrics_store(int ok);
  * its records, and its bound (state_max_size, LMDB's map size), as last seen.
  */
 void metrics_store_size(uint64_t bytes, uint64_t records, uint64_t max_bytes);
+
+/* metrics_redis_command - one fleet tier command ended (or was refused) with result r. */
+void metrics_redis_command(enum metrics_redis r);
+
+/* metrics_redis_connect - a connection to Redis answered its first command (1) or failed (0). */
+void metrics_redis_connect(int ok);
+
+/* metrics_shared - an event of the fleet tier's values of kind. */
+void metrics_shared(enum metrics_shared_kind kind, enum metrics_shared ev);
 
 /* metrics_conn - a connection event. */
 void metrics_conn(enum metrics_conn ev);
