@@ -17,10 +17,7 @@
 # environment:
 #   BENCH_SECTIONS (hot,cold,scale)   the sections to run, comma-separated
 #   BENCH_QUICK=1                     a try-out: 2 s per hot row, cold 100 and 1,000, scale 10k
-#   BENCH_COLD_SIZES, BENCH_SCALE_SIZES   other N (space-separated). With the per-file store,
-#                                     memory.sh imports about 200 records a second on a busy
-#                                     2-core machine: 1,000,000 takes over an hour
-#                                     (BENCH_SCALE_SIZES="10000 100000" skips it)
+#   BENCH_COLD_SIZES, BENCH_SCALE_SIZES   other N (space-separated)
 # Each script's own output is kept in the work directory (BENCH_KEEP=1 keeps it). Exits 1
 # when a script failed (its rows are then missing or marked), 0 otherwise.
 set -eu
@@ -66,7 +63,7 @@ cells() {
 hot_modes="lockstep 1:1:1,lockstep 50:50:1,pipelined 10x32:10:32"
 if [[ $sections == *,hot,* ]]; then
     say "hot: lab.sh (tlspolicyd and bench_ceiling, cached lab domains)"
-    BENCH_MODES=$hot_modes "$here/lab.sh" "$build" >"$dir/lab.md" 2>"$dir/lab.log" ||
+    BENCH_KEYS=${BENCH_KEYS:-$here/lab-keys-cached} BENCH_MODES=$hot_modes "$here/lab.sh" "$build" >"$dir/lab.md" 2>"$dir/lab.log" ||
         { say "lab.sh failed; see $dir/lab.log"; failed=1; }
     while IFS='|' read -r server mode rate p50 p99 cpu errs ratio; do
         [ "$server" = daemon ] && server=tlspolicyd
@@ -102,29 +99,20 @@ if [[ $sections == *,cold,* ]]; then
 fi
 
 # ---- scale ----
-# THE ONE PLACE where the scale script is invoked: scale_run N prints one line of
-# KEY=VALUE words (VmRSS=KiB, "per policy=BYTES", "start-up to ready=S"; a scale script may
-# add "cold=S" for start-up with a cold page cache and "p99=US" for cached answers).
-# tests/bench/memory.sh gives memory and a warm start-up only; switch this to the scale
-# script of the LMDB store (tests/bench/scale.sh or memory.sh extended) when it is merged.
-scale_run() {
-    "$here/memory.sh" "$build" "$1"
-}
+# The scale rows: tests/bench/scale.sh (the LMDB store: import, start-up cold and warm, all N
+# cached, memory, cached latency) prints one "scale n=N key=value..." line per N.
 if [[ $sections == *,scale,* ]]; then
     for n in $scale_sizes; do
         say "scale: $n policies imported"
-        if ! scale_run "$n" >"$dir/scale.$n" 2>>"$dir/scale.log"; then
+        if ! "$here/scale.sh" "$build" "$n" >"$dir/scale.$n" 2>>"$dir/scale.log"; then
             say "the scale run for $n failed; see $dir/scale.log"
             failed=1
             add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported | failed | | | | see scale.log |"
             continue
         fi
-        line=$(grep 'VmRSS=' "$dir/scale.$n" | tail -n 1)
-        word() { printf '%s\n' "$line" | sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
-        rss=$(word VmRSS) per=$(word 'per policy') warm=$(word 'start-up to ready')
-        cold=$(word cold) p99=$(word p99)
-        cold=${cold:+$cold s} p99=${p99:+$p99 us cached}
-        add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported | start-up ${warm:--} s warm, ${cold:--} cold | | ${p99:--} | | ${per:--} bytes per domain (VmRSS ${rss:--} KiB) |"
+        line=$(grep '^scale n=' "$dir/scale.$n" | tail -n 1)
+        word() { printf '%s\n' "$line" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+        add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported (import $(word import_s) s) | start-up $(word cold_s) s cold ($(word cold_method)), $(word warm_s) s warm | $(word p50_us) us cached | $(word p99_us) us cached | $(word cpu_us) us | $(word bytes_per_domain) bytes per cached domain (VmRSS $(word rss_kib) KiB; heap $(word anon_bytes_per_domain) B/domain) |"
     done
 fi
 
