@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cfline.h"
+#include "config_value.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -48,125 +49,6 @@ struct key {
 #define RELOADS KEEP_NO, 0, 0
 #define RESTART_VALUE(field) KEEP_VALUE, SPAN(field, field)
 #define RESTART_STRING(field) KEEP_STRING, SPAN(field, field)
-
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-    char *end;
-    unsigned long v;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoul(s, &end, 10);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Durations: a number with an optional unit ms, s, m or h; a bare number is seconds. */
-static int parse_duration(const char *s, unsigned *ms, const char **why)
-{
-    char *end;
-    unsigned long v, mul = 1000;
-
-    errno = 0;
-    v = (*s >= '0' && *s <= '9') ? strtoul(s, &end, 10) : 0;
-    if (!(*s >= '0' && *s <= '9') || errno) {
-        *why = "expected a duration such as 300s, 5m or 500ms";
-        return -1;
-    }
-    if (strcmp(end, "ms") == 0)
-        mul = 1;
-    else if (*end == '\0' || strcmp(end, "s") == 0)
-        mul = 1000;
-    else if (strcmp(end, "m") == 0)
-        mul = 60000;
-    else if (strcmp(end, "h") == 0)
-        mul = 3600000;
-    else {
-        *why = "expected a duration such as 300s, 5m or 500ms";
-        return -1;
-    }
-    if (v > 86400000ul / mul) {
-        *why = "duration longer than one day";
-        return -1;
-    }
-    *ms = (unsigned)(v * mul);
-    return 0;
-}
-
-int config_endpoint_parse(const char *text, struct endpoint *ep, const char **why)
-{
-    memset(ep, 0, sizeof(*ep));
-    if (strlen(text) >= sizeof(ep->text)) {
-        *why = "endpoint too long";
-        return -1;
-    }
-    strcpy(ep->text, text);
-    if (strncmp(text, "unix:", 5) == 0) {
-        const char *path = text + 5;
-
-        if (*path == '\0') {
-            *why = "unix: endpoint needs a path";
-            return -1;
-        }
-        if (strlen(path) >= sizeof(ep->path)) {
-            *why = "unix socket path longer than 107 bytes";
-            return -1;
-        }
-        ep->kind = ENDPOINT_UNIX;
-        strcpy(ep->path, path);
-        return 0;
-    }
-    if (strncmp(text, "inet:", 5) == 0) {
-        const char *host = text + 5, *colon;
-        unsigned long port;
-        size_t hl;
-        unsigned char addr[16];
-
-        /* "inet:[::1]:PORT" for IPv6, "inet:127.0.0.1:PORT" or "inet:localhost:PORT". */
-        if (*host == '[') {
-            const char *close = strchr(host, ']');
-
-            if (close == NULL || close[1] != ':') {
-                *why = "IPv6 endpoint must look like inet:[::1]:PORT";
-                return -1;
-            }
-            host++;
-            hl = (size_t)(close - host);
-            colon = close + 1;
-        } else {
-            colon = strrchr(host, ':');
-            if (colon == NULL) {
-                *why = "inet: endpoint must look like inet:HOST:PORT";
-                return -1;
-            }
-            hl = (size_t)(colon - host);
-        }
-        if (hl == 0 || hl >= sizeof(ep->host)) {
-            *why = "inet: endpoint needs a host address";
-            return -1;
-        }
-        memcpy(ep->host, host, hl);
-        ep->host[hl] = '\0';
-        if (strcmp(ep->host, "localhost") == 0)
-            strcpy(ep->host, "127.0.0.1");
-        if (inet_pton(AF_INET, ep->host, addr) != 1 && inet_pton(AF_INET6, ep->host, addr) != 1) {
-            *why = "inet: host must be a numeric IPv4 or IPv6 address or localhost";
-            return -1;
-        }
-        if (parse_uint(colon + 1, 65535, &port) < 0 || port == 0) {
-            *why = "inet: port must be a number from 1 to 65535";
-            return -1;
-        }
-        ep->kind = ENDPOINT_INET;
-        ep->port = (int)port;
-        return 0;
-    }
-    *why = "endpoint must start with unix: or inet:";
-    return -1;
-}
 
 /* Setters: each checks its value completely before changing cfg. */
 
@@ -248,7 +130,7 @@ static int set_bounded(unsigned *slot, const char *value, unsigned long lo, unsi
 {
     unsigned long v;
 
-    if (parse_uint(value, hi, &v) < 0 || v < lo) {
+    if (config_parse_uint(value, hi, &v) < 0 || v < lo) {
         *why = msg;
         return -1;
     }
@@ -271,7 +153,7 @@ static int set_duration(unsigned *slot, const char *value, unsigned min_ms, cons
 {
     unsigned ms;
 
-    if (parse_duration(value, &ms, why) < 0)
+    if (config_parse_duration(value, &ms, why) < 0)
         return -1;
     if (ms < min_ms) {
         *why = "duration too short (at least 100ms)";
@@ -335,7 +217,7 @@ static int set_dns_servers(struct config *cfg, const char *value, const char **w
             *why = "expected numeric resolver addresses (IP, IP:PORT or [IPv6]:PORT)";
             goto done;
         }
-        if (port != NULL && (parse_uint(port, 65535, &p) < 0 || p == 0)) {
+        if (port != NULL && (config_parse_uint(port, 65535, &p) < 0 || p == 0)) {
             *why = "resolver port must be a number from 1 to 65535";
             goto done;
         }
@@ -462,7 +344,7 @@ static int set_state_max_size(struct config *cfg, const char *value, const char 
     }
     memcpy(num, value, n);
     num[n] = '\0';
-    if (parse_uint(num, 1048576, &v) < 0 || v == 0 || v * mul > 1048576) {
+    if (config_parse_uint(num, 1048576, &v) < 0 || v == 0 || v * mul > 1048576) {
         *why = "expected a size such as 512M or 4G (1M to 1024G)";
         return -1;
     }
