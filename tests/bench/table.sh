@@ -9,13 +9,15 @@
 #          its MTA-STS domains): lockstep 1, lockstep 50, pipelined 10x32
 #   cold   never-seen generated MTA-STS domains (cold.sh): 100, 1,000 and 10,000, each asked
 #          once through 20 connections, of tlspolicyd and of the peer
+#   fleet  three daemons asked at once for the lab's 7 MTA-STS policy domains, cold, with and
+#          without a shared Redis (fleet.sh, issue 13): policy fetches counted in nginx's log
 #   scale  10k, 100k and 1M policies imported with "tlspolicyd state import": resident memory
 #          per domain, start-up to a serving socket (cold and warm page cache), cached p99
 #
 # usage: tests/bench/table.sh BUILD_DIR       (a RelWithDebInfo build without sanitizers;
 #                                              as root: the lab and the scale runs need it)
 # environment:
-#   BENCH_SECTIONS (hot,cold,scale)   the sections to run, comma-separated
+#   BENCH_SECTIONS (hot,cold,fleet,scale)   the sections to run, comma-separated
 #   BENCH_QUICK=1                     a try-out: 2 s per hot row, cold 100 and 1,000, scale 10k
 #   BENCH_COLD_SIZES, BENCH_SCALE_SIZES   other N (space-separated)
 # Each script's own output is kept in the work directory (BENCH_KEEP=1 keeps it). Exits 1
@@ -26,14 +28,16 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: tests/bench/table.sh BUILD_DIR}
 case $build in /*) ;; *) build=$PWD/$build ;; esac
-sections=",${BENCH_SECTIONS:-hot,cold,scale},"
+sections=",${BENCH_SECTIONS:-hot,cold,fleet,scale},"
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     export BENCH_DURATION=${BENCH_DURATION:-2} BENCH_WARMUP=${BENCH_WARMUP:-1}
     cold_sizes=${BENCH_COLD_SIZES:-100 1000}
     scale_sizes=${BENCH_SCALE_SIZES:-10000}
+    fleet_rounds=2
 else
     cold_sizes=${BENCH_COLD_SIZES:-100 1000 10000}
     scale_sizes=${BENCH_SCALE_SIZES:-10000 100000 1000000}
+    fleet_rounds=10
 fi
 
 bench_tag=table
@@ -98,6 +102,17 @@ if [[ $sections == *,cold,* ]]; then
     done < <(cells "$dir/cold.md")
 fi
 
+# ---- fleet ----
+# fleet.py's rows: | tier | lookups | fetches | p50 ms | p99 ms | max ms | CPU us/lookup | TEMP |
+if [[ $sections == *,fleet,* ]]; then
+    say "fleet: fleet.sh, three daemons with and without Redis, $fleet_rounds rounds"
+    "$here/fleet.sh" "$build" "$fleet_rounds" >"$dir/fleet.md" 2>"$dir/fleet.log" ||
+        { say "fleet.sh failed; see $dir/fleet.log"; failed=1; }
+    while IFS='|' read -r tier lookups nfetch p50 p99 max cpu temp; do
+        add "| fleet | 3 tlspolicyd, shared tier: $tier | $lookups cold lookups of 7 policy domains ($fleet_rounds rounds) | $nfetch policy fetches | $p50 ms | $p99 ms | $cpu us/lookup | max $max ms; TEMP $temp |"
+    done < <(cells "$dir/fleet.md")
+fi
+
 # ---- scale ----
 # The scale rows: tests/bench/scale.sh (the LMDB store: import, start-up cold and warm, all N
 # cached, memory, cached latency) prints one "scale n=N key=value..." line per N.
@@ -116,13 +131,14 @@ if [[ $sections == *,scale,* ]]; then
     done
 fi
 
-printf '## tlspolicyd: issue 12 benchmarks\n\n'
+printf '## tlspolicyd benchmarks\n\n'
 printf '%s; %s CPUs, %s; load average %s before, %s after; build %s (%s).\n' \
     "$started" "$(nproc)" "$(uname -sr)" "$load_before" "$(sed 's/ [0-9]*\/.*//' /proc/loadavg)" \
     "${build##*/}" "$("$build/tlspolicyd" -V 2>&1 | head -n 1)"
 printf 'hot: per answer, write to reply, 5 s after 1 s warm-up unless BENCH_QUICK; CPU: the\n'
 printf "server's CPU time per answer. cold: each domain asked once, resolver restarted and server\n"
-printf 'started empty; CPU: per domain. scale: policies imported, then the daemon started on them.\n\n'
+printf 'started empty; CPU: per domain. fleet: CPU of the three daemons per lookup. scale: policies\n'
+printf 'imported, then the daemon started on them.\n\n'
 printf '| section | server | case | rate or time | p50 | p99 | CPU | notes |\n'
 printf '|---|---|---|---:|---:|---:|---:|---|\n'
 printf '%s\n' "${rows[@]}"
