@@ -749,6 +749,11 @@ static int setup(struct fetch_req *req, const char *host, const char *path)
     SET(CURLOPT_OPENSOCKETDATA, req);
     SET(CURLOPT_FRESH_CONNECT, 1L);
     SET(CURLOPT_FORBID_REUSE, 1L);
+    /*
+     * No TLS session cache either: it would live in this easy handle alone and die unused
+     * with it, and keeping each session the server sends (TLS 1.3 tickets) costs CPU.
+     */
+    SET(CURLOPT_SSL_SESSIONID_CACHE, 0L);
     /* RFC 8461 3.3: HTTPS only; a redirect is a failure, not something to follow. */
     SET(CURLOPT_PROTOCOLS_STR, "https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
