@@ -45,9 +45,13 @@ char *xstrdup(const char *s)
     return xstrndup(s, strlen(s));
 }
 
+/* Like strndup(3): at most n bytes, up to the first NUL, in an allocation of just that. */
 char *xstrndup(const char *s, size_t n)
 {
-    char *p = xmalloc(n + 1);
+    char *p;
+
+    n = strnlen(s, n);
+    p = xmalloc(n + 1);
 
     memcpy(p, s, n);
     p[n] = '\0';

@@ -11,6 +11,7 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* xstrndup - a copy of s cut to n bytes, sized to what it holds (strndup(3)). */
 char *xstrndup(const char *s, size_t n);
 
 #endif
