@@ -137,9 +137,12 @@ static void on_lock(void *arg, enum fleet_status st, const char *val, size_t len
          */
         r->locked = 1;
         if (r->waited) {
-            /* The holder let its lease lapse (it died, or lost Redis) without a record. */
-            log_notice("mta-sts: %s: the daemon fetching it let its fleet lock lapse; "
-                       "taking over the fetch",
+            /*
+             * The holder let go without a record of this id: its fetch gave none, or it
+             * died (or lost Redis) and its lease lapsed.
+             */
+            log_notice("mta-sts: %s: the fleet lock is free again without a policy from its "
+                       "holder (its fetch failed, or it died); taking over the fetch",
                        r->domain);
             metrics_shared(METRICS_SHARED_STS, METRICS_SHARED_TAKEOVER);
         }

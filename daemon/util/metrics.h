@@ -72,8 +72,7 @@ enum metrics_shared {
     METRICS_SHARED_WRITE,    /* a value written */
     METRICS_SHARED_LOCKED,   /* this daemon took the fleet lock to fetch or probe */
     METRICS_SHARED_WAITED,   /* another daemon held it: this one waited for its result */
-    METRICS_SHARED_TAKEOVER, /* the holder's lease lapsed without a result: this one took the lock
-                              */
+    METRICS_SHARED_TAKEOVER, /* the lock came free without a result: this one took it */
     METRICS_SHARED_N
 };
 enum metrics_shared_kind { METRICS_SHARED_STS, METRICS_SHARED_PROBE, METRICS_SHARED_KIND_N };
