@@ -654,6 +654,16 @@ void lookup_mtasts_opts(const struct config *cfg, struct mtasts_opts *mo)
     mo->cache_max = cfg->sts_cache_size;
     /* The policy host's addresses (A and AAAA at once) and the fetch, and a second more. */
     mo->share_lock_ms = cfg->dns_timeout_ms + cfg->sts_fetch_timeout_ms + 1000;
+    /*
+     * A waiter leaves room in lookup_timeout for a fetch of its own (the policy host's
+     * addresses and the fetch) when the timeouts allow, and at least half of it otherwise.
+     */
+    unsigned own = cfg->dns_timeout_ms + cfg->sts_fetch_timeout_ms;
+    unsigned half = cfg->lookup_timeout_ms / 2;
+
+    mo->share_wait_ms = cfg->lookup_timeout_ms > own && cfg->lookup_timeout_ms - own > half
+                            ? cfg->lookup_timeout_ms - own
+                            : half;
 }
 
 void lookup_svc_close(struct lookup_svc *svc)

@@ -34,7 +34,7 @@
 #define AUTH_MAX 512
 
 enum state { DOWN, CONNECTING, UP };
-enum op { OP_HELLO, OP_GET, OP_LOCK, OP_SET, OP_UNLOCK };
+enum op { OP_HELLO, OP_GET, OP_LOCK, OP_SET, OP_UNLOCK, OP_RENEW };
 
 struct fleet_req {
     struct fleet_req *next; /* in flight, oldest first; freed by hiredis' callback only */
@@ -64,6 +64,10 @@ struct fleet {
 static const char UNLOCK_SCRIPT[] =
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
     "return 0";
+/* The holder's lease renewal: a new expiry only while the lock still holds our token. */
+static const char RENEW_SCRIPT[] =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
+    "end return 0";
 
 /* Read redis_auth_file: "PASSWORD" or "USER PASSWORD" on its first line. */
 static int read_auth(const char *path, char *user, char *password, char *err, size_t errlen)
@@ -461,6 +465,17 @@ void fleet_unlock(struct fleet *f, const char *kind, const char *name)
                       strlen(f->token)};
 
     send_cmd(f, OP_UNLOCK, NULL, NULL, 5, argv, lens);
+}
+
+void fleet_renew(struct fleet *f, const char *kind, const char *name, unsigned ttl_ms)
+{
+    char key[FLEET_KEY_MAX], ttl[24];
+    const char *argv[6] = {"EVAL", RENEW_SCRIPT, "1", key, f->token, ttl};
+    size_t lens[6] = {
+        4, sizeof(RENEW_SCRIPT) - 1, 1, make_key(f, key, kind, "-lock", name), strlen(f->token), 0};
+
+    lens[5] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ttl_ms ? ttl_ms : 1);
+    send_cmd(f, OP_RENEW, NULL, NULL, 6, argv, lens);
 }
 
 void fleet_cancel(struct fleet_req *r)

@@ -3,13 +3,13 @@
  * util/ and config/ only; mtasts/ and requiretls/ use it.
  *
  * fleet: one connection to a Redis server (hiredis' async API on the daemon's libuv loop),
- * AUTH from a file read before the privilege drop, a key prefix per deployment, and four
- * commands: GET, SET with an expiry, a short lock (SET NX PX with a random token) and its
- * release (compare and delete). Values are opaque bytes; the callers encode and validate
- * them. Every command has a deadline (redis_timeout): when the oldest command in flight
- * passes it the connection is dropped, every command in flight fails, and the tier
- * reconnects with a doubling backoff. While it is not connected, commands are refused at
- * once, so a dead or hung Redis costs a lookup at most one redis_timeout.
+ * AUTH from a file read before the privilege drop, a key prefix per deployment, and five
+ * commands: GET, SET with an expiry, a short lock (SET NX PX with a random token), its
+ * renewal (compare and PEXPIRE) and its release (compare and delete). Values are opaque bytes; the
+ * callers encode and validate them. Every command has a deadline (redis_timeout): when the oldest
+ * command in flight passes it the connection is dropped, every command in flight fails, and the
+ * tier reconnects with a doubling backoff. While it is not connected, commands are refused at once,
+ * so a dead or hung Redis costs a lookup at most one redis_timeout.
  */
 #ifndef DAEMON_FLEET_H
 #define DAEMON_FLEET_H
@@ -79,6 +79,12 @@ void fleet_set(struct fleet *f, const char *kind, const char *name, const char *
 
 /* fleet_unlock - delete KIND-lock:NAME if it still holds this daemon's token, behind the caller. */
 void fleet_unlock(struct fleet *f, const char *kind, const char *name);
+
+/*
+ * fleet_renew - set KIND-lock:NAME to expire ttl_ms from now if it still holds this daemon's
+ * token (a lease renewal), behind the caller; a lock already lost stays lost.
+ */
+void fleet_renew(struct fleet *f, const char *kind, const char *name, unsigned ttl_ms);
 
 /* fleet_cancel - cb will not be called; NULL is fine. */
 void fleet_cancel(struct fleet_req *r);

@@ -38,9 +38,11 @@ struct mtasts_opts {
      * holds (RFC 8461 5.1). 0: MTASTS_CACHE_MAX_DEFAULT.
      */
     unsigned cache_max;
-    /* Fleet tier: how long a fleet lock lasts, and the longest wait for another daemon's
-     * fetch (mtasts_share.h); about one policy host lookup and fetch. */
+    /* Fleet tier (mtasts_share.h): how long a holder renews its fleet lock's lease at most
+     * (about one policy host lookup and fetch), and the longest wait for another daemon's
+     * fetch before fetching here. */
     unsigned share_lock_ms;
+    unsigned share_wait_ms;
 };
 
 enum mtasts_state {

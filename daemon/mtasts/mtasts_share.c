@@ -1,8 +1,8 @@
 /*
  * MTA-STS policies on the fleet tier (mtasts_share.h). Keys: PREFIX sts:DOMAIN holds the
- * record, PREFIX sts-lock:DOMAIN the lock of the daemon fetching it. A request owns at most
- * one fleet command and, for a claim, a poll timer; a cancelled request is freed once the
- * timer has closed.
+ * record, PREFIX sts-lock:DOMAIN the lock (a lease the holder renews) of the daemon fetching it. A
+ * request owns at most one fleet command and, for a claim, a poll timer; a cancelled request is
+ * freed once the timer has closed.
  */
 #include "mtasts_share.h"
 
@@ -30,8 +30,15 @@ struct share_req {
     int locked;        /* claim: the lock is ours, the record is looked for once more */
     uint64_t deadline; /* claim: stop waiting at this uv_now() */
     uv_loop_t *loop;
-    unsigned lock_ms;
     uv_timer_t poll; /* claim only */
+};
+
+/* The holder's lease: the lock renewed every third of SHARE_LEASE_MS until stopped or until. */
+struct share_lease {
+    struct fleet *f;
+    uint64_t until; /* uv_now(): no renewal after this */
+    uv_timer_t timer;
+    char domain[DOMAIN_MAX + 1];
 };
 
 static void on_poll_closed(uv_handle_t *h)
@@ -129,6 +136,16 @@ static void on_lock(void *arg, enum fleet_status st, const char *val, size_t len
          * release on the same connection, so a GET after our lock sees it).
          */
         r->locked = 1;
+        if (r->waited) {
+            /*
+             * The holder let go without a record of this id: its fetch gave none, or it
+             * died (or lost Redis) and its lease lapsed.
+             */
+            log_notice("mta-sts: %s: the fleet lock is free again without a policy from its "
+                       "holder (its fetch failed, or it died); taking over the fetch",
+                       r->domain);
+            metrics_shared(METRICS_SHARED_STS, METRICS_SHARED_TAKEOVER);
+        }
         claim_step(r);
         return;
     }
@@ -175,8 +192,8 @@ static void on_claim_get(void *arg, enum fleet_status st, const char *val, size_
     }
     if (!r->waited)
         metrics_shared(METRICS_SHARED_STS, METRICS_SHARED_MISS);
-    /* The lock lasts as long as this daemon would wait for another's: lock_ms. */
-    r->pending = fleet_lock(r->f, KIND, r->domain, r->lock_ms, on_lock, r);
+    /* A short lease: its holder renews it while it fetches (share_lease_start()). */
+    r->pending = fleet_lock(r->f, KIND, r->domain, SHARE_LEASE_MS, on_lock, r);
     if (r->pending == NULL)
         done(r, SHARE_FETCH, NULL);
 }
@@ -188,7 +205,7 @@ static void claim_step(struct share_req *r)
         done(r, r->locked ? SHARE_FETCH_LOCKED : SHARE_FETCH, NULL);
 }
 
-struct share_req *share_claim(struct fleet *f, const char *domain, const char *id, unsigned lock_ms,
+struct share_req *share_claim(struct fleet *f, const char *domain, const char *id, unsigned wait_ms,
                               share_cb cb, void *arg)
 {
     struct share_req *r = xcalloc(1, sizeof(*r));
@@ -205,11 +222,47 @@ struct share_req *share_claim(struct fleet *f, const char *domain, const char *i
     }
     r->claim = 1;
     r->loop = fleet_loop(f);
-    r->lock_ms = lock_ms;
     uv_timer_init(r->loop, &r->poll);
     r->poll.data = r;
-    r->deadline = uv_now(r->loop) + lock_ms;
+    r->deadline = uv_now(r->loop) + wait_ms;
     return r;
+}
+
+static void on_renew(uv_timer_t *t)
+{
+    struct share_lease *l = t->data;
+
+    if (uv_now(t->loop) >= l->until) {
+        /* A fetch past its own deadlines: let the lease lapse, another daemon may try. */
+        uv_timer_stop(t);
+        return;
+    }
+    fleet_renew(l->f, KIND, l->domain, SHARE_LEASE_MS);
+}
+
+struct share_lease *share_lease_start(struct fleet *f, const char *domain, unsigned hold_ms)
+{
+    struct share_lease *l = xcalloc(1, sizeof(*l));
+    uv_loop_t *loop = fleet_loop(f);
+
+    l->f = f;
+    l->until = uv_now(loop) + hold_ms;
+    snprintf(l->domain, sizeof(l->domain), "%s", domain);
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    uv_timer_start(&l->timer, on_renew, SHARE_LEASE_MS / 3, SHARE_LEASE_MS / 3);
+    return l;
+}
+
+static void on_lease_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void share_lease_stop(struct share_lease *l)
+{
+    if (l != NULL)
+        uv_close((uv_handle_t *)&l->timer, on_lease_closed);
 }
 
 void share_publish(struct fleet *f, const struct store_record *rec, int locked)

@@ -34,13 +34,24 @@ struct share_req *share_read(struct fleet *f, const char *domain, share_cb cb, v
  * share_claim - before a fetch of domain's policy for TXT id: SHARE_RECORD when the fleet
  * holds a record of that id not yet half through its life (as this daemon would keep its
  * own), now or after waiting for the daemon that holds the lock (polled every
- * SHARE_POLL_MS, for at most lock_ms); SHARE_FETCH_LOCKED when the lock (lock_ms long) is
- * ours and a second look, after taking it, still finds no such record (the previous holder
- * may have written it and let go between our look and our lock); SHARE_FETCH otherwise. NULL when
- * the tier cannot be asked now: fetch.
+ * SHARE_POLL_MS, for at most wait_ms); SHARE_FETCH_LOCKED when the lock is ours (a lease of
+ * SHARE_LEASE_MS: call share_lease_start() at once) and a second look, after taking it,
+ * still finds no such record (the previous holder may have written it and let go between
+ * our look and our lock); SHARE_FETCH otherwise (wait_ms passed, the tier failed). Each
+ * poll that finds no record tries the lock again, so a waiter takes over within a lease
+ * of a holder that died. NULL when the tier cannot be asked now: fetch.
  */
-struct share_req *share_claim(struct fleet *f, const char *domain, const char *id, unsigned lock_ms,
+struct share_req *share_claim(struct fleet *f, const char *domain, const char *id, unsigned wait_ms,
                               share_cb cb, void *arg);
+
+/*
+ * share_lease_start - renew domain's lock, ours, every third of SHARE_LEASE_MS, for at most
+ * hold_ms (after that the lease lapses by itself). share_lease_stop - no more renewals
+ * (the lock stays until share_publish(), share_release() or its lease ends); NULL is fine.
+ */
+struct share_lease;
+struct share_lease *share_lease_start(struct fleet *f, const char *domain, unsigned hold_ms);
+void share_lease_stop(struct share_lease *l);
 
 /* share_publish - write rec for the fleet (expiring with it); then release the lock if held. */
 void share_publish(struct fleet *f, const struct store_record *rec, int locked);
@@ -53,5 +64,10 @@ void share_cancel(struct share_req *r);
 
 /* How often a daemon waiting for another's fetch looks for its record. */
 #define SHARE_POLL_MS 50
+/*
+ * How long the fleet lock lasts unless its holder renews it: a daemon that dies (kill -9, a
+ * crash, a cut link) while fetching holds the others back at most this long.
+ */
+#define SHARE_LEASE_MS 1500
 
 #endif

@@ -35,8 +35,9 @@ struct work {
     struct entry *e;
     struct resolver_req *txt_req, *a_req, *aaaa_req;
     struct fetch_req *fetch;
-    struct share_req *share; /* fleet tier: a read or a claim in flight */
-    int locked;              /* fleet tier: this daemon holds the domain's fetch lock */
+    struct share_req *share;   /* fleet tier: a read or a claim in flight */
+    int locked;                /* fleet tier: this daemon holds the domain's fetch lock */
+    struct share_lease *lease; /* fleet tier: the lock's renewal while this daemon fetches */
     int a_done, aaaa_done;
     char id[STS_ID_MAX + 1];
     char txt[256];
@@ -57,6 +58,7 @@ void mtasts_work_done(struct work *w)
     /* The TXT record last seen stays with the entry, for query output. */
     mtasts_set_text(&e->f->txt, w->txt, MTASTS_TXT_MAX);
     /* Fleet: a fetch that gave no policy lets the next daemon try. */
+    share_lease_stop(w->lease);
     if (w->locked)
         share_release(svc->fleet, e->domain);
     free(w);
@@ -432,6 +434,8 @@ static void on_share(void *arg, enum share_result res, const struct store_record
     w->share = NULL;
     if (res != SHARE_RECORD) {
         w->locked = res == SHARE_FETCH_LOCKED;
+        if (w->locked)
+            w->lease = share_lease_start(e->svc->fleet, e->domain, e->svc->opts.share_lock_ms);
         if (claim)
             resolve_host(w);
         else
@@ -458,7 +462,7 @@ static void claim_or_fetch(struct work *w)
 
     if (svc->fleet)
         w->share =
-            share_claim(svc->fleet, w->e->domain, w->id, svc->opts.share_lock_ms, on_share, w);
+            share_claim(svc->fleet, w->e->domain, w->id, svc->opts.share_wait_ms, on_share, w);
     if (w->share == NULL)
         resolve_host(w);
 }
@@ -494,5 +498,6 @@ void mtasts_work_cancel(struct work *w)
     resolver_cancel(w->aaaa_req);
     fetch_cancel(w->fetch);
     share_cancel(w->share);
+    share_lease_stop(w->lease);
     free(w);
 }

@@ -66,8 +66,8 @@ static const char *const cache_names[METRICS_CACHE_N] = {"dns", "sts", "dane"};
 static const char *const refresh_names[METRICS_REFRESH_N] = {"recheck", "renewal"};
 static const char *const redis_results[METRICS_REDIS_N] = {"ok", "error", "timeout", "dropped",
                                                            "unavailable"};
-static const char *const shared_events[METRICS_SHARED_N] = {"hit",   "miss",   "invalid",
-                                                            "write", "locked", "waited"};
+static const char *const shared_events[METRICS_SHARED_N] = {"hit",    "miss",   "invalid", "write",
+                                                            "locked", "waited", "takeover"};
 static const char *const shared_kinds[METRICS_SHARED_KIND_N] = {"sts", "probe"};
 static const char *const http_handlers[] = {"metrics", "healthz", "other"};
 #define NHANDLERS (sizeof(http_handlers) / sizeof(http_handlers[0]))

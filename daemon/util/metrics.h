@@ -66,12 +66,13 @@ enum metrics_redis {
 
 /* Values read from the fleet tier, label result (kind: sts or probe). */
 enum metrics_shared {
-    METRICS_SHARED_HIT,     /* a valid value was used */
-    METRICS_SHARED_MISS,    /* none there (or not the one needed) */
-    METRICS_SHARED_INVALID, /* refused by the caller's parser: logged, ignored, replaced */
-    METRICS_SHARED_WRITE,   /* a value written */
-    METRICS_SHARED_LOCKED,  /* this daemon took the fleet lock to fetch or probe */
-    METRICS_SHARED_WAITED,  /* another daemon held it: this one waited for its result */
+    METRICS_SHARED_HIT,      /* a valid value was used */
+    METRICS_SHARED_MISS,     /* none there (or not the one needed) */
+    METRICS_SHARED_INVALID,  /* refused by the caller's parser: logged, ignored, replaced */
+    METRICS_SHARED_WRITE,    /* a value written */
+    METRICS_SHARED_LOCKED,   /* this daemon took the fleet lock to fetch or probe */
+    METRICS_SHARED_WAITED,   /* another daemon held it: this one waited for its result */
+    METRICS_SHARED_TAKEOVER, /* the lock came free without a result: this one took it */
     METRICS_SHARED_N
 };
 enum metrics_shared_kind { METRICS_SHARED_STS, METRICS_SHARED_PROBE, METRICS_SHARED_KIND_N };
