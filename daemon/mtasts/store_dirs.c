@@ -129,6 +129,24 @@ fail:
     return -1;
 }
 
+/* A store file found in state_dir: a regular file (never a link) owned by want, or -1. */
+static int file_owned(const struct stat *sb, const char *top, const char *name, uid_t want,
+                      char *err, size_t errlen)
+{
+    if (!S_ISREG(sb->st_mode)) {
+        snprintf(err, errlen, "state_dir: %s/%s is %s; refusing to use it", top, name,
+                 S_ISLNK(sb->st_mode) ? "a symbolic link" : "not a regular file");
+        return -1;
+    }
+    if (sb->st_uid != want) {
+        snprintf(err, errlen,
+                 "state_dir: %s/%s is owned by uid %ld, not by the daemon's user (uid %ld)", top,
+                 name, (long)sb->st_uid, (long)want);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * A store file as the daemon's own: created 0640 when missing (and then given to
  * owner/group when root), never through a symbolic link, and refused unless it is a
@@ -160,18 +178,7 @@ int store_own_file(int topfd, const char *top, const char *name, uid_t owner, gi
         snprintf(err, errlen, "state_dir: cannot stat %s/%s: %s", top, name, strerror(errno));
         return -1;
     }
-    if (S_ISLNK(sb.st_mode) || !S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "state_dir: %s/%s is %s; refusing to use it", top, name,
-                 S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a regular file");
-        return -1;
-    }
-    if (sb.st_uid != want) {
-        snprintf(err, errlen,
-                 "state_dir: %s/%s is owned by uid %ld, not by the daemon's user (uid %ld)", top,
-                 name, (long)sb.st_uid, (long)want);
-        return -1;
-    }
-    return 0;
+    return file_owned(&sb, top, name, want, err, errlen);
 }
 
 /* One store file for store_check(): a regular file of the daemon's user that opens. */
@@ -182,19 +189,14 @@ static int check_file(int topfd, const char *top, const char *name, uid_t owner,
     struct stat sb;
     int fd;
 
-    if (fstatat(topfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : -1;
-    if (!S_ISREG(sb.st_mode)) {
-        snprintf(err, errlen, "state_dir: %s/%s is %s; refusing to use it", top, name,
-                 S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a regular file");
+    if (fstatat(topfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "state_dir: cannot stat %s/%s: %s", top, name, strerror(errno));
         return -1;
     }
-    if (sb.st_uid != want) {
-        snprintf(err, errlen,
-                 "state_dir: %s/%s is owned by uid %ld, not by the daemon's user (uid %ld)", top,
-                 name, (long)sb.st_uid, (long)want);
+    if (file_owned(&sb, top, name, want, err, errlen) < 0)
         return -1;
-    }
     fd = openat(topfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "state_dir: cannot open %s/%s: %s", top, name, strerror(errno));
