@@ -68,12 +68,12 @@ struct entry {
     struct probe_svc *svc;
     enum entry_state state;
     struct waitlist_link *waiters;
-    struct conn *conn;   /* while E_RUNNING */
+    struct conn *conn;       /* while E_RUNNING */
     struct fleet_req *share; /* while E_SHARED */
-    uint64_t expires;    /* loop time in ms: res is served until then; 0: no result yet */
-    uint64_t refresh_at; /* loop time in ms: a hit from then on also probes again */
-    uint64_t queued_at;  /* loop time in ms it joined the queue, while E_QUEUED */
-    uint64_t fp;         /* fingerprint of the TLSA set, part of the key */
+    uint64_t expires;        /* loop time in ms: res is served until then; 0: no result yet */
+    uint64_t refresh_at;     /* loop time in ms: a hit from then on also probes again */
+    uint64_t queued_at;      /* loop time in ms it joined the queue, while E_QUEUED */
+    uint64_t fp;             /* fingerprint of the TLSA set, part of the key */
     struct tlsa_rec tlsa[PROBE_MAX_TLSA];
     size_t ntlsa;
     uint8_t *tlsa_blob;
@@ -116,12 +116,12 @@ struct probe_svc {
     mbedtls_ctr_drbg_context drbg;
     mbedtls_ssl_config conf;
     struct entry *buckets[NBUCKETS];
-    struct lru lru;    /* E_IDLE entries; head: most recently used */
-    struct lru queue;  /* E_QUEUED entries: in at the head, out at the tail */
-    struct lru shared; /* E_SHARED entries */
+    struct lru lru;      /* E_IDLE entries; head: most recently used */
+    struct lru queue;    /* E_QUEUED entries: in at the head, out at the tail */
+    struct lru shared;   /* E_SHARED entries */
     struct fleet *fleet; /* the fleet tier; NULL: none */
-    uv_timer_t qtimer; /* the deadline of the queue's oldest entry */
-    int qtimer_open;   /* qtimer not yet closed */
+    uv_timer_t qtimer;   /* the deadline of the queue's oldest entry */
+    int qtimer_open;     /* qtimer not yet closed */
     size_t nentries;
     unsigned running, queued;
     unsigned long started;

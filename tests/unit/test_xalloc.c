@@ -36,7 +36,8 @@ static void check_row(const struct xstrndup_row *r)
     got = xstrndup(in, r->n);
     check_str(r->label, "copy", got, r->want);
     /* Sized to the copy (glibc rounds up to 24 bytes and then by 16), not to the bound. */
-    check_true(r->label, "allocation sized to the copy", malloc_usable_size(got) < strlen(r->want) + 32);
+    check_true(r->label, "allocation sized to the copy",
+               malloc_usable_size(got) < strlen(r->want) + 32);
     free(got);
     free(in);
 }
