@@ -207,3 +207,13 @@ class Daemon:
         args = ["postmap", "-c", self.pfdir, "-q", key, f"socketmap:{ep}:{name}"]
         p = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=30)
         return p.returncode, p.stdout, p.stderr
+
+
+def mdb_entries(path):
+    """How many records the store at path holds, as LMDB's mdb_stat counts them."""
+    out = subprocess.run(["mdb_stat", "-n", path], capture_output=True, text=True,
+                         timeout=30).stdout
+    for x in out.splitlines():
+        if x.strip().startswith("Entries:"):
+            return int(x.split()[1])
+    return -1

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import TLSPOLICYD, Daemon, check, check_true, finish
+from harness import TLSPOLICYD, Daemon, check, check_true, finish, mdb_entries
 
 if "LAB_CA_FILE" not in os.environ:
     raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_state.py")
@@ -58,16 +58,6 @@ def mdb_load(path, pairs):
     text = "".join(f"{k}\n{v}\n" for k, v in pairs)
     subprocess.run(["mdb_load", "-n", "-T", path], input=text, text=True, check=True,
                    timeout=30)
-
-
-def mdb_entries(path):
-    """How many records the store at path holds, as LMDB's mdb_stat counts them."""
-    out = subprocess.run(["mdb_stat", "-n", path], capture_output=True, text=True,
-                         timeout=30).stdout
-    for x in out.splitlines():
-        if x.strip().startswith("Entries:"):
-            return int(x.split()[1])
-    return -1
 
 
 scratch = tempfile.mkdtemp(prefix="tlspolicyd-state-")

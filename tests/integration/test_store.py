@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 
-from harness import TLSPOLICYD, Daemon, check, check_true, finish
+from harness import TLSPOLICYD, Daemon, check, check_true, finish, mdb_entries
 
 if "LAB_CA_FILE" not in os.environ:
     raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_store.py")
@@ -47,16 +47,6 @@ def give_to_nobody(path):
         for n in dirs + files:
             os.lchown(os.path.join(root, n), NOBODY.pw_uid, NOBODY.pw_gid)
     os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)
-
-
-def mdb_entries(path):
-    """How many records the store at path holds, as LMDB's mdb_stat counts them."""
-    out = subprocess.run(["mdb_stat", "-n", path], capture_output=True, text=True,
-                         timeout=30).stdout
-    for x in out.splitlines():
-        if x.strip().startswith("Entries:"):
-            return int(x.split()[1])
-    return -1
 
 
 def restart(d):
