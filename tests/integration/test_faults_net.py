@@ -15,7 +15,8 @@ once the fault is gone; and the log says what happened in one line, not one per 
 What the table says, per kind of domain:
   DNS fault, facts cached      the cached answer (no upstream query is needed)
   DNS fault, not cached        TEMP (the MX lookup fails: policy/dnssec-temp), whatever the
-                               domain publishes: never "no policy"
+                               domain publishes: never "no policy"; so is a domain whose
+                               MTA-STS policy is in memory once its DNS answers expire
   policy host fault, a policy  the policy in force (RFC 8461 5.1), fetch failure logged
     in force (in the store,
     with an older id)
@@ -141,6 +142,48 @@ def dns_fault(name, inject, remove, why):
 # Killed, then started again (fresh unbound, empty cache).
 dns_fault("resolver killed", lambda: lab("--resolver-stop"), lambda: lab("--resolver-start"),
           "resolver unreachable (connection refused)")
+
+# The same fault once the cached DNS answers have run out (dns_max_ttl = 1s): the MTA-STS
+# policy is still in memory, but the MX lookup that decides whether DANE applies fails, so
+# the engine answers TEMP (policy/dnssec-temp comes before policy/sts-enforce: MTA-STS never
+# stands in for a DANE check it cannot make, RFC 8461 2); never "no policy". Every answer
+# while the cache runs out is the cached one or that TEMP, nothing else.
+d = Daemon(conf_lines=CONF + ["dns_min_ttl = 0", "dns_max_ttl = 1s"])
+try:
+    d.start()
+    check("expired: before: enforce", d.ask("policy", "enforce.sts.test"), ENFORCE)
+    check("expired: before: dane-all", d.ask("policy", "dane-all.test"), "OK dane-only")
+    lab("--resolver-stop")
+    TEMP_ENF = ("TEMP DNSSEC: MX lookup for enforce.sts.test: resolver unreachable "
+                "(connection refused)")
+    seen = set()
+
+    def enforce_now():
+        got = d.ask("policy", "enforce.sts.test")
+        seen.add(got)
+        return got
+    check("expired: cached policy, MX unknown: TEMP", poll(enforce_now, TEMP_ENF), TEMP_ENF)
+    check("expired: only the cached answer or TEMP meanwhile", seen - {ENFORCE, TEMP_ENF}, set())
+    TEMP_DANE = "TEMP DNSSEC: MX lookup for dane-all.test: resolver unreachable (connection refused)"
+    seen = set()
+
+    def dane_now():
+        got = d.ask("policy", "dane-all.test")
+        seen.add(got)
+        return got
+    check("expired: DANE domain: TEMP", poll(dane_now, TEMP_DANE), TEMP_DANE)
+    check("expired: DANE: only the cached answer or TEMP meanwhile",
+          seen - {"OK dane-only", TEMP_DANE}, set())
+    lab("--resolver-start")
+    check("expired: resolver back: the policy in memory answers again",
+          poll(lambda: d.ask("policy", "enforce.sts.test"), ENFORCE), ENFORCE)
+    check("expired: resolver back: no refetch (the policy was kept)",
+          d.log().count("mta-sts: enforce.sts.test: policy id"), 1)
+    check("expired: resolver back: dane-all",
+          poll(lambda: d.ask("policy", "dane-all.test"), "OK dane-only"), "OK dane-only")
+finally:
+    check("expired: daemon exits cleanly", d.stop(), 0)
+    d.cleanup()
 
 # SERVFAIL for everything: unbound restarted with a trust anchor that matches no key of
 # test. (the DS digest's last hex digit changed): every answer below test. is bogus.
