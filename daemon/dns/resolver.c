@@ -83,12 +83,12 @@ struct resolver {
     unsigned long epoch; /* resolver_epoch() */
     int destroying;
     /* Health (HEALTH_RUN): the current run of failed answers and the names it covers. */
-    int failing;                  /* logged as failing; cleared by the next good answer */
-    unsigned run;                 /* failed answers in a row */
+    int failing;                    /* logged as failing; cleared by the next good answer */
+    unsigned run;                   /* failed answers in a row */
     uint32_t run_names[HEALTH_RUN]; /* hashes of the distinct questions in the run */
     unsigned run_distinct;
-    uint64_t run_since;           /* loop time of the run's first failure */
-    char servers[128];            /* dns_servers, for the log ("" : resolv.conf's) */
+    uint64_t run_since; /* loop time of the run's first failure */
+    char servers[128];  /* dns_servers, for the log, or "(resolv.conf)" */
 };
 
 static void rearm(struct resolver *r);
