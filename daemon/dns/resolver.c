@@ -82,7 +82,7 @@ struct resolver {
     unsigned long queries_sent;
     unsigned long epoch; /* resolver_epoch() */
     int destroying;
-    /* Health (HEALTH_RUN): the current run of failed answers and the names it covers. */
+    /* Health (HEALTH_RUN): the current run of failed answers and the questions it covers. */
     int failing;                    /* logged as failing; cleared by the next good answer */
     unsigned run;                   /* failed answers in a row */
     uint32_t run_names[HEALTH_RUN]; /* hashes of the distinct questions in the run */
