@@ -26,6 +26,9 @@ if [ "$want" = test ]; then
            prometheus man-db lmdb-utils)
     # redis-server and redis-tools (redis-cli): integration_fleet's shared Redis.
     pkgs+=(redis-server redis-tools)
+    # nftables (nft): integration_faults_net drops the resolver's packets in the lab's
+    # network namespace.
+    pkgs+=(nftables)
 fi
 
 missing=()

@@ -23,6 +23,15 @@
 /* Failures and bogus answers are not cached; in-flight sharing already bounds the load. */
 
 /*
+ * The resolver's health, logged once per change rather than once per query: it is taken
+ * to be failing after this many consecutive failed answers (no reply, connection refused,
+ * SERVFAIL) for as many different names, with no good answer between them. One bogus
+ * domain asked again and again is that domain's fault and never trips it; a resolver that
+ * is gone, silent or answers SERVFAIL for everything trips it within a few lookups.
+ */
+#define HEALTH_RUN 3
+
+/*
  * The cache is bounded by entries (dns_cache_size) and by the bytes of the replies it keeps:
  * a TCP answer can be 64 KiB, and dns_cache_size of them would be gigabytes.
  */
@@ -73,7 +82,16 @@ struct resolver {
     unsigned long queries_sent;
     unsigned long epoch; /* resolver_epoch() */
     int destroying;
+    /* Health (HEALTH_RUN): the current run of failed answers and the questions it covers. */
+    int failing;                    /* logged as failing; cleared by the next good answer */
+    unsigned run;                   /* failed answers in a row */
+    uint32_t run_names[HEALTH_RUN]; /* hashes of the distinct questions in the run */
+    unsigned run_distinct;
+    uint64_t run_since; /* loop time of the run's first failure */
+    char servers[128];  /* dns_servers, for the log, or "(resolv.conf)" */
 };
+
+static void rearm(struct resolver *r);
 
 static uint32_t hash(const char *name, uint16_t type)
 {
@@ -152,6 +170,46 @@ static void deliver(struct entry *e, int from_cache)
     }
 }
 
+/*
+ * One line when the resolver starts failing (HEALTH_RUN) and one when it answers again,
+ * whatever the number of lookups in between; each lookup's own TEMP answer says the rest.
+ */
+static void health(struct resolver *r, const struct entry *e)
+{
+    int failed = e->info.outcome == DNS_OUT_BOGUS || e->info.outcome == DNS_OUT_FAILED;
+    uint32_t h = hash(e->qname, e->qtype);
+    uint64_t now = uv_now(r->loop);
+
+    if (!failed) {
+        if (r->failing)
+            log_notice("dns: resolver %s answers again (%s type %u), after %u failed queries in "
+                       "%llu ms",
+                       r->servers, e->qname, e->qtype, r->run,
+                       (unsigned long long)(now - r->run_since));
+        r->failing = 0;
+        r->run = r->run_distinct = 0;
+        return;
+    }
+    if (r->run++ == 0)
+        r->run_since = now;
+    if (r->run_distinct < HEALTH_RUN) {
+        unsigned i = 0;
+
+        while (i < r->run_distinct && r->run_names[i] != h)
+            i++;
+        if (i == r->run_distinct)
+            r->run_names[r->run_distinct++] = h;
+    }
+    if (!r->failing && r->run_distinct >= HEALTH_RUN) {
+        r->failing = 1;
+        log_warning("dns: resolver %s is failing: %u queries in a row (%u different questions) "
+                    "failed, the last %s type %u: %s; lookups that need DNS answer TEMP until it "
+                    "answers again",
+                    r->servers, r->run, r->run_distinct, e->qname, e->qtype,
+                    e->info.why ? e->info.why : dns_outcome_name(e->info.outcome));
+    }
+}
+
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
     struct entry *e = arg;
@@ -192,8 +250,10 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
             ttl_ms = r->max_ttl_ms;
         e->expires = uv_now(r->loop) + ttl_ms;
     }
-    if (!r->destroying)
+    if (!r->destroying && status != ARES_ECANCELLED) {
         metrics_dns(e->qtype, e->info.outcome, e->info.secure);
+        health(r, e);
+    }
     if (log_enabled(LOG_DEBUG))
         log_debug("dns %s type %u: %s%s%s%s", e->qname, e->qtype, dns_outcome_name(e->info.outcome),
                   e->info.outcome <= DNS_OUT_NXDOMAIN ? (e->info.secure ? " secure" : " insecure")
@@ -289,6 +349,12 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
     e->pinned++;
     ares_send(r->channel, q, (int)qlen, on_answer, e);
     e->pinned--;
+    /*
+     * The query's timeout starts now. Without this the timer followed only socket events,
+     * so a resolver that never answers (packets dropped, the process stopped) left the
+     * query in flight for ever, and every later lookup of the name waited behind it.
+     */
+    rearm(r);
     if (e->deliveries != deliveries) {
         evict(r);
         return NULL;
@@ -437,6 +503,8 @@ struct resolver *resolver_create(uv_loop_t *loop, const struct config *cfg, char
         }
     }
     r->loop = loop;
+    snprintf(r->servers, sizeof(r->servers), "%s",
+             cfg->dns_servers[0] ? cfg->dns_servers : "(resolv.conf)");
     r->max_entries = cfg->dns_cache_size;
     for (r->nbuckets = 64; r->nbuckets < r->max_entries; r->nbuckets *= 2)
         ;

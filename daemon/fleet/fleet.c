@@ -193,7 +193,7 @@ static void lost(struct fleet *f, const char *why)
         log_warning("redis %s: %s; lookups go on without the shared tier, reconnecting", f->ep.text,
                     why);
     else
-        log_info("redis %s: %s; next attempt in %u ms", f->ep.text, why, f->backoff_ms);
+        log_debug("redis %s: %s; next attempt in %u ms", f->ep.text, why, f->backoff_ms);
     f->warned = 1;
     metrics_redis_connect(0);
     uv_timer_start(&f->retry, on_retry, f->backoff_ms, 0);

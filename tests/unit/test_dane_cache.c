@@ -5,7 +5,8 @@
  * every answer reads as DNSSEC-secure. What is checked: a cached domain is answered without
  * a query; when an answer the facts rest on expires, or leaves the resolver cache early, the
  * next lookup walks again and sees the zone as it is now (the answer changes); failures are
- * never kept; the cache stays within its bound.
+ * never kept; the cache stays within its bound; a resolver that never answers ends each
+ * query at its timeout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,59 @@ static void check_invalidation(struct resolver *r, struct dane_cache *c)
     zone[TLSA_REC].off = 0;
 }
 
+static struct resolver_answer silent_ans;
+static int silent_done;
+
+static void on_silent(void *arg, const struct resolver_answer *ans)
+{
+    (void)arg;
+    silent_done = 1;
+    silent_ans.info.outcome = ans->info.outcome;
+    silent_ans.info.why = ans->info.why;
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/*
+ * A resolver that never answers (its packets dropped, the process stopped): no socket event
+ * ever comes, so only the query timer can end the query. It must (dns_timeout below), and
+ * the same name must resolve once the resolver answers again, rather than wait for ever
+ * behind the first query (the timer once started only after a socket event).
+ */
+static void check_silent(struct resolver *r)
+{
+    static uv_timer_t guard; /* outlives the function: closed by the loop after it returns */
+    uint64_t t0, until;
+
+    uv_udp_recv_stop(&server);
+    uv_timer_init(&loop, &guard);
+    uv_timer_start(&guard, on_guard, 3000, 0); /* the loop's bound, should the timer not run */
+    t0 = uv_now(&loop);
+    until = t0 + 3000;
+    silent_done = 0;
+    resolver_query(r, "silent.example.test", DNS_TYPE_A, on_silent, NULL);
+    while (!silent_done && uv_now(&loop) < until)
+        uv_run(&loop, UV_RUN_ONCE);
+    check_true("silent resolver: the query ends", "holds", silent_done);
+    check_int("silent resolver", "outcome", silent_ans.info.outcome, DNS_OUT_FAILED);
+    check_true("silent resolver: timed out", "holds",
+               silent_ans.info.why != NULL &&
+                   strcmp(silent_ans.info.why, "DNS query timed out") == 0);
+    check_true("silent resolver: within dns_timeout and its retry", "holds",
+               uv_now(&loop) - t0 < 2000);
+    uv_udp_recv_start(&server, on_alloc, on_query);
+    silent_done = 0;
+    resolver_query(r, "mx.example.test", DNS_TYPE_A, on_silent, NULL);
+    while (!silent_done && uv_now(&loop) < until + 3000)
+        uv_run(&loop, UV_RUN_ONCE);
+    check_int("resolver back", "outcome", silent_ans.info.outcome, DNS_OUT_RECORDS);
+    uv_timer_stop(&guard);
+    uv_close((uv_handle_t *)&guard, NULL);
+}
+
 /* Failures are asked again, never kept; stale puts are refused; the bound holds. */
 static void check_put_rules(struct resolver *r)
 {
@@ -301,6 +355,7 @@ int main(void)
     /* Every answer cached 100 ms whatever its TTL, and room for 16 answers. */
     cfg.dns_min_ttl_ms = cfg.dns_max_ttl_ms = 100;
     cfg.dns_cache_size = 16;
+    cfg.dns_timeout_ms = 400; /* check_silent: 200 ms a try, two tries */
     r = resolver_create(&loop, &cfg, err, sizeof(err));
     if (r == NULL) {
         printf("FAIL resolver: %s\n", err);
@@ -309,6 +364,7 @@ int main(void)
     c = dane_cache_create(r, 100);
     check_invalidation(r, c);
     check_put_rules(r);
+    check_silent(r);
     dane_cache_destroy(c);
     resolver_destroy(r);
     uv_close((uv_handle_t *)&server, NULL);
