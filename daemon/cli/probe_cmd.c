@@ -77,7 +77,8 @@ struct job {
     struct dane_lookup *dl;
     struct resolver_req *mxreq;
     int mx_active;
-    struct dane_facts facts; /* TLSA data the probes point into lives here */
+    struct dane_facts facts;      /* TLSA data the probes point into lives here */
+    char facts_why[DANE_WHY_MAX]; /* facts.why */
     int have_facts;
     struct host hosts[DANE_MAX_HOSTS];
     unsigned nhosts;
@@ -279,7 +280,7 @@ static void on_dane(void *arg, const struct dane_facts *f)
 
     j->dl = NULL;
     j->pending--;
-    j->facts = *f;
+    dane_facts_copy(&j->facts, f, j->facts_why);
     j->have_facts = 1;
     if (f->state == DANE_TEMP) {
         snprintf(j->why, sizeof(j->why), "DANE lookup: %s", f->why);

@@ -251,6 +251,12 @@ static int set_dns_cache_size(struct config *cfg, const char *value, const char 
                        "expected a number of entries from 16 to 10000000", why);
 }
 
+static int set_dane_cache_size(struct config *cfg, const char *value, const char **why)
+{
+    return set_bounded(&cfg->dane_cache_size, value, 16, 10000000,
+                       "expected a number of domains from 16 to 10000000", why);
+}
+
 static int set_dns_min_ttl(struct config *cfg, const char *value, const char **why)
 {
     return set_duration(&cfg->dns_min_ttl_ms, value, 0, why);
@@ -525,6 +531,10 @@ static const struct key keys[] = {
      "budget for one lookup; when it runs out the answer is TEMP, never a weaker policy", RELOADS},
     {"dns_cache_size", "20000", set_dns_cache_size, "DNS answers kept in memory",
      RESTART_VALUE(dns_cache_size)},
+    {"dane_cache_size", "1000000", set_dane_cache_size,
+     "domains whose DANE facts are kept in memory (about 0.15 KiB each without DANE); the "
+     "least recently used go first",
+     RESTART_VALUE(dane_cache_size)},
     {"dns_min_ttl", "5s", set_dns_min_ttl, "DNS answers are kept at least this long",
      RESTART_VALUE(dns_min_ttl_ms)},
     {"dns_max_ttl", "1h", set_dns_max_ttl, "and at most this long, whatever their TTL",
@@ -801,6 +811,7 @@ void config_print(const struct config *cfg, FILE *fp)
     fprintf(fp, "dns_timeout = %ums\n", cfg->dns_timeout_ms);
     fprintf(fp, "lookup_timeout = %ums\n", cfg->lookup_timeout_ms);
     fprintf(fp, "dns_cache_size = %u\n", cfg->dns_cache_size);
+    fprintf(fp, "dane_cache_size = %u\n", cfg->dane_cache_size);
     fprintf(fp, "dns_min_ttl = %ums\n", cfg->dns_min_ttl_ms);
     fprintf(fp, "dns_max_ttl = %ums\n", cfg->dns_max_ttl_ms);
     fprintf(fp, "state_dir = %s\n", cfg->state_dir);

@@ -40,6 +40,7 @@ struct config {
     unsigned dns_timeout_ms;     /* one DNS query, all retries included */
     unsigned lookup_timeout_ms;  /* budget for one lookup from request to answer */
     unsigned dns_cache_size;     /* DNS answers kept */
+    unsigned dane_cache_size;    /* domains whose DANE facts are kept */
     unsigned dns_min_ttl_ms;     /* cache bounds on record TTLs */
     unsigned dns_max_ttl_ms;
     char *state_dir;                 /* persisted MTA-STS policies; empty: none persist */

@@ -51,6 +51,7 @@ struct flight {
     struct mtasts_facts sts;
     struct rtls_facts rtls;
     struct mtasts_text sts_text; /* the text of sts */
+    char dane_why[DANE_WHY_MAX]; /* the reason of dane */
 };
 
 struct waiter {
@@ -328,7 +329,7 @@ static void on_dane(void *arg, const struct dane_facts *f)
     struct flight *fl = arg;
 
     fl->dl = NULL;
-    dane_facts_copy(&fl->dane, f);
+    dane_facts_copy(&fl->dane, f, fl->dane_why);
     fl->done |= ENGINE_NEED_DANE;
     advance(fl);
 }
@@ -570,8 +571,7 @@ int lookup_svc_open(struct lookup_svc *svc, const struct config *cfg, uid_t owne
     svc->resolver = resolver_create(svc->loop, cfg, err, errlen);
     if (svc->resolver == NULL)
         return -1;
-    /* A DANE domain rests on a few DNS answers at least: dns_cache_size bounds it too. */
-    svc->dane_cache = dane_cache_create(svc->resolver, cfg->dns_cache_size);
+    svc->dane_cache = dane_cache_create(svc->resolver, cfg->dane_cache_size);
     svc->fetch = fetch_svc_create(svc->loop, &fo, err, errlen);
     if (svc->fetch == NULL)
         return -1;

@@ -45,7 +45,6 @@ struct dane_lookup {
     struct resolver *r;
     struct dane_cache *cache; /* where the facts go when they are done; may be NULL */
     uint64_t expires;         /* the earliest expiry of the answers used (0: one was not cached) */
-    unsigned long epoch;      /* resolver_epoch() at the start */
     char domain[DANE_NAME_MAX];
     dane_cb cb;
     void *arg;
@@ -53,17 +52,20 @@ struct dane_lookup {
     struct slot a[DANE_MAX_HOSTS], aaaa[DANE_MAX_HOSTS], tlsa[DANE_MAX_HOSTS];
     struct host_work work[DANE_MAX_HOSTS];
     unsigned pending, busy;
-    int finished;         /* the state is decided (TEMP or NONE early); no more questions */
-    char failed_why[320]; /* the first host whose lookups failed, and why */
+    int finished;           /* the state is decided (TEMP or NONE early); no more questions */
+    char failed_why[320];   /* the first host whose lookups failed, and why */
+    char why[DANE_WHY_MAX]; /* f.why points here */
     /* Last: its host array (most of its size) is cleared entry by entry in add_host(). */
     struct dane_facts f;
 };
 
-void dane_facts_copy(struct dane_facts *dst, const struct dane_facts *src)
+void dane_facts_copy(struct dane_facts *dst, const struct dane_facts *src, char *why)
 {
     unsigned n = src->nhosts <= DANE_MAX_HOSTS ? src->nhosts : DANE_MAX_HOSTS;
 
     memcpy(dst, src, offsetof(struct dane_facts, hosts) + n * sizeof(src->hosts[0]));
+    snprintf(why, DANE_WHY_MAX, "%s", src->why != NULL ? src->why : "");
+    dst->why = why;
 }
 
 const char *dane_state_name(enum dane_state s)
@@ -143,7 +145,7 @@ static void decide(struct dane_lookup *d, enum dane_state st, const char *fmt, c
         return;
     d->finished = 1;
     d->f.state = st;
-    snprintf(d->f.why, sizeof(d->f.why), fmt, name, why ? why : "");
+    snprintf(d->why, sizeof(d->why), fmt, name, why ? why : "");
 }
 
 /*
@@ -227,7 +229,7 @@ static int maybe_finish(struct dane_lookup *d)
         summarise(d);
     sort_hosts(&d->f);
     if (d->cache != NULL)
-        dane_cache_put(d->cache, d->domain, &d->f, d->expires, d->epoch);
+        dane_cache_put(d->cache, d->domain, &d->f, d->expires);
     d->cb(d->arg, &d->f);
     free(d);
     return 1;
@@ -512,7 +514,7 @@ struct dane_lookup *dane_start(struct resolver *r, struct dane_cache *cache, con
     d->r = r;
     d->cache = cache;
     d->expires = UINT64_MAX;
-    d->epoch = resolver_epoch(r);
+    d->f.why = d->why;
     d->cb = cb;
     d->arg = arg;
     snprintf(d->domain, sizeof(d->domain), "%s", domain);

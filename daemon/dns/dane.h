@@ -57,9 +57,17 @@ struct dane_host {
     struct dane_tlsa tlsa[DANE_MAX_TLSA];
 };
 
+/* The longest reason line a walk writes, its NUL included. */
+#define DANE_WHY_MAX 300
+
+/*
+ * The facts of one domain. why points into memory of whoever owns the struct (the walk, the
+ * cache's entry, or the buffer given to dane_facts_copy()), so that the cache keeps each
+ * reason at its length (dane_cache.h) and a domain without hosts costs only the header.
+ */
 struct dane_facts {
     enum dane_state state;
-    char why[300];   /* one line: what decided the state */
+    const char *why; /* one line: what decided the state (< DANE_WHY_MAX) */
     int mx_secure;   /* the MX RRset (or its secure absence) was validated */
     int implicit_mx; /* no MX RRset: the domain itself is the host (RFC 5321 5.1) */
     int null_mx;     /* RFC 7505 "MX 0 ." */
@@ -82,8 +90,12 @@ struct dane_lookup *dane_start(struct resolver *r, struct dane_cache *cache, con
 /* dane_cancel - stop a pending lookup; its callback will not run. */
 void dane_cancel(struct dane_lookup *d);
 
-/* dane_facts_copy - *dst = *src, but only the host entries in use (of DANE_MAX_HOSTS). */
-void dane_facts_copy(struct dane_facts *dst, const struct dane_facts *src);
+/*
+ * dane_facts_copy - *dst = *src, but only the host entries in use (of DANE_MAX_HOSTS), with
+ * the reason copied into why (DANE_WHY_MAX bytes) and dst->why pointing there: dst stays
+ * valid however the walk or the cache that gave src goes on. dst must be a whole struct.
+ */
+void dane_facts_copy(struct dane_facts *dst, const struct dane_facts *src, char *why);
 
 /* dane_state_name - "none", "all", "some", "unusable", "temp", "degraded". */
 const char *dane_state_name(enum dane_state s);

@@ -80,7 +80,6 @@ struct resolver {
     struct lru lru; /* every entry; head: most recently used */
     uint64_t min_ttl_ms, max_ttl_ms;
     unsigned long queries_sent;
-    unsigned long epoch; /* resolver_epoch() */
     int destroying;
     /* Health (HEALTH_RUN): the current run of failed answers and the questions it covers. */
     int failing;                    /* logged as failing; cleared by the next good answer */
@@ -128,9 +127,6 @@ static void evict(struct resolver *r)
         struct entry *prev = lru_entry(e->lru.prev, struct entry, lru);
 
         if (!e->inflight && !e->pinned) {
-            /* An answer still good goes early: facts that rest on it no longer hold. */
-            if (e->expires > uv_now(r->loop))
-                r->epoch++;
             entry_free(r, e);
             metrics_cache(METRICS_CACHE_DNS, METRICS_CACHE_EVICTION);
         }
@@ -373,11 +369,6 @@ void resolver_cancel(struct resolver_req *w)
 uint64_t resolver_now(const struct resolver *r)
 {
     return uv_now(r->loop);
-}
-
-unsigned long resolver_epoch(const struct resolver *r)
-{
-    return r->epoch;
 }
 
 unsigned long resolver_queries_sent(const struct resolver *r)

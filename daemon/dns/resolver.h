@@ -28,8 +28,9 @@ struct resolver_answer {
     const uint8_t *msg;
     size_t len;
     int from_cache;
-    /* Loop time in ms until which the cache holds this answer; 0: not cached (a failure, a
-     * bogus answer, teardown). What rests on the answer is good until then (dane_cache.h). */
+    /* Loop time in ms until which the answer is good (its TTL within dns_min_ttl and
+     * dns_max_ttl); 0: not cached (a failure, a bogus answer, teardown). What rests on the
+     * answer is good until then, whether or not the cache keeps it (dane_cache.h). */
     uint64_t expires;
 };
 
@@ -58,13 +59,6 @@ void resolver_cancel(struct resolver_req *req);
 
 /* resolver_now - the loop time (ms) that the cache's expiries are measured in. */
 uint64_t resolver_now(const struct resolver *r);
-
-/*
- * resolver_epoch - counts answers that left the cache before they expired (evicted for
- * room): while it stays the same, every answer delivered since is still cached, unchanged,
- * until its expires. Facts concluded from answers compare it to know they still hold.
- */
-unsigned long resolver_epoch(const struct resolver *r);
 
 /* Upstream queries sent since start (tests count them to prove sharing). */
 unsigned long resolver_queries_sent(const struct resolver *r);

@@ -67,13 +67,13 @@ static double measure(struct resolver *r, unsigned long n, double *per_entry)
     f.state = DANE_ALL;
     f.mx_secure = 1;
     f.nhosts = 1;
-    snprintf(f.why, sizeof(f.why), "every MX host has usable TLSA records");
+    f.why = "every MX host has usable TLSA records";
     snprintf(f.hosts[0].name, sizeof(f.hosts[0].name), "mx.example");
     f.hosts[0].addr = DANE_ADDR_SECURE;
     f.hosts[0].tlsa_usable = f.hosts[0].ntlsa = 1;
     for (unsigned long i = 0; i < n; i++) {
         name_of(name, sizeof(name), i);
-        dane_cache_put(c, name, &f, expires, resolver_epoch(r));
+        dane_cache_put(c, name, &f, expires);
     }
     *per_entry = (double)(rss_bytes() - rss0) / (double)n;
     t0 = now_s();

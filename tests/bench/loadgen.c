@@ -94,6 +94,7 @@ struct options {
     const char *expect;
     size_t expect_len;
     int json;
+    int spread; /* connection i starts at key i * keys / connections, not at key i */
 };
 
 /* The reply being received: its framing, and what is kept of its payload. */
@@ -808,6 +809,8 @@ static void usage(FILE *f)
           "  --map NAME        socketmap name (default policy)\n"
           "  --keys FILE       keys, one per line, cycled (default example.com)\n"
           "  --expect TEXT     every reply payload must equal TEXT\n"
+          "  --spread          connection i starts at key i*K/N of K keys and N connections\n"
+          "                    (default: at key i), so the keys asked cover the whole list\n"
           "  --json            one JSON object on stdout\n"
           "Exits 0 when answers were measured and nothing went wrong, 1 otherwise, 2 on "
           "usage errors.\n",
@@ -843,12 +846,19 @@ static double parse_seconds(const char *opt, const char *s, double lo, double hi
 static void parse_options(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"connect", required_argument, NULL, 'c'},  {"connections", required_argument, NULL, 'n'},
-        {"depth", required_argument, NULL, 'd'},    {"duration", required_argument, NULL, 't'},
-        {"requests", required_argument, NULL, 'r'}, {"warmup", required_argument, NULL, 'w'},
-        {"map", required_argument, NULL, 'm'},      {"keys", required_argument, NULL, 'k'},
-        {"expect", required_argument, NULL, 'e'},   {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"connect", required_argument, NULL, 'c'},
+        {"connections", required_argument, NULL, 'n'},
+        {"depth", required_argument, NULL, 'd'},
+        {"duration", required_argument, NULL, 't'},
+        {"requests", required_argument, NULL, 'r'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"map", required_argument, NULL, 'm'},
+        {"keys", required_argument, NULL, 'k'},
+        {"expect", required_argument, NULL, 'e'},
+        {"json", no_argument, NULL, 'j'},
+        {"spread", no_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
 
@@ -889,6 +899,9 @@ static void parse_options(int argc, char **argv, struct options *o)
             break;
         case 'j':
             o->json = 1;
+            break;
+        case 's':
+            o->spread = 1;
             break;
         case 'h':
             usage(stdout);
@@ -1031,8 +1044,13 @@ int main(int argc, char **argv)
 
         c->b = b;
         c->sent = bench_xcalloc(b->opt.depth, sizeof(*c->sent));
-        /* Connections start at different keys so a key list spreads across them. */
-        c->next_key = i % b->nreq;
+        /*
+         * Connections start at different keys so a key list spreads across them; with
+         * --spread evenly over the list, so that a large one is asked all over, not only at
+         * its start (the scale benchmark: every part of a table of a million domains).
+         */
+        c->next_key = b->opt.spread ? (size_t)((unsigned long long)i * b->nreq / b->opt.connections)
+                                    : i % b->nreq;
     }
     for (size_t i = 0; i < b->opt.connections && !b->stopping; i++)
         start_conn(&b->conns[i]);

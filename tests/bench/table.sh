@@ -127,7 +127,7 @@ if [[ $sections == *,scale,* ]]; then
         fi
         line=$(grep '^scale n=' "$dir/scale.$n" | tail -n 1)
         word() { printf '%s\n' "$line" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
-        add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported (import $(word import_s) s) | start-up $(word cold_s) s cold ($(word cold_method)), $(word warm_s) s warm | $(word p50_us) us cached | $(word p99_us) us cached | $(word cpu_us) us | $(word bytes_per_domain) bytes per cached domain (VmRSS $(word rss_kib) KiB; heap $(word anon_bytes_per_domain) B/domain) |"
+        add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported (import $(word import_s) s) | start-up $(word cold_s) s cold ($(word cold_method)), $(word warm_s) s warm | $(word p50_us) us cached | $(word p99_us) us cached | $(word cpu_us) us | $(word bytes_per_domain) bytes per cached domain (VmRSS $(word rss_kib) KiB; heap $(word anon_bytes_per_domain) B/domain; DANE cache $(word dane_cached), hits/misses $(word dane_hits)/$(word dane_misses)) |"
     done
 fi
 

@@ -3,10 +3,13 @@
  * (resolver.c, c-ares on libuv) against a small validating-resolver stand-in on loopback:
  * a UDP server in this process that answers from a table of records with the AD bit set, so
  * every answer reads as DNSSEC-secure. What is checked: a cached domain is answered without
- * a query; when an answer the facts rest on expires, or leaves the resolver cache early, the
- * next lookup walks again and sees the zone as it is now (the answer changes); failures are
- * never kept; the cache stays within its bound; a resolver that never answers ends each
- * query at its timeout.
+ * a query; the facts hold until the earliest expiry of the answers they rest on, also when
+ * the DNS cache dropped those answers early, and not a moment longer: then the next lookup
+ * walks again and sees the zone as it is now (the answer changes), for DANE facts and for
+ * "no DANE" alike; failures are never kept, and a walk that ends in one replaces what was
+ * held; the cache stays within its bound (CLOCK eviction); entries are sized to what they
+ * hold; a resolver that never answers ends each query at its timeout. The keep and hold
+ * rules are checked as a table.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,9 +42,19 @@ static struct rec zone[] = {
     {"mx.example.test", DNS_TYPE_A, S("\300\000\002\001"), 0},
     {"mx.example.test", DNS_TYPE_AAAA, NULL, 0, 1}, /* the name exists: NODATA */
     {"_25._tcp.mx.example.test", DNS_TYPE_TLSA, S("\003\001\001" DIGEST), 0},
+    /* Off at first: late.test exists without MX or address (NODATA: no DANE). */
+    {"late.test", DNS_TYPE_MX, S("\000\012\002mx\007example\004test\000"), 1},
 };
 #define NZONE (sizeof(zone) / sizeof(zone[0]))
 #define TLSA_REC 3
+#define LATE_MX 4
+
+/*
+ * How long every answer is cached. The checks that facts still hold run well within it (a
+ * few local UDP round trips), with room for a busy machine's stalls; those that they have
+ * run out wait past it.
+ */
+#define TTL_MS 1000
 
 static uv_loop_t loop;
 static uv_udp_t server;
@@ -139,12 +152,13 @@ static void on_query(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct s
 
 static int done;
 static struct dane_facts got;
+static char got_why[DANE_WHY_MAX];
 
 static void on_facts(void *arg, const struct dane_facts *f)
 {
     (void)arg;
     done = 1;
-    dane_facts_copy(&got, f);
+    dane_facts_copy(&got, f, got_why);
 }
 
 /* One DANE lookup through the cache, run to its end (at most 5 s). */
@@ -197,16 +211,18 @@ static void check_invalidation(struct resolver *r, struct dane_cache *c)
      */
     zone[TLSA_REC].off = 1;
     check_int("TLSA gone, answers cached", "state", walk(r, c, "example.test"), DANE_ALL);
-    pass_ms(150); /* past dns_max_ttl below */
+    pass_ms(TTL_MS + 50); /* past dns_max_ttl below */
     check_true("expired: not held", "holds", dane_cache_get(c, "example.test") == NULL);
     check_int("expired: walks again", "state", walk(r, c, "example.test"), DANE_NONE);
     zone[TLSA_REC].off = 0;
-    pass_ms(150);
+    pass_ms(TTL_MS + 50);
     check_int("TLSA back after expiry", "state", walk(r, c, "example.test"), DANE_ALL);
 
     /*
      * An answer that leaves the resolver cache before it expires (evicted for room:
-     * dns_cache_size 16 below) takes the facts with it, though none of them expired.
+     * dns_cache_size 16 below) does not take the facts with it: they hold until the
+     * earliest expiry of their answers, as the answers themselves would have. Then the
+     * next lookup walks again and sees the zone as it is now.
      */
     check_true("held before eviction", "holds", dane_cache_get(c, "example.test") != NULL);
     zone[TLSA_REC].off = 1;
@@ -223,9 +239,24 @@ static void check_invalidation(struct resolver *r, struct dane_cache *c)
             uv_run(&loop, UV_RUN_ONCE);
         check_int("filler queries", "answered", pending, 0);
     }
-    check_true("evicted answer: facts dropped", "holds", dane_cache_get(c, "example.test") == NULL);
-    check_int("evicted answer: walks again", "state", walk(r, c, "example.test"), DANE_NONE);
+    before = served;
+    check_int("answers evicted, not expired: facts held", "state", walk(r, c, "example.test"),
+              DANE_ALL);
+    check_int("answers evicted, not expired", "no query", (int)(served - before), 0);
+    pass_ms(TTL_MS + 50);
+    check_int("expired after eviction: walks again", "state", walk(r, c, "example.test"),
+              DANE_NONE);
     zone[TLSA_REC].off = 0;
+
+    /* "No DANE" expires at its TTL too: the domain gets a signed MX with TLSA. */
+    check_int("no MX, no address", "state", walk(r, c, "late.test"), DANE_NONE);
+    check_true("no DANE kept", "holds", dane_cache_get(c, "late.test") != NULL);
+    zone[LATE_MX].off = 0;
+    check_int("MX added, no DANE cached", "state", walk(r, c, "late.test"), DANE_NONE);
+    pass_ms(TTL_MS + 50);
+    check_true("no DANE expired", "holds", dane_cache_get(c, "late.test") == NULL);
+    check_int("MX added, after expiry", "state", walk(r, c, "late.test"), DANE_ALL);
+    zone[LATE_MX].off = 1;
 }
 
 static struct resolver_answer silent_ans;
@@ -281,7 +312,93 @@ static void check_silent(struct resolver *r)
     uv_close((uv_handle_t *)&guard, NULL);
 }
 
-/* Failures are asked again, never kept; stale puts are refused; the bound holds. */
+/* The keep and hold rules (dane_cache.h), pure: state, expiry, now. */
+static void check_rules(void)
+{
+    static const struct {
+        enum dane_state state;
+        uint64_t expires, now;
+        int keeps, holds;
+    } rows[] = {
+        {DANE_NONE, 2000, 1000, 1, 1},       {DANE_ALL, 2000, 1000, 1, 1},
+        {DANE_SOME, 2000, 1000, 1, 1},       {DANE_UNUSABLE, 2000, 1000, 1, 1},
+        {DANE_TEMP, 2000, 1000, 0, 1},       {DANE_DEGRADED, 2000, 1000, 0, 1},
+        {DANE_NONE, 1000, 1000, 0, 0},       {DANE_ALL, 999, 1000, 0, 0},
+        {DANE_NONE, 0, 1000, 0, 0},          {DANE_ALL, 0, 0, 0, 0},
+        {DANE_ALL, 1001, 1000, 1, 1},        {(enum dane_state)99, 2000, 1000, 0, 1},
+        {DANE_NONE, UINT64_MAX, 1000, 1, 1},
+    };
+    char label[64];
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        snprintf(label, sizeof(label), "rule %zu (%s)", i, dane_state_name(rows[i].state));
+        check_int(label, "keeps", dane_cache_keeps(rows[i].state, rows[i].expires, rows[i].now),
+                  rows[i].keeps);
+        check_int(label, "holds", dane_cache_holds(rows[i].expires, rows[i].now), rows[i].holds);
+    }
+}
+
+/* Each entry is one allocation sized to its name, its hosts and its reason line. */
+static void check_compact(struct resolver *r)
+{
+    struct dane_cache *c = dane_cache_create(r, 1000);
+    static struct dane_facts f;
+    const struct dane_facts *g;
+    uint64_t later = resolver_now(r) + 60000;
+    const char *why = "d0000001.unsigned.test does not exist (NXDOMAIN)";
+    size_t one, two, empty;
+    char name[64];
+
+    memset(&f, 0, sizeof(f));
+    f.state = DANE_NONE;
+    f.why = why;
+    one = dane_cache_entry_bytes("d0000001.unsigned.test", &f);
+    /* header 39 and name 23, aligned to 64; the facts' head 32; the reason 49 */
+    check_int("insecure domain", "entry bytes", (int)one, 145);
+    empty = dane_cache_bytes(c);
+    dane_cache_put(c, "d0000001.unsigned.test", &f, later);
+    check_int("insecure domain", "bytes held", (int)(dane_cache_bytes(c) - empty), (int)one);
+    g = dane_cache_get(c, "d0000001.unsigned.test");
+    check_true("insecure domain", "held", g != NULL);
+    check_str("insecure domain", "why", g != NULL ? g->why : "", why);
+    check_true("insecure domain", "why its own copy", g != NULL && g->why != why);
+
+    /* A DANE domain: its two hosts, not ten. */
+    f.state = DANE_ALL;
+    f.why = "every MX host of two.test has usable TLSA records";
+    f.mx_secure = 1;
+    f.nhosts = 2;
+    snprintf(f.hosts[0].name, sizeof(f.hosts[0].name), "mx1.two.test");
+    snprintf(f.hosts[1].name, sizeof(f.hosts[1].name), "mx2.two.test");
+    f.hosts[1].ntlsa = 1;
+    f.hosts[1].tlsa[0].len = 32;
+    f.hosts[1].tlsa[0].data[31] = 0x5a;
+    two = dane_cache_entry_bytes("two.test", &f);
+    check_int("two hosts", "entry bytes", (int)two,
+              (int)(48 + offsetof(struct dane_facts, hosts) + 2 * sizeof(f.hosts[0]) +
+                    strlen(f.why) + 1));
+    dane_cache_put(c, "two.test", &f, later);
+    g = dane_cache_get(c, "two.test");
+    check_true("two hosts", "copied",
+               g != NULL && g->nhosts == 2 && strcmp(g->hosts[1].name, "mx2.two.test") == 0 &&
+                   g->hosts[1].tlsa[0].data[31] == 0x5a && strcmp(g->why, f.why) == 0);
+
+    /* A thousand insecure domains: about 150 bytes each, the hash table included. */
+    f.state = DANE_NONE;
+    f.nhosts = 0;
+    f.why = why;
+    empty = dane_cache_bytes(c);
+    for (int i = 0; i < 998; i++) {
+        snprintf(name, sizeof(name), "d%07d.unsigned.test", i + 2);
+        dane_cache_put(c, name, &f, later);
+    }
+    check_int("1000 domains", "entries", (int)dane_cache_entries(c), 1000);
+    check_true("1000 domains", "at most 160 bytes each",
+               dane_cache_bytes(c) - empty <= 998 * 160 + 1024 * sizeof(void *));
+    dane_cache_destroy(c);
+}
+
+/* Failures are asked again, never kept; a walk replaces what was held; the bound holds. */
 static void check_put_rules(struct resolver *r)
 {
     struct dane_cache *c = dane_cache_create(r, 3);
@@ -290,29 +407,40 @@ static void check_put_rules(struct resolver *r)
     char name[32];
 
     memset(&f, 0, sizeof(f));
+    f.why = "why";
     f.state = DANE_TEMP;
-    dane_cache_put(c, "temp.test", &f, later, resolver_epoch(r));
+    dane_cache_put(c, "temp.test", &f, later);
     check_true("TEMP not kept", "holds", dane_cache_get(c, "temp.test") == NULL);
     f.state = DANE_DEGRADED;
-    dane_cache_put(c, "degraded.test", &f, later, resolver_epoch(r));
+    dane_cache_put(c, "degraded.test", &f, later);
     check_true("DEGRADED not kept", "holds", dane_cache_get(c, "degraded.test") == NULL);
     f.state = DANE_NONE;
-    dane_cache_put(c, "zero.test", &f, 0, resolver_epoch(r));
+    dane_cache_put(c, "zero.test", &f, 0);
     check_true("uncached answer: not kept", "holds", dane_cache_get(c, "zero.test") == NULL);
-    dane_cache_put(c, "old.test", &f, later, resolver_epoch(r) - 1);
-    check_true("older epoch: not kept", "holds", dane_cache_get(c, "old.test") == NULL);
+    dane_cache_put(c, "past.test", &f, resolver_now(r));
+    check_true("expired answer: not kept", "holds", dane_cache_get(c, "past.test") == NULL);
+
+    /* A walk that ends in a failure replaces what was held: nothing is kept. */
+    f.state = DANE_ALL;
+    dane_cache_put(c, "fails.test", &f, later);
+    check_true("held", "holds", dane_cache_get(c, "fails.test") != NULL);
+    f.state = DANE_TEMP;
+    dane_cache_put(c, "fails.test", &f, later);
+    check_true("TEMP replaces: dropped", "holds", dane_cache_get(c, "fails.test") == NULL);
+    check_int("TEMP replaces", "entries", (int)dane_cache_entries(c), 0);
+    f.state = DANE_NONE;
 
     /* A replaced entry answers with the new facts. */
-    dane_cache_put(c, "x.test", &f, later, resolver_epoch(r));
+    dane_cache_put(c, "x.test", &f, later);
     f.state = DANE_SOME;
-    dane_cache_put(c, "x.test", &f, later, resolver_epoch(r));
+    dane_cache_put(c, "x.test", &f, later);
     check_true("replaced", "holds",
                dane_cache_get(c, "x.test") != NULL &&
                    dane_cache_get(c, "x.test")->state == DANE_SOME);
     check_int("replaced", "entries", (int)dane_cache_entries(c), 1);
     for (int i = 0; i < 5; i++) {
         snprintf(name, sizeof(name), "d%d.test", i);
-        dane_cache_put(c, name, &f, later, resolver_epoch(r));
+        dane_cache_put(c, name, &f, later);
     }
     check_int("bound", "entries", (int)dane_cache_entries(c), 3);
     check_true("a hit's second chance used up, then evicted", "holds",
@@ -320,7 +448,7 @@ static void check_put_rules(struct resolver *r)
     check_true("most recent kept", "holds", dane_cache_get(c, "d4.test") != NULL);
     /* CLOCK: d2 (the tail), d3, d4 held; d2 hit: the next put passes it over, evicts d3. */
     check_true("tail hit", "holds", dane_cache_get(c, "d2.test") != NULL);
-    dane_cache_put(c, "e.test", &f, later, resolver_epoch(r));
+    dane_cache_put(c, "e.test", &f, later);
     check_true("hit tail kept (second chance)", "holds", dane_cache_get(c, "d2.test") != NULL);
     check_true("unreferenced next evicted", "holds", dane_cache_get(c, "d3.test") == NULL);
     check_true("new entry", "holds", dane_cache_get(c, "e.test") != NULL);
@@ -352,8 +480,8 @@ int main(void)
     }
     free(cfg.dns_servers);
     cfg.dns_servers = strdup(servers);
-    /* Every answer cached 100 ms whatever its TTL, and room for 16 answers. */
-    cfg.dns_min_ttl_ms = cfg.dns_max_ttl_ms = 100;
+    /* Every answer cached TTL_MS whatever its TTL, and room for 16 answers. */
+    cfg.dns_min_ttl_ms = cfg.dns_max_ttl_ms = TTL_MS;
     cfg.dns_cache_size = 16;
     cfg.dns_timeout_ms = 400; /* check_silent: 200 ms a try, two tries */
     r = resolver_create(&loop, &cfg, err, sizeof(err));
@@ -365,6 +493,8 @@ int main(void)
     check_invalidation(r, c);
     check_put_rules(r);
     check_silent(r);
+    check_rules();
+    check_compact(r);
     dane_cache_destroy(c);
     resolver_destroy(r);
     uv_close((uv_handle_t *)&server, NULL);

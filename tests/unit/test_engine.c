@@ -192,7 +192,7 @@ static void check_row(const struct row *r)
     if (r->dane != NODANE) {
         memset(&df, 0, sizeof(df));
         df.state = (enum dane_state)r->dane;
-        snprintf(df.why, sizeof(df.why), "why");
+        df.why = "why";
         f.dane = &df;
     }
     if (r->sts != STS_UNRESOLVED) {
@@ -255,7 +255,7 @@ static void check_names(void)
 static void check_needs(void)
 {
     struct engine_facts f = {.domain = "example.com"};
-    struct dane_facts df = {.state = DANE_NONE};
+    struct dane_facts df = {.state = DANE_NONE, .why = "why"};
     struct mtasts_facts sf = {.state = MTASTS_NONE};
     const unsigned both = ENGINE_NEED_DANE; /* MTA-STS waits for DANE */
 
@@ -432,6 +432,7 @@ static void check_rtls_row(const struct rtls_row *r, enum sockmap_map map)
     memset(&df, 0, sizeof(df));
     memset(&sf, 0, sizeof(sf));
     memset(&rf, 0, sizeof(rf));
+    df.why = "why";
     df.state = (enum dane_state)r->dane_state;
     df.mx_secure = r->mx_secure;
     /* No hosts at all stands for a failed MX lookup (rtls_facts.transient). */
