@@ -284,6 +284,8 @@ static void queue_free(struct pend *p)
     free(p);
 }
 
+static void on_retry_closed(uv_handle_t *h);
+
 static void store_free(struct store *st)
 {
     struct pend *p, *next;
@@ -291,6 +293,14 @@ static void store_free(struct store *st)
     for (p = st->qhead; p != NULL; p = next) {
         next = p->qnext;
         queue_free(p);
+    }
+    for (p = st->retry; p != NULL; p = next) {
+        next = p->qnext;
+        queue_free(p);
+    }
+    if (st->retry_timer != NULL) {
+        st->retry_timer->data = NULL;
+        uv_close((uv_handle_t *)st->retry_timer, on_retry_closed);
     }
     env_close(st);
     if (st->topfd >= 0)
@@ -305,6 +315,71 @@ static void store_free(struct store *st)
 static void on_close_timer_closed(uv_handle_t *h)
 {
     store_free(h->data);
+}
+
+static void submit(struct store *st, const char *domain, enum op op, char *text);
+
+/*
+ * Failed writes are tried again: a full disk, a read-only remount or state_max_size met
+ * say nothing about the policies, and once the fault is gone their records must reach the
+ * store without a restart (or a restart would lose them). A newer write of the same domain
+ * queued meanwhile wins over the failed one.
+ */
+static void retry_now(struct store *st)
+{
+    struct pend *p, *next;
+
+    for (p = st->retry, st->retry = NULL; p != NULL; p = next) {
+        next = p->qnext;
+        if (store_queued(st, p->domain))
+            free(p->text);
+        else
+            submit(st, p->domain, p->op, p->text);
+        free(p);
+    }
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct store *st = t->data;
+
+    if (st != NULL)
+        retry_now(st);
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* The after-work side of a failed batch: its puts wait for the retry timer. */
+static void retry_later(struct store *st, struct pend **ops, size_t n)
+{
+    /* Milliseconds before the next try: 1, 2, then 4 s for as long as it fails. */
+    unsigned delay = 1000u << (st->retry_n < 2 ? st->retry_n : 2);
+
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i]->op != OP_PUT || store_queued(st, ops[i]->domain)) {
+            free(ops[i]->text);
+            free(ops[i]);
+        } else {
+            ops[i]->qnext = st->retry;
+            st->retry = ops[i];
+        }
+        ops[i] = NULL;
+    }
+    if (st->retry == NULL)
+        return;
+    if (st->retry_timer == NULL) {
+        st->retry_timer = xcalloc(1, sizeof(*st->retry_timer));
+        uv_timer_init(st->loop, st->retry_timer);
+        st->retry_timer->data = st;
+        uv_unref((uv_handle_t *)st->retry_timer);
+    }
+    if (!uv_is_active((uv_handle_t *)st->retry_timer)) {
+        uv_timer_start(st->retry_timer, on_retry, delay, 0);
+        st->retry_n++;
+    }
 }
 
 /* Append domain to names (a log line's list), while it has room. */
@@ -360,6 +435,10 @@ void store_close(struct store *st, unsigned timeout_ms)
         return;
     st->notify = NULL;
     st->sweeping = 0;
+    /* Failed writes get one more try, within the same deadline as the queued ones. */
+    if (st->retry_timer != NULL)
+        uv_timer_stop(st->retry_timer);
+    retry_now(st);
     /*
      * Queued writes are committed rather than cancelled: a policy dropped here would be
      * missing after the restart, the downgrade persistence exists to prevent (RFC 8461
@@ -502,19 +581,28 @@ static void report(struct store *st, struct batch *b, int status)
 {
     int ok = status == 0 && b->rc == 0;
 
-    if (!ok && (!st->fail_logged || b->rc != MDB_MAP_FULL)) {
-        log_error("state_dir: %s/%s: %zu write%s not committed: %s: %s%s", st->top, STORE_FILE,
-                  b->nops, b->nops == 1 ? "" : "s", status ? "threadpool" : b->where,
-                  status ? uv_strerror(status) : what(b->rc),
+    /* One line when writes start failing (or fail otherwise), one when they commit again. */
+    if (!ok && (status ? status : b->rc) != st->fail_rc) {
+        log_error("state_dir: %s/%s: %zu write%s not committed: %s: %s%s; the policies stay in "
+                  "memory and answer as before, and their writes are tried again every few "
+                  "seconds (not logged again until a write succeeds or fails otherwise)",
+                  st->top, STORE_FILE, b->nops, b->nops == 1 ? "" : "s",
+                  status ? "threadpool" : b->where, status ? uv_strerror(status) : what(b->rc),
                   b->rc == MDB_MAP_FULL ? " (state_max_size reached: raise it, or remove "
-                                          "records; further failures are not logged until a "
-                                          "write succeeds)"
+                                          "records)"
                                         : "");
-        st->fail_logged = 1;
+        st->fail_rc = status ? status : b->rc;
     } else if (ok && b->nops > 0) {
-        st->fail_logged = 0;
+        if (st->fail_rc != 0)
+            log_notice("state_dir: %s/%s: writes commit again (%lu had failed)", st->top,
+                       STORE_FILE, st->nfailed);
+        st->fail_rc = 0;
+        st->nfailed = 0;
+        st->retry_n = 0;
         log_debug("state_dir: batch of %zu write%s committed", b->nops, b->nops == 1 ? "" : "s");
     }
+    if (!ok)
+        st->nfailed += b->nops;
     for (size_t i = 0; i < b->nops; i++) {
         struct pend *p = b->ops[i];
 
@@ -554,8 +642,11 @@ static void after_batch(uv_work_t *req, int status)
             mdb_txn_abort(txn);
         }
     }
+    if ((status != 0 || b->rc != 0) && !st->gave_up && !st->closing)
+        retry_later(st, b->ops, b->nops);
     for (size_t i = 0; i < b->nops; i++)
-        queue_free(b->ops[i]);
+        if (b->ops[i] != NULL)
+            queue_free(b->ops[i]);
     free(b->ops);
     free(b);
     st->running = NULL;

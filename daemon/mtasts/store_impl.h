@@ -36,7 +36,12 @@ struct store {
     struct batch *running; /* the one batch on the threadpool, or NULL */
     store_notify_cb notify;
     void *notify_arg;
-    int fail_logged;        /* a failed batch was logged; quiet until one commits */
+    int fail_rc;            /* the failure last logged (quiet while it repeats), or 0 */
+    unsigned long nfailed;  /* writes failed since the last commit that succeeded */
+    /* Failed writes, tried again after 1, 2, then every 4 s (store.c, retry_*). */
+    struct pend *retry;
+    uv_timer_t *retry_timer; /* allocated on the first failure; freed by its close callback */
+    unsigned retry_n;
     int closing;            /* store_close() ran: freed when nothing is queued or running */
     int gave_up;            /* close_timer fired: writes not yet made are dropped */
     uv_timer_t close_timer; /* store_close()'s deadline; initialised when closing with work */
