@@ -31,6 +31,8 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* The same write failure is logged again after this long at the soonest (milliseconds). */
+#define FAIL_LOG_MS 60000
 /* Buckets of the table of queued writes (a few at a time, usually). */
 #define QUEUE_BUCKETS 1024
 /* The shutdown line naming the domains left unwritten stays this short (a log line). */
@@ -352,6 +354,41 @@ static void on_retry_closed(uv_handle_t *h)
     free(h);
 }
 
+/* A new state_max_size, between batches: no write transaction is open, reads are reset. */
+static void apply_size(struct store *st)
+{
+    uint64_t want = st->want_size;
+    int rc;
+
+    if (want == 0 || st->running != NULL || st->wtxn != NULL)
+        return;
+    st->want_size = 0;
+    if (st->env == NULL || st->readonly || want == st->max_size)
+        return;
+    rc = mdb_env_set_mapsize(st->env, (size_t)want);
+    if (rc != 0) {
+        log_error("state_dir: %s/%s: state_max_size stays %llu MiB: %s", st->top, STORE_FILE,
+                  (unsigned long long)(st->max_size >> 20), what(rc));
+        return;
+    }
+    log_notice("state_dir: %s/%s: state_max_size now %llu MiB (was %llu MiB)", st->top,
+               STORE_FILE, (unsigned long long)(want >> 20),
+               (unsigned long long)(st->max_size >> 20));
+    st->max_size = want;
+    if (st->retry_timer != NULL)
+        uv_timer_stop(st->retry_timer);
+    st->retry_n = 0;
+    retry_now(st);
+}
+
+void store_set_max_size(struct store *st, uint64_t max_size)
+{
+    if (st == NULL || st->closing || max_size == 0)
+        return;
+    st->want_size = max_size;
+    apply_size(st);
+}
+
 /* The after-work side of a failed batch: its puts wait for the retry timer. */
 static void retry_later(struct store *st, struct pend **ops, size_t n)
 {
@@ -581,8 +618,16 @@ static void report(struct store *st, struct batch *b, int status)
 {
     int ok = status == 0 && b->rc == 0;
 
-    /* One line when writes start failing (or fail otherwise), one when they commit again. */
-    if (!ok && (status ? status : b->rc) != st->fail_rc) {
+    /*
+     * One line when writes start failing (or fail otherwise), one when they commit again.
+     * Near state_max_size writes can fail and succeed by turns (a commit frees pages the
+     * next may reuse): the same failure is announced again only after FAIL_LOG_MS.
+     */
+    int rc = status ? status : b->rc;
+    uint64_t now = uv_now(st->loop);
+
+    if (!ok && rc != st->fail_rc &&
+        (st->fail_rc != 0 || rc != st->logged_rc || now - st->logged_at >= FAIL_LOG_MS)) {
         log_error("state_dir: %s/%s: %zu write%s not committed: %s: %s%s; the policies stay in "
                   "memory and answer as before, and their writes are tried again every few "
                   "seconds (not logged again until a write succeeds or fails otherwise)",
@@ -591,18 +636,26 @@ static void report(struct store *st, struct batch *b, int status)
                   b->rc == MDB_MAP_FULL ? " (state_max_size reached: raise it, or remove "
                                           "records)"
                                         : "");
-        st->fail_rc = status ? status : b->rc;
+        st->logged_rc = rc;
+        st->logged_at = now;
+        st->announced = 1;
+    } else if (!ok) {
+        log_debug("state_dir: %zu write%s not committed: %s (logged before)", b->nops,
+                  b->nops == 1 ? "" : "s", status ? uv_strerror(status) : what(b->rc));
     } else if (ok && b->nops > 0) {
-        if (st->fail_rc != 0)
+        if (st->fail_rc != 0 && st->announced)
             log_notice("state_dir: %s/%s: writes commit again (%lu had failed)", st->top,
                        STORE_FILE, st->nfailed);
         st->fail_rc = 0;
+        st->announced = 0;
         st->nfailed = 0;
         st->retry_n = 0;
         log_debug("state_dir: batch of %zu write%s committed", b->nops, b->nops == 1 ? "" : "s");
     }
-    if (!ok)
+    if (!ok) {
         st->nfailed += b->nops;
+        st->fail_rc = rc;
+    }
     for (size_t i = 0; i < b->nops; i++) {
         struct pend *p = b->ops[i];
 
@@ -650,7 +703,8 @@ static void after_batch(uv_work_t *req, int status)
     free(b->ops);
     free(b);
     st->running = NULL;
-    if (!st->gave_up && (st->qhead != NULL || st->sweeping))
+    apply_size(st);
+    if (st->running == NULL && !st->gave_up && (st->qhead != NULL || st->sweeping))
         start_batch(st);
     else if (st->closing)
         uv_close((uv_handle_t *)&st->close_timer, on_close_timer_closed);
