@@ -17,15 +17,55 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "fdwatch.h"
 #include "log.h"
 #include "server.h"
+
+/* One descriptor held back for listener_shed(): libuv's own reserve may be gone. */
+static int reserve_fd = -1;
+
+static void reserve_take(int base)
+{
+    if (reserve_fd < 0)
+        reserve_fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
+}
+
+int listener_shed(uv_stream_t *st, int status)
+{
+    int lfd = -1, fd, shed = 0;
+
+    if (status != UV_EMFILE && status != UV_ENFILE)
+        return 0;
+    fdwatch_note("accepting a connection", -status);
+    /*
+     * libuv 1.44 answers EMFILE by closing a descriptor it keeps in reserve, accepting and
+     * closing what waits, and taking the reserve again; it calls here only when that reserve
+     * is gone, and then calls accept() again at once. Doing the same with a reserve of our
+     * own empties the backlog, so the loop goes back to waiting instead of spinning.
+     */
+    if (uv_fileno((uv_handle_t *)st, &lfd) < 0 || reserve_fd < 0)
+        return 1;
+    close(reserve_fd);
+    reserve_fd = -1;
+    while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0 || errno == EINTR)
+        if (fd >= 0) {
+            close(fd);
+            shed++;
+        }
+    reserve_take(lfd);
+    log_debug("descriptors exhausted: %d waiting connection%s closed unanswered", shed,
+              shed == 1 ? "" : "s");
+    return 1;
+}
 
 static void on_connection(uv_stream_t *st, int status)
 {
     struct listener *l = st->data;
 
     if (status < 0) {
-        log_warning("%s: accept failed: %s", l->ep.text, uv_strerror(status));
+        /* Out of descriptors: one line for the shortage (fdwatch), not one per client. */
+        if (!listener_shed(st, status))
+            log_warning("%s: accept failed: %s", l->ep.text, uv_strerror(status));
         return;
     }
     conn_accept(l->srv, st, l->ep.kind == ENDPOINT_UNIX);
@@ -259,6 +299,8 @@ int listener_open(struct server *srv, struct listener *l, const struct endpoint 
         rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);
         if (rc < 0)
             snprintf(err, errlen, "%s: listen: %s", ep->text, uv_strerror(rc));
+        else
+            reserve_take(STDERR_FILENO);
     }
     if (rc < 0 && l->open) {
         uv_close(&l->h.handle, on_close_noop);
@@ -288,6 +330,8 @@ int listener_adopt(struct server *srv, struct listener *l, int fd, const struct 
     l->h.handle.data = l;
     if (rc == 0)
         rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);
+    if (rc == 0)
+        reserve_take(fd);
     if (rc < 0) {
         snprintf(err, errlen, "%s: inherited socket %d: %s", ep->text, fd, uv_strerror(rc));
         uv_close(&l->h.handle, on_close_noop);

@@ -54,6 +54,14 @@ int listener_check(const struct endpoint *ep, const struct config *cfg, char *er
 /* listener_check_all - listener_check() on every listen endpoint of cfg. */
 int listener_check_all(const struct config *cfg, char *err, size_t errlen);
 
+/*
+ * listener_shed - for a connection callback that got status: when it is EMFILE or ENFILE,
+ * tell fdwatch (one line per shortage) and close the connections waiting on st unanswered
+ * (their clients see the connection closed and retry or defer), so that libuv does not call
+ * accept() again and again; returns 1. Any other status: 0, nothing done.
+ */
+int listener_shed(uv_stream_t *st, int status);
+
 /* listener_close - stop accepting; a unix socket's path is removed where permitted. */
 void listener_close(struct listener *l);
 
