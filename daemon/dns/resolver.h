@@ -28,6 +28,9 @@ struct resolver_answer {
     const uint8_t *msg;
     size_t len;
     int from_cache;
+    /* FAILED because this process could not open a socket (descriptors, memory): a fault
+     * of ours that says nothing about the name (info.why says so). */
+    int local_fault;
     /* Loop time in ms until which the cache holds this answer; 0: not cached (a failure, a
      * bogus answer, teardown). What rests on the answer is good until then (dane_cache.h). */
     uint64_t expires;

@@ -332,8 +332,9 @@ static int from_store(struct mtasts_svc *svc, const char *domain, int64_t now, s
     return rc;
 }
 
-/* The store cannot be read: facts that say so (the engine answers TEMP). */
-static void deliver_store_fault(const char *domain, const char *why, mtasts_cb cb, void *arg)
+/* The store cannot be read: facts that say so (the engine answers TEMP), logged once. */
+static void deliver_store_fault(struct mtasts_svc *svc, const char *domain, const char *why,
+                                mtasts_cb cb, void *arg)
 {
     struct mtasts_facts f;
     char line[MTASTS_WHY_MAX];
@@ -344,7 +345,11 @@ static void deliver_store_fault(const char *domain, const char *why, mtasts_cb c
     f.txt = "";
     snprintf(line, sizeof(line), "state_dir cannot be read: %s", why);
     f.why = line;
-    log_error("mta-sts: %s: state_dir cannot be read (%s); answering TEMP", domain, why);
+    log_msg(svc->store_fault ? LOG_DEBUG : LOG_ERR,
+            "mta-sts: %s: state_dir cannot be read (%s); answering TEMP for domains not in "
+            "memory until it can (logged once)",
+            domain, why);
+    svc->store_fault++;
     cb(arg, &f);
 }
 
@@ -356,9 +361,16 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
     int64_t now = mtasts_now();
     const char *why = "";
 
-    if (e == NULL && from_store(svc, domain, now, &e, &why) < 0) {
-        deliver_store_fault(domain, why, cb, arg);
-        return NULL;
+    if (e == NULL) {
+        if (from_store(svc, domain, now, &e, &why) < 0) {
+            deliver_store_fault(svc, domain, why, cb, arg);
+            return NULL;
+        }
+        if (svc->store_fault) {
+            log_notice("mta-sts: state_dir can be read again (%lu lookups were answered TEMP)",
+                       svc->store_fault);
+            svc->store_fault = 0;
+        }
     }
     if (e != NULL) {
         const struct mtasts_facts *f = cached_facts(svc, e, now);

@@ -371,9 +371,8 @@ static void apply_size(struct store *st)
                   (unsigned long long)(st->max_size >> 20), what(rc));
         return;
     }
-    log_notice("state_dir: %s/%s: state_max_size now %llu MiB (was %llu MiB)", st->top,
-               STORE_FILE, (unsigned long long)(want >> 20),
-               (unsigned long long)(st->max_size >> 20));
+    log_notice("state_dir: %s/%s: state_max_size now %llu MiB (was %llu MiB)", st->top, STORE_FILE,
+               (unsigned long long)(want >> 20), (unsigned long long)(st->max_size >> 20));
     st->max_size = want;
     if (st->retry_timer != NULL)
         uv_timer_stop(st->retry_timer);

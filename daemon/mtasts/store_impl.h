@@ -25,7 +25,7 @@ struct store {
     int readonly; /* STORE_READONLY */
     uint64_t max_size;
     uint64_t want_size; /* a new state_max_size from a reload, applied between batches; 0: none */
-    MDB_env *env; /* NULL: not started, or a read-only store without a file (no records) */
+    MDB_env *env;       /* NULL: not started, or a read-only store without a file (no records) */
     MDB_dbi dbi;
     MDB_txn *rtxn; /* store_get()'s read transaction, reset between reads */
     MDB_txn *wtxn; /* store_batch_begin()'s write transaction, or NULL */
@@ -37,11 +37,11 @@ struct store {
     struct batch *running; /* the one batch on the threadpool, or NULL */
     store_notify_cb notify;
     void *notify_arg;
-    int fail_rc;            /* the last batch's failure, or 0 when it committed */
-    int logged_rc;          /* the failure last logged, and when (loop ms) */
+    int fail_rc;   /* the last batch's failure, or 0 when it committed */
+    int logged_rc; /* the failure last logged, and when (loop ms) */
     uint64_t logged_at;
-    int announced;          /* the failure under way was logged: its end is too */
-    unsigned long nfailed;  /* writes failed since the last commit that succeeded */
+    int announced;         /* the failure under way was logged: its end is too */
+    unsigned long nfailed; /* writes failed since the last commit that succeeded */
     /* Failed writes, tried again after 1, 2, then every 4 s (store.c, retry_*). */
     struct pend *retry;
     uv_timer_t *retry_timer; /* allocated on the first failure; freed by its close callback */
