@@ -292,4 +292,122 @@ try:
 finally:
     d.cleanup()
 
+
+# ---- descriptors exhausted: prlimit on the running daemon --------------------------------
+def lowest_free_fd(pid):
+    used = {int(x) for x in os.listdir(f"/proc/{pid}/fd")}
+    n = 0
+    while n in used:
+        n += 1
+    return n
+
+
+def nofile(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for x in f:
+            if x.startswith("Max open files"):
+                return x.split()[3], x.split()[4]
+    return None
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+d = Daemon(conf_lines=STS_CONF, user="nobody")
+try:
+    d.start()
+    pid = d.proc.pid
+    warm(d, "fds")
+    # notfound: the policy host answers 404 (no policy, remembered 1 s; its DNS answers stay
+    # cached 60 s). shortttl: DANE facts (an insecure MX) for 60 s, its TXT record for 1 s.
+    check("fds: notfound.sts.test before", d.ask("policy", "notfound.sts.test"), "NOTFOUND ")
+    check("fds: shortttl.sts.test before", d.ask("policy", "shortttl.sts.test"), "NOTFOUND ")
+    conn = d.connect()
+    check("fds: a connection held open", d.ask("policy", DANE[0], conn), DANE[1])
+    time.sleep(1.5)  # the remembered failures and shortttl's TXT record expire
+    soft, hard = nofile(pid)
+    limit = lowest_free_fd(pid)
+    mark = len(d.log())
+    # The soft limit only, and as the daemon's own user: lowering and raising it back needs
+    # no capability (the container may lack CAP_SYS_RESOURCE).
+    as_nobody = ["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}",
+                 "--clear-groups", "prlimit", f"--pid={pid}"]
+    sh(*as_nobody, f"--nofile={limit}:{hard}")
+    try:
+        still_right(d, "fds: cached", conn)
+        # A fetch whose DNS answers are cached: libcurl cannot open its socket.
+        check("fds: notfound.sts.test: no socket for the fetch: TEMP, not no policy",
+              d.ask("policy", "notfound.sts.test", conn).startswith("TEMP "), True)
+        # DANE facts cached, the TXT query needs a socket c-ares cannot open.
+        got = d.ask("policy", "shortttl.sts.test", conn)
+        check_true("fds: shortttl.sts.test: no socket for the TXT query: TEMP, not no policy",
+                   got.startswith("TEMP "), got)
+        got = d.ask("policy", "dane-mixed.test", conn)
+        check_true("fds: dane-mixed.test, nothing cached: TEMP", got.startswith("TEMP "), got)
+        got = d.ask("requiretls", "notfound.sts.test", conn)
+        check_true("fds: requiretls for notfound.sts.test: TEMP (a deferral, not 5.7.10)",
+                   got.startswith("TEMP ") and "5.7.10" not in got, got)
+        # A lasting fault is not a fetch per lookup: 10 lookups in half a second, at most one
+        # attempt per second (1, 2, then 4 s apart).
+        before = d.log().count("notfound.sts.test: policy fetch from")
+        for _ in range(10):
+            check("fds: notfound.sts.test still TEMP",
+                  d.ask("policy", "notfound.sts.test", conn)[:5], "TEMP ")
+            time.sleep(0.05)
+        tries = d.log().count("notfound.sts.test: policy fetch from") - before
+        check_true("fds: at most 2 fetch attempts for 10 lookups", tries <= 2, tries)
+        # New clients: accepted and closed at once (libuv's reserve descriptor), and the
+        # loop does not spin on accept().
+        t0 = cpu_s(pid)
+        dropped = 0
+        for _ in range(30):
+            try:
+                s = d.connect(timeout=2)
+                s.sendall(b"19:policy dane-all.test,")
+                if s.recv(100) == b"":
+                    dropped += 1
+                s.close()
+            except OSError:
+                dropped += 1
+        rc, out, err = d.postmap(DANE[0], "policy")
+        check_true("fds: postmap gets no answer from a dropped connection",
+                   rc != 0 and out == "", (rc, out, err))
+        time.sleep(1.2)
+        used = cpu_s(pid) - t0
+        check("fds: new connections closed unanswered", dropped, 30)
+        check_true("fds: no busy loop (CPU over the 31 connections and 1.2 s idle < 0.6 s)",
+                   used < 0.6, used)
+        still_right(d, "fds: still", conn)
+        lines = errors(d, mark)
+        print("\n".join(lines)) if os.environ.get("SHOW") else None
+        check("fds: one line for the shortage",
+              sum("out of file descriptors" in x for x in lines), 1)
+        check_true("fds: one line per domain's fault, none per lookup or attempt",
+                   sum("notfound.sts.test" in x for x in lines) == 1 and
+                   sum("shortttl.sts.test" in x for x in lines) == 1 and len(lines) <= 4,
+                   lines)
+        check_true("fds: the TXT fault named as ours",
+                   any("shortttl.sts.test" in x and "local fault: cannot open a DNS socket" in x
+                       for x in lines), lines)
+    finally:
+        sh(*as_nobody, f"--nofile={soft}:{hard}")
+    check_true("fds: one line when descriptors are back",
+               d.wait_log("file descriptors are available again", timeout=3) and
+               d.log().count("file descriptors are available again") == 1, d.log()[mark:][-600:])
+    # Recovery by itself, within the backoff (at most 4 s).
+    for dom, want in (("notfound.sts.test", "NOTFOUND "), ("shortttl.sts.test", "NOTFOUND "),
+                      ("dane-mixed.test", "OK dane")):
+        check_true(f"fds: {dom} recovers: {want!r}",
+                   until(lambda: d.ask("policy", dom, conn) == want, 6), d.log()[-600:])
+    check("fds: new connections served again", d.ask("policy", DANE[0]), DANE[1])
+    check_true("fds: the local fault of notfound.sts.test ends with one line",
+               d.log().count("notfound.sts.test: the local fault is over") == 1, d.log()[-800:])
+    conn.close()
+    check("fds: daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+
 finish()
