@@ -200,13 +200,37 @@ static int env_try(struct store *st, const char *path, const char **where)
         if (rc == 0 && !S_ISREG(sb.st_mode))
             rc = MDB_INVALID;
     }
-    if (rc == 0)
+    if (rc == 0) {
+        st->psize = ms.ms_psize;
         store_gauges(st, txn);
+    }
     if (txn != NULL)
         mdb_txn_abort(txn);
     if (rc != 0)
         env_close(st);
     return rc;
+}
+
+/*
+ * Whether the file still holds every page LMDB's header counts: a file truncated under the
+ * daemon (an administrator's "> policies.mdb") would fault, SIGBUS, at the first read of a
+ * page past its end, in the map, on the loop or in a commit. Checked before each read and
+ * each batch (an fstat, a few microseconds, off the cached path). 0, or MDB_CORRUPTED.
+ */
+static int store_whole(struct store *st)
+{
+    MDB_envinfo info;
+    struct stat sb;
+    int fd;
+
+    if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &sb) < 0)
+        return 0;
+    /* The two meta pages first: mdb_env_info() reads them. */
+    if ((uint64_t)sb.st_size < 2ULL * st->psize)
+        return MDB_CORRUPTED;
+    if (mdb_env_info(st->env, &info) != 0)
+        return 0;
+    return (uint64_t)sb.st_size < (uint64_t)(info.me_last_pgno + 1) * st->psize ? MDB_CORRUPTED : 0;
 }
 
 /* Rename the unreadable store file aside and drop LMDB's lock file (rebuilt from nothing). */
@@ -272,7 +296,8 @@ size_t store_count(struct store *st)
     MDB_stat ms;
     size_t n = 0;
 
-    if (st->env == NULL || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+    if (st->env == NULL || store_whole(st) != 0 ||
+        mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
         return 0;
     if (mdb_stat(txn, st->dbi, &ms) == 0)
         n = ms.ms_entries;
@@ -580,6 +605,12 @@ static void do_batch(uv_work_t *req)
     MDB_txn *txn = NULL;
     int rc;
 
+    b->where = "the file's size";
+    rc = store_whole(st);
+    if (rc != 0) {
+        b->rc = rc;
+        return;
+    }
     b->where = "mdb_txn_begin";
     rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     for (size_t i = 0; rc == 0 && i < b->nops; i++) {
@@ -686,7 +717,7 @@ static void after_batch(uv_work_t *req, int status)
         st->sweeping = status == 0 && b->sweep_rc == 0 && !b->sweep_done;
         memcpy(st->sweep_from, b->sweep_from, sizeof(st->sweep_from));
     }
-    if (status == 0 && st->env != NULL) {
+    if (status == 0 && st->env != NULL && store_whole(st) == 0) {
         MDB_txn *txn;
 
         if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) == 0) {
@@ -836,6 +867,10 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
 
     if (st->env == NULL || !storable(domain))
         return 0;
+    if (txn == NULL && (rc = store_whole(st)) != 0) {
+        *why = "the file is shorter than its pages (truncated?)";
+        return -1;
+    }
     if (txn == NULL) {
         /* One read transaction, reset after each read and renewed for the next. */
         rc = st->rtxn ? mdb_txn_renew(st->rtxn)

@@ -27,8 +27,9 @@ struct store {
     uint64_t want_size; /* a new state_max_size from a reload, applied between batches; 0: none */
     MDB_env *env;       /* NULL: not started, or a read-only store without a file (no records) */
     MDB_dbi dbi;
-    MDB_txn *rtxn; /* store_get()'s read transaction, reset between reads */
-    MDB_txn *wtxn; /* store_batch_begin()'s write transaction, or NULL */
+    unsigned psize; /* LMDB's page size, once the environment is open (store_whole) */
+    MDB_txn *rtxn;  /* store_get()'s read transaction, reset between reads */
+    MDB_txn *wtxn;  /* store_batch_begin()'s write transaction, or NULL */
     uv_loop_t *loop;
     /* Writes not yet taken by a batch: FIFO, and hashed by domain to coalesce them. */
     struct pend **qbuckets;
