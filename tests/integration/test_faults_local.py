@@ -410,4 +410,52 @@ try:
 finally:
     d.cleanup()
 
+
+# ---- the store file corrupted while the daemon runs, and at its restart -------------------
+d = Daemon(conf_lines=STS_CONF + ["sts_cache_size = 3"], user="nobody")
+st = os.path.join(d.dir, "state")
+db = os.path.join(st, "policies.mdb")
+try:
+    d.start()
+    for dom in GOOD[:4]:
+        check(f"corrupt: {dom}.sts.test fetched",
+              d.ask("policy", f"{dom}.sts.test").startswith("OK secure match="), True)
+    check_true("corrupt: the four policies committed",
+               until(lambda: d.log().count(": policy written") >= 4, 10), d.log()[-600:])
+    # The cache (3 MTA-STS entries) now holds enforce, notxt and split: wildcard and crlf
+    # were evicted, and are read from the store when asked again.
+    warm(d, "corrupt")
+    mark = len(d.log())
+    # An administrator's "> policies.mdb": every page past the end would fault (SIGBUS).
+    os.truncate(db, 0)
+    for dom in ("wildcard", "crlf", "charset"):
+        got = d.ask("policy", f"{dom}.sts.test")
+        check_true(f"corrupt: truncated: {dom}.sts.test, not in memory: TEMP, not no policy",
+                   got.startswith("TEMP ") and "cannot be read" in got, got)
+    check("corrupt: truncated: DANE still answered", d.ask("policy", DANE[0]), DANE[1])
+    still_right(d, "corrupt: truncated")
+    # Overwritten in place, header and all.
+    with open(db, "wb") as f:
+        f.write(b"\x41" * 65536)
+    for dom in ("wildcard", "rotate"):
+        got = d.ask("policy", f"{dom}.sts.test")
+        check_true(f"corrupt: overwritten: {dom}.sts.test: TEMP", got.startswith("TEMP "), got)
+    check_true("corrupt: the daemon is still running", d.proc.poll() is None)
+    lines = errors(d, mark)
+    check_true("corrupt: one error line while it lasts, not one per lookup",
+               len(lines) == 1 and "state_dir cannot be read" in lines[0], lines)
+    check("corrupt: daemon exits cleanly", d.stop(), 0)
+    # At the restart the file is set aside, in one line, and the daemon serves.
+    mark = len(d.log())
+    restart(d)
+    check_true("corrupt: restart: set aside in one line",
+               d.log()[mark:].count("set aside as policies.mdb.corrupt-") == 1 and
+               len(glob.glob(db + ".corrupt-*")) == 1, d.log()[mark:][-600:])
+    check("corrupt: restart: enforce fetched again", d.ask("policy", ENFORCE[0]), ENFORCE[1])
+    check_true("corrupt: restart: and written to the fresh store",
+               d.wait_log("state_dir: enforce.sts.test: policy written"), d.log()[-600:])
+    check("corrupt: restart: daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+
 finish()
