@@ -7,8 +7,8 @@
  * jobs and lives until the last one's after-work callback has run, or (a commit stuck in
  * the kernel at shutdown) until the process leaves. Reads (store_get) are memory-map
  * lookups on the caller's thread through one read transaction that is reset and renewed.
- * The "state" commands use the synchronous side: store_scan() reads without changing,
- * store_batch_*() write. The old per-file layout is migrated by store_migrate.c.
+ * Failed writes are tried again on a timer. The "state" commands use the synchronous side,
+ * store_sync.c; the old per-file layout is migrated by store_migrate.c.
  */
 #include "store.h"
 
@@ -125,7 +125,7 @@ int store_env_corrupt(int rc)
 }
 
 /* A word for an LMDB result or errno, for a log line. */
-static const char *what(int rc)
+const char *store_what(int rc)
 {
     return mdb_strerror(rc);
 }
@@ -277,13 +277,13 @@ int store_start(struct store *st, int64_t now, char *err, size_t errlen)
     }
     rc = env_try(st, path, &where);
     if (rc != 0 && store_env_corrupt(rc) && !st->readonly) {
-        snprintf(why, sizeof(why), "%s: %s", where, what(rc));
+        snprintf(why, sizeof(why), "%s: %s", where, store_what(rc));
         if (set_aside(st, now, why, err, errlen) < 0)
             return -1;
         rc = env_try(st, path, &where);
     }
     if (rc != 0) {
-        snprintf(err, errlen, "state_dir: cannot open %s: %s: %s%s", path, where, what(rc),
+        snprintf(err, errlen, "state_dir: cannot open %s: %s: %s%s", path, where, store_what(rc),
                  store_env_corrupt(rc) ? " (the file is not a valid store)" : "");
         return -1;
     }
@@ -393,7 +393,7 @@ static void apply_size(struct store *st)
     rc = mdb_env_set_mapsize(st->env, (size_t)want);
     if (rc != 0) {
         log_error("state_dir: %s/%s: state_max_size stays %llu MiB: %s", st->top, STORE_FILE,
-                  (unsigned long long)(st->max_size >> 20), what(rc));
+                  (unsigned long long)(st->max_size >> 20), store_what(rc));
         return;
     }
     log_notice("state_dir: %s/%s: state_max_size now %llu MiB (was %llu MiB)", st->top, STORE_FILE,
@@ -517,7 +517,7 @@ void store_close(struct store *st, unsigned timeout_ms)
 }
 
 /* Domains are normalised A-labels ([a-z0-9.-]): nothing else is a key. */
-static int storable(const char *domain)
+int store_storable(const char *domain)
 {
     size_t n = strlen(domain);
 
@@ -528,8 +528,8 @@ static int storable(const char *domain)
 /*
  * The value at key, parsed and held to the key: 0 with *rec, or -1 with a reason.
  */
-static int parse_value(const MDB_val *key, const MDB_val *val, int64_t now,
-                       struct store_record *rec, const char **why)
+int store_parse_value(const MDB_val *key, const MDB_val *val, int64_t now, struct store_record *rec,
+                      const char **why)
 {
     memset(rec, 0, sizeof(*rec));
     if (store_record_parse(val->mv_data, val->mv_size, NULL, now, rec, why) < 0)
@@ -567,7 +567,7 @@ static void sweep_chunk(struct store *st, struct batch *b)
                      (const char *)key.mv_data);
             break;
         }
-        if (parse_value(&key, &val, b->sweep_now, &rec, &why) < 0) {
+        if (store_parse_value(&key, &val, b->sweep_now, &rec, &why) < 0) {
             char name[DOMAIN_MAX + 1];
 
             snprintf(name, sizeof(name), "%.*s",
@@ -662,7 +662,8 @@ static void report(struct store *st, struct batch *b, int status)
                   "memory and answer as before, and their writes are tried again every few "
                   "seconds (not logged again until a write succeeds or fails otherwise)",
                   st->top, STORE_FILE, b->nops, b->nops == 1 ? "" : "s",
-                  status ? "threadpool" : b->where, status ? uv_strerror(status) : what(b->rc),
+                  status ? "threadpool" : b->where,
+                  status ? uv_strerror(status) : store_what(b->rc),
                   b->rc == MDB_MAP_FULL ? " (state_max_size reached: raise it, or remove "
                                           "records)"
                                         : "");
@@ -671,7 +672,7 @@ static void report(struct store *st, struct batch *b, int status)
         st->announced = 1;
     } else if (!ok) {
         log_debug("state_dir: %zu write%s not committed: %s (logged before)", b->nops,
-                  b->nops == 1 ? "" : "s", status ? uv_strerror(status) : what(b->rc));
+                  b->nops == 1 ? "" : "s", status ? uv_strerror(status) : store_what(b->rc));
     } else if (ok && b->nops > 0) {
         if (st->fail_rc != 0 && st->announced)
             log_notice("state_dir: %s/%s: writes commit again (%lu had failed)", st->top,
@@ -698,7 +699,7 @@ static void report(struct store *st, struct batch *b, int status)
     }
     if (b->sweep && b->sweep_rc != 0)
         log_error("state_dir: %s/%s: sweep of expired records failed: %s", st->top, STORE_FILE,
-                  what(b->sweep_rc));
+                  store_what(b->sweep_rc));
     if (b->sweep && (b->swept > 0 || b->bad > 0))
         log_info("state_dir: %zu expired record%s removed%s%zu invalid removed%s%s", b->swept,
                  b->swept == 1 ? "" : "s", b->bad ? ", " : "", b->bad, b->bad ? ": " : "",
@@ -813,7 +814,7 @@ void store_put(struct store *st, const struct store_record *rec)
 
     if (st->closing || st->readonly || st->env == NULL)
         return;
-    if (!storable(rec->domain)) {
+    if (!store_storable(rec->domain)) {
         log_error("state_dir: %s: policy not persisted: not a storable domain name", rec->domain);
         metrics_store(0);
         return;
@@ -829,7 +830,7 @@ void store_put(struct store *st, const struct store_record *rec)
 
 void store_delete(struct store *st, const char *domain)
 {
-    if (!st->closing && !st->readonly && st->env != NULL && storable(domain))
+    if (!st->closing && !st->readonly && st->env != NULL && store_storable(domain))
         submit(st, domain, OP_DELETE, NULL);
 }
 
@@ -865,7 +866,7 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
     MDB_txn *txn = st->wtxn;
     int rc;
 
-    if (st->env == NULL || !storable(domain))
+    if (st->env == NULL || !store_storable(domain))
         return 0;
     if (txn == NULL && (rc = store_whole(st)) != 0) {
         *why = "the file is shorter than its pages (truncated?)";
@@ -879,7 +880,7 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
             if (st->rtxn != NULL)
                 mdb_txn_abort(st->rtxn);
             st->rtxn = NULL;
-            *why = what(rc);
+            *why = store_what(rc);
             return -1;
         }
         txn = st->rtxn;
@@ -889,114 +890,14 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
         const char *pwhy = NULL;
 
         /* Invalid: as good as missing here; the sweep names and removes it. */
-        rc = parse_value(&key, &val, now, rec, &pwhy) == 0 && rec->expires > now ? 1 : 0;
+        rc = store_parse_value(&key, &val, now, rec, &pwhy) == 0 && rec->expires > now ? 1 : 0;
     } else if (rc == MDB_NOTFOUND) {
         rc = 0;
     } else {
-        *why = what(rc);
+        *why = store_what(rc);
         rc = -1;
     }
     if (txn == st->rtxn)
         mdb_txn_reset(st->rtxn);
     return rc;
-}
-
-int store_scan(struct store *st, int64_t now, store_scan_cb cb, void *arg, char *err, size_t errlen)
-{
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    MDB_val key, val;
-    int rc;
-
-    if (st->env == NULL)
-        return 0;
-    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc == 0 && (rc = mdb_cursor_open(txn, st->dbi, &cur)) != 0)
-        mdb_txn_abort(txn);
-    if (rc != 0) {
-        snprintf(err, errlen, "state_dir: cannot read %s/%s: %s", st->top, STORE_FILE, what(rc));
-        return -1;
-    }
-    /* Keys in LMDB's order (bytes compared): domain order, as "state export" promises. */
-    while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
-        struct store_record rec;
-        const char *why = NULL;
-        char name[DOMAIN_MAX + 1];
-
-        snprintf(name, sizeof(name), "%.*s",
-                 (int)(key.mv_size > DOMAIN_MAX ? DOMAIN_MAX : key.mv_size),
-                 (const char *)key.mv_data);
-        if (parse_value(&key, &val, now, &rec, &why) < 0)
-            cb(arg, name, NULL, why ? why : "invalid");
-        else if (rec.expires <= now)
-            cb(arg, name, NULL, "expired");
-        else
-            cb(arg, name, &rec, NULL);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    if (rc != MDB_NOTFOUND) {
-        snprintf(err, errlen, "state_dir: cannot read %s/%s: %s", st->top, STORE_FILE, what(rc));
-        return -1;
-    }
-    return 0;
-}
-
-int store_batch_begin(struct store *st, char *err, size_t errlen)
-{
-    int rc;
-
-    if (st->readonly || st->env == NULL) {
-        snprintf(err, errlen, "the store is open read-only");
-        return -1;
-    }
-    rc = mdb_txn_begin(st->env, NULL, 0, &st->wtxn);
-    if (rc != 0) {
-        st->wtxn = NULL;
-        snprintf(err, errlen, "%s/%s: mdb_txn_begin: %s", st->top, STORE_FILE, what(rc));
-        return -1;
-    }
-    return 0;
-}
-
-int store_batch_put(struct store *st, const struct store_record *rec, char *err, size_t errlen)
-{
-    MDB_val key = {strlen(rec->domain), (void *)rec->domain}, val;
-    char *line;
-    int rc;
-
-    if (st->wtxn == NULL || !storable(rec->domain)) {
-        snprintf(err, errlen, st->wtxn ? "not a storable domain name" : "no batch open");
-        return -1;
-    }
-    line = store_record_encode(rec);
-    if (line == NULL) {
-        snprintf(err, errlen, "cannot encode the record");
-        return -1;
-    }
-    val.mv_size = strlen(line);
-    val.mv_data = line;
-    rc = mdb_put(st->wtxn, st->dbi, &key, &val, 0);
-    free(line);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s/%s: mdb_put: %s%s", st->top, STORE_FILE, what(rc),
-                 rc == MDB_MAP_FULL ? " (state_max_size reached)" : "");
-        return -1;
-    }
-    return 0;
-}
-
-int store_batch_commit(struct store *st, char *err, size_t errlen)
-{
-    int rc;
-
-    if (st->wtxn == NULL)
-        return 0;
-    rc = mdb_txn_commit(st->wtxn);
-    st->wtxn = NULL;
-    if (rc != 0) {
-        snprintf(err, errlen, "%s/%s: mdb_txn_commit: %s", st->top, STORE_FILE, what(rc));
-        return -1;
-    }
-    return 0;
 }

@@ -82,6 +82,17 @@ int store_own_file(int topfd, const char *top, const char *name, uid_t owner, gi
 /* store_env_error - whether an LMDB result means the file is not (or no longer) LMDB's. */
 int store_env_corrupt(int rc);
 
+/* store_storable - domain is a key the store takes: a normalised A-label name. */
+int store_storable(const char *domain);
+
+/* store_what - a word for an LMDB result or errno, for a log line or a message. */
+const char *store_what(int rc);
+
+/* store_parse_value - the value at key, parsed and held to the key: 0 with *rec, or -1 with
+ * a reason (store_record_parse(), and the record's domain must be its key). */
+int store_parse_value(const MDB_val *key, const MDB_val *val, int64_t now, struct store_record *rec,
+                      const char **why);
+
 /* store_gauges - the size and record count of the open environment, for the metrics. */
 void store_gauges(struct store *st, MDB_txn *txn);
 
