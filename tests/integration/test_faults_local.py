@@ -14,9 +14,7 @@ Run inside the lab with DNSLAB_EXTRA_RECORDS=faults_local.records (tests/CMakeLi
 import glob
 import os
 import pwd
-import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -382,7 +380,6 @@ try:
                    used < 0.6, used)
         still_right(d, "fds: still", conn)
         lines = errors(d, mark)
-        print("\n".join(lines)) if os.environ.get("SHOW") else None
         check("fds: one line for the shortage",
               sum("out of file descriptors" in x for x in lines), 1)
         check_true("fds: one line per domain's fault, none per lookup or attempt",
