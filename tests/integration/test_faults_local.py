@@ -19,7 +19,8 @@ import subprocess
 import threading
 import time
 
-from harness import TLSPOLICYD, Daemon, check, check_true, finish, mdb_entries
+from harness import (TLSPOLICYD, Daemon, check, check_true, finish, mdb_entries, netstring,
+                     read_netstring)
 
 if "LAB_CA_FILE" not in os.environ:
     raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_faults_local.py")
@@ -402,6 +403,32 @@ try:
     check("fds: new connections served again", d.ask("policy", DANE[0]), DANE[1])
     check_true("fds: the local fault of notfound.sts.test ends with one line",
                d.log().count("notfound.sts.test: the local fault is over") == 1, d.log()[-800:])
+    # No descriptor at all (the soft limit below every descriptor the daemon holds): libuv's
+    # reserve cannot shed a new client, nor can ours; libuv would call accept() again at
+    # once, for ever. The listener pauses instead, the client waits in the backlog.
+    mark = len(d.log())
+    sh(*as_nobody, f"--nofile=3:{hard}")
+    try:
+        waiting = d.connect(timeout=10)
+        waiting.sendall(netstring(b"policy " + DANE[0].encode()))
+        time.sleep(0.5)
+        t0 = cpu_s(pid)
+        check("fds: none at all: the held connection is still served",
+              d.ask("policy", ENFORCE[0], conn), ENFORCE[1])
+        time.sleep(1.0)
+        used = cpu_s(pid) - t0
+        check_true("fds: none at all: no busy loop (CPU over 1 s < 0.5 s)", used < 0.5, used)
+        check("fds: none at all: the listener pauses, in one line",
+              d.log()[mark:].count("not accepting connections until a descriptor is free"), 1)
+    finally:
+        sh(*as_nobody, f"--nofile={soft}:{hard}")
+    check_true("fds: none at all: accepting again once the limit is raised",
+               d.wait_log("accepting connections again", timeout=3), d.log()[mark:][-600:])
+    got = read_netstring(waiting, 5)
+    check("fds: the client that waited in the backlog is answered",
+          got.decode() if got else got, DANE[1])
+    waiting.close()
+    check("fds: and new clients too", d.ask("policy", DANE[0]), DANE[1])
     conn.close()
     check("fds: daemon exits cleanly", d.stop(), 0)
 finally:
