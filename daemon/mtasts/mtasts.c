@@ -483,6 +483,14 @@ struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct
 void mtasts_set_opts(struct mtasts_svc *svc, const struct mtasts_opts *opts)
 {
     svc->opts = *opts;
+    /*
+     * A reload is how an administrator says a local fault is fixed (a CA bundle read again):
+     * domains waiting out their local-fault backoff are tried at their next lookup.
+     */
+    for (size_t b = 0; b < svc->nbuckets; b++)
+        for (struct entry *e = svc->buckets[b]; e != NULL; e = e->hnext)
+            if (e->local_faults > 0 && e->f->state != MTASTS_POLICY)
+                e->fail_until = 0;
 }
 
 static void on_sweep_closed(uv_handle_t *h)
