@@ -544,8 +544,9 @@ static const struct key keys[] = {
      RESTART_STRING(state_dir)},
     {"state_max_size", "4G", set_state_max_size,
      "bound of state_dir's policy store (policies.mdb; about 0.4 KiB a policy): past it, "
-     "writes fail, are counted and logged, and the policies stay in memory",
-     RESTART_VALUE(state_max_size_mb)},
+     "writes fail, are counted and logged, and the policies stay in memory (a reload with a "
+     "larger bound lets them through)",
+     RELOADS},
     {"sts_ca_file", "", set_sts_ca_file,
      "CA bundle (PEM) for MTA-STS policy fetches, read into memory before the privilege drop "
      "and on SIGHUP (empty: the system bundle)",

@@ -644,6 +644,9 @@ void lookup_apply_config(struct lookup_svc *svc, const struct config *cfg)
     lookup_mtasts_opts(cfg, &mo);
     if (svc->mtasts)
         mtasts_set_opts(svc->mtasts, &mo);
+    /* A larger state_max_size is how a full store is fixed without a restart. */
+    if (svc->store)
+        store_set_max_size(svc->store, (uint64_t)cfg->state_max_size_mb << 20);
 }
 
 void lookup_mtasts_opts(const struct config *cfg, struct mtasts_opts *mo)

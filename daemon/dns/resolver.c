@@ -8,12 +8,14 @@
 #include "resolver.h"
 
 #include <ares.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "dns.h"
+#include "fdwatch.h"
 #include "log.h"
 #include "lru.h"
 #include "waitlist.h"
@@ -53,6 +55,7 @@ struct entry {
     struct waitlist_link *waiters;
     int inflight;
     int pinned;               /* inside ares_send(): not to be evicted */
+    int local_fault;          /* the last failure was ours (resolver_answer.local_fault) */
     unsigned long deliveries; /* answers delivered to waiters so far */
     uint64_t expires;         /* loop time in ms; 0: nothing usable cached */
     uint16_t qtype;
@@ -153,6 +156,7 @@ static void deliver(struct entry *e, int from_cache)
                                   .msg = e->msg,
                                   .len = e->len,
                                   .from_cache = from_cache,
+                                  .local_fault = e->local_fault,
                                   .expires = e->expires};
     struct waitlist_link *list, *l;
 
@@ -206,6 +210,30 @@ static void health(struct resolver *r, const struct entry *e)
     }
 }
 
+/*
+ * Whether a failed query failed on our side. c-ares 1.18 reports a socket() that failed
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM) as ARES_ECONNREFUSED, the word it uses for a resolver
+ * that refused, and the query ends inside the same call: a probe now tells the two apart.
+ * A resolver that refused while this process was also short of descriptors counts as
+ * ours, which makes the answer TEMP, never weaker.
+ */
+static int local_failure(int status, const char **why)
+{
+    int err;
+
+    if (status != ARES_ECONNREFUSED && status != ARES_ENOMEM)
+        return 0;
+    err = status == ARES_ENOMEM ? ENOMEM : fdwatch_probe();
+    if (err == 0 || !fdwatch_local(err))
+        return 0;
+    fdwatch_note("a DNS socket", err);
+    *why = err == ENOMEM ? "local fault: cannot open a DNS socket: out of memory"
+           : err == ENFILE
+               ? "local fault: cannot open a DNS socket: the system's file table is full"
+               : "local fault: cannot open a DNS socket: too many open files";
+    return 1;
+}
+
 static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
     struct entry *e = arg;
@@ -218,6 +246,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     r->bytes -= e->len;
     e->msg = NULL;
     e->len = 0;
+    e->local_fault = 0;
     if (status == ARES_SUCCESS && abuf != NULL && alen > 0) {
         dns_answer_classify(abuf, (size_t)alen, e->qname, e->qtype, &e->info);
         e->msg = xmalloc((size_t)alen);
@@ -233,6 +262,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
                       : status == ARES_EDESTRUCTION ? "resolver shutting down"
                       : status == ARES_ECANCELLED   ? "DNS query cancelled"
                                                     : "DNS query failed";
+        e->local_fault = local_failure(status, &e->info.why);
     }
 
     /* Cache what is an answer, within the configured TTL bounds (RFC 2308 for negatives). */
@@ -248,7 +278,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     }
     if (!r->destroying && status != ARES_ECANCELLED) {
         metrics_dns(e->qtype, e->info.outcome, e->info.secure);
-        health(r, e);
+        if (!e->local_fault) /* ours, not the resolver's: fdwatch says it in one line */
+            health(r, e);
     }
     if (log_enabled(LOG_DEBUG))
         log_debug("dns %s type %u: %s%s%s%s", e->qname, e->qtype, dns_outcome_name(e->info.outcome),
@@ -329,6 +360,7 @@ struct resolver_req *resolver_query(struct resolver *r, const char *qname, uint1
         e->info.outcome = DNS_OUT_FAILED;
         e->info.why = why;
         e->expires = 0;
+        e->local_fault = 0;
         deliver(e, 0);
         return NULL;
     }

@@ -28,6 +28,9 @@ struct resolver_answer {
     const uint8_t *msg;
     size_t len;
     int from_cache;
+    /* FAILED because this process could not open a socket (descriptors, memory): a fault
+     * of ours that says nothing about the name (info.why says so). */
+    int local_fault;
     /* Loop time in ms until which the answer is good (its TTL within dns_min_ttl and
      * dns_max_ttl); 0: not cached (a failure, a bogus answer, teardown). What rests on the
      * answer is good until then, whether or not the cache keeps it (dane_cache.h). */

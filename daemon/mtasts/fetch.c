@@ -32,6 +32,7 @@
 
 #include "cafile.h"
 #include "escape.h"
+#include "fdwatch.h"
 #include "metrics.h"
 #include "waitlist.h"
 #include "xalloc.h"
@@ -284,9 +285,10 @@ static curl_socket_t open_pinned(struct fetch_req *req, const struct curl_sockad
 {
     int fd = socket(sa->family, sa->socktype | SOCK_CLOEXEC, sa->protocol);
 
-    if (fd < 0 && req->socket_errno == 0 &&
-        (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
+    if (fd < 0 && req->socket_errno == 0 && fdwatch_local(errno)) {
         req->socket_errno = errno;
+        fdwatch_note("a policy fetch socket", errno);
+    }
     return fd < 0 ? CURL_SOCKET_BAD : fd;
 }
 

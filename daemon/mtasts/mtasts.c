@@ -332,8 +332,9 @@ static int from_store(struct mtasts_svc *svc, const char *domain, int64_t now, s
     return rc;
 }
 
-/* The store cannot be read: facts that say so (the engine answers TEMP). */
-static void deliver_store_fault(const char *domain, const char *why, mtasts_cb cb, void *arg)
+/* The store cannot be read: facts that say so (the engine answers TEMP), logged once. */
+static void deliver_store_fault(struct mtasts_svc *svc, const char *domain, const char *why,
+                                mtasts_cb cb, void *arg)
 {
     struct mtasts_facts f;
     char line[MTASTS_WHY_MAX];
@@ -344,7 +345,11 @@ static void deliver_store_fault(const char *domain, const char *why, mtasts_cb c
     f.txt = "";
     snprintf(line, sizeof(line), "state_dir cannot be read: %s", why);
     f.why = line;
-    log_error("mta-sts: %s: state_dir cannot be read (%s); answering TEMP", domain, why);
+    log_msg(svc->store_fault ? LOG_DEBUG : LOG_ERR,
+            "mta-sts: %s: state_dir cannot be read (%s); answering TEMP for domains not in "
+            "memory until it can (logged once)",
+            domain, why);
+    svc->store_fault++;
     cb(arg, &f);
 }
 
@@ -356,9 +361,16 @@ struct mtasts_lookup *mtasts_start(struct mtasts_svc *svc, const char *domain, m
     int64_t now = mtasts_now();
     const char *why = "";
 
-    if (e == NULL && from_store(svc, domain, now, &e, &why) < 0) {
-        deliver_store_fault(domain, why, cb, arg);
-        return NULL;
+    if (e == NULL) {
+        if (from_store(svc, domain, now, &e, &why) < 0) {
+            deliver_store_fault(svc, domain, why, cb, arg);
+            return NULL;
+        }
+        if (svc->store_fault) {
+            log_notice("mta-sts: state_dir can be read again (%lu lookups were answered TEMP)",
+                       svc->store_fault);
+            svc->store_fault = 0;
+        }
     }
     if (e != NULL) {
         const struct mtasts_facts *f = cached_facts(svc, e, now);
@@ -471,6 +483,14 @@ struct mtasts_svc *mtasts_svc_create(uv_loop_t *loop, struct resolver *r, struct
 void mtasts_set_opts(struct mtasts_svc *svc, const struct mtasts_opts *opts)
 {
     svc->opts = *opts;
+    /*
+     * A reload is how an administrator says a local fault is fixed (a CA bundle read again):
+     * domains waiting out their local-fault backoff are tried at their next lookup.
+     */
+    for (size_t b = 0; b < svc->nbuckets; b++)
+        for (struct entry *e = svc->buckets[b]; e != NULL; e = e->hnext)
+            if (e->local_faults > 0 && e->f->state != MTASTS_POLICY)
+                e->fail_until = 0;
 }
 
 static void on_sweep_closed(uv_handle_t *h)

@@ -39,10 +39,11 @@ struct entry {
      * strings sized to their content (or no_text). Cached answers hand out this very struct.
      */
     struct mtasts_facts *f;
-    int64_t checked;    /* when discovery last completed */
-    int64_t fail_until; /* no new work before this after a failure */
-    int used;           /* a lookup was answered from the policy since it was fetched */
-    int unsaved;        /* the policy's store write is queued, running or failed */
+    int64_t checked;            /* when discovery last completed */
+    int64_t fail_until;         /* no new work before this after a failure */
+    int used;                   /* a lookup was answered from the policy since it was fetched */
+    int unsaved;                /* the policy's store write is queued, running or failed */
+    unsigned char local_faults; /* work that failed on our side in a row (mtasts_work.c) */
     struct work *work;
     struct waitlist_link *waiters;
     struct lru_link idle; /* on svc->idle while evictable (see idle_update) */
@@ -64,7 +65,8 @@ struct mtasts_svc {
     unsigned long nentries, npolicies;
     /* Entries that may be evicted, least recently used at the tail. */
     struct lru idle;
-    int full_logged; /* the cap was passed by policies in force alone (logged once) */
+    int full_logged;           /* the cap was passed by policies in force alone (logged once) */
+    unsigned long store_fault; /* lookups answered TEMP since state_dir stopped being readable */
     unsigned long completions, fetches;
     uv_timer_t sweep;
     unsigned sweeps; /* of the cache; every STORE_SWEEP_EVERY-th also sweeps the store */

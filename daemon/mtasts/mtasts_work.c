@@ -28,6 +28,8 @@
 #define MAX_ADDRS 16
 /* RFC 8461 3.3: the policy lives at this path on the mta-sts host. */
 #define POLICY_PATH "/.well-known/mta-sts.txt"
+/* A local fault is tried again after 1 << n seconds, n up to this (4 s). */
+#define LOCAL_RETRY_SHIFT_MAX 2
 /* TXT records longer than this are not STS records (the grammar's fields are short). */
 #define TXT_MAX 1024
 
@@ -46,6 +48,8 @@ struct work {
     size_t naddrs;
     char refused[160]; /* the first address refused, and why */
     const char *addr_why;
+    int ended_local;      /* no_new_policy() with END_LOCAL: the local fault goes on */
+    int addr_local;       /* an address lookup failed on our side (resolver_answer.local_fault) */
     uint64_t txt_expires; /* the TXT answer's resolver_answer.expires */
 };
 
@@ -55,6 +59,12 @@ void mtasts_work_done(struct work *w)
     struct mtasts_svc *svc = e->svc;
     struct waitlist_link *list, *ln;
 
+    /* The work went further than our own fault: say so once, and start the backoff anew. */
+    if (!w->ended_local && e->local_faults > 0) {
+        log_notice("mta-sts: %s: the local fault is over (%u attempt%s failed on our side)",
+                   e->domain, e->local_faults, e->local_faults == 1 ? "" : "s");
+        e->local_faults = 0;
+    }
     /* The TXT record last seen stays with the entry, for query output. */
     mtasts_set_text(&e->f->txt, w->txt, MTASTS_TXT_MAX);
     /* Fleet: a fetch that gave no policy lets the next daemon try. */
@@ -125,6 +135,21 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
     va_end(ap);
     if (how & END_REMEMBER)
         e->fail_until = now + e->svc->opts.fail_ttl_s;
+    if (local) {
+        /*
+         * Not the domain's failure, so not remembered for sts_fail_ttl; but not tried again
+         * at every lookup either while the fault lasts: 1, 2, then every 4 seconds, the
+         * lookups meanwhile answered TEMP from the entry (a fetch per lookup would only
+         * feed the shortage).
+         */
+        unsigned n =
+            e->local_faults < LOCAL_RETRY_SHIFT_MAX ? e->local_faults : LOCAL_RETRY_SHIFT_MAX;
+
+        e->fail_until = now + (1 << n);
+        if (e->local_faults < 255)
+            e->local_faults++;
+        w->ended_local = 1;
+    }
     if ((how & END_TXT) && !mtasts_has_policy(e, now)) {
         uint64_t now_ms = resolver_now(e->svc->r);
 
@@ -137,8 +162,9 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
         e->checked = now;
         e->f->local_fault = 0;
         if (local)
-            log_error("mta-sts: %s: %s; the cached policy (id %s) stays in force", e->domain, why,
-                      e->f->id);
+            log_msg(e->local_faults == 1 ? LOG_ERR : LOG_DEBUG,
+                    "mta-sts: %s: %s; the cached policy (id %s) stays in force", e->domain, why,
+                    e->f->id);
         else
             log_info("mta-sts: %s: %s; the cached policy (id %s) stays in force until it "
                      "expires in %llds (RFC 8461 5.1)",
@@ -149,8 +175,12 @@ static void no_new_policy(struct work *w, unsigned how, const char *fmt, ...)
         e->f->local_fault = local;
         mtasts_set_state(e, MTASTS_NONE);
         mtasts_set_text(&e->f->why, why, WHY_MAX);
+        /* One line when the fault starts for the domain, not one per attempt. */
         if (local)
-            log_error("mta-sts: %s: %s; answering TEMP until a fetch succeeds", e->domain, why);
+            log_msg(e->local_faults == 1 ? LOG_ERR : LOG_DEBUG,
+                    "mta-sts: %s: %s; answering TEMP until it works again (tried again "
+                    "after 1, 2, then every 4 s; logged once)",
+                    e->domain, why);
         else
             log_info("mta-sts: %s: no policy: %s", e->domain, why);
     }
@@ -230,7 +260,10 @@ static void start_fetch(struct work *w)
     const char *addrs[MAX_ADDRS];
 
     if (w->naddrs == 0) {
-        if (w->refused[0])
+        if (w->addr_local)
+            no_new_policy(w, END_LOCAL, "policy host %s: address lookup failed: %s", w->host,
+                          w->addr_why);
+        else if (w->refused[0])
             no_new_policy(w, END_REMEMBER, "policy host %s has no usable address (%s)", w->host,
                           w->refused);
         else
@@ -254,6 +287,7 @@ static void take_addresses(struct work *w, const struct resolver_answer *ans)
     if (ans->info.outcome != DNS_OUT_RECORDS) {
         if (ans->info.outcome == DNS_OUT_BOGUS || ans->info.outcome == DNS_OUT_FAILED)
             w->addr_why = ans->info.why;
+        w->addr_local |= ans->local_fault;
         return;
     }
     if (dns_iter_init(&it, ans->msg, ans->len, &why) < 0)
@@ -341,7 +375,9 @@ static void on_txt(void *arg, const struct resolver_answer *ans)
         return;
     case DNS_OUT_BOGUS:
     case DNS_OUT_FAILED:
-        no_new_policy(w, END_REMEMBER, "_mta-sts TXT lookup failed: %s", ans->info.why);
+        /* No socket for the query: our fault, not the domain's "no policy" (TEMP). */
+        no_new_policy(w, ans->local_fault ? END_LOCAL : END_REMEMBER,
+                      "_mta-sts TXT lookup failed: %s", ans->info.why);
         return;
     case DNS_OUT_RECORDS:
         break;

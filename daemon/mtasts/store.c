@@ -7,8 +7,8 @@
  * jobs and lives until the last one's after-work callback has run, or (a commit stuck in
  * the kernel at shutdown) until the process leaves. Reads (store_get) are memory-map
  * lookups on the caller's thread through one read transaction that is reset and renewed.
- * The "state" commands use the synchronous side: store_scan() reads without changing,
- * store_batch_*() write. The old per-file layout is migrated by store_migrate.c.
+ * Failed writes are tried again on a timer. The "state" commands use the synchronous side,
+ * store_sync.c; the old per-file layout is migrated by store_migrate.c.
  */
 #include "store.h"
 
@@ -31,6 +31,8 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* The same write failure is logged again after this long at the soonest (milliseconds). */
+#define FAIL_LOG_MS 60000
 /* Buckets of the table of queued writes (a few at a time, usually). */
 #define QUEUE_BUCKETS 1024
 /* The shutdown line naming the domains left unwritten stays this short (a log line). */
@@ -123,7 +125,7 @@ int store_env_corrupt(int rc)
 }
 
 /* A word for an LMDB result or errno, for a log line. */
-static const char *what(int rc)
+const char *store_what(int rc)
 {
     return mdb_strerror(rc);
 }
@@ -198,13 +200,37 @@ static int env_try(struct store *st, const char *path, const char **where)
         if (rc == 0 && !S_ISREG(sb.st_mode))
             rc = MDB_INVALID;
     }
-    if (rc == 0)
+    if (rc == 0) {
+        st->psize = ms.ms_psize;
         store_gauges(st, txn);
+    }
     if (txn != NULL)
         mdb_txn_abort(txn);
     if (rc != 0)
         env_close(st);
     return rc;
+}
+
+/*
+ * Whether the file still holds every page LMDB's header counts: a file truncated under the
+ * daemon (an administrator's "> policies.mdb") would fault, SIGBUS, at the first read of a
+ * page past its end, in the map, on the loop or in a commit. Checked before each read and
+ * each batch (an fstat, a few microseconds, off the cached path). 0, or MDB_CORRUPTED.
+ */
+static int store_whole(struct store *st)
+{
+    MDB_envinfo info;
+    struct stat sb;
+    int fd;
+
+    if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &sb) < 0)
+        return 0;
+    /* The two meta pages first: mdb_env_info() reads them. */
+    if ((uint64_t)sb.st_size < 2ULL * st->psize)
+        return MDB_CORRUPTED;
+    if (mdb_env_info(st->env, &info) != 0)
+        return 0;
+    return (uint64_t)sb.st_size < (uint64_t)(info.me_last_pgno + 1) * st->psize ? MDB_CORRUPTED : 0;
 }
 
 /* Rename the unreadable store file aside and drop LMDB's lock file (rebuilt from nothing). */
@@ -251,13 +277,13 @@ int store_start(struct store *st, int64_t now, char *err, size_t errlen)
     }
     rc = env_try(st, path, &where);
     if (rc != 0 && store_env_corrupt(rc) && !st->readonly) {
-        snprintf(why, sizeof(why), "%s: %s", where, what(rc));
+        snprintf(why, sizeof(why), "%s: %s", where, store_what(rc));
         if (set_aside(st, now, why, err, errlen) < 0)
             return -1;
         rc = env_try(st, path, &where);
     }
     if (rc != 0) {
-        snprintf(err, errlen, "state_dir: cannot open %s: %s: %s%s", path, where, what(rc),
+        snprintf(err, errlen, "state_dir: cannot open %s: %s: %s%s", path, where, store_what(rc),
                  store_env_corrupt(rc) ? " (the file is not a valid store)" : "");
         return -1;
     }
@@ -270,7 +296,8 @@ size_t store_count(struct store *st)
     MDB_stat ms;
     size_t n = 0;
 
-    if (st->env == NULL || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+    if (st->env == NULL || store_whole(st) != 0 ||
+        mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
         return 0;
     if (mdb_stat(txn, st->dbi, &ms) == 0)
         n = ms.ms_entries;
@@ -284,6 +311,8 @@ static void queue_free(struct pend *p)
     free(p);
 }
 
+static void on_retry_closed(uv_handle_t *h);
+
 static void store_free(struct store *st)
 {
     struct pend *p, *next;
@@ -291,6 +320,14 @@ static void store_free(struct store *st)
     for (p = st->qhead; p != NULL; p = next) {
         next = p->qnext;
         queue_free(p);
+    }
+    for (p = st->retry; p != NULL; p = next) {
+        next = p->qnext;
+        queue_free(p);
+    }
+    if (st->retry_timer != NULL) {
+        st->retry_timer->data = NULL;
+        uv_close((uv_handle_t *)st->retry_timer, on_retry_closed);
     }
     env_close(st);
     if (st->topfd >= 0)
@@ -305,6 +342,105 @@ static void store_free(struct store *st)
 static void on_close_timer_closed(uv_handle_t *h)
 {
     store_free(h->data);
+}
+
+static void submit(struct store *st, const char *domain, enum op op, char *text);
+
+/*
+ * Failed writes are tried again: a full disk, a read-only remount or state_max_size met
+ * say nothing about the policies, and once the fault is gone their records must reach the
+ * store without a restart (or a restart would lose them). A newer write of the same domain
+ * queued meanwhile wins over the failed one.
+ */
+static void retry_now(struct store *st)
+{
+    struct pend *p, *next;
+
+    for (p = st->retry, st->retry = NULL; p != NULL; p = next) {
+        next = p->qnext;
+        if (store_queued(st, p->domain))
+            free(p->text);
+        else
+            submit(st, p->domain, p->op, p->text);
+        free(p);
+    }
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct store *st = t->data;
+
+    if (st != NULL)
+        retry_now(st);
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* A new state_max_size, between batches: no write transaction is open, reads are reset. */
+static void apply_size(struct store *st)
+{
+    uint64_t want = st->want_size;
+    int rc;
+
+    if (want == 0 || st->running != NULL || st->wtxn != NULL)
+        return;
+    st->want_size = 0;
+    if (st->env == NULL || st->readonly || want == st->max_size)
+        return;
+    rc = mdb_env_set_mapsize(st->env, (size_t)want);
+    if (rc != 0) {
+        log_error("state_dir: %s/%s: state_max_size stays %llu MiB: %s", st->top, STORE_FILE,
+                  (unsigned long long)(st->max_size >> 20), store_what(rc));
+        return;
+    }
+    log_notice("state_dir: %s/%s: state_max_size now %llu MiB (was %llu MiB)", st->top, STORE_FILE,
+               (unsigned long long)(want >> 20), (unsigned long long)(st->max_size >> 20));
+    st->max_size = want;
+    if (st->retry_timer != NULL)
+        uv_timer_stop(st->retry_timer);
+    st->retry_n = 0;
+    retry_now(st);
+}
+
+void store_set_max_size(struct store *st, uint64_t max_size)
+{
+    if (st == NULL || st->closing || max_size == 0)
+        return;
+    st->want_size = max_size;
+    apply_size(st);
+}
+
+/* The after-work side of a failed batch: its puts wait for the retry timer. */
+static void retry_later(struct store *st, struct pend **ops, size_t n)
+{
+    /* Milliseconds before the next try: 1, 2, then 4 s for as long as it fails. */
+    unsigned delay = 1000u << (st->retry_n < 2 ? st->retry_n : 2);
+
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i]->op != OP_PUT || store_queued(st, ops[i]->domain)) {
+            free(ops[i]->text);
+            free(ops[i]);
+        } else {
+            ops[i]->qnext = st->retry;
+            st->retry = ops[i];
+        }
+        ops[i] = NULL;
+    }
+    if (st->retry == NULL)
+        return;
+    if (st->retry_timer == NULL) {
+        st->retry_timer = xcalloc(1, sizeof(*st->retry_timer));
+        uv_timer_init(st->loop, st->retry_timer);
+        st->retry_timer->data = st;
+        uv_unref((uv_handle_t *)st->retry_timer);
+    }
+    if (!uv_is_active((uv_handle_t *)st->retry_timer)) {
+        uv_timer_start(st->retry_timer, on_retry, delay, 0);
+        st->retry_n++;
+    }
 }
 
 /* Append domain to names (a log line's list), while it has room. */
@@ -360,6 +496,10 @@ void store_close(struct store *st, unsigned timeout_ms)
         return;
     st->notify = NULL;
     st->sweeping = 0;
+    /* Failed writes get one more try, within the same deadline as the queued ones. */
+    if (st->retry_timer != NULL)
+        uv_timer_stop(st->retry_timer);
+    retry_now(st);
     /*
      * Queued writes are committed rather than cancelled: a policy dropped here would be
      * missing after the restart, the downgrade persistence exists to prevent (RFC 8461
@@ -377,7 +517,7 @@ void store_close(struct store *st, unsigned timeout_ms)
 }
 
 /* Domains are normalised A-labels ([a-z0-9.-]): nothing else is a key. */
-static int storable(const char *domain)
+int store_storable(const char *domain)
 {
     size_t n = strlen(domain);
 
@@ -388,8 +528,8 @@ static int storable(const char *domain)
 /*
  * The value at key, parsed and held to the key: 0 with *rec, or -1 with a reason.
  */
-static int parse_value(const MDB_val *key, const MDB_val *val, int64_t now,
-                       struct store_record *rec, const char **why)
+int store_parse_value(const MDB_val *key, const MDB_val *val, int64_t now, struct store_record *rec,
+                      const char **why)
 {
     memset(rec, 0, sizeof(*rec));
     if (store_record_parse(val->mv_data, val->mv_size, NULL, now, rec, why) < 0)
@@ -427,7 +567,7 @@ static void sweep_chunk(struct store *st, struct batch *b)
                      (const char *)key.mv_data);
             break;
         }
-        if (parse_value(&key, &val, b->sweep_now, &rec, &why) < 0) {
+        if (store_parse_value(&key, &val, b->sweep_now, &rec, &why) < 0) {
             char name[DOMAIN_MAX + 1];
 
             snprintf(name, sizeof(name), "%.*s",
@@ -465,6 +605,12 @@ static void do_batch(uv_work_t *req)
     MDB_txn *txn = NULL;
     int rc;
 
+    b->where = "the file's size";
+    rc = store_whole(st);
+    if (rc != 0) {
+        b->rc = rc;
+        return;
+    }
     b->where = "mdb_txn_begin";
     rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     for (size_t i = 0; rc == 0 && i < b->nops; i++) {
@@ -502,18 +648,44 @@ static void report(struct store *st, struct batch *b, int status)
 {
     int ok = status == 0 && b->rc == 0;
 
-    if (!ok && (!st->fail_logged || b->rc != MDB_MAP_FULL)) {
-        log_error("state_dir: %s/%s: %zu write%s not committed: %s: %s%s", st->top, STORE_FILE,
-                  b->nops, b->nops == 1 ? "" : "s", status ? "threadpool" : b->where,
-                  status ? uv_strerror(status) : what(b->rc),
+    /*
+     * One line when writes start failing (or fail otherwise), one when they commit again.
+     * Near state_max_size writes can fail and succeed by turns (a commit frees pages the
+     * next may reuse): the same failure is announced again only after FAIL_LOG_MS.
+     */
+    int rc = status ? status : b->rc;
+    uint64_t now = uv_now(st->loop);
+
+    if (!ok && rc != st->fail_rc &&
+        (st->fail_rc != 0 || rc != st->logged_rc || now - st->logged_at >= FAIL_LOG_MS)) {
+        log_error("state_dir: %s/%s: %zu write%s not committed: %s: %s%s; the policies stay in "
+                  "memory and answer as before, and their writes are tried again every few "
+                  "seconds (not logged again until a write succeeds or fails otherwise)",
+                  st->top, STORE_FILE, b->nops, b->nops == 1 ? "" : "s",
+                  status ? "threadpool" : b->where,
+                  status ? uv_strerror(status) : store_what(b->rc),
                   b->rc == MDB_MAP_FULL ? " (state_max_size reached: raise it, or remove "
-                                          "records; further failures are not logged until a "
-                                          "write succeeds)"
+                                          "records)"
                                         : "");
-        st->fail_logged = 1;
+        st->logged_rc = rc;
+        st->logged_at = now;
+        st->announced = 1;
+    } else if (!ok) {
+        log_debug("state_dir: %zu write%s not committed: %s (logged before)", b->nops,
+                  b->nops == 1 ? "" : "s", status ? uv_strerror(status) : store_what(b->rc));
     } else if (ok && b->nops > 0) {
-        st->fail_logged = 0;
+        if (st->fail_rc != 0 && st->announced)
+            log_notice("state_dir: %s/%s: writes commit again (%lu had failed)", st->top,
+                       STORE_FILE, st->nfailed);
+        st->fail_rc = 0;
+        st->announced = 0;
+        st->nfailed = 0;
+        st->retry_n = 0;
         log_debug("state_dir: batch of %zu write%s committed", b->nops, b->nops == 1 ? "" : "s");
+    }
+    if (!ok) {
+        st->nfailed += b->nops;
+        st->fail_rc = rc;
     }
     for (size_t i = 0; i < b->nops; i++) {
         struct pend *p = b->ops[i];
@@ -527,7 +699,7 @@ static void report(struct store *st, struct batch *b, int status)
     }
     if (b->sweep && b->sweep_rc != 0)
         log_error("state_dir: %s/%s: sweep of expired records failed: %s", st->top, STORE_FILE,
-                  what(b->sweep_rc));
+                  store_what(b->sweep_rc));
     if (b->sweep && (b->swept > 0 || b->bad > 0))
         log_info("state_dir: %zu expired record%s removed%s%zu invalid removed%s%s", b->swept,
                  b->swept == 1 ? "" : "s", b->bad ? ", " : "", b->bad, b->bad ? ": " : "",
@@ -546,7 +718,7 @@ static void after_batch(uv_work_t *req, int status)
         st->sweeping = status == 0 && b->sweep_rc == 0 && !b->sweep_done;
         memcpy(st->sweep_from, b->sweep_from, sizeof(st->sweep_from));
     }
-    if (status == 0 && st->env != NULL) {
+    if (status == 0 && st->env != NULL && store_whole(st) == 0) {
         MDB_txn *txn;
 
         if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) == 0) {
@@ -554,12 +726,16 @@ static void after_batch(uv_work_t *req, int status)
             mdb_txn_abort(txn);
         }
     }
+    if ((status != 0 || b->rc != 0) && !st->gave_up && !st->closing)
+        retry_later(st, b->ops, b->nops);
     for (size_t i = 0; i < b->nops; i++)
-        queue_free(b->ops[i]);
+        if (b->ops[i] != NULL)
+            queue_free(b->ops[i]);
     free(b->ops);
     free(b);
     st->running = NULL;
-    if (!st->gave_up && (st->qhead != NULL || st->sweeping))
+    apply_size(st);
+    if (st->running == NULL && !st->gave_up && (st->qhead != NULL || st->sweeping))
         start_batch(st);
     else if (st->closing)
         uv_close((uv_handle_t *)&st->close_timer, on_close_timer_closed);
@@ -638,7 +814,7 @@ void store_put(struct store *st, const struct store_record *rec)
 
     if (st->closing || st->readonly || st->env == NULL)
         return;
-    if (!storable(rec->domain)) {
+    if (!store_storable(rec->domain)) {
         log_error("state_dir: %s: policy not persisted: not a storable domain name", rec->domain);
         metrics_store(0);
         return;
@@ -654,7 +830,7 @@ void store_put(struct store *st, const struct store_record *rec)
 
 void store_delete(struct store *st, const char *domain)
 {
-    if (!st->closing && !st->readonly && st->env != NULL && storable(domain))
+    if (!st->closing && !st->readonly && st->env != NULL && store_storable(domain))
         submit(st, domain, OP_DELETE, NULL);
 }
 
@@ -690,8 +866,12 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
     MDB_txn *txn = st->wtxn;
     int rc;
 
-    if (st->env == NULL || !storable(domain))
+    if (st->env == NULL || !store_storable(domain))
         return 0;
+    if (txn == NULL && (rc = store_whole(st)) != 0) {
+        *why = "the file is shorter than its pages (truncated?)";
+        return -1;
+    }
     if (txn == NULL) {
         /* One read transaction, reset after each read and renewed for the next. */
         rc = st->rtxn ? mdb_txn_renew(st->rtxn)
@@ -700,7 +880,7 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
             if (st->rtxn != NULL)
                 mdb_txn_abort(st->rtxn);
             st->rtxn = NULL;
-            *why = what(rc);
+            *why = store_what(rc);
             return -1;
         }
         txn = st->rtxn;
@@ -710,114 +890,14 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
         const char *pwhy = NULL;
 
         /* Invalid: as good as missing here; the sweep names and removes it. */
-        rc = parse_value(&key, &val, now, rec, &pwhy) == 0 && rec->expires > now ? 1 : 0;
+        rc = store_parse_value(&key, &val, now, rec, &pwhy) == 0 && rec->expires > now ? 1 : 0;
     } else if (rc == MDB_NOTFOUND) {
         rc = 0;
     } else {
-        *why = what(rc);
+        *why = store_what(rc);
         rc = -1;
     }
     if (txn == st->rtxn)
         mdb_txn_reset(st->rtxn);
     return rc;
-}
-
-int store_scan(struct store *st, int64_t now, store_scan_cb cb, void *arg, char *err, size_t errlen)
-{
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    MDB_val key, val;
-    int rc;
-
-    if (st->env == NULL)
-        return 0;
-    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc == 0 && (rc = mdb_cursor_open(txn, st->dbi, &cur)) != 0)
-        mdb_txn_abort(txn);
-    if (rc != 0) {
-        snprintf(err, errlen, "state_dir: cannot read %s/%s: %s", st->top, STORE_FILE, what(rc));
-        return -1;
-    }
-    /* Keys in LMDB's order (bytes compared): domain order, as "state export" promises. */
-    while ((rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) == 0) {
-        struct store_record rec;
-        const char *why = NULL;
-        char name[DOMAIN_MAX + 1];
-
-        snprintf(name, sizeof(name), "%.*s",
-                 (int)(key.mv_size > DOMAIN_MAX ? DOMAIN_MAX : key.mv_size),
-                 (const char *)key.mv_data);
-        if (parse_value(&key, &val, now, &rec, &why) < 0)
-            cb(arg, name, NULL, why ? why : "invalid");
-        else if (rec.expires <= now)
-            cb(arg, name, NULL, "expired");
-        else
-            cb(arg, name, &rec, NULL);
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    if (rc != MDB_NOTFOUND) {
-        snprintf(err, errlen, "state_dir: cannot read %s/%s: %s", st->top, STORE_FILE, what(rc));
-        return -1;
-    }
-    return 0;
-}
-
-int store_batch_begin(struct store *st, char *err, size_t errlen)
-{
-    int rc;
-
-    if (st->readonly || st->env == NULL) {
-        snprintf(err, errlen, "the store is open read-only");
-        return -1;
-    }
-    rc = mdb_txn_begin(st->env, NULL, 0, &st->wtxn);
-    if (rc != 0) {
-        st->wtxn = NULL;
-        snprintf(err, errlen, "%s/%s: mdb_txn_begin: %s", st->top, STORE_FILE, what(rc));
-        return -1;
-    }
-    return 0;
-}
-
-int store_batch_put(struct store *st, const struct store_record *rec, char *err, size_t errlen)
-{
-    MDB_val key = {strlen(rec->domain), (void *)rec->domain}, val;
-    char *line;
-    int rc;
-
-    if (st->wtxn == NULL || !storable(rec->domain)) {
-        snprintf(err, errlen, st->wtxn ? "not a storable domain name" : "no batch open");
-        return -1;
-    }
-    line = store_record_encode(rec);
-    if (line == NULL) {
-        snprintf(err, errlen, "cannot encode the record");
-        return -1;
-    }
-    val.mv_size = strlen(line);
-    val.mv_data = line;
-    rc = mdb_put(st->wtxn, st->dbi, &key, &val, 0);
-    free(line);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s/%s: mdb_put: %s%s", st->top, STORE_FILE, what(rc),
-                 rc == MDB_MAP_FULL ? " (state_max_size reached)" : "");
-        return -1;
-    }
-    return 0;
-}
-
-int store_batch_commit(struct store *st, char *err, size_t errlen)
-{
-    int rc;
-
-    if (st->wtxn == NULL)
-        return 0;
-    rc = mdb_txn_commit(st->wtxn);
-    st->wtxn = NULL;
-    if (rc != 0) {
-        snprintf(err, errlen, "%s/%s: mdb_txn_commit: %s", st->top, STORE_FILE, what(rc));
-        return -1;
-    }
-    return 0;
 }

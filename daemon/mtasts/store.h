@@ -86,6 +86,13 @@ int store_check(const char *dir, uid_t owner, char *err, size_t errlen);
  */
 int store_start(struct store *st, int64_t now, char *err, size_t errlen);
 
+/*
+ * store_set_max_size - a new bound (state_max_size, from a reload), applied on the loop as
+ * soon as no batch is committing (LMDB's map is resized while no transaction uses it); the
+ * writes that failed for want of room are then tried again at once. Logged.
+ */
+void store_set_max_size(struct store *st, uint64_t max_size);
+
 /* store_count - records in the store now (LMDB keeps the count; constant time). */
 size_t store_count(struct store *st);
 

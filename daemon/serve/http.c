@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "httpreq.h"
+#include "listener.h"
 #include "log.h"
 #include "waitlist.h"
 #include "xalloc.h"
@@ -296,7 +297,8 @@ static void on_connection(uv_stream_t *st, int status)
     struct hconn *c;
 
     if (status < 0) {
-        log_warning("%s: accept failed: %s", hs->ep.text, uv_strerror(status));
+        if (!listener_shed(st, status))
+            log_warning("%s: accept failed: %s", hs->ep.text, uv_strerror(status));
         return;
     }
     if (hs->nconns >= HTTP_MAX_CONNS) {

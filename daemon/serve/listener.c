@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,18 +18,153 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "fdwatch.h"
 #include "log.h"
 #include "server.h"
+
+/* One descriptor held back for listener_shed(): libuv's own reserve may be gone. */
+static int reserve_fd = -1;
+
+static void reserve_take(int base)
+{
+    if (reserve_fd < 0)
+        reserve_fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
+}
+
+int listener_shed(uv_stream_t *st, int status)
+{
+    int stuck;
+
+    return listener_shed_all(st, status, &stuck);
+}
+
+int listener_shed_all(uv_stream_t *st, int status, int *stuck)
+{
+    int lfd = -1, fd, shed = 0;
+
+    *stuck = 0;
+    if (status != UV_EMFILE && status != UV_ENFILE)
+        return 0;
+    fdwatch_note("accepting a connection", -status);
+    /*
+     * libuv 1.44 answers EMFILE by closing a descriptor it keeps in reserve, accepting and
+     * closing what waits, and taking the reserve again; it calls here only when that reserve
+     * is gone, and then calls accept() again at once. Doing the same with a reserve of our
+     * own empties the backlog, so the loop goes back to waiting instead of spinning.
+     */
+    if (uv_fileno((uv_handle_t *)st, &lfd) < 0)
+        return 1;
+    if (reserve_fd >= 0) {
+        close(reserve_fd);
+        reserve_fd = -1;
+    }
+    while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0 || errno == EINTR)
+        if (fd >= 0) {
+            close(fd);
+            shed++;
+        }
+    /* Still EMFILE: not even the reserve's slot is below the limit. */
+    *stuck = errno != EAGAIN && errno != EWOULDBLOCK;
+    reserve_take(lfd);
+    log_debug("descriptors exhausted: %d waiting connection%s closed unanswered", shed,
+              shed == 1 ? "" : "s");
+    return 1;
+}
+
+static void pause_listener(struct listener *l);
 
 static void on_connection(uv_stream_t *st, int status)
 {
     struct listener *l = st->data;
+    int stuck;
 
     if (status < 0) {
-        log_warning("%s: accept failed: %s", l->ep.text, uv_strerror(status));
+        /* Out of descriptors: one line for the shortage (fdwatch), not one per client. */
+        if (!listener_shed_all(st, status, &stuck))
+            log_warning("%s: accept failed: %s", l->ep.text, uv_strerror(status));
+        else if (stuck)
+            pause_listener(l);
         return;
     }
     conn_accept(l->srv, st, l->ep.kind == ENDPOINT_UNIX);
+}
+
+/* How often a paused listener looks for a descriptor to accept with again (ms). */
+#define RESUME_MS 250
+
+static void on_close_noop(uv_handle_t *h);
+
+/* The spare duplicate becomes the listening handle again, and a new spare is taken. */
+static void on_resume(uv_timer_t *t)
+{
+    struct listener *l = t->data;
+    int rc;
+
+    if (fdwatch_probe() != 0)
+        return;
+    if (l->ep.kind == ENDPOINT_UNIX) {
+        uv_pipe_init(l->srv->loop, &l->h.pipe, 0);
+        rc = uv_pipe_open(&l->h.pipe, l->spare);
+    } else {
+        uv_tcp_init(l->srv->loop, &l->h.tcp);
+        rc = uv_tcp_open(&l->h.tcp, l->spare);
+    }
+    l->h.handle.data = l;
+    if (rc == 0)
+        rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);
+    if (rc < 0) {
+        /* The spare is the handle's now; without a listener, say so and stay closed. */
+        log_error("%s: cannot accept connections again: %s", l->ep.text, uv_strerror(rc));
+        uv_close(&l->h.handle, on_close_noop);
+        l->spare = -1;
+        uv_timer_stop(t);
+        return;
+    }
+    l->open = 1;
+    l->paused = 0;
+    l->spare = fcntl(l->spare, F_DUPFD_CLOEXEC, 0);
+    reserve_take(l->spare >= 0 ? l->spare : STDERR_FILENO);
+    uv_timer_stop(t);
+    log_notice("%s: accepting connections again", l->ep.text);
+}
+
+static void on_paused(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+
+    uv_timer_start(&l->resume, on_resume, RESUME_MS, RESUME_MS);
+}
+
+/*
+ * No descriptor at all, not even for shedding: libuv would call accept() again at once,
+ * for ever, and the loop would serve nothing else. The handle is closed (its socket file
+ * kept: libuv unlinks a bound pipe's path at close) while the spare keeps the socket, so
+ * clients that connect wait in the backlog and are answered once descriptors are back.
+ */
+static void pause_listener(struct listener *l)
+{
+    if (l->paused || l->spare < 0 || !l->resume_init)
+        return;
+    if (l->ep.kind == ENDPOINT_UNIX && l->h.pipe.pipe_fname != NULL) {
+        free((char *)l->h.pipe.pipe_fname);
+        l->h.pipe.pipe_fname = NULL;
+    }
+    l->paused = 1;
+    l->open = 0;
+    log_warning("%s: not accepting connections until a descriptor is free (clients wait in "
+                "the backlog)",
+                l->ep.text);
+    uv_close(&l->h.handle, on_paused);
+}
+
+/* After uv_listen(): the spare duplicate and the resume timer (listener_open, _adopt). */
+static void listening(struct listener *l, int fd)
+{
+    l->spare = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    uv_timer_init(l->srv->loop, &l->resume);
+    l->resume.data = l;
+    l->resume_init = 1;
+    reserve_take(fd >= 0 ? fd : STDERR_FILENO);
 }
 
 /* A socket file left by a daemon that died is removed; one with a live listener is not. */
@@ -251,14 +387,21 @@ int listener_open(struct server *srv, struct listener *l, const struct endpoint 
     int rc;
 
     memset(l, 0, sizeof(*l));
+    l->spare = -1;
     l->srv = srv;
     l->ep = *ep;
     rc = ep->kind == ENDPOINT_UNIX ? open_unix(l, cfg, err, errlen) : open_inet(l, err, errlen);
     if (rc == 0) {
         l->h.handle.data = l;
         rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);
-        if (rc < 0)
+        if (rc < 0) {
             snprintf(err, errlen, "%s: listen: %s", ep->text, uv_strerror(rc));
+        } else {
+            int fd = -1;
+
+            uv_fileno(&l->h.handle, &fd);
+            listening(l, fd);
+        }
     }
     if (rc < 0 && l->open) {
         uv_close(&l->h.handle, on_close_noop);
@@ -273,6 +416,7 @@ int listener_adopt(struct server *srv, struct listener *l, int fd, const struct 
     int rc;
 
     memset(l, 0, sizeof(*l));
+    l->spare = -1;
     l->srv = srv;
     l->ep = *ep;
     l->inherited = 1;
@@ -288,6 +432,8 @@ int listener_adopt(struct server *srv, struct listener *l, int fd, const struct 
     l->h.handle.data = l;
     if (rc == 0)
         rc = uv_listen(&l->h.stream, SOMAXCONN, on_connection);
+    if (rc == 0)
+        listening(l, fd);
     if (rc < 0) {
         snprintf(err, errlen, "%s: inherited socket %d: %s", ep->text, fd, uv_strerror(rc));
         uv_close(&l->h.handle, on_close_noop);
@@ -299,10 +445,18 @@ int listener_adopt(struct server *srv, struct listener *l, int fd, const struct 
 
 void listener_close(struct listener *l)
 {
-    if (!l->open)
+    if (l->resume_init) {
+        uv_close((uv_handle_t *)&l->resume, on_close_noop);
+        l->resume_init = 0;
+    }
+    if (l->spare >= 0)
+        close(l->spare);
+    l->spare = -1;
+    if (!l->open && !l->paused)
         return;
-    uv_close(&l->h.handle, on_close_noop);
-    l->open = 0;
+    if (l->open)
+        uv_close(&l->h.handle, on_close_noop);
+    l->open = l->paused = 0;
     if (l->ep.kind == ENDPOINT_UNIX && !l->inherited && unlink(l->ep.path) < 0 && errno != ENOENT)
         log_debug("%s: cannot remove socket: %s", l->ep.text, strerror(errno));
 }

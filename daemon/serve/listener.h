@@ -27,6 +27,16 @@ struct listener {
     struct endpoint ep;
     int open;
     int inherited; /* passed by systemd (socket activation): never unlinked */
+    /*
+     * Out of descriptors with nothing to shed them with, the handle is closed (libuv would
+     * otherwise call accept() again at once, for ever) while spare, a duplicate taken at
+     * start, keeps the socket and its backlog; resume reopens the handle on it once a
+     * descriptor can be had (listener.c, pause).
+     */
+    int spare;
+    int paused;
+    uv_timer_t resume;
+    int resume_init;
 };
 
 /*
@@ -53,6 +63,20 @@ int listener_check(const struct endpoint *ep, const struct config *cfg, char *er
 
 /* listener_check_all - listener_check() on every listen endpoint of cfg. */
 int listener_check_all(const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * listener_shed - for a connection callback that got status: when it is EMFILE or ENFILE,
+ * tell fdwatch (one line per shortage) and close the connections waiting on st unanswered
+ * (their clients see the connection closed and retry or defer), so that libuv does not call
+ * accept() again and again; returns 1. Any other status: 0, nothing done.
+ */
+int listener_shed(uv_stream_t *st, int status);
+
+/*
+ * listener_shed_all - as listener_shed(), and 1 only when nothing could be shed (no
+ * descriptor even for that): the caller must then stop accepting on st.
+ */
+int listener_shed_all(uv_stream_t *st, int status, int *stuck);
 
 /* listener_close - stop accepting; a unix socket's path is removed where permitted. */
 void listener_close(struct listener *l);

@@ -18,6 +18,7 @@
 #include "dane_cache.h"
 #include "http.h"
 #include "listener.h"
+#include "fdwatch.h"
 #include "log.h"
 #include "metrics.h"
 #include "overrides.h"
@@ -87,6 +88,7 @@ static void finish_drain(struct server *srv)
     uv_close((uv_handle_t *)&srv->sighup, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&srv->sigint, on_handle_closed);
+    fdwatch_stop();
     http_server_close(srv->http);
     srv->http = NULL;
     lookup_svc_close(&srv->svc);
@@ -383,6 +385,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
     for (size_t i = 0; i < srv->nlisteners; i++)
         log_notice("listening on %s%s", srv->listeners[i].ep.text,
                    srv->listeners[i].inherited ? " (socket from systemd)" : "");
+    fdwatch_start(loop);
     log_notice("tlspolicyd %s ready; %zu overrides", TLSPOLICYD_VERSION,
                overrides_count(srv->svc.overrides));
     return 0;
