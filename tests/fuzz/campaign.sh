@@ -49,11 +49,10 @@ fi
 [ ${#targets[@]} -gt 0 ] || { echo "campaign: no targets" >&2; exit 2; }
 
 if [ $dobuild = 1 ]; then
-    if [ ! -f "$build/CMakeCache.txt" ]; then
-        CC=clang cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-            -DENABLE_FUZZ=ON -DENABLE_ASAN=ON -DENABLE_UBSAN=ON >"$build.cmake.log" 2>&1 ||
-            { echo "campaign: cmake failed, see $build.cmake.log" >&2; exit 2; }
-    fi
+    # Configured every time: a target added since the last run is then known to make.
+    CC=clang cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DENABLE_FUZZ=ON -DENABLE_ASAN=ON -DENABLE_UBSAN=ON >"$build.cmake.log" 2>&1 ||
+        { echo "campaign: cmake failed, see $build.cmake.log" >&2; exit 2; }
     cmake --build "$build" -j2 --target "${targets[@]/#/fuzz_}" >"$build.build.log" 2>&1 ||
         { echo "campaign: build failed, see $build.build.log" >&2; exit 2; }
 fi
