@@ -31,7 +31,8 @@
 #include "server.h"
 
 #define MAX_LOOKUPS 512
-#define OUT_MAX (1 << 20)
+#define OUT_MAX (256 * 1024) /* answers: at most ~10 bytes of reply per input byte */
+#define IN_MAX (64 * 1024)   /* libFuzzer's inputs are shorter; longer ones are cut */
 
 static struct {
     struct server srv;
@@ -51,11 +52,10 @@ static struct {
         unsigned serial;
     } pend[MAX_LOOKUPS];
     unsigned npend, nstarted;
-    char *out; /* what the client received */
-    size_t nout;
-    char *in; /* what the connection read */
-    size_t nin;
+    size_t nout, nin;
 } f;
+static char out[OUT_MAX]; /* what the client received */
+static char in[IN_MAX];   /* what the connection read */
 
 /* The fake lookup service. */
 
@@ -111,7 +111,7 @@ uint64_t conn_io_now(const struct conn *c)
 static void received(const char *p, size_t n)
 {
     CHECK(f.nout + n <= OUT_MAX);
-    memcpy(f.out + f.nout, p, n);
+    memcpy(out + f.nout, p, n);
     f.nout += n;
 }
 
@@ -225,7 +225,7 @@ static void pump(struct conn *c, struct client *cl)
         if (n > room)
             n = room;
         memcpy(c->rbuf + c->rlen, cl->q[cl->qh], n);
-        memcpy(f.in + f.nin, cl->q[cl->qh], n);
+        memcpy(in + f.nin, cl->q[cl->qh], n);
         f.nin += n;
         cl->q[cl->qh] += n;
         cl->qn[cl->qh] -= n;
@@ -251,7 +251,7 @@ static size_t expected(char *exp, size_t cap)
         struct sockmap_request req;
         char text[128], reply[SOCKMAP_MAX_TEXT + 32]; /* text: as conn.c's */
 
-        if (netstring_decode(f.in + off, f.nin - off, SOCKMAP_MAX_REQUEST, &payload, &plen, &used,
+        if (netstring_decode(in + off, f.nin - off, SOCKMAP_MAX_REQUEST, &payload, &plen, &used,
                              &why) != NETSTRING_OK)
             break;
         off += used;
@@ -327,11 +327,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     memset(&f, 0, sizeof(f));
-    memset(&cl, 0, sizeof(cl));
+    cl.nq = cl.qh = 0; /* the queue's arrays are written before they are read */
+    cl.eof = cl.eof_sent = 0;
     log_open(LOG_ERR, 0);
-    f.out = malloc(OUT_MAX);
-    f.in = malloc(size + 1);
-    CHECK(f.out != NULL && f.in != NULL);
+    if (size > IN_MAX)
+        size = IN_MAX;
     f.take = SIZE_MAX;
     f.now = 1000;
     f.srv.cfg.max_pipeline = 1 + data[0] % 8;
@@ -376,15 +376,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(f.srv.nconns == 0 && f.srv.conns == NULL);
 
     n = expected(exp, sizeof(exp));
-    CHECK(f.nout <= n && memcmp(f.out, exp, f.nout) == 0);
+    CHECK(f.nout <= n && memcmp(out, exp, f.nout) == 0);
     /* FUZZ_VERBOSE=1 with the replay: what each input made of the connection. */
     if (getenv("FUZZ_VERBOSE") != NULL)
         fprintf(stderr, "read %zu bytes, %u lookups, answered %zu of %zu bytes%s: %.*s\n", f.nin,
                 f.nstarted, f.nout, n, f.failed ? " (failure injected)" : "",
-                (int)(f.nout < 200 ? f.nout : 200), f.out);
+                (int)(f.nout < 200 ? f.nout : 200), out);
     if (!f.failed)
         CHECK(f.nout == n);
-    free(f.out);
-    free(f.in);
     return 0;
 }
