@@ -58,13 +58,37 @@ if [ $dobuild = 1 ]; then
 fi
 mkdir -p "$out"
 
+# minimise BIN SEED DIR: SEED's named files, and an edge-minimal set of the generated ones of
+# SEED and of DIR/work. SEED is changed only when the merge succeeded.
+minimise() {
+    local bin=$1 seed=$2 dir=$3 f
+    rm -rf "$dir/min" "$dir/generated"
+    mkdir -p "$dir/min" "$dir/generated" "$dir/work"
+    for f in "$seed"/*; do
+        [ -f "$f" ] || continue
+        if [[ $(basename "$f") =~ ^[0-9a-f]{40}$ ]]; then cp "$f" "$dir/generated/"; else cp "$f" "$dir/min/"; fi
+    done
+    if ! "$bin" -merge=1 -use_counters=0 "$dir/min" "$dir/generated" "$dir/work" \
+            >"$dir/merge.log" 2>&1; then
+        echo "$(basename "$seed"): merge failed, see $dir/merge.log; corpus left as it was" >&2
+        return 1
+    fi
+    find "$seed" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -delete
+    for f in "$dir/min"/*; do
+        [[ $(basename "$f") =~ ^[0-9a-f]{40}$ ]] && cp "$f" "$seed/"
+    done
+    return 0
+}
+
 # run_target NAME: the whole run of one target; prints its summary line.
 run_target() {
     local name=$1 bin="$build/tests/fuzz_$1" dir="$out/$1" seed="$src/tests/fuzz/corpus/$1"
-    local left=$secs execs=0 crashes=0 runs=0 start now log cov ft before after rc
+    local left=$secs execs=0 crashes=0 runs=0 start now log cov ft before after added rc
     mkdir -p "$dir/work" "$dir/crashes" "$seed"
     [ -x "$bin" ] || { echo "$name: no binary $bin"; return 1; }
+    [ "$secs" -gt 0 ] && rm -f "$dir"/run*.log
     before=$(find "$seed" -maxdepth 1 -type f | wc -l)
+    mapfile -t old_files < <(find "$seed" -maxdepth 1 -type f -printf '%f\n')
     while [ "$left" -gt 0 ] && [ $runs -lt 6 ]; do
         runs=$((runs + 1))
         log="$dir/run$runs.log"
@@ -85,15 +109,16 @@ run_target() {
         [ $rc -eq 0 ] && break
     done
     # The last status line ("#N ... cov: C ft: F corp: ...") of the last run that printed one.
-    cov=$(cat "$dir"/run*.log | grep -E '^#[0-9]+.*cov: ' | tail -1)
+    cov=$(cat "$dir"/run*.log 2>/dev/null | grep -E '^#[0-9]+.*cov: ' | tail -1)
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$cov")
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$cov")
-    "$bin" -merge=1 "$seed" "$dir/work" >"$dir/merge.log" 2>&1 ||
-        echo "$name: merge failed, see $dir/merge.log" >&2
+    minimise "$bin" "$seed" "$dir"
     after=$(find "$seed" -maxdepth 1 -type f | wc -l)
+    added=$(comm -13 <(printf '%s\n' "${old_files[@]}" | sort) \
+                     <(find "$seed" -maxdepth 1 -type f -printf '%f\n' | sort) | wc -l)
     printf '%s secs=%s execs=%s cov=%s ft=%s corpus=%s->%s new=%s crashes=%s\n' \
         "$name" "$((secs - (left > 0 ? left : 0)))" "$execs" "${cov:-?}" "${ft:-?}" \
-        "$before" "$after" "$((after - before))" "$crashes" | tee -a "$out/summary.tsv"
+        "$before" "$after" "$added" "$crashes" | tee -a "$out/summary.tsv"
     echo $crashes >"$dir/crashes.count"
 }
 
