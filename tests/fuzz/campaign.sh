@@ -7,12 +7,16 @@
 #
 #   tests/fuzz/campaign.sh [-t SECONDS] [-j PARALLEL] [-b BUILDDIR] [-o OUTDIR] [TARGET...]
 #
-#   -t SECONDS   time per target (default 600)
+#   -t SECONDS   time per target (default 600); 0: no run, only the corpus minimised
 #   -j PARALLEL  targets run at once (default 2); each is one libFuzzer process
-#   -b BUILDDIR  the clang build (default /tmp/tlspolicyd-fuzz); configured when missing
+#   -b BUILDDIR  the clang build (default /tmp/tlspolicyd-fuzz), configured and built first
 #   -o OUTDIR    logs, work corpora and crash inputs (default BUILDDIR/campaign)
 #   -n           no build (use BUILDDIR as it is)
 #   TARGET       names without fuzz_ (default: every target of tests/CMakeLists.txt)
+#
+# tests/fuzz/NAME.options, when there is one, holds more libFuzzer flags for NAME (one line),
+# e.g. a -max_len below the longest corpus input, which libFuzzer otherwise takes as its
+# bound for generated inputs.
 #
 # A target that crashes is restarted with what is left of its time (at most 5 times), so a
 # crash does not end its run; every crash input is kept in OUTDIR/NAME/crashes/. The line per
@@ -36,7 +40,7 @@ while getopts "t:j:b:o:n" opt; do
     b) build=$OPTARG ;;
     o) out=$OPTARG ;;
     n) dobuild=0 ;;
-    *) sed -n '9,16p' "$0" >&2; exit 2 ;;
+    *) sed -n '8,15p' "$0" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -84,6 +88,8 @@ minimise() {
 run_target() {
     local name=$1 bin="$build/tests/fuzz_$1" dir="$out/$1" seed="$src/tests/fuzz/corpus/$1"
     local left=$secs execs=0 crashes=0 runs=0 start now log cov ft before after added rc
+    local -a extra=()
+    [ -f "$src/tests/fuzz/$1.options" ] && read -r -a extra <"$src/tests/fuzz/$1.options"
     mkdir -p "$dir/work" "$dir/crashes" "$seed"
     [ -x "$bin" ] || { echo "$name: no binary $bin"; return 1; }
     [ "$secs" -gt 0 ] && rm -f "$dir"/run*.log
@@ -97,7 +103,7 @@ run_target() {
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             "$bin" -max_total_time="$left" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-            -artifact_prefix="$dir/crashes/" "$dir/work" "$seed" >"$log" 2>&1
+            -artifact_prefix="$dir/crashes/" "${extra[@]}" "$dir/work" "$seed" >"$log" 2>&1
         rc=$?
         now=$(date +%s)
         execs=$((execs + $(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 | grep . || echo 0)))
