@@ -402,8 +402,7 @@ int store_value_parse(const void *key, size_t klen, const void *val, size_t vlen
 static int parse_value(const MDB_val *key, const MDB_val *val, int64_t now,
                        struct store_record *rec, const char **why)
 {
-    return store_value_parse(key->mv_data, key->mv_size, val->mv_data, val->mv_size, now, rec,
-                             why);
+    return store_value_parse(key->mv_data, key->mv_size, val->mv_data, val->mv_size, now, rec, why);
 }
 
 /* The sweep's chunk, in its own write transaction after the batch's writes. */

@@ -98,7 +98,7 @@ static void quit(struct conn *c)
         return;
     }
     probe_smtp_wait(c, QUIT_GRACE_MS < c->svc->opts.timeout_ms ? QUIT_GRACE_MS
-                                                                : c->svc->opts.timeout_ms);
+                                                               : c->svc->opts.timeout_ms);
 }
 
 /* The server answered QUIT: say goodbye to TLS, then to TCP. */
@@ -233,8 +233,8 @@ static int feed_reply(struct conn *c, const uint8_t *p, size_t n, size_t *used)
 }
 
 /*
- * The steps of probe_dialogue_input(): each returns 1 when the connection may move on, 0 when it waits
- * for more bytes or has failed.
+ * The steps of probe_dialogue_input(): each returns 1 when the connection may move on, 0 when it
+ * waits for more bytes or has failed.
  */
 
 static int step_handshake(struct conn *c)
@@ -348,8 +348,7 @@ void probe_dialogue_write_failed(struct conn *c, int err)
         probe_smtp_close(c);
         return;
     }
-    probe_why(c, "sending to %s failed %s: %s", c->addr, probe_step_name(c->st),
-              uv_strerror(err));
+    probe_why(c, "sending to %s failed %s: %s", c->addr, probe_step_name(c->st), uv_strerror(err));
     probe_fail(c);
 }
 

@@ -2,9 +2,10 @@
  * Private to the probe service (probe.c, probe_smtp.c, probe_dialogue.c, probe_tls.c); not
  * for other folders. probe.c owns the service and its cache entries (key, waiters, result,
  * queue); probe_smtp.c owns the connections (libuv TCP and a timer each), probe_dialogue.c
- * the SMTP/STARTTLS dialogue on each; probe_tls.c owns the mbedTLS configuration and judges the peer's certificate (PKIX, DANE-EE, DANE-TA). A
- * connection points at its entry until it has delivered the result; it is freed from its
- * last close callback, the service from the last connection's (STYLE "Async lifetimes").
+ * the SMTP/STARTTLS dialogue on each; probe_tls.c owns the mbedTLS configuration and judges the
+ * peer's certificate (PKIX, DANE-EE, DANE-TA). A connection points at its entry until it has
+ * delivered the result; it is freed from its last close callback, the service from the last
+ * connection's (STYLE "Async lifetimes").
  */
 #ifndef DAEMON_PROBE_INT_H
 #define DAEMON_PROBE_INT_H

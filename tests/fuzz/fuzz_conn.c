@@ -39,13 +39,13 @@ static struct {
     uint64_t now;
     int reading, timer_set, closing_handles, handles_closed;
     uint64_t timer_due;
-    size_t take;           /* bytes the socket takes per try_write; SIZE_MAX: all */
-    int fail_try;          /* the next try_write fails */
-    const char *wp;        /* the queued write */
+    size_t take;    /* bytes the socket takes per try_write; SIZE_MAX: all */
+    int fail_try;   /* the next try_write fails */
+    const char *wp; /* the queued write */
     size_t wn;
     int write_pending;
-    int sync_next;         /* the next lookup answers within lookup_start() */
-    int failed;            /* an error or a deadline may have dropped answers */
+    int sync_next; /* the next lookup answers within lookup_start() */
+    int failed;    /* an error or a deadline may have dropped answers */
     struct {
         lookup_done_fn done;
         void *arg;

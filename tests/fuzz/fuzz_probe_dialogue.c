@@ -37,14 +37,14 @@ static struct {
     struct probe_result res;   /* as delivered */
     char clear[256], tls[256]; /* what was written, in clear and under TLS */
     size_t nclear, ntls;
-    int writes;           /* writes queued */
-    int fail_next_write;  /* the next write fails at once */
-    int tls_end;          /* the next TLS read ends the session */
-    int tls_began;        /* probe_tls_begin() was called */
-    int waiting;          /* probe_smtp_wait() was called (QUIT's grace) */
-    int timeouts;         /* timer events */
-    size_t ntls_in;       /* plaintext bytes read under TLS, kept in tls_in */
-    int tls_in_cut;       /* more than tls_in holds were read */
+    int writes;          /* writes queued */
+    int fail_next_write; /* the next write fails at once */
+    int tls_end;         /* the next TLS read ends the session */
+    int tls_began;       /* probe_tls_begin() was called */
+    int waiting;         /* probe_smtp_wait() was called (QUIT's grace) */
+    int timeouts;        /* timer events */
+    size_t ntls_in;      /* plaintext bytes read under TLS, kept in tls_in */
+    int tls_in_cut;      /* more than tls_in holds were read */
 } f;
 static char tls_in[64 * 1024];
 
@@ -220,8 +220,7 @@ static void check_result(const struct conn *c)
 
     CHECK(c->closing && f.delivered);
     CHECK(is(f.clear, f.nclear, "") || is(f.clear, f.nclear, Q) || is(f.clear, f.nclear, E) ||
-          is(f.clear, f.nclear, E Q) || is(f.clear, f.nclear, E S) ||
-          is(f.clear, f.nclear, E S Q));
+          is(f.clear, f.nclear, E Q) || is(f.clear, f.nclear, E S) || is(f.clear, f.nclear, E S Q));
     CHECK(is(f.tls, f.ntls, "") || is(f.tls, f.ntls, E) || is(f.tls, f.ntls, E Q));
     CHECK(f.ntls == 0 || is(f.clear, f.nclear, E S));
     CHECK(!f.tls_began || is(f.clear, f.nclear, E S));
@@ -230,8 +229,7 @@ static void check_result(const struct conn *c)
     CHECK(!r->tls_ok || (r->starttls_offered && f.tls_began));
     CHECK(!r->pkix_ok || r->tls_ok);
     CHECK(!r->requiretls_advertised || (r->tls_ok && c->ehlo2_read));
-    CHECK(!r->requiretls_advertised || has_word(tls_in, f.ntls_in, "REQUIRETLS") ||
-          f.tls_in_cut);
+    CHECK(!r->requiretls_advertised || has_word(tls_in, f.ntls_in, "REQUIRETLS") || f.tls_in_cut);
     CHECK(!r->timed_out || f.timeouts > 0);
     CHECK(!r->dane_ok && r->ntlsa == 0);
     CHECK(r->why[0] != '\0' && strlen(r->why) < sizeof(r->why));
@@ -239,9 +237,10 @@ static void check_result(const struct conn *c)
         CHECK(*p >= 0x20 && *p < 0x7f);
     /* FUZZ_VERBOSE=1 with the replay: what each input made of the dialogue. */
     if (getenv("FUZZ_VERBOSE") != NULL)
-        fprintf(stderr, "conn=%d starttls=%d tls=%d pkix=%d requiretls=%d timeout=%d sent=%zu+%zu: %s\n",
-                r->connected, r->starttls_offered, r->tls_ok, r->pkix_ok,
-                r->requiretls_advertised, r->timed_out, f.nclear, f.ntls, r->why);
+        fprintf(stderr,
+                "conn=%d starttls=%d tls=%d pkix=%d requiretls=%d timeout=%d sent=%zu+%zu: %s\n",
+                r->connected, r->starttls_offered, r->tls_ok, r->pkix_ok, r->requiretls_advertised,
+                r->timed_out, f.nclear, f.ntls, r->why);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
