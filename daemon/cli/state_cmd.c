@@ -109,16 +109,7 @@ static int export_cmd(struct state_cmd *sc)
     return 0;
 }
 
-/* What read_line() found besides a line. */
-#define LINE_EOF (-1)
-#define LINE_LONG (-2) /* longer than max: the rest of it was read and dropped */
-#define LINE_NUL (-3)  /* held a NUL byte, which no JSON text may (RFC 8259 7) */
-
-/*
- * One line of fp into buf (at most max bytes, NUL-terminated, the newline dropped): its
- * length, or LINE_EOF, LINE_LONG or LINE_NUL. Memory stays bounded whatever the input.
- */
-static long read_line(FILE *fp, char *buf, size_t max)
+long state_read_line(FILE *fp, char *buf, size_t max)
 {
     size_t n = 0;
     int c, nul = 0;
@@ -131,11 +122,11 @@ static long read_line(FILE *fp, char *buf, size_t max)
         n++;
     }
     if (c == EOF && n == 0)
-        return LINE_EOF;
+        return STATE_LINE_EOF;
     if (n > max)
-        return LINE_LONG;
+        return STATE_LINE_LONG;
     buf[n] = '\0';
-    return nul ? LINE_NUL : (long)n;
+    return nul ? STATE_LINE_NUL : (long)n;
 }
 
 static void skip_line(struct state_cmd *sc, unsigned long lineno, const char *domain,
@@ -146,25 +137,50 @@ static void skip_line(struct state_cmd *sc, unsigned long lineno, const char *do
     sc->skipped++;
 }
 
+int state_import_parse(const char *buf, long n, int64_t now, struct store_record *rec,
+                       const char **why)
+{
+    memset(rec, 0, sizeof(*rec));
+    if (n == STATE_LINE_LONG) {
+        *why = "longer than a record can be";
+        return -1;
+    }
+    if (n == STATE_LINE_NUL) {
+        *why = "NUL byte in the line";
+        return -1;
+    }
+    if (n < 0 || buf[strspn(buf, " \t\r")] == '\0')
+        return 0;
+    if (store_record_parse(buf, (size_t)n, NULL, now, rec, why) < 0) {
+        rec->domain[0] = '\0';
+        return -1;
+    }
+    /* RFC 8461 5.1: an expired policy is no policy; the daemon would remove it at start. */
+    if (rec->expires <= now) {
+        *why = "expired";
+        return -1;
+    }
+    return 1;
+}
+
 /*
- * One line: parsed as a stored record is, then written unless expired or older than the
+ * One line: parsed as a stored record is, then written unless skipped or older than the
  * record the store holds for the domain (the newer "fetched" wins; a tie keeps the stored).
  */
-static void import_line(struct state_cmd *sc, unsigned long lineno, const char *buf, size_t len)
+static void import_line(struct state_cmd *sc, unsigned long lineno, const char *buf, long n)
 {
     struct store_record rec, old;
     const char *why = NULL;
     char err[512], reason[600];
 
-    memset(&rec, 0, sizeof(rec));
-    if (store_record_parse(buf, len, NULL, sc->now, &rec, &why) < 0) {
-        skip_line(sc, lineno, NULL, why);
+    switch (state_import_parse(buf, n, sc->now, &rec, &why)) {
+    case 0:
         return;
-    }
-    /* RFC 8461 5.1: an expired policy is no policy; the daemon would remove it at start. */
-    if (rec.expires <= sc->now) {
-        skip_line(sc, lineno, rec.domain, "expired");
+    case -1:
+        skip_line(sc, lineno, rec.domain[0] ? rec.domain : NULL, why);
         return;
+    default:
+        break;
     }
     switch (store_get(sc->st, rec.domain, sc->now, &old, &why)) {
     case -1:
@@ -227,12 +243,7 @@ static int import_one(struct state_cmd *sc, unsigned long lineno, const char *bu
         }
         sc->first_line = lineno;
     }
-    if (n == LINE_LONG)
-        skip_line(sc, lineno, NULL, "longer than a record can be");
-    else if (n == LINE_NUL)
-        skip_line(sc, lineno, NULL, "NUL byte in the line");
-    else if (buf[strspn(buf, " \t\r")] != '\0')
-        import_line(sc, lineno, buf, (size_t)n);
+    import_line(sc, lineno, buf, n);
     if (lineno - sc->first_line + 1 < IMPORT_BATCH)
         return 0;
     return commit_batch(sc, lineno);
@@ -253,7 +264,7 @@ static int import_cmd(struct state_cmd *sc, const char *path)
     }
     if (open_store(sc, STORE_EXCLUSIVE) < 0)
         goto done;
-    while ((n = read_line(fp, buf, STORE_RECORD_MAX)) != LINE_EOF) {
+    while ((n = state_read_line(fp, buf, STORE_RECORD_MAX)) != STATE_LINE_EOF) {
         lineno++;
         if (import_one(sc, lineno, buf, n) < 0)
             break;

@@ -226,6 +226,25 @@ static void on_deadline(uv_timer_t *t)
     drop(f, "no answer within redis_timeout");
 }
 
+enum fleet_status fleet_reply_status(const struct redisReply *rep, const char **val, size_t *len)
+{
+    *val = NULL;
+    *len = 0;
+    switch (rep->type) {
+    case REDIS_REPLY_ERROR:
+        return FLEET_FAIL;
+    case REDIS_REPLY_NIL:
+        return FLEET_NONE;
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        *val = rep->str;
+        *len = rep->len;
+        return FLEET_OK;
+    default:
+        return FLEET_OK; /* an integer or an array: the command's answer, without a value */
+    }
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct fleet_req *r = privdata;
@@ -257,12 +276,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             log_notice("redis %s: connected%s", f->ep.text,
                        f->password[0] ? ", authenticated" : "");
             finish(r, FLEET_OK, NULL, 0);
-        } else if (rep->type == REDIS_REPLY_NIL) {
-            finish(r, FLEET_NONE, NULL, 0);
-        } else if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS) {
-            finish(r, FLEET_OK, rep->str, rep->len);
         } else {
-            finish(r, FLEET_OK, NULL, 0);
+            const char *val;
+            size_t len;
+            enum fleet_status st = fleet_reply_status(rep, &val, &len);
+
+            finish(r, st, val, len);
         }
     }
     free(r);

@@ -38,6 +38,15 @@ enum fleet_status {
     FLEET_FAIL, /* error reply, timeout or connection lost (logged and counted by the tier) */
 };
 
+/*
+ * fleet_reply_status - what a reply other than an error means to the command's caller:
+ * FLEET_NONE for nil, FLEET_OK with the bytes in *val and *len for a string or status reply
+ * (binary safe: they may hold anything Redis was given), FLEET_OK with no value (NULL, 0)
+ * for an integer or an array, FLEET_FAIL for an error reply. No I/O (tests/fuzz/fuzz_redis.c).
+ */
+struct redisReply;
+enum fleet_status fleet_reply_status(const struct redisReply *rep, const char **val, size_t *len);
+
 /* Called once per request unless cancelled; val valid during the call (GET with FLEET_OK). */
 typedef void (*fleet_cb)(void *arg, enum fleet_status st, const char *val, size_t len);
 

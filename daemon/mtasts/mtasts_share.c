@@ -61,28 +61,34 @@ static void done(struct share_req *r, enum share_result res, const struct store_
     req_free(r);
 }
 
-/*
- * A value from Redis is untrusted: the store's own parser, the key's domain, unexpired.
- * 1 with *rec for a usable record, 0 for none, and an invalid one is logged and counted.
- */
+int share_value_parse(const char *domain, const char *val, size_t len, int64_t now,
+                      struct store_record *rec, const char **why)
+{
+    *why = NULL;
+    if (len > STORE_RECORD_MAX)
+        *why = "longer than a record can be";
+    else if (store_record_parse(val, len, NULL, now, rec, why) < 0)
+        ;
+    else if (strcmp(rec->domain, domain) != 0)
+        *why = "it names another domain";
+    if (*why != NULL)
+        return -1;
+    return rec->expires > now;
+}
+
+/* share_value_parse(), an invalid value logged and counted: 1 with *rec usable, else 0. */
 static int parse_value(struct share_req *r, const char *val, size_t len, struct store_record *rec)
 {
     const char *why = NULL;
-    int64_t now = (int64_t)time(NULL);
+    int rc = share_value_parse(r->domain, val, len, (int64_t)time(NULL), rec, &why);
 
-    if (len > STORE_RECORD_MAX)
-        why = "longer than a record can be";
-    else if (store_record_parse(val, len, NULL, now, rec, &why) < 0)
-        ;
-    else if (strcmp(rec->domain, r->domain) != 0)
-        why = "it names another domain";
-    if (why) {
+    if (rc < 0) {
         log_warning("mta-sts: %s: shared record refused: %s; ignored, the next fetch replaces it",
                     r->domain, why);
         metrics_shared(METRICS_SHARED_STS, METRICS_SHARED_INVALID);
         return 0;
     }
-    return rec->expires > now;
+    return rc;
 }
 
 static void on_read(void *arg, enum fleet_status st, const char *val, size_t len)

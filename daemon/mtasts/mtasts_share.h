@@ -62,6 +62,16 @@ void share_release(struct fleet *f, const char *domain);
 /* share_cancel - cb will not be called; NULL is fine. */
 void share_cancel(struct share_req *r);
 
+/*
+ * share_value_parse - a value read from the fleet tier for domain's key, which anyone who
+ * can write to Redis may have shaped (no I/O; tests/fuzz/fuzz_redis.c drives it): at most
+ * STORE_RECORD_MAX bytes, store_record_parse() as a record of the store, naming domain.
+ * 1 with *rec a usable record, 0 when it is valid but expired at now, -1 with the reason in
+ * *why.
+ */
+int share_value_parse(const char *domain, const char *val, size_t len, int64_t now,
+                      struct store_record *rec, const char **why);
+
 /* How often a daemon waiting for another's fetch looks for its record. */
 #define SHARE_POLL_MS 50
 /*

@@ -525,20 +525,24 @@ int store_storable(const char *domain)
            strspn(domain, "abcdefghijklmnopqrstuvwxyz0123456789.-") == n;
 }
 
-/*
- * The value at key, parsed and held to the key: 0 with *rec, or -1 with a reason.
- */
-int store_parse_value(const MDB_val *key, const MDB_val *val, int64_t now, struct store_record *rec,
-                      const char **why)
+int store_value_parse(const void *key, size_t klen, const void *val, size_t vlen, int64_t now,
+                      struct store_record *rec, const char **why)
 {
     memset(rec, 0, sizeof(*rec));
-    if (store_record_parse(val->mv_data, val->mv_size, NULL, now, rec, why) < 0)
+    if (store_record_parse(val, vlen, NULL, now, rec, why) < 0)
         return -1;
-    if (strlen(rec->domain) != key->mv_size || memcmp(rec->domain, key->mv_data, key->mv_size)) {
+    if (strlen(rec->domain) != klen || memcmp(rec->domain, key, klen) != 0) {
         *why = "domain does not match its key";
         return -1;
     }
     return 0;
+}
+
+/* store_impl.h: store_value_parse() on LMDB's key and value. */
+int store_parse_value(const MDB_val *key, const MDB_val *val, int64_t now, struct store_record *rec,
+                      const char **why)
+{
+    return store_value_parse(key->mv_data, key->mv_size, val->mv_data, val->mv_size, now, rec, why);
 }
 
 /* The sweep's chunk, in its own write transaction after the batch's writes. */

@@ -162,6 +162,15 @@ int store_record_parse(const char *buf, size_t len, const char *fname, int64_t n
                        struct store_record *rec, const char **why);
 
 /*
+ * store_value_parse - a value of the store as read from LMDB under its key (klen bytes, not
+ * NUL-terminated, whatever a damaged file holds): store_record_parse() with no file name,
+ * and the record's domain equal to the key. 0 with *rec, or -1 with a reason. No I/O
+ * (tests/fuzz/fuzz_store.c).
+ */
+int store_value_parse(const void *key, size_t klen, const void *val, size_t vlen, int64_t now,
+                      struct store_record *rec, const char **why);
+
+/*
  * store_record_encode - rec as the store writes it and "state export" prints it: one line of
  * compact JSON, fields in the order above, ending with a newline. The caller frees it; NULL
  * when it cannot be encoded.

@@ -1,10 +1,11 @@
 /*
- * Private to the probe service (probe.c, probe_smtp.c, probe_tls.c); not for other folders.
- * probe.c owns the service and its cache entries (key, waiters, result, queue); probe_smtp.c
- * owns the connections (one SMTP/STARTTLS dialogue each over libuv); probe_tls.c owns the
- * mbedTLS configuration and judges the peer's certificate (PKIX, DANE-EE, DANE-TA). A
- * connection points at its entry until it has delivered the result; it is freed from its
- * last close callback, the service from the last connection's (STYLE "Async lifetimes").
+ * Private to the probe service (probe.c, probe_smtp.c, probe_dialogue.c, probe_tls.c); not
+ * for other folders. probe.c owns the service and its cache entries (key, waiters, result,
+ * queue); probe_smtp.c owns the connections (libuv TCP and a timer each), probe_dialogue.c
+ * the SMTP/STARTTLS dialogue on each; probe_tls.c owns the mbedTLS configuration and judges the
+ * peer's certificate (PKIX, DANE-EE, DANE-TA). A connection points at its entry until it has
+ * delivered the result; it is freed from its last close callback, the service from the last
+ * connection's (STYLE "Async lifetimes").
  */
 #ifndef DAEMON_PROBE_INT_H
 #define DAEMON_PROBE_INT_H
@@ -144,7 +145,7 @@ void probe_complete(struct conn *c);
 /* probe_conn_freed - a connection of svc was freed: start queued probes, or free svc. */
 void probe_conn_freed(struct probe_svc *svc);
 
-/* probe_smtp.c: one connection. */
+/* probe_smtp.c: one connection's transport (libuv TCP and its timer). */
 
 /*
  * probe_smtp_start - start the connection of a running entry e (e->conn is set). Failures,
@@ -156,8 +157,42 @@ void probe_smtp_start(struct probe_svc *svc, struct entry *e);
  * not yet out ("ended early" when no reason was set). Freed from the close callbacks. */
 void probe_smtp_close(struct conn *c);
 
-/* probe_smtp_write - queue n bytes from p (copied) on c's TCP stream; 0 or <0. */
+/* probe_smtp_write - queue n bytes from p (copied) on c's TCP stream; 0 or <0. A write
+ * that fails later is told to probe_dialogue_write_failed(). */
 int probe_smtp_write(struct conn *c, const void *p, size_t n);
+
+/* probe_smtp_wait - c's timer fires in ms (probe_dialogue_timeout), replacing the deadline. */
+void probe_smtp_wait(struct conn *c, unsigned ms);
+
+/* probe_smtp_hang_up - end TLS (close_notify) and TCP (shutdown), then close c. */
+void probe_smtp_hang_up(struct conn *c);
+
+/*
+ * probe_dialogue.c: the SMTP dialogue, a state machine moved on by the transport's events;
+ * it does no I/O of its own (tests/fuzz/fuzz_probe_dialogue.c drives it without a network).
+ */
+
+/* probe_dialogue_connected - the TCP connection is up: the banner is awaited. */
+void probe_dialogue_connected(struct conn *c);
+
+/* probe_dialogue_input - bytes were added to c->rx (rx_off..rx_len unread): move on. */
+void probe_dialogue_input(struct conn *c);
+
+/* probe_dialogue_closed - the stream ended (UV_EOF) or failed (a libuv error, UV_ENOBUFS
+ * when c->rx was full). */
+void probe_dialogue_closed(struct conn *c, int err);
+
+/* probe_dialogue_write_failed - a queued write failed with err (libuv error). */
+void probe_dialogue_write_failed(struct conn *c, int err);
+
+/* probe_dialogue_timeout - c's timer fired: the probe's deadline, or QUIT's grace. */
+void probe_dialogue_timeout(struct conn *c);
+
+/* probe_fail - the probe failed (the reason in c->res.why): deliver it and close c. */
+void probe_fail(struct conn *c);
+
+/* probe_step_name - where a probe was, for its reason: "waiting for the banner". */
+const char *probe_step_name(enum conn_state st);
 
 /* probe_why - c->res.why from fmt; probe_why_add - appended to what is there. */
 void probe_why(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

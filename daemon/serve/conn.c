@@ -7,70 +7,22 @@
  *
  * Lifetime (STYLE "Async lifetimes"): a conn is freed only when both of its handles are
  * closed and no lookup is in flight; a lookup that completes on a closing conn is dropped.
+ *
+ * This file is the state machine; it does no I/O of its own. The transport, conn_io.c,
+ * reads, writes, times and closes through libuv and tells it what happened (conn_int.h).
  */
 #include "conn.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
+#include "conn_int.h"
 #include "escape.h"
-#include "listener.h"
 #include "log.h"
 #include "lookup.h"
 #include "metrics.h"
-#include "netstring.h"
 #include "server.h"
-#include "sockmap.h"
-#include "waitlist.h"
 #include "xalloc.h"
-
-/* One whole request: SOCKMAP_MAX_REQUEST payload plus its length prefix and comma. */
-#define CONN_RBUF (SOCKMAP_MAX_REQUEST + NETSTRING_MAX_DIGITS + 2)
-/* Rendered answers not yet accepted by the kernel; reading pauses above this. */
-#define CONN_MAX_OUT (256 * 1024)
-/* One rendered reply: the longest text, status word, length prefix and comma. */
-#define REPLY_MAX (SOCKMAP_MAX_TEXT + 32)
-
-struct slot {
-    struct conn *c;
-    uint64_t started; /* uv_hrtime() at the request's arrival, for the latency histogram */
-    char *reply;      /* an answer completed ahead of its turn, or NULL */
-    size_t len;
-    int done;
-};
-
-struct conn {
-    union stream_handle h;
-    uv_timer_t timer;
-    uv_write_t wreq;
-    struct server *srv;
-    struct waitlist_link link; /* on the server's list of open connections */
-    char peer[96];
-
-    char *rbuf; /* received bytes not yet parsed: at most one partial request */
-    size_t rlen;
-
-    struct slot *slots; /* ring of requests in arrival order */
-    unsigned cap, head, count;
-    unsigned inflight; /* lookups started and not yet completed */
-
-    char *obuf; /* answers ready to send */
-    size_t olen, ocap;
-    char *wbuf; /* answers handed to uv_write */
-    size_t wlen, woff, wcap;
-
-    /*
-     * req_started: when the partial request in rbuf began to count against request_timeout:
-     * its first byte, or the moment reading resumed after a pause (the client could send
-     * nothing meanwhile). Later bytes never move it (slowloris).
-     */
-    uint64_t req_started, last_activity, write_started, timer_due;
-    unsigned long served;
-    unsigned handles_open;
-    unsigned reading : 1, writing : 1, eof : 1, fatal : 1, draining : 1, closing : 1, in_input : 1,
-        timer_armed : 1;
-};
 
 static void process_input(struct conn *c);
 
@@ -99,10 +51,8 @@ static void maybe_free(struct conn *c)
     free(c);
 }
 
-static void on_close(uv_handle_t *h)
+void conn_handle_closed(struct conn *c)
 {
-    struct conn *c = h->data;
-
     c->handles_open--;
     maybe_free(c);
 }
@@ -114,8 +64,7 @@ void conn_close(struct conn *c)
     c->closing = 1;
     waitlist_remove(&c->link);
     c->srv->nconns--;
-    uv_close(&c->h.handle, on_close);
-    uv_close((uv_handle_t *)&c->timer, on_close);
+    conn_io_close(c);
 }
 
 /* Close, with a log line saying why, once every answer asked for has left. */
@@ -144,25 +93,22 @@ static uint64_t deadline(const struct conn *c)
     return c->last_activity + cfg->idle_timeout_ms;
 }
 
-static void on_timer(uv_timer_t *t);
-
 static void arm_timer(struct conn *c)
 {
-    uint64_t now = uv_now(c->srv->loop), due = deadline(c);
+    uint64_t now = conn_io_now(c), due = deadline(c);
 
     if (c->closing)
         return;
     if (!c->timer_armed || due < c->timer_due) {
         c->timer_due = due;
         c->timer_armed = 1;
-        uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+        conn_io_timer(c, due > now ? due - now : 0);
     }
 }
 
-static void on_timer(uv_timer_t *t)
+void conn_timer(struct conn *c)
 {
-    struct conn *c = t->data;
-    uint64_t now = uv_now(c->srv->loop), due = deadline(c);
+    uint64_t now = conn_io_now(c), due = deadline(c);
 
     c->timer_armed = 0;
     if (due > now) {
@@ -209,12 +155,8 @@ static void append_out(struct conn *c, const char *p, size_t n)
     c->olen += n;
 }
 
-static void flush(struct conn *c);
-
-static void on_write(uv_write_t *req, int status)
+void conn_written(struct conn *c, int status)
 {
-    struct conn *c = req->data;
-
     c->writing = 0;
     c->wlen = c->woff = 0;
     if (c->closing)
@@ -224,14 +166,13 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    c->last_activity = uv_now(c->srv->loop);
+    c->last_activity = conn_io_now(c);
     /* Room may have opened for buffered requests and for reading. */
     process_input(c);
 }
 
 static void flush(struct conn *c)
 {
-    uv_buf_t b;
     int n;
     char *tmp;
     size_t tcap;
@@ -240,11 +181,10 @@ static void flush(struct conn *c)
         return;
 
     /* Most answers fit the socket buffer: try to write them now, without a callback. */
-    b = uv_buf_init(c->obuf, (unsigned)c->olen);
-    n = uv_try_write(&c->h.stream, &b, 1);
+    n = conn_io_try_write(c, c->obuf, c->olen);
     if (n == (int)c->olen) {
         c->olen = 0;
-        c->last_activity = uv_now(c->srv->loop);
+        c->last_activity = conn_io_now(c);
         return;
     }
     if (n < 0 && n != UV_EAGAIN) {
@@ -264,16 +204,14 @@ static void flush(struct conn *c)
     c->ocap = tcap;
     c->olen = 0;
 
-    b = uv_buf_init(c->wbuf + c->woff, (unsigned)(c->wlen - c->woff));
-    c->wreq.data = c;
-    n = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);
+    n = conn_io_write(c, c->wbuf + c->woff, c->wlen - c->woff);
     if (n < 0) {
         log_info("%s: closing connection: write failed: %s", c->peer, uv_strerror(n));
         conn_close(c);
         return;
     }
     c->writing = 1;
-    c->write_started = uv_now(c->srv->loop);
+    c->write_started = conn_io_now(c);
     arm_timer(c);
 }
 
@@ -355,17 +293,8 @@ static int want_read(const struct conn *c)
            c->olen + c->wlen < CONN_MAX_OUT && c->rlen < CONN_RBUF;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void conn_received(struct conn *c, ssize_t nread)
 {
-    struct conn *c = h->data;
-
-    *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(CONN_RBUF - c->rlen));
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    struct conn *c = st->data;
-
     if (nread == 0 || nread == UV_ENOBUFS)
         return;
     if (nread == UV_EOF) {
@@ -385,9 +314,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     /* The whole request must arrive within request_timeout of its first byte. */
     if (c->rlen == 0)
-        c->req_started = uv_now(c->srv->loop);
+        c->req_started = conn_io_now(c);
     c->rlen += (size_t)nread;
-    c->last_activity = uv_now(c->srv->loop);
+    c->last_activity = conn_io_now(c);
     process_input(c);
 }
 
@@ -427,7 +356,7 @@ static void process_input(struct conn *c)
         memmove(c->rbuf, c->rbuf + off, c->rlen - off);
         c->rlen -= off;
         /* What follows a complete request is the next one, timed from now. */
-        c->req_started = uv_now(c->srv->loop);
+        c->req_started = conn_io_now(c);
     }
     if (c->eof && rc == NETSTRING_MORE && c->rlen > 0 && c->count == 0 && !c->fatal) {
         char head[64];
@@ -444,7 +373,7 @@ static void process_input(struct conn *c)
 
     /* Read while there is room; pause (backpressure) otherwise. */
     if (want_read(c) && !c->reading) {
-        int err = uv_read_start(&c->h.stream, on_alloc, on_read);
+        int err = conn_io_read(c, 1);
 
         if (err < 0) {
             log_info("%s: closing connection: %s", c->peer, uv_strerror(err));
@@ -453,9 +382,9 @@ static void process_input(struct conn *c)
         }
         c->reading = 1;
         /* A partial request is not timed while reading was paused: the client could not send. */
-        c->req_started = uv_now(c->srv->loop);
+        c->req_started = conn_io_now(c);
     } else if (!want_read(c) && c->reading) {
-        uv_read_stop(&c->h.stream);
+        conn_io_read(c, 0);
         c->reading = 0;
     }
     maybe_finish(c);
@@ -468,139 +397,13 @@ void conn_drain(struct conn *c)
     process_input(c);
 }
 
-/* Accepting. */
-
-static void describe_peer(struct conn *c, int is_unix)
+void conn_start(struct conn *c, struct server *srv)
 {
-    if (is_unix) {
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
-        uv_os_fd_t fd;
-
-        if (uv_fileno(&c->h.handle, &fd) == 0 &&
-            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-            snprintf(c->peer, sizeof(c->peer), "unix pid=%ld uid=%ld", (long)cred.pid,
-                     (long)cred.uid);
-        else
-            snprintf(c->peer, sizeof(c->peer), "unix");
-    } else {
-        struct sockaddr_storage ss;
-        int len = sizeof(ss);
-        char host[64] = "?";
-        int port = 0;
-
-        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
-            if (ss.ss_family == AF_INET6) {
-                uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-            } else {
-                uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-            }
-        }
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%d", host, port);
-    }
-}
-
-static void on_refused_close(uv_handle_t *h)
-{
-    free(h);
-}
-
-/*
- * At max_connections, the connection to close for a new client: the one waiting longest
- * with nothing being answered, idle (since its last activity) or trickling a request that
- * is not complete (since that request began). A connection with a request pending, or
- * answers not yet written, is never chosen (SPEC 4). NULL when every one is busy.
- */
-static struct conn *oldest_unbusy(struct server *srv)
-{
-    struct conn *c, *best = NULL;
-    uint64_t best_since = 0;
-
-    for (c = conn_first(srv); c != NULL; c = conn_next(c)) {
-        uint64_t since = c->rlen > 0 ? c->req_started : c->last_activity;
-
-        if (c->closing || c->count > 0 || c->inflight > 0 || c->writing || c->olen > 0)
-            continue;
-        if (best == NULL || since < best_since) {
-            best = c;
-            best_since = since;
-        }
-    }
-    return best;
-}
-
-void conn_accept(struct server *srv, uv_stream_t *server_handle, int is_unix)
-{
-    struct conn *c;
-    int err;
-
-    c = xcalloc(1, sizeof(*c));
-    if (is_unix)
-        uv_pipe_init(srv->loop, &c->h.pipe, 0);
-    else
-        uv_tcp_init(srv->loop, &c->h.tcp);
-    c->h.handle.data = c;
-    err = uv_accept(server_handle, &c->h.stream);
-    if (err < 0) {
-        log_warning("accept failed: %s", uv_strerror(err));
-        uv_close(&c->h.handle, on_refused_close);
-        return;
-    }
-
-    /*
-     * At the limit, an idle or trickling connection makes room (slowloris: clients that
-     * send nothing, or a byte now and then, must not hold every slot); when every
-     * connection has work in hand, the new one is accepted and closed at once, so the
-     * backlog does not fill.
-     */
-    if (srv->nconns >= srv->cfg.max_connections) {
-        struct conn *old = oldest_unbusy(srv);
-
-        if (old != NULL) {
-            uint64_t now = uv_now(srv->loop);
-
-            if (old->rlen > 0)
-                log_notice("%s: closing connection to make room for a new one (max_connections "
-                           "%u open): incomplete request (%zu bytes) for %llu ms",
-                           old->peer, srv->cfg.max_connections, old->rlen,
-                           (unsigned long long)(now - old->req_started));
-            else
-                log_notice("%s: closing connection to make room for a new one (max_connections "
-                           "%u open): idle for %llu ms",
-                           old->peer, srv->cfg.max_connections,
-                           (unsigned long long)(now - old->last_activity));
-            metrics_conn(METRICS_CONN_EVICTED);
-            conn_close(old);
-        }
-    }
-    if (srv->nconns >= srv->cfg.max_connections) {
-        uint64_t now = uv_now(srv->loop);
-
-        srv->refused++;
-        metrics_conn(METRICS_CONN_REFUSED);
-        if (now - srv->refused_logged_at >= 1000) {
-            log_warning("refusing connections: max_connections (%u) are open; %lu refused",
-                        srv->cfg.max_connections, srv->refused);
-            srv->refused = 0;
-            srv->refused_logged_at = now;
-        }
-        uv_close(&c->h.handle, on_refused_close);
-        return;
-    }
-
     c->srv = srv;
     c->cap = srv->cfg.max_pipeline;
     c->slots = xcalloc(c->cap, sizeof(*c->slots));
     c->rbuf = xmalloc(CONN_RBUF);
-    c->req_started = c->last_activity = uv_now(srv->loop);
-    uv_timer_init(srv->loop, &c->timer);
-    c->timer.data = c;
-    c->handles_open = 2;
-    if (!is_unix)
-        uv_tcp_nodelay(&c->h.tcp, 1);
-    describe_peer(c, is_unix);
+    c->req_started = c->last_activity = conn_io_now(c);
     waitlist_push(&srv->conns, &c->link);
     srv->nconns++;
     metrics_conn(METRICS_CONN_ACCEPTED);

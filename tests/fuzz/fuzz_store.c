@@ -4,7 +4,8 @@
  * is taken to be example.com.json. What parses must be a record a fetch could have
  * produced: the file's domain, a valid id, a policy valid by RFC 8461 3.2 with its
  * max_age, and times that neither run backwards nor lie in the future; and, encoded as
- * "state export" prints it, a line that "state import" reads back to the same text.
+ * "state export" prints it, a line that "state import" reads back to the same text. The same
+ * text is also read as a value of the LMDB store under its key (store_value_parse()).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char txt[STS_ID_MAX + 16], id[STS_ID_MAX + 1], list[STS_MAX_MX * (STS_PATTERN_MAX + 1)];
     const char *twhy;
 
+    /* The same text as a value of the store under the key example.com (and under a key
+     * with a NUL byte, which a damaged file may hold): taken exactly when it is a record
+     * naming that domain. */
+    {
+        struct store_record v, p;
+        const char *vwhy = NULL, *pwhy = NULL;
+        int as_value = store_value_parse("example.com", 11, data, size, NOW, &v, &vwhy);
+        int as_line = store_record_parse((const char *)data, size, NULL, NOW, &p, &pwhy);
+
+        CHECK(as_value == 0 || (vwhy != NULL && *vwhy != '\0'));
+        CHECK((as_value == 0) == (as_line == 0 && strcmp(p.domain, "example.com") == 0));
+        CHECK(as_value != 0 || strcmp(v.domain, "example.com") == 0);
+        CHECK(store_value_parse("example.com\0x", 13, data, size, NOW, &v, &vwhy) != 0);
+    }
     memset(&rec, 0, sizeof(rec));
     if (store_record_parse((const char *)data, size, "example.com.json", NOW, &rec, &why) != 0) {
         CHECK(why != NULL && *why != '\0');
