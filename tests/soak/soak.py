@@ -352,11 +352,13 @@ def canary_client(d):
 
 
 def lag(at, secs):
-    """The longest a ready answer (the canary's) waited between at and at + secs: when the
-    whole machine or the loop is behind by that much, a timer is as late, whatever the
-    deadline logic does; past it, a late close or answer is the daemon's own fault."""
+    """How long ready answers (the canary's) were kept waiting between at and at + secs, the
+    stalls added up: when this machine (2 cores shared with other work) does not run the
+    daemon or this client for that long, a timer fires or is seen as late, whatever the
+    deadline logic does. The daemon's log shows the same stalls as gaps with no line at all
+    (log_format = json). Past that lag, a late close or answer is the daemon's own fault."""
     with stats.lock:
-        return max([c for t, c in stats.canary if at - 0.5 <= t <= at + secs + 0.5], default=0.0)
+        return sum(max(0.0, c - 0.05) for t, c in stats.canary if at - 0.5 <= t <= at + secs + 0.5)
 
 
 def scrape(port):
@@ -480,9 +482,11 @@ try:
     check("answers: none later than lookup_timeout + margin + loop lag",
           [x for x in stats.slow if x[1] > LOOKUP_TIMEOUT + MARGIN + lag(x[0], x[1])], [])
     check("half requests: closed by the daemon within request_timeout + margin + loop lag",
-          [x for x in stats.late_close if x[1] > REQUEST_TIMEOUT + MARGIN + lag(x[0], x[1])], [])
-    print(f"# past the margin but within the loop lag: answers {stats.slow}, "
-          f"half requests {stats.late_close}")
+          [x for x in stats.late_close if x[2] != b"" or
+           x[1] > REQUEST_TIMEOUT + MARGIN + lag(x[0], x[1])], [])
+    print(f"# past the margin but within the loop lag: answers "
+          f"{[x + (round(lag(x[0], x[1]), 2),) for x in stats.slow]}, half requests "
+          f"{[x + (round(lag(x[0], x[1]), 2),) for x in stats.late_close]} (the last figure: the lag)")
     check_true("half requests: some were timed", stats.half > 0)
     check("client errors (resets, time-outs, bad netstrings)", stats.errors, [])
 
