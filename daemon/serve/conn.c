@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "escape.h"
@@ -29,6 +30,13 @@
 #define CONN_RBUF (SOCKMAP_MAX_REQUEST + NETSTRING_MAX_DIGITS + 2)
 /* Rendered answers not yet accepted by the kernel; reading pauses above this. */
 #define CONN_MAX_OUT (256 * 1024)
+/*
+ * At max_connections, a connection that has sent nothing yet is spared for this long while
+ * an idle or trickling one can make room instead: a client such as postmap connects and then
+ * writes its request, and under a flood of tricklers (each new one evicting the oldest) it
+ * would otherwise be closed between the two whenever it is not scheduled at once.
+ */
+#define CONN_FRESH_MS 1000
 /* One rendered reply: the longest text, status word, length prefix and comma. */
 #define REPLY_MAX (SOCKMAP_MAX_TEXT + 32)
 
@@ -69,7 +77,7 @@ struct conn {
     unsigned long served;
     unsigned handles_open;
     unsigned reading : 1, writing : 1, eof : 1, fatal : 1, draining : 1, closing : 1, in_input : 1,
-        timer_armed : 1;
+        timer_armed : 1, heard : 1; /* heard: a byte has arrived since the accept */
 };
 
 static void process_input(struct conn *c);
@@ -146,6 +154,19 @@ static uint64_t deadline(const struct conn *c)
 
 static void on_timer(uv_timer_t *t);
 
+/*
+ * Bytes the kernel holds for c that the loop has not read yet. libuv runs due timers before
+ * it polls for input, so after a stall (the process not scheduled, a long loop iteration) a
+ * connection can look idle past idle_timeout while its next request is already waiting.
+ */
+static int input_waiting(struct conn *c)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+
+    return uv_fileno(&c->h.handle, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 static void arm_timer(struct conn *c)
 {
     uint64_t now = uv_now(c->srv->loop), due = deadline(c);
@@ -185,8 +206,10 @@ static void on_timer(uv_timer_t *t)
         }
         log_notice("%s: closing connection: incomplete request (%zu bytes) for %u ms", c->peer,
                    c->rlen, c->srv->cfg.request_timeout_ms);
-    } else if (c->count > 0 || c->inflight > 0) {
-        /* Lookups bound their own time; the connection is busy, not idle. */
+    } else if (c->count > 0 || c->inflight > 0 || (c->reading && input_waiting(c))) {
+        /* Lookups bound their own time; the connection is busy, not idle. A request that
+         * is waiting in the kernel is read in this iteration: not idle either (closing would
+         * reset the client, its request unread). */
         c->last_activity = now;
         arm_timer(c);
         return;
@@ -387,6 +410,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (c->rlen == 0)
         c->req_started = uv_now(c->srv->loop);
     c->rlen += (size_t)nread;
+    c->heard = 1;
     c->last_activity = uv_now(c->srv->loop);
     process_input(c);
 }
@@ -511,21 +535,25 @@ static void on_refused_close(uv_handle_t *h)
  * At max_connections, the connection to close for a new client: the one waiting longest
  * with nothing being answered, idle (since its last activity) or trickling a request that
  * is not complete (since that request began). A connection with a request pending, or
- * answers not yet written, is never chosen (SPEC 4). NULL when every one is busy.
+ * answers not yet written, is never chosen (SPEC 4). One accepted less than CONN_FRESH_MS
+ * ago that has sent nothing yet goes only when no other can. NULL when every one is busy.
  */
 static struct conn *oldest_unbusy(struct server *srv)
 {
     struct conn *c, *best = NULL;
-    uint64_t best_since = 0;
+    uint64_t now = uv_now(srv->loop), best_since = 0;
+    int best_fresh = 1;
 
     for (c = conn_first(srv); c != NULL; c = conn_next(c)) {
         uint64_t since = c->rlen > 0 ? c->req_started : c->last_activity;
+        int fresh = !c->heard && now - c->last_activity < CONN_FRESH_MS;
 
         if (c->closing || c->count > 0 || c->inflight > 0 || c->writing || c->olen > 0)
             continue;
-        if (best == NULL || since < best_since) {
+        if (best == NULL || fresh < best_fresh || (fresh == best_fresh && since < best_since)) {
             best = c;
             best_since = since;
+            best_fresh = fresh;
         }
     }
     return best;
