@@ -29,6 +29,7 @@ class GoodClient(threading.Thread):
         super().__init__(daemon=True)
         self.d, self.stop_flag = d, threading.Event()
         self.count, self.errors, self.worst = 0, [], 0.0
+        self.times = []
 
     def run(self):
         kept = None
@@ -40,6 +41,7 @@ class GoodClient(threading.Thread):
                     t0 = time.monotonic()
                     got = self.d.ask("policy", "example.com", sock)
                     self.worst = max(self.worst, time.monotonic() - t0)
+                    self.times.append(time.monotonic() - t0)
                     if got != GOOD_ANSWER:
                         self.errors.append(got)
                     self.count += 1
@@ -224,8 +226,16 @@ try:
     good.join(10)
     check("good client: no errors while all this went on", good.errors[:3], [])
     check_true("good client: kept being answered", good.count > 100, f"{good.count} answers")
-    check_true("good client: never waited a second", good.worst < 1.0, f"worst {good.worst:.3f}s")
-    print(f"# good client: {good.count} answers, worst latency {good.worst * 1000:.1f} ms")
+    # Abuse that held the loop (1,000 connections, a client that never reads) would slow most
+    # answers; a loaded machine stalls a few now and then (2.8 s once at a load of 21), so
+    # the median and nearly all answers must be fast, not every single one.
+    times = sorted(good.times) or [99.0]
+    slow = sum(1 for x in times if x >= 1.0)
+    check_true("good client: answered at once (median < 100 ms, 1% at most waited a second)",
+               times[len(times) // 2] < 0.1 and slow <= max(3, len(times) // 100),
+               f"median {times[len(times) // 2]:.3f}s, {slow} of {len(times)} over 1 s")
+    print(f"# good client: {good.count} answers, median {times[len(times) // 2] * 1000:.1f} ms, "
+          f"worst {good.worst * 1000:.1f} ms, {slow} over 1 s")
     check("daemon exits cleanly (no sanitizer report, no leak)", d.stop(), 0)
 finally:
     d.cleanup()
@@ -462,8 +472,10 @@ try:
         t.start()
     time.sleep(1.0)
     results = []
-    t_end = time.monotonic() + 3 * REQUEST_TIMEOUT
-    while time.monotonic() < t_end:
+    # At least 3 request_timeouts and at least 10 postmap runs (a loaded machine runs fewer
+    # in the time; 9 once), at most 60 s.
+    t_end, t_max = time.monotonic() + 3 * REQUEST_TIMEOUT, time.monotonic() + 60
+    while (time.monotonic() < t_end or len(results) < 10) and time.monotonic() < t_max:
         rc, out, err = d.postmap("example.com", "policy")
         results.append((rc, out.strip(), err.strip()))
         time.sleep(0.3)
