@@ -131,8 +131,11 @@ void conn_timer(struct conn *c)
         }
         log_notice("%s: closing connection: incomplete request (%zu bytes) for %u ms", c->peer,
                    c->rlen, c->srv->cfg.request_timeout_ms);
-    } else if (c->count > 0 || c->inflight > 0) {
-        /* Lookups bound their own time; the connection is busy, not idle. */
+    } else if (c->count > 0 || c->inflight > 0 || (c->reading && conn_io_input_waiting(c))) {
+        /* Lookups bound their own time; the connection is busy, not idle. A request that
+         * is waiting in the kernel is read in this iteration: not idle either (closing would
+         * reset the client, its request unread). libuv runs due timers before it polls for
+         * input, so after a stall a connection can look idle while its request waits. */
         c->last_activity = now;
         arm_timer(c);
         return;
@@ -316,6 +319,7 @@ void conn_received(struct conn *c, ssize_t nread)
     if (c->rlen == 0)
         c->req_started = conn_io_now(c);
     c->rlen += (size_t)nread;
+    c->heard = 1;
     c->last_activity = conn_io_now(c);
     process_input(c);
 }

@@ -22,6 +22,13 @@
 #define CONN_RBUF (SOCKMAP_MAX_REQUEST + NETSTRING_MAX_DIGITS + 2)
 /* Rendered answers not yet accepted by the kernel; reading pauses above this. */
 #define CONN_MAX_OUT (256 * 1024)
+/*
+ * At max_connections, a connection that has sent nothing yet is spared for this long while
+ * an idle or trickling one can make room instead: a client such as postmap connects and then
+ * writes its request, and under a flood of tricklers (each new one evicting the oldest) it
+ * would otherwise be closed between the two whenever it is not scheduled at once.
+ */
+#define CONN_FRESH_MS 1000
 /* One rendered reply: the longest text, status word, length prefix and comma. */
 #define REPLY_MAX (SOCKMAP_MAX_TEXT + 32)
 
@@ -62,7 +69,7 @@ struct conn {
     unsigned long served;
     unsigned handles_open;
     unsigned reading : 1, writing : 1, eof : 1, fatal : 1, draining : 1, closing : 1, in_input : 1,
-        timer_armed : 1;
+        timer_armed : 1, heard : 1; /* heard: a byte has arrived since the accept */
 };
 
 /* conn.c: the events of the transport. */
@@ -97,6 +104,8 @@ int conn_io_write(struct conn *c, const char *p, size_t n);
 /* conn_io_read - start (on) or stop reading into c->rbuf + c->rlen; 0 or <0. */
 int conn_io_read(struct conn *c, int on);
 
+/* conn_io_input_waiting - whether the kernel holds bytes for c that were not read yet. */
+int conn_io_input_waiting(struct conn *c);
 /* conn_io_timer - conn_timer() in ms, replacing the timer set before. */
 void conn_io_timer(struct conn *c, uint64_t ms);
 

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "conn.h"
@@ -17,6 +18,14 @@
 uint64_t conn_io_now(const struct conn *c)
 {
     return uv_now(c->srv->loop);
+}
+
+int conn_io_input_waiting(struct conn *c)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+
+    return uv_fileno(&c->h.handle, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 int conn_io_try_write(struct conn *c, const char *p, size_t n)
@@ -120,21 +129,25 @@ static void on_refused_close(uv_handle_t *h)
  * At max_connections, the connection to close for a new client: the one waiting longest
  * with nothing being answered, idle (since its last activity) or trickling a request that
  * is not complete (since that request began). A connection with a request pending, or
- * answers not yet written, is never chosen (SPEC 4). NULL when every one is busy.
+ * answers not yet written, is never chosen (SPEC 4). One accepted less than CONN_FRESH_MS
+ * ago that has sent nothing yet goes only when no other can. NULL when every one is busy.
  */
 static struct conn *oldest_unbusy(struct server *srv)
 {
     struct conn *c, *best = NULL;
-    uint64_t best_since = 0;
+    uint64_t now = uv_now(srv->loop), best_since = 0;
+    int best_fresh = 1;
 
     for (c = conn_first(srv); c != NULL; c = conn_next(c)) {
         uint64_t since = c->rlen > 0 ? c->req_started : c->last_activity;
+        int fresh = !c->heard && now - c->last_activity < CONN_FRESH_MS;
 
         if (c->closing || c->count > 0 || c->inflight > 0 || c->writing || c->olen > 0)
             continue;
-        if (best == NULL || since < best_since) {
+        if (best == NULL || fresh < best_fresh || (fresh == best_fresh && since < best_since)) {
             best = c;
             best_since = since;
+            best_fresh = fresh;
         }
     }
     return best;

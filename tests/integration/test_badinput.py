@@ -8,6 +8,7 @@ import pwd
 import resource
 import select
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -28,6 +29,7 @@ class GoodClient(threading.Thread):
         super().__init__(daemon=True)
         self.d, self.stop_flag = d, threading.Event()
         self.count, self.errors, self.worst = 0, [], 0.0
+        self.times = []
 
     def run(self):
         kept = None
@@ -39,6 +41,7 @@ class GoodClient(threading.Thread):
                     t0 = time.monotonic()
                     got = self.d.ask("policy", "example.com", sock)
                     self.worst = max(self.worst, time.monotonic() - t0)
+                    self.times.append(time.monotonic() - t0)
                     if got != GOOD_ANSWER:
                         self.errors.append(got)
                     self.count += 1
@@ -223,8 +226,16 @@ try:
     good.join(10)
     check("good client: no errors while all this went on", good.errors[:3], [])
     check_true("good client: kept being answered", good.count > 100, f"{good.count} answers")
-    check_true("good client: never waited a second", good.worst < 1.0, f"worst {good.worst:.3f}s")
-    print(f"# good client: {good.count} answers, worst latency {good.worst * 1000:.1f} ms")
+    # Abuse that held the loop (1,000 connections, a client that never reads) would slow most
+    # answers; a loaded machine stalls a few now and then (2.8 s once at a load of 21), so
+    # the median and nearly all answers must be fast, not every single one.
+    times = sorted(good.times) or [99.0]
+    slow = sum(1 for x in times if x >= 1.0)
+    check_true("good client: answered at once (median < 100 ms, 1% at most waited a second)",
+               times[len(times) // 2] < 0.1 and slow <= max(3, len(times) // 100),
+               f"median {times[len(times) // 2]:.3f}s, {slow} of {len(times)} over 1 s")
+    print(f"# good client: {good.count} answers, median {times[len(times) // 2] * 1000:.1f} ms, "
+          f"worst {good.worst * 1000:.1f} ms, {slow} over 1 s")
     check("daemon exits cleanly (no sanitizer report, no leak)", d.stop(), 0)
 finally:
     d.cleanup()
@@ -241,6 +252,72 @@ def metric(port, series):
             return float(line.rpartition(" ")[2])
     return None
 
+
+# A request that arrives while the daemon is not running (SIGSTOP here; a loaded machine
+# does the same for seconds) on a connection that has then been idle past idle_timeout:
+# libuv runs the due idle timer before it reads, so the daemon must see the waiting request
+# and answer it, not close the connection under it (the client would get a reset).
+d = Daemon(overrides=OVERRIDES, conf_lines=["idle_timeout = 1s"])
+try:
+    d.start()
+    s = d.connect()
+    check("stalled daemon: first answer", d.ask("policy", "example.com", s), GOOD_ANSWER)
+    d.signal(signal.SIGSTOP)
+    try:
+        time.sleep(1.5)
+        s.sendall(netstring(b"policy example.com"))
+    finally:
+        d.signal(signal.SIGCONT)
+    try:
+        got = read_netstring(s, timeout=5)
+        got = None if got is None else got.decode()
+    except OSError as e:
+        got = f"error: {e!r}"
+    check("stalled daemon: a request waiting past idle_timeout is answered", got, GOOD_ANSWER)
+    s.close()
+    check("stalled daemon: exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+
+# A client that has connected and not yet written (postmap between its connect() and its
+# write()) is spared for its first second while a trickler can make room instead; after
+# that second, a silent connection is as old as any. Scenario with max_connections = 2:
+# A connects and says nothing, B connects and sends one byte, C arrives: B goes, A stays.
+# The scenario is only judged when A is still under a second old at C's arrival (measured
+# here; the daemon's clock starts later than ours), else it is run again (at most 5 times).
+d = Daemon(overrides=OVERRIDES, conf_lines=["max_connections = 2"])
+try:
+    d.start()
+    verdict = None
+    for attempt in range(5):
+        t0 = time.monotonic()
+        a = d.connect()
+        time.sleep(0.05)   # an order of age the daemon can see
+        b = d.connect()
+        b.sendall(b"2")
+        time.sleep(0.05)
+        got = ask_or_error(d, "policy", "example.com")
+        young = time.monotonic() - t0 < 0.9
+        b_closed = closed_by_daemon(b, timeout=2)
+        a_kept = not closed_by_daemon(a, timeout=0.1)
+        if young:
+            verdict = (got, b_closed, a_kept)
+            # After a second, the silent A is the oldest and goes for the next client.
+            time.sleep(1.2)
+            c = d.connect()
+            c.sendall(b"1")
+            got2 = ask_or_error(d, "policy", "example.com")
+            verdict += (got2, closed_by_daemon(a, timeout=2))
+            c.close()
+        a.close()
+        b.close()
+        if young:
+            break
+    check("fresh silent connection: spared for a trickler, then the oldest after a second",
+          verdict, (GOOD_ANSWER, True, True, GOOD_ANSWER, True))
+    check("fresh silent connection: daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
 
 # At max_connections, the oldest idle (or trickling) connection makes room for a new
 # client; a connection whose request is being answered is never dropped, so when every
@@ -395,8 +472,10 @@ try:
         t.start()
     time.sleep(1.0)
     results = []
-    t_end = time.monotonic() + 3 * REQUEST_TIMEOUT
-    while time.monotonic() < t_end:
+    # At least 3 request_timeouts and at least 10 postmap runs (a loaded machine runs fewer
+    # in the time; 9 once), at most 60 s.
+    t_end, t_max = time.monotonic() + 3 * REQUEST_TIMEOUT, time.monotonic() + 60
+    while (time.monotonic() < t_end or len(results) < 10) and time.monotonic() < t_max:
         rc, out, err = d.postmap("example.com", "policy")
         results.append((rc, out.strip(), err.strip()))
         time.sleep(0.3)

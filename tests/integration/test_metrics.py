@@ -227,6 +227,7 @@ try:
         idle.append(c)
     sm = d.connect()
     worst, answers, sent, t0 = 0.0, 0, 0, time.monotonic()
+    times = []
     request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     trickle_closed_at = None
     rounds = 0
@@ -242,10 +243,20 @@ try:
         ms, r = lookup_ms(d, sm, "policy", "example.com")
         answers += r == "OK secure match=.example.com"
         worst = max(worst, ms)
+        times.append(ms)
         time.sleep(0.1)
-    print(f"socketmap during the HTTP flood: {answers} answers, worst {worst:.1f} ms")
+    times.sort()
+    slow = sum(1 for x in times if x >= 100)
+    print(f"socketmap during the HTTP flood: {answers} answers, median {times[len(times) // 2]:.1f}"
+          f" ms, worst {worst:.1f} ms, {slow} at 100 ms or more")
     check_true("socketmap answered throughout", answers >= 50, str(answers))
-    check_true("socketmap answers stayed fast (worst < 100 ms)", worst < 100, f"{worst:.1f} ms")
+    # An HTTP connection that held the loop (a blocking read on the trickler, a scan of the
+    # 500 idle ones per event) would slow most answers, by the trickler's 0.3 s between bytes
+    # or more; a busy machine delays one now and then (once 188 ms under a load of 9, in
+    # scripts/test-repeat.sh): the median and nearly all answers must stay fast.
+    check_true("socketmap answers stayed fast (median < 20 ms, at most 3 of them >= 100 ms)",
+               times[len(times) // 2] < 20 and slow <= 3,
+               f"median {times[len(times) // 2]:.1f} ms, {slow} slow, worst {worst:.1f} ms")
     trickler.settimeout(3)
     try:
         reply = trickler.recv(4096)
