@@ -30,6 +30,13 @@
 /* Reconnection backoff: doubled after each failed attempt, reset by a first answer. */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
+/*
+ * Bytes of one reply hiredis may hold unparsed: a value (FLEET_VALUE_MAX) and its framing.
+ * hiredis 0.14 has no bound of its own and buffers a bulk string until its last byte, so a
+ * Redis that answers GET with a huge value (one written by anyone with access to the
+ * prefix) would otherwise be held in memory whole.
+ */
+#define REPLY_PENDING_MAX (FLEET_VALUE_MAX + 1024)
 /* redis_auth_file: one short line (Redis passwords are at most a few hundred bytes). */
 #define AUTH_MAX 512
 
@@ -52,6 +59,7 @@ struct fleet {
     enum state state;
     struct fleet_req *head, *tail; /* in flight on ac */
     uv_timer_t deadline, retry;
+    uv_check_t guard; /* after each read: the reply being read within REPLY_PENDING_MAX */
     unsigned backoff_ms, timeout_ms;
     int closing, handles_open;
     int warned; /* a failure was logged as a warning since the last connection */
@@ -224,6 +232,24 @@ static void on_deadline(uv_timer_t *t)
     metrics_redis_command(METRICS_REDIS_TIMEOUT);
     finish(f->head, FLEET_FAIL, NULL, 0);
     drop(f, "no answer within redis_timeout");
+}
+
+/*
+ * Runs after every loop iteration's I/O, so after each read hiredis made (at most 16 KiB a
+ * read): a reply that has outgrown any value the daemon writes is a fault of the server's,
+ * and the connection goes before the buffer grows further.
+ */
+static void on_guard(uv_check_t *h)
+{
+    struct fleet *f = h->data;
+    const redisReader *rd = f->ac ? f->ac->c.reader : NULL;
+
+    if (rd == NULL || rd->len - rd->pos <= REPLY_PENDING_MAX)
+        return;
+    metrics_redis_command(METRICS_REDIS_DROPPED);
+    if (f->head)
+        finish(f->head, FLEET_FAIL, NULL, 0);
+    drop(f, "a reply longer than any value written (over 65 KiB unread): refused, disconnected");
 }
 
 enum fleet_status fleet_reply_status(const struct redisReply *rep, const char **val, size_t *len)
@@ -406,8 +432,11 @@ int fleet_create(uv_loop_t *loop, const struct config *cfg, struct fleet **out, 
     snprintf(f->prefix, sizeof(f->prefix), "%s", cfg->redis_prefix);
     uv_timer_init(loop, &f->deadline);
     uv_timer_init(loop, &f->retry);
-    f->deadline.data = f->retry.data = f;
-    f->handles_open = 2;
+    uv_check_init(loop, &f->guard);
+    f->deadline.data = f->retry.data = f->guard.data = f;
+    f->handles_open = 3;
+    uv_check_start(&f->guard, on_guard);
+    uv_unref((uv_handle_t *)&f->guard);
     connect_now(f);
     *out = f;
     return 0;
@@ -433,6 +462,7 @@ void fleet_destroy(struct fleet *f)
     drop(f, "closing");
     uv_close((uv_handle_t *)&f->deadline, on_closed);
     uv_close((uv_handle_t *)&f->retry, on_closed);
+    uv_close((uv_handle_t *)&f->guard, on_closed);
 }
 
 /* PREFIX KIND[-lock]:NAME into key; its length. */

@@ -29,7 +29,8 @@ struct fleet_req;
 #define FLEET_PREFIX_MAX 64
 #define FLEET_KEY_MAX (FLEET_PREFIX_MAX + 16 + 512)
 
-/* A value is at most this long; a longer one is refused as invalid without being read. */
+/* A value is at most this long; a longer one is refused as invalid, and a reply that
+ * outgrows it while being read drops the connection (fleet.c, on_guard). */
 #define FLEET_VALUE_MAX (64 * 1024)
 
 enum fleet_status {
