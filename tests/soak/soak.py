@@ -394,9 +394,9 @@ def flat_memory(samples, start_measure):
     """Flat after warm-up: W is the highest VmRSS of the last five samples of the warm-up;
     the highest VmRSS of the last half of the run must be at most W * 1.10 + 2 MiB.
 
-    Why 10%: after warm-up every cache is at its bound (dns_cache_size 400, sts_cache_size
-    8, probe results for the six SMTP hosts) and ASan's quarantine (bounded to 16 MiB for
-    this run) is full, so what remains is the allocator's and the kernel's rounding:
+    Why 10%: after warm-up every cache is at its bound (dns_cache_size and dane_cache_size
+    400, sts_cache_size 8, probe results for the six SMTP hosts) and ASan's quarantine
+    (bounded to 16 MiB for this run) is full, so what remains is the allocator's and the kernel's rounding:
     measured runs vary by a few percent (README, Tests: soak). A leak of one small allocation
     per lookup or per connection at the rates here (hundreds of lookups and tens of
     connections a second) grows the resident set by tens of MiB over the long form and shows
@@ -417,7 +417,8 @@ conf = [f"sts_ca_file = {CA}", f"probe_ca_file = {CA}", "sts_allow_private = yes
         "sts_connect_timeout = 2s", "sts_fetch_timeout = 2s", "dns_timeout = 2s",
         f"lookup_timeout = {int(LOOKUP_TIMEOUT)}s", f"request_timeout = {int(REQUEST_TIMEOUT)}s",
         # Short lifetimes so that cached facts keep going cold and being fetched again.
-        "dns_min_ttl = 0", "dns_max_ttl = 3s", "dns_cache_size = 400", "sts_cache_size = 8",
+        "dns_min_ttl = 0", "dns_max_ttl = 3s", "dns_cache_size = 400", "dane_cache_size = 400",
+        "sts_cache_size = 8",
         "sts_fail_ttl = 3s", "sts_recheck = 2s", "probe_ttl = 6s", "probe_timeout = 3s",
         "max_pipeline = 16", "max_connections = 256", "log_level = info",
         f"metrics_listen = inet:127.0.0.1:{mport}"]
@@ -547,7 +548,7 @@ try:
     check_true("dns cache inside dns_cache_size (+ 64 in flight)", dns is not None and dns <= 464,
                dns)
     dane = peak.get('tlspolicyd_cache_entries{cache="dane"}')
-    check_true("DANE facts cache inside dns_cache_size", dane is not None and dane <= 400, dane)
+    check_true("DANE facts cache inside dane_cache_size", dane is not None and dane <= 400, dane)
     # A client that vanished with a request outstanding keeps its connection until the
     # answer is due (at most lookup_timeout); then none may be left.
     deadline = time.monotonic() + LOOKUP_TIMEOUT + MARGIN
