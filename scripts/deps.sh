@@ -26,6 +26,9 @@ if [ "$want" = test ]; then
            prometheus man-db lmdb-utils)
     # redis-server and redis-tools (redis-cli): integration_fleet's shared Redis.
     pkgs+=(redis-server redis-tools)
+    # integration_deb: dpkg-buildpackage with debhelper (the other Build-Depends of
+    # debian/control are above), lintian, and mmdebstrap for the clean Debian 12 roots.
+    pkgs+=(debhelper lintian mmdebstrap)
 fi
 
 missing=()

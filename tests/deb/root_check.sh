@@ -18,7 +18,9 @@ log=$root.daemon.log
 fail() { echo "FAIL ($mta): $*" >&2; exit 1; }
 say() { echo "  $mta: $*"; }
 
+# The root in memory: it goes with this mount namespace, nothing to delete afterwards.
 mkdir -p "$root"
+mount -t tmpfs -o mode=0755 tmpfs "$root"
 tar -C "$root" -xf "$tarball"
 mount -t proc proc "$root/proc"
 # apt's lists and downloaded packages, shared between runs.
