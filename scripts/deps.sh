@@ -29,6 +29,9 @@ if [ "$want" = test ]; then
     # nftables (nft): integration_faults_net drops the resolver's packets in the lab's
     # network namespace.
     pkgs+=(nftables)
+    # integration_deb: dpkg-buildpackage with debhelper (the other Build-Depends of
+    # debian/control are above), lintian, and mmdebstrap for the clean Debian 12 roots.
+    pkgs+=(debhelper lintian mmdebstrap)
 fi
 
 missing=()
