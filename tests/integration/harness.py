@@ -177,6 +177,16 @@ class Daemon:
         self.logf.close()
         return self.proc.returncode
 
+    def kill9(self, stop, threads):
+        """SIGKILL the daemon now (it leaves no chance to finish a write), then stop the
+        load: set the event stop and join the threads that ask it."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        self.logf.close()
+
     def cleanup(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()

@@ -85,6 +85,17 @@ def warm(d, label):
         check(f"{label}: {dom} before the fault", d.ask("policy", dom), want)
 
 
+def fill(path):
+    """Write zeros to path until its file system is full (ENOSPC), to the last byte."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
 def still_right(d, label, sock=None):
     """The domains warmed up answer exactly as before (from memory)."""
     for dom, want in (DANE, ENFORCE, NOPOLICY):
@@ -102,13 +113,7 @@ try:
                d.wait_log("state_dir: enforce.sts.test: policy written"), d.log()[-400:])
     # Fill the file system to the last byte.
     filler = os.path.join(st, "filler")
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    fill(filler)
     try:
         with open(filler, "ab") as f:
             while True:
@@ -141,13 +146,7 @@ try:
     check("enospc: the store holds all four policies", mdb_entries(os.path.join(st, "policies.mdb")), 4)
 
     # ---- SIGKILL while writes fail under load; restart once the disk has room ---------------
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    fill(filler)
     stop = threading.Event()
     bad = []
 
@@ -170,12 +169,7 @@ try:
                          "rotate.sts.test" in d.log()[mark:] and
                          "not committed" in d.log()[mark:], 15), d.log()[mark:][-800:])
     finally:
-        d.proc.send_signal(signal.SIGKILL)
-        d.proc.wait()
-        stop.set()
-        for t in threads:
-            t.join(timeout=30)
-    d.logf.close()
+        d.kill9(stop, threads)
     check("kill: every answer under load was the policy", bad, [])
     os.unlink(filler)
     https(False)

@@ -227,12 +227,7 @@ try:
             time.sleep(0.005)
         committed = "writes committed" in d.log() or "write committed" in d.log()
     finally:
-        d.proc.send_signal(signal.SIGKILL)
-        d.proc.wait()
-        stop.set()
-        for t in threads:
-            t.join(timeout=30)
-    d.logf.close()
+        d.kill9(stop, threads)
     check_true("kill under load: a batch committed before the kill", committed, d.log()[-600:])
     written = written_domains()
     check_true("kill under load: at least four domains reported committed", len(written) >= 4,
