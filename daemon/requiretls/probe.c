@@ -3,8 +3,8 @@
  * results per host, address and TLSA set (struct entry: the key, the waiters, the result),
  * the sharing of probes in flight among their askers, the queue behind max_concurrent and
  * its deadline, and background refreshes. Each running entry has one connection
- * (probe_smtp.c, its SMTP dialogue in probe_dialogue.c, TLS in probe_tls.c) that hands its result back through
- * probe_complete(). The service is freed from the last connection's close callback
+ * (probe_smtp.c, its SMTP dialogue in probe_dialogue.c, TLS in probe_tls.c) that hands its result
+ * back through probe_complete(). The service is freed from the last connection's close callback
  * (STYLE "Async lifetimes" 1-5).
  */
 #include <arpa/inet.h>
