@@ -163,11 +163,23 @@ int state_import_parse(const char *buf, long n, int64_t now, struct store_record
     return 1;
 }
 
+/* The open batch, lines first_line to lineno, was lost (err says why): say so, and stop. */
+static void lose_batch(struct state_cmd *sc, unsigned long lineno, const char *err)
+{
+    fprintf(stderr, "tlspolicyd: state import: lines %lu to %lu: %zu records not imported: %s\n",
+            sc->first_line, lineno, sc->pending, err);
+    sc->skipped += sc->pending;
+    sc->failed += sc->pending;
+    sc->pending = 0;
+    sc->first_line = 0;
+    sc->broken = 1;
+}
+
 /*
  * One line: parsed as a stored record is, then written unless skipped or older than the
  * record the store holds for the domain (the newer "fetched" wins; a tie keeps the stored).
  */
-static void import_line(struct state_cmd *sc, unsigned long lineno, const char *buf, long n)
+static int import_line(struct state_cmd *sc, unsigned long lineno, const char *buf, long n)
 {
     struct store_record rec, old;
     const char *why = NULL;
@@ -175,10 +187,10 @@ static void import_line(struct state_cmd *sc, unsigned long lineno, const char *
 
     switch (state_import_parse(buf, n, sc->now, &rec, &why)) {
     case 0:
-        return;
+        return 0;
     case -1:
         skip_line(sc, lineno, rec.domain[0] ? rec.domain : NULL, why);
-        return;
+        return 0;
     default:
         break;
     }
@@ -186,45 +198,45 @@ static void import_line(struct state_cmd *sc, unsigned long lineno, const char *
     case -1:
         snprintf(reason, sizeof(reason), "cannot read the stored record: %s", why);
         skip_line(sc, lineno, rec.domain, reason);
-        return;
+        return 0;
     case 1:
         if (old.fetched >= rec.fetched) {
             snprintf(reason, sizeof(reason), "not newer than the stored record (fetched %lld)",
                      (long long)old.fetched);
             skip_line(sc, lineno, rec.domain, reason);
-            return;
+            return 0;
         }
         break;
     default:
         break;
     }
-    if (store_batch_put(sc->st, &rec, err, sizeof(err)) < 0) {
+    switch (store_batch_put(sc->st, &rec, err, sizeof(err))) {
+    case 0:
+        sc->pending++;
+        return 0;
+    case -1:
         snprintf(reason, sizeof(reason), "not written: %s", err);
         skip_line(sc, lineno, rec.domain, reason);
         sc->failed++;
-        return;
+        return 0;
+    default:
+        /* LMDB refused it: the batch is lost with this line, and the import stops here. */
+        sc->pending++;
+        lose_batch(sc, lineno, err);
+        return -1;
     }
-    sc->pending++;
 }
 
 /* Commit the open batch (if any) and count it; -1 after a failed commit, which lost it. */
 static int commit_batch(struct state_cmd *sc, unsigned long lineno)
 {
-    unsigned long first = sc->first_line;
     char err[512];
 
-    sc->first_line = 0;
     if (store_batch_commit(sc->st, err, sizeof(err)) < 0) {
-        fprintf(stderr,
-                "tlspolicyd: state import: lines %lu to %lu: %zu records not imported: "
-                "%s\n",
-                first, lineno, sc->pending, err);
-        sc->skipped += sc->pending;
-        sc->failed += sc->pending;
-        sc->pending = 0;
-        sc->broken = 1;
+        lose_batch(sc, lineno, err);
         return -1;
     }
+    sc->first_line = 0;
     sc->done += sc->pending;
     sc->pending = 0;
     return 0;
@@ -243,7 +255,8 @@ static int import_one(struct state_cmd *sc, unsigned long lineno, const char *bu
         }
         sc->first_line = lineno;
     }
-    import_line(sc, lineno, buf, n);
+    if (import_line(sc, lineno, buf, n) < 0)
+        return -1;
     if (lineno - sc->first_line + 1 < IMPORT_BATCH)
         return 0;
     return commit_batch(sc, lineno);

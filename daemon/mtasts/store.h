@@ -201,8 +201,11 @@ int store_get(struct store *st, const char *domain, int64_t now, struct store_re
 /*
  * The synchronous writes of "state import" (no loop running): store_batch_begin() opens a
  * write transaction, store_batch_put() adds rec to it, store_batch_commit() commits it
- * (durable when it returns 0). Each 0, or -1 with a one-line reason in err; a failed put
- * leaves the transaction usable unless the store is full, a failed commit loses the batch.
+ * (durable when it returns 0). Each 0, or -1 with a one-line reason in err. A put refused
+ * before LMDB saw it (a name the store cannot hold, a record too long) leaves the batch
+ * open; one LMDB refused (MDB_MAP_FULL: state_max_size reached, or an I/O error) returns -2:
+ * LMDB has marked the transaction failed, so the batch is aborted here and lost, and err
+ * says why. A failed commit loses the batch too.
  */
 int store_batch_begin(struct store *st, char *err, size_t errlen);
 int store_batch_put(struct store *st, const struct store_record *rec, char *err, size_t errlen);

@@ -90,9 +90,13 @@ int store_batch_put(struct store *st, const struct store_record *rec, char *err,
     rc = mdb_put(st->wtxn, st->dbi, &key, &val, 0);
     free(line);
     if (rc != 0) {
+        /* LMDB has set the transaction's error flag: every later put and the commit would
+         * only say MDB_BAD_TXN, hiding this cause. */
+        mdb_txn_abort(st->wtxn);
+        st->wtxn = NULL;
         snprintf(err, errlen, "%s/%s: mdb_put: %s%s", st->top, STORE_FILE, store_what(rc),
                  rc == MDB_MAP_FULL ? " (state_max_size reached)" : "");
-        return -1;
+        return -2;
     }
     return 0;
 }
@@ -106,7 +110,8 @@ int store_batch_commit(struct store *st, char *err, size_t errlen)
     rc = mdb_txn_commit(st->wtxn);
     st->wtxn = NULL;
     if (rc != 0) {
-        snprintf(err, errlen, "%s/%s: mdb_txn_commit: %s", st->top, STORE_FILE, store_what(rc));
+        snprintf(err, errlen, "%s/%s: mdb_txn_commit: %s%s", st->top, STORE_FILE,
+                 store_what(rc), rc == MDB_MAP_FULL ? " (state_max_size reached)" : "");
         return -1;
     }
     return 0;

@@ -129,13 +129,15 @@ class Daemon:
         for o in self.opts:
             args += ["-o", o]
         self.logf = open(self.log_path, "ab")
+        # Ready when the log says so (bounded): this start's own line, as the log is kept
+        # across restarts and still holds the earlier starts' lines.
+        seen = self.log().count(" ready;")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf, env=self.env)
-        # Ready when the log says so (bounded).
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log()}")
-            if " ready;" in self.log():
+            if self.log().count(" ready;") > seen:
                 return self
             time.sleep(0.02)
         raise RuntimeError("daemon did not become ready: " + self.log())

@@ -62,14 +62,6 @@ def errors(d, since=0):
     return [x for x in d.log()[since:].splitlines() if ": error: " in x]
 
 
-def restart(d):
-    n = d.log().count(" ready;")
-    d.start()
-    deadline = time.time() + 15
-    while d.log().count(" ready;") <= n and time.time() < deadline:
-        time.sleep(0.02)
-
-
 def until(fn, timeout):
     """fn() until it is true, for at most timeout seconds (polled every 50 ms)."""
     deadline = time.time() + timeout
@@ -174,7 +166,7 @@ try:
     os.unlink(filler)
     https(False)
     try:
-        restart(d)
+        d.start()
         # Committed before the kill: answered from the store with the policy hosts down.
         for dom, want in (ENFORCE, WILDCARD):
             check(f"kill: {dom} answered from the store after the restart",
@@ -188,7 +180,7 @@ try:
     check("kill: restarted daemon exits cleanly", d.stop(), 0)
 
     # ---- state_dir read-only (a read-only bind mount) while the daemon runs, and at restart --
-    restart(d)
+    d.start()
     mark = len(d.log())
     sh("mount", "--bind", st, st)
     sh("mount", "-o", "remount,bind,ro", st)
@@ -214,7 +206,7 @@ try:
                    in fatal[0], p.stderr)
     finally:
         umount(st)
-    restart(d)
+    d.start()
     check("read-only: after the mount is gone, the daemon starts and answers from the store",
           d.ask("policy", "split.sts.test"),
           "OK secure match=mx1.split.sts.test servername=hostname")
@@ -232,8 +224,10 @@ def record(i, now):
 
 def fill_store(sdir, conf):
     """Import records into sdir until not one more fits under state_max_size (1M): whole
-    batches first, then fewer and fewer lines, down to one. Returns the records stored."""
+    batches first, then fewer and fewer lines, down to one. Returns the records stored and
+    the (status, stderr) of each import that did not take all its lines."""
     now = int(time.time())
+    refused = []
     path = os.path.join(os.path.dirname(sdir), "fill.jsonl")
     i, step = 0, 4096
     while step >= 1:
@@ -244,15 +238,24 @@ def fill_store(sdir, conf):
         if f"imported {step}," in p.stdout:
             i += step
         else:
+            refused.append((p.returncode, p.stderr))
             step //= 4
-    return i
+    return i, refused
 
 
 d = Daemon(conf_lines=STS_CONF + ["state_max_size = 1M"], user="nobody")
 st = os.path.join(d.dir, "state")
 try:
-    stored = fill_store(st, d.conf)
+    stored, refused = fill_store(st, d.conf)
     check_true("map full: the store filled to state_max_size", stored > 1000, stored)
+    # An import that meets the bound names it (not LMDB's MDB_BAD_TXN for the lines after),
+    # in one line, stops, and exits 2.
+    check_true("map full: import refused at the bound", len(refused) > 0, refused)
+    check_true("map full: import says state_max_size reached, once, exit 2",
+               all(rc == 2 and "MDB_MAP_FULL" in err
+                   and err.count("(state_max_size reached)") == 1
+                   and "records not imported" in err and "MDB_BAD_TXN" not in err
+                   for rc, err in refused), refused)
     d.start()
     mark = len(d.log())
     warm(d, "map full")
@@ -467,7 +470,7 @@ try:
     check("corrupt: daemon exits cleanly", d.stop(), 0)
     # At the restart the file is set aside, in one line, and the daemon serves.
     mark = len(d.log())
-    restart(d)
+    d.start()
     check_true("corrupt: restart: set aside in one line",
                d.log()[mark:].count("set aside as policies.mdb.corrupt-") == 1 and
                len(glob.glob(db + ".corrupt-*")) == 1, d.log()[mark:][-600:])

@@ -49,15 +49,6 @@ def give_to_nobody(path):
     os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)
 
 
-def restart(d):
-    """Start d again and wait for this start's own "ready" line (the log keeps the last's)."""
-    n = d.log().count(" ready;")
-    d.start()
-    deadline = time.time() + 15
-    while d.log().count(" ready;") <= n and time.time() < deadline:
-        time.sleep(0.02)
-
-
 def state(*args, stdin=None, timeout=300):
     p = subprocess.run([TLSPOLICYD, "state", *args], capture_output=True, text=True,
                        input=stdin, timeout=timeout)
@@ -124,7 +115,7 @@ try:
               "OK secure match=.wildcard.sts.test servername=hostname")
         check("migration: daemon exits cleanly", d.stop(), 0)
         # Idempotent: the next start finds nothing left to move and says nothing of it.
-        restart(d)
+        d.start()
         check("migration: not run twice", d.log().count("records moved"), 1)
         check("migration: still answered", d.ask("policy", "enforce.sts.test"), "OK " + ENFORCE)
     finally:
@@ -234,7 +225,7 @@ try:
                d.log()[-600:])
     https(False)
     try:
-        restart(d)
+        d.start()
         for dom in written:
             check_true(f"kill under load: {dom} answered from the store",
                        d.ask("policy", dom).startswith("OK secure match="), d.log()[-600:])
