@@ -110,8 +110,8 @@ int store_batch_commit(struct store *st, char *err, size_t errlen)
     rc = mdb_txn_commit(st->wtxn);
     st->wtxn = NULL;
     if (rc != 0) {
-        snprintf(err, errlen, "%s/%s: mdb_txn_commit: %s%s", st->top, STORE_FILE,
-                 store_what(rc), rc == MDB_MAP_FULL ? " (state_max_size reached)" : "");
+        snprintf(err, errlen, "%s/%s: mdb_txn_commit: %s%s", st->top, STORE_FILE, store_what(rc),
+                 rc == MDB_MAP_FULL ? " (state_max_size reached)" : "");
         return -1;
     }
     return 0;
