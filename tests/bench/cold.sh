@@ -20,12 +20,16 @@
 # BENCH_COLD_CONNS lockstep connections. Reported: wall time, the server's CPU time per
 # domain (utime + stime of all its threads, from /proc, over the run), latency p50/p99/max,
 # and the answers. The daemons trust the system CA bundle plus the lab CA, as a production
-# machine trusts the system bundle.
+# machine trusts the system bundle. Beside them, the row "libcurl floor" is the same policy
+# fetches alone (BUILD_DIR/tests/bench_fetchfloor: libcurl with the daemon's TLS settings and
+# one shared CA store, one fetch after another, no DNS, no daemon): the CPU a cold domain
+# cannot cost less than with Debian's libcurl and OpenSSL, measured in the same run.
 #
 # usage: tests/bench/cold.sh BUILD_DIR [N...]        (default: 100 1000 10000)
 # environment:
 #   BENCH_COLD_CONNS (20)       connections of the client
-#   BENCH_COLD_SERVERS          "tlspolicyd peer" (default; the peer only when installed)
+#   BENCH_COLD_SERVERS          "tlspolicyd peer floor" (default; the peer only when
+#                               installed, the floor only when bench_fetchfloor is built)
 #   BENCH_COLD_CA=lab           trust the lab CA alone (default: Debian's bundle and the lab CA)
 #   BENCH_COLD_CACHE            where generated records are kept (/var/tmp/tlspolicyd-cold)
 #   BENCH_COLD_PERF=FILE        record the daemon's first N with perf record into FILE
@@ -91,11 +95,16 @@ fi
 # ---- inside the lab ----
 say "lab ready in $((($(date +%s%N) - ${BENCH_COLD_T0:-$(date +%s%N)}) / 1000000)) ms with $max extra domains (its own figure: ${LAB_STARTUP_MS:-?} ms)"
 bench_workdir tlspolicyd-cold
-servers=${BENCH_COLD_SERVERS:-tlspolicyd peer}
+servers=${BENCH_COLD_SERVERS:-tlspolicyd peer floor}
 peer_bin=$(command -v mta-sts-daemon || true)
 if [[ " $servers " == *" peer "* ]] && [ -z "$peer_bin" ]; then
     say "postfix-mta-sts-resolver is not installed: the peer is left out"
     servers=${servers//peer/}
+fi
+floor_bin=$build/tests/bench_fetchfloor
+if [[ " $servers " == *" floor "* ]] && [ ! -x "$floor_bin" ]; then
+    say "$floor_bin is not built: the libcurl floor is left out"
+    servers=${servers//floor/}
 fi
 
 # The certificates: groups of names_per_cert policy hosts, one key for all (the handshake
@@ -252,6 +261,18 @@ rows=()
 for n in "${sizes[@]}"; do
     head -n "$n" "$dir/keys.all" >"$dir/keys.$n"
     for s in $servers; do
+        if [ "$s" = floor ]; then
+            # The fetches alone: no DNS, no daemon; CPU from the tool's own getrusage.
+            say "libcurl floor: $n policy fetches, one after another"
+            lab0=$(lab_ticks)
+            json=$("$floor_bin" "$dir/ca-bundle.pem" "$COLD_HTTPS" "$dir/keys.$n") ||
+                { say "bench_fetchfloor failed: $json"; failed=1; }
+            lab1=$(lab_ticks)
+            get() { printf '%s\n' "$json" | sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
+            rows+=("| libcurl floor | $n | $(get wall_s) | $(get cpu_ms_per_fetch) | | | | fetched:$(get fetched),failed:$(get failed) | $(lab_cpu "$lab0" "$lab1" "$(get wall_s)"); fetches only, one at a time, no DNS |")
+            say "${rows[-1]}"
+            continue
+        fi
         "$LAB_CTL" --resolver-restart
         rm -rf "${state_root:?}/state.$s.$n"
         if [ "$s" = tlspolicyd ] && [ -n "${BENCH_COLD_STAGES:-}" ]; then

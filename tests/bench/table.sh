@@ -97,6 +97,11 @@ if [[ $sections == *,cold,* ]]; then
         { say "cold.sh failed; see $dir/cold.log"; failed=1; }
     while IFS='|' read -r server n wall cpu p50 p99 max answers labcpu; do
         [ "$server" = peer ] && server="mta-sts-daemon (internal cache)"
+        if [ "$server" = "libcurl floor" ]; then
+            add "| cold | libcurl floor (bench_fetchfloor) | $(printf "%'d" "$n") policy fetches alone, one at a time |\
+ $wall s for all | | | $cpu ms | $answers; $labcpu |"
+            continue
+        fi
         add "| cold | $server | $(printf "%'d" "$n") never-seen MTA-STS domains, 20 connections |\
  $wall s for all | $p50 ms | $p99 ms | $cpu ms | max $max ms; $answers; $labcpu |"
     done < <(cells "$dir/cold.md")
