@@ -16,6 +16,9 @@
 #                     $BENCH_CEILING (the ceiling binary) are exported for it.
 #   BENCH_DAEMON_CONF_EXTRA  lines appended to the daemon's configuration file
 #   BENCH_DURATION (5), BENCH_WARMUP (1): seconds per measurement
+#   BENCH_ROUNDS (1)  measure each mode this many times, the ceiling and the daemon in turn,
+#                     and print the medians (each column's own, the errors summed): on a
+#                     shared machine one pair of runs can differ by 20% either way
 #   BENCH_MODES       "NAME:CONNECTIONS:DEPTH,..." instead of the three modes below
 #   BENCH_DOMAINS (1000): entries in the overrides table
 #   BENCH_KEEP=1      keep the work directory (configuration, keys, logs)
@@ -136,8 +139,8 @@ if [ -n "${BENCH_KEYS:-}" ]; then
 fi
 
 rows=()
-# measure SERVER MODE CONNECTIONS DEPTH: one bench_loadgen run. Sets last_row (one table
-# row without the ratio) and last_rate (answers per second).
+# measure SERVER MODE CONNECTIONS DEPTH: one bench_loadgen run. Sets last_rate (answers per
+# second), last_p50, last_p99, last_cpu, last_errs and last_note.
 measure() {
     local server=$1 mode=$2 conns=$3 depth=$4 sock pid extra=()
     # shellcheck disable=SC2034 # set by bench_measure, read only by peer.sh
@@ -169,26 +172,48 @@ measure() {
             note="$note ($((n - ok)) not OK)"
         fi
     fi
-    last_rate=$rate
-    last_row="| $server | $mode | $(printf '%.0f' "$rate") | $p50 | $p99 | $cpu | $errs$note |"
+    last_rate=$rate last_p50=$p50 last_p99=$p99 last_cpu=$cpu last_errs=$errs last_note=$note
 }
+
+# median V...: the middle value (the lower middle of an even count); "-" values sort first.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+rounds=${BENCH_ROUNDS:-1}
+case $rounds in '' | *[!0-9]* | 0) die "BENCH_ROUNDS: expected a positive integer" ;; esac
 
 modes=("lockstep 1:1:1" "lockstep 50:50:1" "lockstep 200:200:1" "pipelined 10x32:10:32")
 # BENCH_MODES="NAME:CONNECTIONS:DEPTH,...": other modes (tests/bench/table.sh sets them).
 if [ -n "${BENCH_MODES:-}" ]; then IFS=, read -r -a modes <<<"$BENCH_MODES"; fi
 for m in "${modes[@]}"; do
     IFS=: read -r mode conns depth <<<"$m"
-    measure ceiling "$mode" "$conns" "$depth"
-    crate=$last_rate
-    rows+=("$last_row |")
-    measure daemon "$mode" "$conns" "$depth"
-    ratio=$(awk -v d="$last_rate" -v c="$crate" 'BEGIN { if (c > 0) printf "%.2f", d / c; else print "-" }')
-    rows+=("$last_row $ratio |")
+    declare -A l_rate=() l_p50=() l_p99=() l_cpu=() l_errs=() l_note=()
+    for ((r = 1; r <= rounds; r++)); do
+        for server in ceiling daemon; do
+            measure "$server" "$mode" "$conns" "$depth"
+            l_rate[$server]+=" $last_rate" l_p50[$server]+=" $last_p50" l_p99[$server]+=" $last_p99"
+            l_cpu[$server]+=" $last_cpu" l_note[$server]+=$last_note
+            l_errs[$server]=$((${l_errs[$server]:-0} + ${last_errs//-/0}))
+        done
+    done
+    for server in ceiling daemon; do
+        # shellcheck disable=SC2086 # lists of numbers
+        rate=$(median ${l_rate[$server]})
+        # shellcheck disable=SC2086
+        row="| $server | $mode | $(printf '%.0f' "$rate") | $(median ${l_p50[$server]}) | $(median ${l_p99[$server]}) | $(median ${l_cpu[$server]}) | ${l_errs[$server]}${l_note[$server]} |"
+        if [ "$server" = ceiling ]; then
+            crate=$rate
+            rows+=("$row |")
+        else
+            ratio=$(awk -v d="$rate" -v c="$crate" 'BEGIN { if (c > 0) printf "%.2f", d / c; else print "-" }')
+            rows+=("$row $ratio |")
+        fi
+    done
+    unset l_rate l_p50 l_p99 l_cpu l_errs l_note
 done
 
 printf '## tlspolicyd benchmark\n\n'
 printf '%s CPUs (%s%% busy with other work before the run), %s, %ss measured after %ss warm-up\n' \
     "$(nproc)" "$busy" "$(uname -sr)" "$duration" "$warmup"
+[ "$rounds" = 1 ] || printf '(each figure the median of %s rounds, the ceiling and the daemon in turn)\n' "$rounds"
 if [ -n "${BENCH_KEYS:-}" ]; then
     printf 'per row, unix sockets, the %s keys of %s answered from the caches.\n' \
         "$(wc -l <"$dir/keys")" "${BENCH_KEYS##*/}"

@@ -15,11 +15,14 @@
 # to the "ready" line; the third run asks every domain once through the socket
 # (bench_loadgen, one connection with 32 requests in flight, each key once; the answers must
 # all be OK) so all N are cached, reads VmRSS,
-# and measures cached lookups for 5 s after 1 s of warm-up (50 lockstep connections started
-# evenly over the N keys, bench_loadgen --spread, so that every part of the tables is asked;
-# BENCH_SCALE_START=near starts them at keys 0 to 49 as before, where 5 s asks only the first
-# few thousand domains): p50, p99 and the daemon's CPU time per answer, and the DANE facts
-# cache's hits and misses over the measurement.
+# and stays up. When every N is filled, the cached lookups are measured in rounds
+# (BENCH_SCALE_ROUNDS, 5), each round taking every N in turn, so that whatever else the
+# machine does in those minutes weighs on every N alike: 5 s after 1 s of warm-up, 50
+# lockstep connections started evenly over the N keys (bench_loadgen --spread, so that every
+# part of the tables is asked; BENCH_SCALE_START=near starts them at keys 0 to 49 as before,
+# where 5 s asks only the first few thousand domains): p50, p99 and the daemon's CPU time
+# per answer, each the median over the rounds, and the DANE facts cache's hits and misses
+# over all of them.
 # The daemon keeps DNS answers at least 30 minutes (dns_min_ttl=30m): the lab's TTLs are
 # 60 s, so that its tests see zone changes within a minute, and filling a million domains
 # takes longer than that; with them, most domains' DNS answers and DANE facts would have
@@ -35,7 +38,8 @@
 # Output, on stdout: one machine-readable line per N,
 #   scale n=N import_s=.. cold_s=.. warm_s=.. cached=.. rss_kib=.. bytes_per_domain=..
 #         rss_ready_kib=.. added_bytes_per_domain=.. anon_kib=.. anon_bytes_per_domain=..
-#         p50_us=.. p99_us=.. cpu_us=.. errors=.. cold_method=drop_caches|fadvise
+#         p50_us=.. p99_us=.. cpu_us=.. rounds=.. p50_rounds=a,b,c cpu_rounds=a,b,c
+#         errors=.. cold_method=drop_caches|fadvise
 #         store_bytes=.. dane_cached=.. dane_hits=.. dane_misses=.. sts_rechecks=..
 #         load='1 5 15 min load averages'
 # (VmRSS counts the store's pages mapped from the page cache; RssAnon is the heap alone;
@@ -67,8 +71,10 @@ loadgen=$build/tests/bench_loadgen
 
 bench_workdir tlspolicyd-scale
 
-# A free loopback port for the metrics endpoint.
-mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# free_port: a free loopback port (each daemon's metrics endpoint).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 
 # gen N FILE KEYS: N records as JSON lines, and their domains one a line.
 gen() {
@@ -101,47 +107,64 @@ os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"
     fi
 }
 
-# daemon_start N: start the daemon on $state; sets dpid and start_s (exec to "ready").
+# daemon_start N: start the daemon of N on $dir/state-N (its socket $dir/x-N.sock, its log
+# $dir/daemon-N.log, its metrics port mports[N]); sets dpid and start_s (exec to "ready").
 daemon_start() {
-    local t0 t1 i
-    : >"$dir/daemon.log"
+    local n=$1 t0 t1 i log=$dir/daemon-$1.log
+    : >"$log"
     t0=$(date +%s.%N)
-    "$bin" -o "state_dir=$state" -o user= -o "listen=unix:$dir/x.sock" \
-        -o "metrics_listen=inet:127.0.0.1:$mport" -o "dns_servers=$LAB_RESOLVER:$LAB_RESOLVER_PORT" \
-        -o log_level=info -o "sts_cache_size=$(($1 + 1000))" -o max_connections=200 \
+    "$bin" -o "state_dir=$dir/state-$n" -o user= -o "listen=unix:$dir/x-$n.sock" \
+        -o "metrics_listen=inet:127.0.0.1:${mports[$n]}" \
+        -o "dns_servers=$LAB_RESOLVER:$LAB_RESOLVER_PORT" \
+        -o log_level=info -o "sts_cache_size=$((n + 1000))" -o max_connections=200 \
         -o dns_min_ttl=30m -o sts_recheck=1h \
-        2>"$dir/daemon.log" &
+        2>"$log" &
     dpid=$!
     pids+=("$dpid")
     for ((i = 0; i < 60000; i++)); do
-        grep -q ' ready' "$dir/daemon.log" && break
+        grep -q ' ready' "$log" && break
         kill -0 "$dpid" 2>/dev/null || {
-            tail -5 "$dir/daemon.log" >&2
+            tail -5 "$log" >&2
             die "the daemon exited during start-up"
         }
         sleep 0.001
     done
     t1=$(date +%s.%N)
-    grep -q ' ready' "$dir/daemon.log" || die "no ready line in 60 s"
+    grep -q ' ready' "$log" || die "no ready line in 60 s"
     start_s=$(echo "$t1 - $t0" | bc)
 }
 
+# daemon_stop PID: stop one daemon and forget it.
 daemon_stop() {
-    kill -TERM "$dpid"
-    wait "$dpid" 2>/dev/null || true
-    pids=()
+    local p keep=()
+    kill -TERM "$1"
+    wait "$1" 2>/dev/null || true
+    for p in ${pids[@]+"${pids[@]}"}; do [ "$p" = "$1" ] || keep+=("$p"); done
+    pids=(${keep[@]+"${keep[@]}"})
 }
 
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # The anonymous part of it: the heap, without the store's pages mapped from the page cache.
 rss_anon() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
-metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+# metric N NAME: the value of NAME on the metrics endpoint of N's daemon.
+metric() { curl -s "http://127.0.0.1:${mports[$1]}/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+# commas V...: the values joined with commas.
+commas() {
+    local IFS=,
+    echo "$*"
+}
+# median V...: the middle value (the lower middle of an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-rows=()
+# Phase 1, for each N: import, start-up cold and warm, then a daemon that asks every domain
+# once and stays up, its memory read.
+declare -A mports dpids import_s cold_s warm_s cached rss_full rss_ready anon_full fill_errs \
+    dane_cached p50s p99s cpus errs_all hits misses rechecks
 for n in "${sizes[@]}"; do
+    mports[$n]=$(free_port)
     state=$dir/state-$n
     say "N=$n: generating"
-    gen "$n" "$dir/records.jsonl" "$dir/keys.txt"
+    gen "$n" "$dir/records.jsonl" "$dir/keys-$n.txt"
     t0=$(date +%s.%N)
     "$bin" state import -o "state_dir=$state" -o user= "$dir/records.jsonl" \
         >"$dir/import.out" 2>"$dir/import.err" || {
@@ -149,72 +172,99 @@ for n in "${sizes[@]}"; do
         die "import failed"
     }
     t1=$(date +%s.%N)
-    import_s=$(echo "$t1 - $t0" | bc)
-    say "N=$n: imported in $import_s s: $(cat "$dir/import.out")"
+    rm -f "$dir/records.jsonl"
+    import_s[$n]=$(echo "$t1 - $t0" | bc)
+    say "N=$n: imported in ${import_s[$n]} s: $(cat "$dir/import.out")"
 
     cold_cache "$state/policies.mdb"
     daemon_start "$n"
-    cold_s=$start_s
-    daemon_stop
+    cold_s[$n]=$start_s
+    daemon_stop "$dpid"
     daemon_start "$n"
-    warm_s=$start_s
-    daemon_stop
-    say "N=$n: start-up cold $cold_s s ($cold_method), warm $warm_s s"
+    warm_s[$n]=$start_s
+    daemon_stop "$dpid"
+    say "N=$n: start-up cold ${cold_s[$n]} s ($cold_method), warm ${warm_s[$n]} s"
 
     daemon_start "$n"
-    rss_ready=$(rss "$dpid")
-    anon_ready=$(rss_anon "$dpid")
+    dpids[$n]=$dpid
+    rss_ready[$n]=$(rss "$dpid")
     # Every domain once: one connection walks the key list in order, 32 requests in flight,
     # and stops after N answers (bench_loadgen's connections would start at neighbouring keys).
-    bench_measure daemon "$dpid" '%.2f' "$loadgen" --connect "unix:$dir/x.sock" \
+    bench_measure "daemon-$n" "$dpid" '%.2f' "$loadgen" --connect "unix:$dir/x-$n.sock" \
         --connections 1 --depth 32 --warmup 0 --duration 3600 --requests "$n" \
-        --keys "$dir/keys.txt" --json
-    fill_errs=$errs
+        --keys "$dir/keys-$n.txt" --json
+    fill_errs[$n]=$errs
     say "N=$n: every domain once: $(printf '%s\n' "$json" | sed -n 's/.*"replies":\({[^}]*}\).*/\1/p')"
-    cached=$(metric 'tlspolicyd_cache_entries{cache="sts"}')
-    rss_full=$(rss "$dpid")
-    anon_full=$(rss_anon "$dpid")
+    cached[$n]=$(metric "$n" 'tlspolicyd_cache_entries{cache="sts"}')
+    rss_full[$n]=$(rss "$dpid")
+    anon_full[$n]=$(rss_anon "$dpid")
     # A cached answer must be the stored policy: the first domain's, exactly.
     echo d0000000.unsigned.test >"$dir/first.txt"
-    check=$("$loadgen" --connect "unix:$dir/x.sock" --connections 1 --duration 0.2 \
+    check=$("$loadgen" --connect "unix:$dir/x-$n.sock" --connections 1 --duration 0.2 \
         --warmup 0 --keys "$dir/first.txt" \
         --expect "OK secure match=mx1.d0000000.unsigned.test servername=hostname" --json \
         2>>"$dir/loadgen.log") || die "the stored policy was not the answer: $check"
-    dane_cached=$(metric 'tlspolicyd_cache_entries{cache="dane"}')
-    hits0=$(metric 'tlspolicyd_cache_hits_total{cache="dane"}')
-    misses0=$(metric 'tlspolicyd_cache_misses_total{cache="dane"}')
-    spread=--spread
-    [ "${BENCH_SCALE_START:-spread}" = near ] && spread=
-    rechecks0=$(metric 'tlspolicyd_sts_refreshes_total{trigger="recheck"}')
-    perfpid=
-    if [ "${BENCH_PERF:-0}" = 1 ]; then
-        perf record -q -g -p "$dpid" -o "$dir/perf-$n.data" -- sleep 6 2>>"$dir/perf.log" &
-        perfpid=$!
-    fi
-    bench_measure daemon "$dpid" '%.2f' "$loadgen" --connect "unix:$dir/x.sock" \
-        --connections 50 --warmup 1 --duration 5 --keys "$dir/keys.txt" --json $spread
-    if [ -n "$perfpid" ]; then
-        wait "$perfpid" || true
-        perf report -q --stdio --no-children -i "$dir/perf-$n.data" -g none --percent-limit 0.5 \
-            >"$dir/perf-$n.txt" 2>>"$dir/perf.log" || true
-        say "N=$n: perf profile in $dir/perf-$n.txt"
-    fi
-    sts_rechecks=$(($(metric 'tlspolicyd_sts_refreshes_total{trigger="recheck"}') - ${rechecks0:-0}))
-    store_bytes=$(metric tlspolicyd_store_bytes)
-    dane_hits=$(($(metric 'tlspolicyd_cache_hits_total{cache="dane"}') - ${hits0:-0}))
-    dane_misses=$(($(metric 'tlspolicyd_cache_misses_total{cache="dane"}') - ${misses0:-0}))
-    daemon_stop
+    dane_cached[$n]=$(metric "$n" 'tlspolicyd_cache_entries{cache="dane"}')
+    hits[$n]=0 misses[$n]=0 rechecks[$n]=0 p50s[$n]="" p99s[$n]="" cpus[$n]="" errs_all[$n]=0
+done
+
+# Phase 2: the cached lookups, in rounds that take every N in turn, so that what else the
+# machine does in a minute weighs on every N alike; each N's figures are the medians over
+# the rounds.
+spread=--spread
+[ "${BENCH_SCALE_START:-spread}" = near ] && spread=
+rounds=${BENCH_SCALE_ROUNDS:-5}
+for ((r = 1; r <= rounds; r++)); do
+    for n in "${sizes[@]}"; do
+        dpid=${dpids[$n]}
+        hits0=$(metric "$n" 'tlspolicyd_cache_hits_total{cache="dane"}')
+        misses0=$(metric "$n" 'tlspolicyd_cache_misses_total{cache="dane"}')
+        rechecks0=$(metric "$n" 'tlspolicyd_sts_refreshes_total{trigger="recheck"}')
+        perfpid=
+        if [ "${BENCH_PERF:-0}" = 1 ] && [ "$r" = 1 ]; then
+            perf record -q -g -p "$dpid" -o "$dir/perf-$n.data" -- sleep 6 2>>"$dir/perf.log" &
+            perfpid=$!
+        fi
+        bench_measure "daemon-$n" "$dpid" '%.2f' "$loadgen" --connect "unix:$dir/x-$n.sock" \
+            --connections 50 --warmup 1 --duration 5 --keys "$dir/keys-$n.txt" --json $spread
+        if [ -n "$perfpid" ]; then
+            wait "$perfpid" || true
+            perf report -q --stdio --no-children -i "$dir/perf-$n.data" -g none \
+                --percent-limit 0.5 >"$dir/perf-$n.txt" 2>>"$dir/perf.log" || true
+            say "N=$n: perf profile in $dir/perf-$n.txt"
+        fi
+        p50s[$n]+=" $p50" p99s[$n]+=" $p99" cpus[$n]+=" $cpu"
+        errs_all[$n]=$((errs_all[$n] + ${errs:-0}))
+        rechecks[$n]=$((rechecks[$n] + $(metric "$n" 'tlspolicyd_sts_refreshes_total{trigger="recheck"}') - ${rechecks0:-0}))
+        hits[$n]=$((hits[$n] + $(metric "$n" 'tlspolicyd_cache_hits_total{cache="dane"}') - ${hits0:-0}))
+        misses[$n]=$((misses[$n] + $(metric "$n" 'tlspolicyd_cache_misses_total{cache="dane"}') - ${misses0:-0}))
+        say "N=$n: round $r: p50 $p50 us, p99 $p99 us, CPU $cpu us per answer"
+    done
+done
+
+# Phase 3: the figures, and the daemons stopped.
+rows=()
+for n in "${sizes[@]}"; do
+    store_bytes=$(metric "$n" tlspolicyd_store_bytes)
+    daemon_stop "${dpids[$n]}"
+    # shellcheck disable=SC2086 # lists of numbers
+    p50=$(median ${p50s[$n]}) p99=$(median ${p99s[$n]}) cpu=$(median ${cpus[$n]})
     load=$(cut -d' ' -f1-3 /proc/loadavg)
-    line="scale n=$n import_s=$import_s cold_s=$cold_s warm_s=$warm_s cached=${cached:-?}"
-    line+=" rss_kib=$rss_full bytes_per_domain=$((rss_full * 1024 / n))"
-    line+=" rss_ready_kib=$rss_ready added_bytes_per_domain=$(((rss_full - rss_ready) * 1024 / n))"
-    line+=" anon_kib=$anon_full anon_bytes_per_domain=$((anon_full * 1024 / n))"
-    line+=" p50_us=$p50 p99_us=$p99 cpu_us=$cpu errors=$((fill_errs + errs))"
-    line+=" cold_method=$cold_method store_bytes=${store_bytes:-?} dane_cached=${dane_cached:-?}"
-    line+=" dane_hits=$dane_hits dane_misses=$dane_misses sts_rechecks=$sts_rechecks load='$load'"
+    rf=${rss_full[$n]} rr=${rss_ready[$n]} af=${anon_full[$n]}
+    errors=$((fill_errs[$n] + errs_all[$n]))
+    line="scale n=$n import_s=${import_s[$n]} cold_s=${cold_s[$n]} warm_s=${warm_s[$n]}"
+    line+=" cached=${cached[$n]:-?} rss_kib=$rf bytes_per_domain=$((rf * 1024 / n))"
+    line+=" rss_ready_kib=$rr added_bytes_per_domain=$(((rf - rr) * 1024 / n))"
+    line+=" anon_kib=$af anon_bytes_per_domain=$((af * 1024 / n))"
+    line+=" p50_us=$p50 p99_us=$p99 cpu_us=$cpu rounds=$rounds"
+    # shellcheck disable=SC2086 # lists of numbers
+    line+=" p50_rounds=$(commas ${p50s[$n]}) cpu_rounds=$(commas ${cpus[$n]})"
+    line+=" errors=$errors cold_method=$cold_method store_bytes=${store_bytes:-?}"
+    line+=" dane_cached=${dane_cached[$n]:-?} dane_hits=${hits[$n]} dane_misses=${misses[$n]}"
+    line+=" sts_rechecks=${rechecks[$n]} load='$load'"
     echo "$line"
-    rows+=("| $n | $import_s | $cold_s | $warm_s | ${cached:-?} | $rss_full | $((rss_full * 1024 / n)) | $(((rss_full - rss_ready) * 1024 / n)) | $((anon_full * 1024 / n)) | $p50 | $p99 | $cpu | ${dane_cached:-?} | $dane_hits/$dane_misses | $((fill_errs + errs)) | $load |")
-    rm -rf "$state" "$dir/records.jsonl" "$dir/keys.txt"
+    rows+=("| $n | ${import_s[$n]} | ${cold_s[$n]} | ${warm_s[$n]} | ${cached[$n]:-?} | $rf | $((rf * 1024 / n)) | $(((rf - rr) * 1024 / n)) | $((af * 1024 / n)) | $p50 | $p99 | $cpu | ${dane_cached[$n]:-?} | ${hits[$n]}/${misses[$n]} | $errors | $load |")
+    rm -rf "${dir:?}/state-$n" "$dir/keys-$n.txt"
 done
 
 echo

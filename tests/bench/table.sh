@@ -5,14 +5,16 @@
 # side by side.
 #
 #   hot    cached answers in the lab (lab.sh: tlspolicyd and bench_ceiling over the lab's
-#          DANE and MTA-STS domains; peer.sh: tlspolicyd and postfix-mta-sts-resolver over
-#          its MTA-STS domains): lockstep 1, lockstep 50, pipelined 10x32
+#          DANE and MTA-STS domains, the medians of BENCH_ROUNDS (3) rounds of the two in
+#          turn; peer.sh: tlspolicyd and postfix-mta-sts-resolver over its MTA-STS domains,
+#          once): lockstep 1, lockstep 50, pipelined 10x32
 #   cold   never-seen generated MTA-STS domains (cold.sh): 100, 1,000 and 10,000, each asked
 #          once through 20 connections, of tlspolicyd and of the peer
 #   fleet  three daemons asked at once for the lab's 7 MTA-STS policy domains, cold, with and
 #          without a shared Redis (fleet.sh, issue 13): policy fetches counted in nginx's log
 #   scale  10k, 100k and 1M policies imported with "tlspolicyd state import": resident memory
-#          per domain, start-up to a serving socket (cold and warm page cache), cached p99
+#          per domain, start-up to a serving socket (cold and warm page cache), cached p50,
+#          p99 and CPU per answer (medians of rounds that take every N in turn)
 #
 # usage: tests/bench/table.sh BUILD_DIR       (a RelWithDebInfo build without sanitizers;
 #                                              as root: the lab and the scale runs need it)
@@ -31,10 +33,12 @@ case $build in /*) ;; *) build=$PWD/$build ;; esac
 sections=",${BENCH_SECTIONS:-hot,cold,fleet,scale},"
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     export BENCH_DURATION=${BENCH_DURATION:-2} BENCH_WARMUP=${BENCH_WARMUP:-1}
+    export BENCH_ROUNDS=${BENCH_ROUNDS:-1} BENCH_SCALE_ROUNDS=${BENCH_SCALE_ROUNDS:-1}
     cold_sizes=${BENCH_COLD_SIZES:-100 1000}
     scale_sizes=${BENCH_SCALE_SIZES:-10000}
     fleet_rounds=2
 else
+    export BENCH_ROUNDS=${BENCH_ROUNDS:-3}
     cold_sizes=${BENCH_COLD_SIZES:-100 1000 10000}
     scale_sizes=${BENCH_SCALE_SIZES:-10000 100000 1000000}
     fleet_rounds=10
@@ -122,17 +126,19 @@ fi
 # The scale rows: tests/bench/scale.sh (the LMDB store: import, start-up cold and warm, all N
 # cached, memory, cached latency) prints one "scale n=N key=value..." line per N.
 if [[ $sections == *,scale,* ]]; then
+    # One scale.sh for all N: it measures them in rounds that take every N in turn.
+    say "scale: $scale_sizes policies imported"
+    # shellcheck disable=SC2086 # a list of sizes
+    "$here/scale.sh" "$build" $scale_sizes >"$dir/scale.out" 2>>"$dir/scale.log" ||
+        { say "scale.sh failed; see $dir/scale.log"; failed=1; }
     for n in $scale_sizes; do
-        say "scale: $n policies imported"
-        if ! "$here/scale.sh" "$build" "$n" >"$dir/scale.$n" 2>>"$dir/scale.log"; then
-            say "the scale run for $n failed; see $dir/scale.log"
-            failed=1
+        line=$(grep "^scale n=$n " "$dir/scale.out" | tail -n 1)
+        if [ -z "$line" ]; then
             add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported | failed | | | | see scale.log |"
             continue
         fi
-        line=$(grep '^scale n=' "$dir/scale.$n" | tail -n 1)
         word() { printf '%s\n' "$line" | sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
-        add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported (import $(word import_s) s) | start-up $(word cold_s) s cold ($(word cold_method)), $(word warm_s) s warm | $(word p50_us) us cached | $(word p99_us) us cached | $(word cpu_us) us | $(word bytes_per_domain) bytes per cached domain (VmRSS $(word rss_kib) KiB; heap $(word anon_bytes_per_domain) B/domain; DANE cache $(word dane_cached), hits/misses $(word dane_hits)/$(word dane_misses)) |"
+        add "| scale | tlspolicyd | $(printf "%'d" "$n") policies imported (import $(word import_s) s) | start-up $(word cold_s) s cold ($(word cold_method)), $(word warm_s) s warm | $(word p50_us) us cached | $(word p99_us) us cached | $(word cpu_us) us | $(word bytes_per_domain) bytes per cached domain (VmRSS $(word rss_kib) KiB; heap $(word anon_bytes_per_domain) B/domain; DANE cache $(word dane_cached), hits/misses $(word dane_hits)/$(word dane_misses); cached figures the medians of $(word rounds) rounds, p50 $(word p50_rounds) us, CPU $(word cpu_rounds) us) |"
     done
 fi
 
@@ -140,7 +146,8 @@ printf '## tlspolicyd benchmarks\n\n'
 printf '%s; %s CPUs, %s; load average %s before, %s after; build %s (%s).\n' \
     "$started" "$(nproc)" "$(uname -sr)" "$load_before" "$(sed 's/ [0-9]*\/.*//' /proc/loadavg)" \
     "${build##*/}" "$("$build/tlspolicyd" -V 2>&1 | head -n 1)"
-printf 'hot: per answer, write to reply, 5 s after 1 s warm-up unless BENCH_QUICK; CPU: the\n'
+printf 'hot: per answer, write to reply, 5 s after 1 s warm-up unless BENCH_QUICK (against the\n'
+printf 'ceiling: medians of %s rounds); CPU: the\n' "${BENCH_ROUNDS:-1}"
 printf "server's CPU time per answer. cold: each domain asked once, resolver restarted and server\n"
 printf 'started empty; CPU: per domain. fleet: CPU of the three daemons per lookup. scale: policies\n'
 printf 'imported, then the daemon started on them.\n\n'
