@@ -16,6 +16,7 @@
 #include "cafile.h"
 #include "fleet.h"
 #include "config.h"
+#include "fdwatch.h"
 #include "listener.h"
 #include "log.h"
 #include "overrides.h"
@@ -104,6 +105,8 @@ int main(int argc, char **argv)
     char **opts;
     size_t nopts = 0;
     int ch, test = 0, print = 0, rc;
+    char err[512] = "";
+    uv_loop_t *loop = NULL;
     struct server srv;
 
     if (argc > 1 && strcmp(argv[1], "query") == 0)
@@ -156,7 +159,14 @@ int main(int argc, char **argv)
 
     /* A peer that closes while an answer is in flight must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
-    if (server_init(&srv, uv_default_loop(), file, opts, nopts) < 0) {
+    /* Below the floor libuv aborts, or gives no loop, before anything could say why. */
+    if (fdwatch_floor(err, sizeof(err)) < 0 || (loop = uv_default_loop()) == NULL) {
+        fprintf(stderr, "tlspolicyd: fatal: %s\n",
+                loop == NULL && err[0] == '\0' ? "cannot make the event loop" : err);
+        free(opts);
+        return 1;
+    }
+    if (server_init(&srv, loop, file, opts, nopts) < 0) {
         free(opts);
         return 1;
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fdwatch.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -41,14 +42,26 @@ int cmdline_start(struct cmdline *cl)
 {
     char err[512];
 
+    int rc;
+
     if (config_load(&cl->cfg, cl->file, cl->opts, cl->nopts, err, sizeof(err)) < 0) {
         fprintf(stderr, "tlspolicyd: %s\n", err);
+        return -1;
+    }
+    /* Below the floor libuv aborts while it makes the loop, without a word. */
+    if (fdwatch_floor(err, sizeof(err)) < 0) {
+        fprintf(stderr, "tlspolicyd: %s\n", err);
+        config_free(&cl->cfg);
+        return -1;
+    }
+    if ((rc = uv_loop_init(&cl->loop)) != 0) {
+        fprintf(stderr, "tlspolicyd: cannot make the event loop: %s\n", uv_strerror(rc));
+        config_free(&cl->cfg);
         return -1;
     }
     cl->started = 1;
     /* Log lines go to stderr; the output goes to stdout. */
     log_open(cl->cfg.log_level < LOG_WARNING ? cl->cfg.log_level : LOG_WARNING, 0);
-    uv_loop_init(&cl->loop);
     if (cl->json)
         cl->out = json_array();
     return 0;

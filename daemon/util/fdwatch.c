@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -103,4 +104,25 @@ void fdwatch_stop(void)
     uv_close((uv_handle_t *)&fw.timer, NULL);
     fw.started = 0;
     fw.loop = NULL;
+}
+
+int fdwatch_floor(char *err, size_t errlen)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0; /* nothing to judge by: let the first failure say it */
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= FDWATCH_START_MIN)
+        return 0;
+    snprintf(err, errlen,
+             "open file limit %lu (hard limit %lu) is below the %d descriptors tlspolicyd needs "
+             "to start; raise it (LimitNOFILE=, ulimit -n)",
+             (unsigned long)rl.rlim_cur, (unsigned long)rl.rlim_max, FDWATCH_START_MIN);
+    return -1;
 }

@@ -34,4 +34,19 @@ void fdwatch_note(const char *where, int err);
 /* fdwatch_short - 1 while a shortage is under way (noted and not yet over). */
 int fdwatch_short(void);
 
+/*
+ * FDWATCH_START_MIN - the open file limit below which nothing starts: the standard streams,
+ * libuv's loop (epoll, its wake-up and signal pipes), the state_dir lock, the store's two
+ * files, the listeners, the resolver's sockets and a few connections. Below about 16 libuv
+ * aborts or the loop cannot be made, before anything could say why.
+ */
+#define FDWATCH_START_MIN 32
+
+/*
+ * fdwatch_floor - before any loop is made: raise the soft open file limit to the hard one,
+ * and 0 when it is then at least FDWATCH_START_MIN; else -1 with a one-line reason naming
+ * both limits and how to raise them.
+ */
+int fdwatch_floor(char *err, size_t errlen);
+
 #endif

@@ -3,7 +3,7 @@ that fills up (ENOSPC) and a store at state_max_size (MDB_MAP_FULL); state_dir m
 read-only (a read-only bind mount) while the daemon runs and at its restart; the store file
 corrupted while the daemon runs and at its restart; SIGKILL while writes fail under load;
 descriptors exhausted (prlimit on the running daemon) while lookups arrive, so that neither
-c-ares nor libcurl can open a socket and accept() fails.
+c-ares nor libcurl can open a socket and accept() fails; too few descriptors at start.
 
 After each fault: every answer is the engine table's (SPEC 4), never weaker: a policy in
 memory answers as before, what needs our disk, DNS socket or fetch socket answers TEMP, never
@@ -428,6 +428,48 @@ try:
     check("fds: and new clients too", d.ask("policy", DANE[0]), DANE[1])
     conn.close()
     check("fds: daemon exits cleanly", d.stop(), 0)
+finally:
+    d.cleanup()
+
+
+# ---- descriptors short at start: a low open file limit before the daemon starts -----------
+# Below about 16 descriptors libuv used to abort while it made the loop, or the loop was NULL
+# and the daemon crashed, without a word; below 32 it now refuses in one line (fdwatch.h).
+def refused(cmd, want_rc, label):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    said = [x for x in p.stderr.splitlines() if "open file limit" in x]
+    check(f"{label}: exit status", p.returncode, want_rc)
+    check(f"{label}: one line names the limit, the floor and how to raise it", len(said), 1)
+    check_true(f"{label}: ... in those words",
+               said and said[0].endswith("open file limit 8 (hard limit 8) is below the 32 "
+                                         "descriptors tlspolicyd needs to start; raise it "
+                                         "(LimitNOFILE=, ulimit -n)"), p.stderr[-600:])
+    check_true(f"{label}: no crash, no sanitizer report",
+               p.returncode >= 0 and "Sanitizer" not in p.stderr and "runtime error" not in p.stderr,
+               p.stderr[-600:])
+
+
+d = Daemon(conf_lines=STS_CONF, user="nobody")
+try:
+    refused(["prlimit", "--nofile=8", TLSPOLICYD, "-c", d.conf], 1, "fds at start: daemon")
+    check_true("fds at start: no socket file left behind", not os.path.exists(d.sock))
+    refused(["prlimit", "--nofile=8", TLSPOLICYD, "query", "-c", d.conf, DANE[0]], 2,
+            "fds at start: tlspolicyd query")
+    refused(["prlimit", "--nofile=8", TLSPOLICYD, "state", "export", "-c", d.conf], 2,
+            "fds at start: tlspolicyd state export")
+    # A soft limit under the floor with a hard one above it: raised to the hard one, and served.
+    with open(d.log_path, "ab") as logf:
+        proc = subprocess.Popen(["prlimit", "--nofile=8:4096", TLSPOLICYD, "-c", d.conf],
+                                stdout=logf, stderr=logf)
+    try:
+        check_true("fds at start: a soft limit of 8 under a hard one of 4096: it starts",
+                   d.wait_log(" ready;", timeout=15), d.log()[-600:])
+        check("fds at start: its soft limit raised to the hard one", nofile(proc.pid),
+              ("4096", "4096"))
+        check("fds at start: and it answers", d.ask("policy", DANE[0]), DANE[1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        check("fds at start: daemon exits cleanly", proc.wait(timeout=20), 0)
 finally:
     d.cleanup()
 
