@@ -41,7 +41,6 @@ int cmdline_option(struct cmdline *cl, int ch, char *arg)
 int cmdline_start(struct cmdline *cl)
 {
     char err[512];
-
     int rc;
 
     if (config_load(&cl->cfg, cl->file, cl->opts, cl->nopts, err, sizeof(err)) < 0) {
