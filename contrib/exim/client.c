@@ -439,17 +439,9 @@ static void parse_policy(struct client_answer *a, const char *text, const char *
         snprintf(a->bad, sizeof a->bad, "empty match list");
 }
 
-/* Ask and parse (see client.h). */
-int client_lookup(const char *endpoint, const char *tag, const char *domain,
-                  struct client_answer *a, char *err, size_t errlen)
+/* The status word, then for OK the policy (see client.h). */
+int client_parse_reply(const char *data, size_t dlen, const char *domain, struct client_answer *a)
 {
-    const char *data;
-    size_t dlen;
-
-    memset(a, 0, sizeof *a);
-    if (ask(endpoint, tag, domain, &data, &dlen, err, errlen) < 0)
-        return -1;
-
     static const struct {
         const char *word;
         enum client_status st;
@@ -458,6 +450,8 @@ int client_lookup(const char *endpoint, const char *tag, const char *domain,
                  {"TEMP", CLIENT_TEMP},
                  {"TIMEOUT", CLIENT_TIMEOUT},
                  {"PERM", CLIENT_PERM}};
+
+    memset(a, 0, sizeof *a);
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
         size_t wl = strlen(words[i].word);
         if (dlen >= wl && memcmp(data, words[i].word, wl) == 0 && (dlen == wl || data[wl] == ' ')) {
@@ -468,6 +462,21 @@ int client_lookup(const char *endpoint, const char *tag, const char *domain,
             return 0;
         }
     }
+    return -1;
+}
+
+/* Ask and parse (see client.h). */
+int client_lookup(const char *endpoint, const char *tag, const char *domain,
+                  struct client_answer *a, char *err, size_t errlen)
+{
+    const char *data;
+    size_t dlen;
+
+    memset(a, 0, sizeof *a);
+    if (ask(endpoint, tag, domain, &data, &dlen, err, errlen) < 0)
+        return -1;
+    if (client_parse_reply(data, dlen, domain, a) == 0)
+        return 0;
     snprintf(err, errlen, "unexpected answer from %s: \"%.80s\"", endpoint, data);
     conn_close(); /* whatever that was, do not trust the stream any more */
     return -1;

@@ -35,6 +35,13 @@ struct client_answer {
 int client_lookup(const char *endpoint, const char *tag, const char *domain,
                   struct client_answer *a, char *err, size_t errlen);
 
+/*
+ * client_parse_reply - a reply payload (dlen bytes at data, NUL-terminated at data[dlen])
+ * to the question for domain, parsed into *a: 0 when it starts with a status word (a->text
+ * points into data), -1 when it does not. tests/fuzz/fuzz_exim_answer.c drives it.
+ */
+int client_parse_reply(const char *data, size_t dlen, const char *domain, struct client_answer *a);
+
 /* Connections this process opened and questions it asked. */
 void client_stats(unsigned long *connects, unsigned long *questions);
 

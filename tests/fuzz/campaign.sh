@@ -48,7 +48,9 @@ out=${out:-$build/campaign}
 if [ $# -gt 0 ]; then
     targets=("$@")
 else
-    read -r -a targets < <(sed -n 's/^set(FUZZERS \(.*\))$/\1/p' "$src/tests/CMakeLists.txt")
+    # The set(FUZZERS ...) of tests/CMakeLists.txt, which may span lines.
+    read -r -a targets < <(awk '/^set\(FUZZERS / { on = 1; sub(/^set\(FUZZERS /, "") }
+        on { end = sub(/\).*$/, ""); printf "%s ", $0; if (end) exit }' "$src/tests/CMakeLists.txt")
 fi
 [ ${#targets[@]} -gt 0 ] || { echo "campaign: no targets" >&2; exit 2; }
 
