@@ -8,12 +8,14 @@
  */
 #include "http.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "fdwatch.h"
 #include "httpreq.h"
 #include "listener.h"
 #include "log.h"
@@ -35,9 +37,24 @@ struct hconn {
     char buf[HTTPREQ_MAX];
 };
 
+/*
+ * The listening handle's states. Out of descriptors with nothing to shed them with, libuv
+ * would call accept() again at once, for ever, and the loop would serve nothing else (a
+ * scrape waiting while the daemon had no descriptor spun it at 100% CPU): the handle is
+ * closed while spare, a duplicate taken at start, keeps the socket and its backlog, and a
+ * timer reopens it on spare once a descriptor can be had (as listener.c does for socketmap).
+ */
+enum listen_state { LISTENING, PAUSING, PAUSED, SHUT };
+
+/* How often a paused endpoint looks for a descriptor to accept with again (ms). */
+#define HTTP_RESUME_MS 250
+
 struct http_server {
     uv_loop_t *loop;
     uv_tcp_t tcp;
+    uv_timer_t resume;
+    enum listen_state state;
+    int spare; /* a duplicate of the listening socket, or -1 */
     struct endpoint ep;
     http_gauges_fn gauges;
     void *arg;
@@ -291,14 +308,74 @@ static void on_refused_closed(uv_handle_t *h)
     server_maybe_free(hs);
 }
 
+static void on_connection(uv_stream_t *st, int status);
+
+/* The listening handle is gone for good (closed, or never reopened). */
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct http_server *hs = h->data;
+
+    hs->state = SHUT;
+    hs->handles_open--;
+    server_maybe_free(hs);
+}
+
+/* The spare becomes the listening handle again, and a new spare is taken. */
+static void on_resume(uv_timer_t *t)
+{
+    struct http_server *hs = t->data;
+    int rc;
+
+    if (hs->closing || fdwatch_probe() != 0)
+        return;
+    uv_tcp_init(hs->loop, &hs->tcp);
+    hs->tcp.data = hs;
+    rc = uv_tcp_open(&hs->tcp, hs->spare);
+    if (rc < 0)
+        close(hs->spare); /* not the handle's: uv_tcp_open() did not take it */
+    else
+        rc = uv_listen((uv_stream_t *)&hs->tcp, SOMAXCONN, on_connection);
+    uv_timer_stop(t);
+    if (rc < 0) {
+        /* Without a listener, say so and stay closed (the spare went with the handle). */
+        log_error("%s: cannot accept connections again: %s", hs->ep.text, uv_strerror(rc));
+        hs->spare = -1;
+        uv_close((uv_handle_t *)&hs->tcp, on_listener_closed);
+        return;
+    }
+    hs->state = LISTENING;
+    hs->spare = fcntl(hs->spare, F_DUPFD_CLOEXEC, 0);
+    log_notice("%s: accepting connections again", hs->ep.text);
+}
+
+static void on_paused(uv_handle_t *h)
+{
+    struct http_server *hs = h->data;
+
+    if (hs->closing) {
+        on_listener_closed(h);
+        return;
+    }
+    hs->state = PAUSED;
+    uv_timer_start(&hs->resume, on_resume, HTTP_RESUME_MS, HTTP_RESUME_MS);
+}
+
 static void on_connection(uv_stream_t *st, int status)
 {
     struct http_server *hs = st->data;
     struct hconn *c;
+    int stuck;
 
     if (status < 0) {
-        if (!listener_shed(st, status))
+        if (!listener_shed_all(st, status, &stuck)) {
             log_warning("%s: accept failed: %s", hs->ep.text, uv_strerror(status));
+        } else if (stuck && hs->spare >= 0 && hs->state == LISTENING) {
+            hs->state = PAUSING;
+            log_warning("%s: not accepting connections until a descriptor is free (clients "
+                        "wait in the backlog)",
+                        hs->ep.text);
+            uv_close((uv_handle_t *)&hs->tcp, on_paused);
+        }
         return;
     }
     if (hs->nconns >= HTTP_MAX_CONNS) {
@@ -339,7 +416,7 @@ static void on_connection(uv_stream_t *st, int status)
     uv_timer_start(&c->timer, on_timeout, HTTP_TIMEOUT_MS, 0);
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_resume_closed(uv_handle_t *h)
 {
     struct http_server *hs = h->data;
 
@@ -358,9 +435,12 @@ struct http_server *http_server_open(uv_loop_t *loop, const struct endpoint *ep,
     hs->ep = *ep;
     hs->gauges = gauges;
     hs->arg = arg;
+    hs->spare = -1;
     uv_tcp_init(loop, &hs->tcp);
     hs->tcp.data = hs;
-    hs->handles_open = 1;
+    uv_timer_init(loop, &hs->resume);
+    hs->resume.data = hs;
+    hs->handles_open = 2;
     if (fd >= 0) {
         rc = uv_tcp_open(&hs->tcp, fd);
         if (rc < 0) {
@@ -383,6 +463,12 @@ struct http_server *http_server_open(uv_loop_t *loop, const struct endpoint *ep,
         if (rc < 0)
             snprintf(err, errlen, "%s: listen: %s", ep->text, uv_strerror(rc));
     }
+    if (rc == 0) {
+        uv_os_fd_t lfd;
+
+        if (uv_fileno((uv_handle_t *)&hs->tcp, &lfd) == 0)
+            hs->spare = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
+    }
     if (rc < 0) {
         http_server_close(hs);
         return NULL;
@@ -397,5 +483,13 @@ void http_server_close(struct http_server *hs)
     hs->closing = 1;
     while (hs->conns)
         conn_close(waitlist_entry(hs->conns, struct hconn, link));
-    uv_close((uv_handle_t *)&hs->tcp, on_listener_closed);
+    if (hs->spare >= 0)
+        close(hs->spare);
+    hs->spare = -1;
+    uv_close((uv_handle_t *)&hs->resume, on_resume_closed);
+    /* PAUSING: on_paused() finishes it; PAUSED and SHUT: the handle is closed already. */
+    if (hs->state == LISTENING)
+        uv_close((uv_handle_t *)&hs->tcp, on_listener_closed);
+    else if (hs->state == PAUSED)
+        hs->handles_open--;
 }

@@ -22,20 +22,13 @@
 #include "log.h"
 #include "server.h"
 
-/* One descriptor held back for listener_shed(): libuv's own reserve may be gone. */
+/* One descriptor held back for listener_shed_all(): libuv's own reserve may be gone. */
 static int reserve_fd = -1;
 
 static void reserve_take(int base)
 {
     if (reserve_fd < 0)
         reserve_fd = fcntl(base, F_DUPFD_CLOEXEC, 0);
-}
-
-int listener_shed(uv_stream_t *st, int status)
-{
-    int stuck;
-
-    return listener_shed_all(st, status, &stuck);
 }
 
 int listener_shed_all(uv_stream_t *st, int status, int *stuck)

@@ -65,16 +65,13 @@ int listener_check(const struct endpoint *ep, const struct config *cfg, char *er
 int listener_check_all(const struct config *cfg, char *err, size_t errlen);
 
 /*
- * listener_shed - for a connection callback that got status: when it is EMFILE or ENFILE,
- * tell fdwatch (one line per shortage) and close the connections waiting on st unanswered
- * (their clients see the connection closed and retry or defer), so that libuv does not call
- * accept() again and again; returns 1. Any other status: 0, nothing done.
- */
-int listener_shed(uv_stream_t *st, int status);
-
-/*
- * listener_shed_all - as listener_shed(), and 1 only when nothing could be shed (no
- * descriptor even for that): the caller must then stop accepting on st.
+ * listener_shed_all - for a connection callback (socketmap or metrics) that got status:
+ * when it is EMFILE or ENFILE, tell fdwatch (one line per shortage) and close the
+ * connections waiting on st unanswered (their clients see the connection closed and retry
+ * or defer), so that libuv does not call accept() again and again; returns 1, and sets
+ * *stuck when nothing could be shed (no descriptor even for that): the caller must then
+ * stop accepting on st (listener.c and http.c pause the handle). Any other status: 0,
+ * nothing done.
  */
 int listener_shed_all(uv_stream_t *st, int status, int *stuck);
 

@@ -15,12 +15,13 @@ import glob
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import threading
 import time
 
-from harness import (TLSPOLICYD, Daemon, check, check_true, finish, mdb_entries, netstring,
-                     read_netstring)
+from harness import (TLSPOLICYD, Daemon, check, check_true, finish, free_port, mdb_entries,
+                     netstring, read_netstring)
 
 if "LAB_CA_FILE" not in os.environ:
     raise SystemExit("run me inside the lab: tests/lab/dnslab.sh python3 test_faults_local.py")
@@ -312,7 +313,8 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-d = Daemon(conf_lines=STS_CONF, user="nobody")
+MPORT = free_port()
+d = Daemon(conf_lines=STS_CONF + [f"metrics_listen = inet:127.0.0.1:{MPORT}"], user="nobody")
 try:
     d.start()
     pid = d.proc.pid
@@ -402,12 +404,16 @@ try:
                d.log().count("notfound.sts.test: the local fault is over") == 1, d.log()[-800:])
     # No descriptor at all (the soft limit below every descriptor the daemon holds): libuv's
     # reserve cannot shed a new client, nor can ours; libuv would call accept() again at
-    # once, for ever. The listener pauses instead, the client waits in the backlog.
+    # once, for ever. The listener pauses instead, the client waits in the backlog; so does
+    # the metrics endpoint with a scrape waiting (before, that scrape spun the loop at 100%
+    # CPU and the daemon served nothing until a descriptor was free).
     mark = len(d.log())
     sh(*as_nobody, f"--nofile=3:{hard}")
     try:
         waiting = d.connect(timeout=10)
         waiting.sendall(netstring(b"policy " + DANE[0].encode()))
+        scrape = socket.create_connection(("127.0.0.1", MPORT), timeout=10)
+        scrape.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
         time.sleep(0.5)
         t0 = cpu_s(pid)
         check("fds: none at all: the held connection is still served",
@@ -415,16 +421,30 @@ try:
         time.sleep(1.0)
         used = cpu_s(pid) - t0
         check_true("fds: none at all: no busy loop (CPU over 1 s < 0.5 s)", used < 0.5, used)
-        check("fds: none at all: the listener pauses, in one line",
-              d.log()[mark:].count("not accepting connections until a descriptor is free"), 1)
+        for ep in (f"unix:{d.sock}", f"inet:127.0.0.1:{MPORT}"):
+            check(f"fds: none at all: {ep} pauses, in one line",
+                  d.log()[mark:].count(f"{ep}: not accepting connections until a descriptor "
+                                       "is free"), 1)
     finally:
         sh(*as_nobody, f"--nofile={soft}:{hard}")
-    check_true("fds: none at all: accepting again once the limit is raised",
-               d.wait_log("accepting connections again", timeout=3), d.log()[mark:][-600:])
+    for ep in (f"unix:{d.sock}", f"inet:127.0.0.1:{MPORT}"):
+        check_true(f"fds: none at all: {ep} accepting again once the limit is raised",
+                   d.wait_log(f"{ep}: accepting connections again", timeout=3),
+                   d.log()[mark:][-600:])
     got = read_netstring(waiting, 5)
     check("fds: the client that waited in the backlog is answered",
           got.decode() if got else got, DANE[1])
     waiting.close()
+    reply = b""
+    try:
+        while chunk := scrape.recv(65536):
+            reply += chunk
+    except OSError:
+        pass
+    scrape.close()
+    check_true("fds: the scrape that waited is answered (200, the metrics)",
+               reply.startswith(b"HTTP/1.1 200 ") and b"tlspolicyd_lookups_total" in reply,
+               reply[:200])
     check("fds: and new clients too", d.ask("policy", DANE[0]), DANE[1])
     conn.close()
     check("fds: daemon exits cleanly", d.stop(), 0)
