@@ -36,17 +36,14 @@ static struct overrides *load_overrides(const struct config *cfg, char *err, siz
     return overrides_load(cfg->overrides, err, errlen);
 }
 
-/* Room for max_connections sockets plus listeners and the resolver's sockets. */
-static void raise_fd_limit(unsigned want)
+/* Room for max_connections sockets plus listeners and the resolver's sockets; main() has
+ * already raised the soft limit to the hard one (fdwatch_floor()). */
+static void warn_fd_limit(unsigned want)
 {
     struct rlimit rl;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want + 64)
         log_warning("open file limit %lu is below max_connections %u plus headroom; raise it "
                     "(LimitNOFILE=, ulimit -n)",
@@ -363,7 +360,7 @@ int server_init(struct server *srv, uv_loop_t *loop, const char *config_file, ch
         if (lookup_svc_open(&srv->svc, &srv->cfg, uid, gid, err, sizeof(err)) < 0)
             goto fail;
     }
-    raise_fd_limit(srv->cfg.max_connections);
+    warn_fd_limit(srv->cfg.max_connections);
 
     if (open_listeners(srv, err, sizeof(err)) < 0)
         goto fail;

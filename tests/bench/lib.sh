@@ -95,6 +95,10 @@ bench_busy() {
         'BEGIN { printf "%.0f", (t > 0 ? 100 * (t - i) / t : 0) }')
 }
 
+# median V...: the middle value (the lower middle of an even count; "-" sorts first), for
+# figures measured in rounds (run.sh BENCH_ROUNDS, scale.sh BENCH_SCALE_ROUNDS).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 # field JSON NAME: the number after "NAME": in bench_loadgen's one-line JSON.
 field() {
     printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p"

@@ -175,8 +175,6 @@ measure() {
     last_rate=$rate last_p50=$p50 last_p99=$p99 last_cpu=$cpu last_errs=$errs last_note=$note
 }
 
-# median V...: the middle value (the lower middle of an even count); "-" values sort first.
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 rounds=${BENCH_ROUNDS:-1}
 case $rounds in '' | *[!0-9]* | 0) die "BENCH_ROUNDS: expected a positive integer" ;; esac
 

@@ -153,8 +153,6 @@ commas() {
     local IFS=,
     echo "$*"
 }
-# median V...: the middle value (the lower middle of an even count).
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # Phase 1, for each N: import, start-up cold and warm, then a daemon that asks every domain
 # once and stays up, its memory read.

@@ -55,8 +55,8 @@ static int anchored_name(const char *s)
 
 static int known_level(const char *l)
 {
-    static const char *const levels[] = {"none",   "may",    "encrypt", "dane", "dane-only",
-                                         "verify", "secure", NULL};
+    static const char *const levels[] = {"none",      "may",    "encrypt", "dane",
+                                         "dane-only", "verify", "secure",  NULL};
 
     for (int i = 0; levels[i]; i++)
         if (strcmp(l, levels[i]) == 0)
